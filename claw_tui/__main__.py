@@ -1,0 +1,3 @@
+from claw_tui.cli import main
+
+raise SystemExit(main())
