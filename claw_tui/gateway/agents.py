@@ -1,0 +1,68 @@
+"""Agents are virtual models: a name that maps to a real model with a system prompt, options and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Agent:
+    name: str
+    model: str
+    system: str = ""
+    options: dict = field(default_factory=dict)
+    max_context_tokens: int = 0
+    max_tokens: int = 0
+    fallback: str = ""
+    tools: list = field(default_factory=list)
+    description: str = ""
+
+    @classmethod
+    def from_config(cls, cfg) -> "Agent":
+        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__ if hasattr(cfg, name)})
+
+    def as_tag(self) -> dict:
+        """The agent as an entry of /api/tags."""
+        return {
+            "name": self.name,
+            "model": self.name,
+            "modified_at": "1970-01-01T00:00:00Z",
+            "size": 0,
+            "digest": "",
+            "details": {
+                "parent_model": self.model,
+                "format": "agent",
+                "family": "agent",
+                "families": ["agent"],
+                "parameter_size": "",
+                "quantization_level": "",
+            },
+            "owned_by": "claw-agent",
+        }
+
+    def apply_to_chat(self, body: dict) -> dict:
+        """A copy of an Ollama /api/chat body with the agent's model, system prompt, options and limits."""
+        out = dict(body)
+        out["model"] = self.model
+        messages = list(body.get("messages") or [])
+        if self.system and not any(m.get("role") == "system" for m in messages if isinstance(m, dict)):
+            messages.insert(0, {"role": "system", "content": self.system})
+        out["messages"] = messages
+        out["options"] = self._options(body.get("options"))
+        return out
+
+    def apply_to_generate(self, body: dict) -> dict:
+        out = dict(body)
+        out["model"] = self.model
+        if self.system and not body.get("system"):
+            out["system"] = self.system
+        out["options"] = self._options(body.get("options"))
+        return out
+
+    def _options(self, request_options) -> dict:
+        options = {**self.options, **(request_options if isinstance(request_options, dict) else {})}
+        if self.max_tokens:
+            requested = options.get("num_predict")
+            if not isinstance(requested, int) or requested < 0 or requested > self.max_tokens:
+                options["num_predict"] = self.max_tokens
+        return options

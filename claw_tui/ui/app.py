@@ -1,0 +1,100 @@
+"""The claw console: five panes over one running Session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from claw_tui.session import Session
+from claw_tui.ui.panes.agents import AgentsPane
+from claw_tui.ui.panes.chat import ChatPane
+from claw_tui.ui.panes.models import ModelsPane
+from claw_tui.ui.panes.power import PowerPane
+from claw_tui.ui.panes.requests import RequestsPane
+from claw_tui.ui.themes import load_themes
+
+PANES = (
+    ("power", "Power", PowerPane),
+    ("chat", "Chat", ChatPane),
+    ("models", "Models", ModelsPane),
+    ("agents", "Agents", AgentsPane),
+    ("requests", "Requests", RequestsPane),
+)
+
+PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
+
+
+class ClawApp(App):
+    CSS_PATH = "claw.tcss"
+    TITLE = "claw"
+    BINDINGS = [
+        *(Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=True) for i, (pane_id, title, _) in
+          enumerate(PANES, start=1)),
+        *(Binding(str(i), f"show_pane('{pane_id}')", title, show=False) for i, (pane_id, title, _) in
+          enumerate(PANES, start=1)),
+        Binding("ctrl+q", "quit", "Quit", show=True, priority=True),
+    ]
+
+    def __init__(self, session: Session, *, refresh_hz: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.session = session
+        self.clock = clock
+        self.refresh_hz = refresh_hz if refresh_hz is not None else session.config.ui.refresh_hz
+        self._refresh_timer = None
+
+    @property
+    def gateway_url(self) -> str:
+        return self.session.gateway_url
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with TabbedContent(id="panes", initial="power"):
+            for pane_id, title, pane_class in PANES:
+                with TabPane(title, id=pane_id):
+                    yield pane_class(id=f"{pane_id}-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for theme in load_themes():
+            self.register_theme(theme)
+        configured = self.session.config.ui.theme
+        if configured in self.available_themes:
+            self.theme = configured
+        self.update_header()
+        for notice in self.session.notices:
+            self.notify(notice, severity="warning", timeout=10)
+        if self.refresh_hz > 0:
+            self._refresh_timer = self.set_interval(1 / self.refresh_hz, self.refresh_active_pane)
+
+    def update_header(self) -> None:
+        demo = "DEMO · " if self.session.demo else ""
+        governor = self.session.governor_json().get("state", "off")
+        self.sub_title = f"{demo}gateway {self.gateway_url} · governor {governor}"
+
+    def active_pane(self):
+        active = self.query_one("#panes", TabbedContent).active
+        return self.query_one(f"#{active}-pane")
+
+    def refresh_active_pane(self) -> None:
+        with self.batch_update():
+            self.update_header()
+            self.active_pane().refresh_data()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.active_pane().refresh_data()
+
+    def action_show_pane(self, pane_id: str) -> None:
+        self.query_one("#panes", TabbedContent).active = pane_id
+        if pane_id == "chat":
+            self.query_one("#chat-input").focus()
+
+    def default_chat_model(self, names: list[str]) -> str:
+        for preferred in PREFERRED_CHAT_MODELS:
+            if preferred in names:
+                return preferred
+        return names[0]
