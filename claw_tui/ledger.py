@@ -10,7 +10,6 @@ GPU power rises about 0.25 s after work starts (../nvml facts), so a request's a
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 import uuid
@@ -170,10 +169,17 @@ class Ledger:
     _spans: list[_Span] = field(default_factory=list, init=False)
     _gpus: dict[int, GpuEnergy] = field(default_factory=dict, init=False)
     _listeners: list[Callable[[RequestRecord], None]] = field(default_factory=list, init=False)
-    _seq: itertools.count = field(default_factory=itertools.count, init=False)
+    expected_gpus: set[int] = field(default_factory=set, init=False)
+    metering: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         self._records = deque(maxlen=self.max_records)
+
+    def set_gpus(self, indexes: Iterable[int]) -> None:
+        """The GPUs whose samples will arrive; with none, energy is not metered and records finish at once."""
+        with self._lock:
+            self.expected_gpus = set(indexes)
+            self.metering = bool(self.expected_gpus)
 
     def add_finalized_listener(self, listener: Callable[[RequestRecord], None]) -> None:
         """Called once per record, when it has finished and its energy is final (the store persists it)."""
@@ -220,6 +226,9 @@ class Ledger:
             record.error = error
             record.t_end = now
             span = self._span_of(record)
+            if span is not None and not self.metering:
+                self._spans.remove(span)
+                span = None
             if span is None:
                 record.energy_final = True
                 final_now = True
@@ -303,13 +312,21 @@ class Ledger:
             record.prefill_j += prefill_share
             record.decode_j += share - prefill_share
 
+    def _covered(self, span: _Span) -> bool:
+        """Have the samples of every GPU this span draws from passed its end?"""
+        known = self.expected_gpus | set(self._gpus)
+        gpu = span.record.gpu
+        indexes = {gpu} if gpu is not None and gpu in known else known
+        for index in indexes:
+            energy = self._gpus.get(index)
+            if energy is None or energy.last_ts is None or energy.last_ts < span.end:
+                return False
+        return bool(indexes)
+
     def _retire_spans(self) -> list[RequestRecord]:
-        if not self._gpus:
-            return []
-        watermark = min(g.last_ts for g in self._gpus.values() if g.last_ts is not None)
         done, keep = [], []
         for span in self._spans:
-            if span.end is not None and span.end <= watermark:
+            if span.end is not None and self._covered(span):
                 span.record.energy_final = True
                 done.append(span.record)
             else:

@@ -42,6 +42,7 @@ class SessionOptions:
     sim_seed: int = 0
     sim_speed: float = 1.0
     telemetry_source: TelemetrySource | None = None  # an explicit source (tests)
+    clock: Callable[[], float] = time.time  # wall clock for the ledger, sampler and simulated GPU
 
 
 class Session:
@@ -49,9 +50,10 @@ class Session:
         self.config = config
         self.options = options or SessionOptions()
         self.demo = self.options.demo
-        self.started_at = time.time()
+        self.clock = self.options.clock
+        self.started_at = self.clock()
         self.ended_at: float | None = None
-        self.ledger = Ledger()
+        self.ledger = Ledger(clock=self.clock)
         self.notices: list[str] = []
         self.store: SessionStore | None = None
         self.sim = None
@@ -92,7 +94,7 @@ class Session:
                     await asyncio.wait_for(result, timeout=10)
             except Exception:
                 log.exception("stopping %s failed", name)
-        self.ended_at = self.ended_at or time.time()
+        self.ended_at = self.ended_at or self.clock()
 
     def _start_store(self) -> None:
         if not self.options.use_store:
@@ -119,7 +121,7 @@ class Session:
         from claw_tui.sim.gpu import SimGPU
         from claw_tui.sim.server import SimServer
 
-        self.sim = SimServer([SimGPU(seed=self.options.sim_seed)], seed=self.options.sim_seed,
+        self.sim = SimServer([SimGPU(seed=self.options.sim_seed, clock=self.clock)], seed=self.options.sim_seed,
                              speed=self.options.sim_speed)
         await self.sim.start()
         self._stops.append(("simulator", self.sim.stop))
@@ -151,7 +153,8 @@ class Session:
             self.notices.append(str(exc))
             source = None
         sampler = TelemetrySampler(source, poll_interval_s=cfg.poll_interval_s,
-                                   energy_interval_s=cfg.energy_interval_s, history_minutes=cfg.history_minutes)
+                                   energy_interval_s=cfg.energy_interval_s, history_minutes=cfg.history_minutes,
+                                   clock=self.clock)
         sampler.add_power_listener(self.ledger.add_power)
         if self.store is not None:
             sampler.add_snapshot_listener(self.store.save_telemetry)
@@ -167,6 +170,7 @@ class Session:
         elif source is None:
             self.notices.append("telemetry is off: energy is not measured")
         self.sampler = sampler
+        self.ledger.set_gpus(range(sampler.gpu_count) if sampler.state == "ok" else [])
         self._stops.append(("telemetry", sampler.stop))
 
     async def _start_gateway(self) -> None:
@@ -235,7 +239,7 @@ class Session:
         }
 
     def session_json(self) -> dict:
-        end = self.ended_at or time.time()
+        end = self.ended_at or self.clock()
         return {
             "id": self.id,
             "started_at": self.started_at,

@@ -62,6 +62,7 @@ class TelemetrySampler:
         self._thread: threading.Thread | None = None
         self._last_energy_read = 0.0
         self._last_reopen = 0.0
+        self._next_1hz = 0.0
         self.started_at = clock()
         self.state = "none" if source is None else "starting"
         self.message = "no GPU telemetry source" if source is None else ""
@@ -156,16 +157,22 @@ class TelemetrySampler:
                 self._set_error(f"telemetry read failed: {exc}")
 
     def _run(self) -> None:
-        next_1hz = self._clock()
         while not self._stop.wait(self.poll_interval_s):
             if self.state == "error":
                 self._maybe_reopen()
                 continue
-            self.poll_now()
+            self.tick()
+
+    def tick(self) -> None:
+        """One sampler step: poll, and keep a 1 Hz snapshot when a second has passed."""
+        self.poll_now()
+        with self._lock:
             now = self._clock()
-            if now >= next_1hz:
-                next_1hz = now + 1.0
-                self._record_1hz()
+            due = now >= self._next_1hz
+            if due:
+                self._next_1hz = now + 1.0
+        if due:
+            self._record_1hz()
 
     def _open_source(self) -> None:
         assert self.source is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from textual.app import App, ComposeResult
@@ -40,10 +39,11 @@ class ClawApp(App):
     ]
 
     def __init__(self, session: Session, *, refresh_hz: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] | None = None, gateway_label: str | None = None) -> None:
         super().__init__()
         self.session = session
-        self.clock = clock
+        self.clock = clock or session.clock
+        self.gateway_label = gateway_label
         self.refresh_hz = refresh_hz if refresh_hz is not None else session.config.ui.refresh_hz
         self._refresh_timer = None
 
@@ -74,7 +74,8 @@ class ClawApp(App):
     def update_header(self) -> None:
         demo = "DEMO · " if self.session.demo else ""
         governor = self.session.governor_json().get("state", "off")
-        self.sub_title = f"{demo}gateway {self.gateway_url} · governor {governor}"
+        address = self.gateway_label or self.gateway_url.removeprefix("http://")
+        self.sub_title = f"{demo}gateway {address} · governor {governor}"
 
     def active_pane(self):
         active = self.query_one("#panes", TabbedContent).active

@@ -1,0 +1,48 @@
+"""Shared fixtures: a demo Session (simulated GPU + simulated Ollama) running in its own thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from claw_tui.config import Config, load_config
+from claw_tui.session import Session, SessionOptions, SessionThread
+
+FAST_SIM = 20.0  # simulator speed factor: a whole answer in well under a second
+
+
+def demo_config(**gateway) -> Config:
+    config = load_config(None)
+    config.telemetry.poll_interval_s = 0.05
+    for key, value in gateway.items():
+        setattr(config.gateway, key, value)
+    return config
+
+
+def start_demo_session(tmp_path, config: Config | None = None, **options) -> SessionThread:
+    opts = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=tmp_path / "sessions.db",
+                          sim_speed=options.pop("sim_speed", FAST_SIM), **options)
+    runner = SessionThread(Session(config or demo_config(), opts))
+    runner.start()
+    return runner
+
+
+@pytest.fixture
+def demo(tmp_path) -> Iterator[Session]:
+    runner = start_demo_session(tmp_path)
+    try:
+        yield runner.session
+    finally:
+        runner.stop()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
