@@ -12,8 +12,8 @@ from claw_tui import __version__
 # Each module defines `register(subparsers)`, which adds its parser with `set_defaults(run=<callable(args)->int>)`.
 COMMAND_MODULES = (
     "claw_tui.commands.serve",
-    "claw_tui.commands.sim",
     "claw_tui.commands.config_cmd",
+    "claw_tui.commands.sim",
 )
 
 

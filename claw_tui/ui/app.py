@@ -31,7 +31,7 @@ class ClawApp(App):
     CSS_PATH = "claw.tcss"
     TITLE = "claw"
     BINDINGS = [
-        *(Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=True) for i, (pane_id, title, _) in
+        *(Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=True, priority=True) for i, (pane_id, title, _) in
           enumerate(PANES, start=1)),
         *(Binding(str(i), f"show_pane('{pane_id}')", title, show=False) for i, (pane_id, title, _) in
           enumerate(PANES, start=1)),
@@ -90,6 +90,8 @@ class ClawApp(App):
         self.active_pane().refresh_data()
 
     def action_show_pane(self, pane_id: str) -> None:
+        # Drop focus first: a focused widget left in the old pane would pull its tab back to the front.
+        self.set_focus(None)
         self.query_one("#panes", TabbedContent).active = pane_id
         if pane_id == "chat":
             self.query_one("#chat-input").focus()
