@@ -5,6 +5,8 @@ Protocol on stdin/stdout with the recorder:
     <- "go"   : run the schedule (idle, requests, idle), then print one JSON line of timed events
     <- "exit" : free everything and quit
 Decode is memory-bound (every token reads all weights, batch 8); prefill is compute-bound (4096 tokens).
+Mode "compute" (third argument) replaces the requests with back-to-back 8192^3 bf16 matrix products for the
+whole load window: the card runs into its power limit.
 Never changes any GPU setting.
 """
 
@@ -26,7 +28,8 @@ PREFILL_TOKENS = 4096
 
 def main() -> None:
     schedule = {"idle_before_s": float(sys.argv[1]) if len(sys.argv) > 1 else 5.0,
-                "load_s": float(sys.argv[2]) if len(sys.argv) > 2 else 15.0}
+                "load_s": float(sys.argv[2]) if len(sys.argv) > 2 else 15.0,
+                "mode": sys.argv[3] if len(sys.argv) > 3 else "decode"}
     torch.manual_seed(0)
     device = torch.device("cuda")
     weights = [torch.randn(HIDDEN, HIDDEN, device=device, dtype=torch.bfloat16) * 0.01 for _ in range(LAYERS)]
@@ -39,7 +42,8 @@ def main() -> None:
     for line in sys.stdin:
         command = line.strip()
         if command == "go":
-            events = run_schedule(weights, schedule)
+            run = run_compute if schedule["mode"] == "compute" else run_schedule
+            events = run(weights, schedule)
             print(json.dumps(events), flush=True)
         elif command == "exit":
             break
@@ -87,6 +91,24 @@ def run_schedule(weights: list[torch.Tensor], schedule: dict) -> dict:
         time.sleep(gap)
     events.append((time.time(), "load_end"))
     return {"events": events, "requests": request, "decode_tokens": tokens}
+
+
+def run_compute(weights: list[torch.Tensor], schedule: dict) -> dict:
+    """Idle, then dense bf16 matrix products until load_s is used up."""
+    events: list[tuple[float, str]] = [(time.time(), "go")]
+    time.sleep(schedule["idle_before_s"])
+    a = torch.randn(HIDDEN, HIDDEN, device=weights[0].device, dtype=torch.bfloat16)
+    load_end = time.time() + schedule["load_s"]
+    events.append((time.time(), "load_start"))
+    products = 0
+    while time.time() < load_end:
+        for w in weights[:8]:
+            torch.matmul(a, w)
+        torch.cuda.synchronize()
+        products += 8
+    events.append((time.time(), "load_end"))
+    tflop = products * 2 * HIDDEN**3 / 1e12
+    return {"events": events, "matmuls": products, "tflop_per_s": round(tflop / schedule["load_s"], 1)}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Writes into $OUT:
     h200_decode_burst.jsonl.gz      (b) idle -> decode-like requests -> idle, ~27 s, CUDA context resident
     h200_idle_resident.jsonl.gz     (c) ~15 s idle with a CUDA context holding ~16 GiB
     results.json                    per-call costs, sample buffer behaviour, trace stats, counter vs integral
-With --fake the same flow runs against the test suite's fake NVML and a CPU stand-in for the load (a dry run).
+probe_h200.py (a second run) adds h200_power_cap.jsonl.gz and CPU costs; h200_results_run*.json hold what both
+runs printed on 2026-11-21. With --fake the same flow runs against the test suite's fake NVML and a CPU stand-in for the load (a dry run).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def add_marks(path: Path, events: list[tuple[float, str]]) -> None:
     write_trace(trace, path)
 
 
-def start_load(fake: bool, idle_before_s: float, load_s: float) -> subprocess.Popen:
+def start_load(fake: bool, idle_before_s: float, load_s: float, mode: str = "decode") -> subprocess.Popen:
     if fake:
         script = "import sys,json,time\nprint('ready',flush=True)\nfor l in sys.stdin:\n" \
                  " if l.strip()=='go':\n  t=time.time();time.sleep(0.5)\n" \
@@ -184,7 +185,7 @@ def start_load(fake: bool, idle_before_s: float, load_s: float) -> subprocess.Po
                  " elif l.strip()=='exit': break\n"
         cmd = [sys.executable, "-c", script]
     else:
-        cmd = [sys.executable, str(HERE / "decode_load.py"), str(idle_before_s), str(load_s)]
+        cmd = [sys.executable, str(HERE / "decode_load.py"), str(idle_before_s), str(load_s), mode]
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = child.stdout.readline().strip()
     if line != "ready":

@@ -146,7 +146,8 @@ def watch(source: TelemetrySource, statics: list[GpuStatic], args: argparse.Name
 
 def format_table(snapshots: list[GpuSnapshot], statics: list[GpuStatic], kind: str) -> str:
     driver = next((s.driver for s in statics if s.driver), "")
-    header = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  source: {kind}" + (f"  driver {driver}" if driver else "")
+    taken = time.localtime(snapshots[0].ts) if snapshots else time.localtime()
+    header = f"{time.strftime('%Y-%m-%d %H:%M:%S', taken)}  source: {kind}" + (f"  driver {driver}" if driver else "")
     lines = [header]
     for snap in snapshots:
         lines.append(format_gpu_line(snap))
