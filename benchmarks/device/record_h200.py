@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_nvml_source import raw_nvml_costs, sampler_cpu_share, source_costs  # noqa: E402
 from claw_tui.telemetry.nvml import NvmlSource  # noqa: E402
-from claw_tui.telemetry.replay import load_trace, record_trace, summarize_trace, write_trace  # noqa: E402
+from claw_tui.telemetry.replay import load_trace, record_trace, write_trace  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

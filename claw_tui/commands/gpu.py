@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
                         help="seconds between refreshes with --watch (default 1)")
     parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
-    parser.add_argument("--record", metavar="FILE", help="record a telemetry trace (JSON lines; gzip if FILE ends in .gz)")
+    parser.add_argument("--record", metavar="FILE",
+                        help="record a telemetry trace (JSON lines; gzip if FILE ends in .gz)")
     parser.add_argument("--seconds", type=_positive_float, default=10.0, metavar="N",
                         help="how long to record (default 10)")
     parser.add_argument("--replay", metavar="FILE", help="read telemetry from a recorded trace instead of the GPU")

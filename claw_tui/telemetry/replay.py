@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSample, TelemetryError, TelemetrySource
 
@@ -98,7 +98,6 @@ class TraceWriter:
             self._out = _open_for_writing(self.path)
         except OSError as err:
             raise TelemetryError(f"cannot write trace {self.path}: {err.strerror or err}") from err
-        self._ended = False
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -131,7 +130,6 @@ class TraceWriter:
 
     def end(self, duration_s: float) -> None:
         self._write({"type": "end", "t": _round_t(duration_s)})
-        self._ended = True
 
     def close(self) -> None:
         self._out.close()
@@ -200,56 +198,61 @@ def record_trace(
         statics = source.open()
     try:
         with TraceWriter(path) as writer:
-            _record_into(writer, source, statics, seconds, snapshot_hz, energy_hz, power_poll_s, on_progress,
-                         meta, clock, sleep)
+            recorder = _Recorder(writer, source, statics, clock)
+            writer.header(statics, source=getattr(source, "kind", "unknown"), host=socket.gethostname(),
+                          recorded_at=recorder.start, meta=meta)
+            tasks = [[recorder.poll_power, power_poll_s, 0.0], [recorder.read_energy, 1.0 / energy_hz, 0.0],
+                     [recorder.take_snapshots, 1.0 / snapshot_hz, 0.0]]
+            try:
+                _run_tasks(tasks, seconds, recorder.elapsed, sleep, on_progress)
+            except KeyboardInterrupt:
+                pass  # ctrl-c ends the recording early; what was recorded is still a complete trace
+            recorder.poll_power()
+            recorder.read_energy()
+            if on_progress is not None:
+                on_progress(min(recorder.elapsed(), seconds), seconds)
+            writer.end(recorder.elapsed())
     finally:
         if owns_source:
             source.close()
     return summarize_trace(load_trace(path))
 
 
-def _record_into(writer: TraceWriter, source: TelemetrySource, statics: list[GpuStatic], seconds: float,
-                 snapshot_hz: float, energy_hz: float, power_poll_s: float,
-                 on_progress: Callable[[float, float], None] | None, meta: dict | None,
-                 clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
-    start = clock()
-    writer.header(statics, source=getattr(source, "kind", "unknown"), host=socket.gethostname(),
-                  recorded_at=start, meta=meta)
-    indexes = [s.index for s in statics]
-    last_sample_ts = {i: start for i in indexes}  # samples from before the start are not part of the trace
+class _Recorder:
+    """Reads a source and writes what it reads, with times relative to the start."""
 
-    def poll_power() -> None:
-        t = clock() - start
-        for i in indexes:
-            samples = source.power_samples(i, last_sample_ts[i])
+    def __init__(self, writer: TraceWriter, source: TelemetrySource, statics: list[GpuStatic],
+                 clock: Callable[[], float]):
+        self.writer = writer
+        self.source = source
+        self.clock = clock
+        self.start = clock()
+        self.indexes = [s.index for s in statics]
+        self.last_sample_ts = {i: self.start for i in self.indexes}  # older samples are not part of the trace
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def poll_power(self) -> None:
+        t = self.elapsed()
+        for i in self.indexes:
+            samples = self.source.power_samples(i, self.last_sample_ts[i])
             if samples:
-                last_sample_ts[i] = samples[-1].ts
-                writer.power(i, t, [(s.ts - start, s.watts) for s in samples])
+                self.last_sample_ts[i] = samples[-1].ts
+                self.writer.power(i, t, [(s.ts - self.start, s.watts) for s in samples])
 
-    def read_energy() -> None:
-        for i in indexes:
-            before = clock()
-            joules = source.energy_counter_j(i)
+    def read_energy(self) -> None:
+        for i in self.indexes:
+            before = self.clock()
+            joules = self.source.energy_counter_j(i)
             # The call takes ~3 ms on NVML: its middle is the best guess of when the counter was read.
             if joules is not None:
-                writer.energy(i, (before + clock()) / 2 - start, joules)
+                self.writer.energy(i, (before + self.clock()) / 2 - self.start, joules)
 
-    def take_snapshots() -> None:
-        for i in indexes:
-            snap = source.snapshot(i)
-            writer.snapshot(i, snap.ts - start, snap)
-
-    tasks = [[poll_power, power_poll_s, 0.0], [read_energy, 1.0 / energy_hz, 0.0],
-             [take_snapshots, 1.0 / snapshot_hz, 0.0]]
-    try:
-        _run_tasks(tasks, seconds, lambda: clock() - start, sleep, on_progress)
-    except KeyboardInterrupt:
-        pass  # ctrl-c ends the recording early; what was recorded is still a complete trace
-    poll_power()
-    read_energy()
-    if on_progress is not None:
-        on_progress(seconds, seconds)
-    writer.end(clock() - start)
+    def take_snapshots(self) -> None:
+        for i in self.indexes:
+            snap = self.source.snapshot(i)
+            self.writer.snapshot(i, snap.ts - self.start, snap)
 
 
 def _run_tasks(tasks: list[list], seconds: float, elapsed_s: Callable[[], float], sleep: Callable[[float], None],
