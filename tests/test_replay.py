@@ -394,3 +394,26 @@ def test_statistics_module_sanity():
     trace = load_trace(IDLE)
     times = [t for t, _ in trace.power[0]]
     assert statistics.median(b - a for a, b in zip(times, times[1:])) == pytest.approx(0.02, abs=0.0005)
+
+
+def test_two_gpu_trace_from_nvml_replays_each_gpu(tmp_path):
+    from tests.test_nvml_source import FakeGpu, FakeNvml, make_source
+
+    fake = FakeNvml([FakeGpu(watts=100.0), FakeGpu(name="NVIDIA H100", uuid="GPU-1", watts=300.0)])
+    fake.now_us = int(ORIGIN * 1e6)
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        fake.advance(seconds)
+        fake.now_us = int(round(clock.t * 1e6))
+
+    out = tmp_path / "two.jsonl.gz"
+    stats = record_trace(make_source(fake), out, 3.0, clock=clock, sleep=sleep)
+    assert [s.gpu for s in stats] == [0, 1]
+    assert [round(s.mean_power_w) for s in stats] == [100, 300]
+    assert all(abs(s.counter_error_pct) < 1.0 for s in stats)
+    replay, rclock = open_replay(out)
+    rclock.sleep(2 * replay.period_s)
+    assert {s.watts for s in replay.power_samples(1, 0.0)} == {300.0}
+    assert replay.snapshot(1).name == "NVIDIA H100" and replay.snapshot(0).power_w == 100.0
