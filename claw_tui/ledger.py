@@ -4,8 +4,9 @@ Each power interval (two consecutive 20 ms samples of one GPU) holds trapezoid e
 covered by at least one active request is shared among those requests in proportion to their overlap; the rest goes
 to the GPU's idle bucket. So Σ request energy + idle energy = total integrated energy, exactly, at all times.
 
-GPU power rises about 0.25 s after work starts (../nvml facts), so a request's attribution window is its
-[upstream start, end] shifted by `lag_s`. A request's energy is final once the sample watermark passes its window.
+The 20 ms power samples of an H200 follow the work closely (measured: power crosses 300 W 7–39 ms after a prefill
+starts and falls back 16–35 ms after the request ends), so a request's attribution window is its [upstream start,
+end] shifted by a small `lag_s`. A request's energy is final once the sample watermark passes its window.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from claw_tui.telemetry.types import PowerSample
 
 STATUSES = ("ok", "error", "cancelled", "rejected")
-DEFAULT_LAG_S = 0.25
+DEFAULT_LAG_S = 0.03
 
 
 def new_request_id() -> str:

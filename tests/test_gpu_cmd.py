@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -18,12 +17,6 @@ from tests.test_nvml_source import FakeGpu, FakeNvml
 BURST = Path(__file__).parent / "fixtures" / "traces" / "h200_decode_burst.jsonl.gz"
 SPEC_KEYS = {"index", "name", "power_w", "power_limit_w", "energy_j", "sm_clock_mhz", "mem_clock_mhz", "util_pct",
              "temp_c", "vram_used_mib", "vram_total_mib", "pstate", "clock_event_reasons"}
-
-
-@pytest.fixture(autouse=True)
-def only_the_gpu_command(monkeypatch):
-    # The registry may name commands that live in other modules; these tests need only this one.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("claw_tui.commands.gpu",))
 
 
 @pytest.fixture
@@ -148,11 +141,10 @@ def test_bad_replay_file_is_one_line(capsys, tmp_path):
     assert err.startswith("claw: trace ") and "line 2" in err and err.count("\n") == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec(gpu_cmd.SIM_MODULE) is not None, reason="the simulator is present")
-def test_demo_without_simulator_says_so(capsys):
-    code = cli.main(["--demo", "gpu"])
-    err = capsys.readouterr().err
-    assert code == 1 and "simulated GPU is not part of this build" in err
+def test_demo_reads_the_simulated_gpu(capsys):
+    code, out, _ = run(capsys, "--demo", "--json")
+    [gpu] = json.loads(out)["gpus"]
+    assert code == 0 and gpu["name"] == "NVIDIA H200" and gpu["power_w"] > 50
 
 
 # ----- watch --------------------------------------------------------------------------------------------------------

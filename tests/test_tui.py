@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from textual.widgets import Input, Select, Static, TabbedContent
+from textual.widgets import Input, Select, TabbedContent
 
 from claw_tui.ui.app import ClawApp
 from claw_tui.ui.panes.chat import ChatPane

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 import time
 from collections.abc import Callable
 from typing import IO
 
+from claw_tui.commands.common import add_common_options
 from claw_tui.telemetry.nvml import NvmlSource, NvmlUnavailable
 from claw_tui.telemetry.replay import ReplaySource, TraceStats, record_trace
-from claw_tui.telemetry.types import GpuSnapshot, GpuStatic, TelemetryError, TelemetrySource
+from claw_tui.telemetry.types import (
+    GpuSnapshot,
+    GpuStatic,
+    TelemetryError,
+    TelemetrySource,
+)
 
 NO_DRIVER_HINT = "try 'claw --demo' or 'claw gpu --replay FILE'"
-SIM_MODULE = "claw_tui.sim.gpu"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="GPU status (power, energy, clocks, VRAM); record or replay a telemetry trace",
         description="Show GPU status once, watch it, record a telemetry trace to a file, or replay one.",
     )
+    add_common_options(parser)
     parser.add_argument("--json", action="store_true", help='print {"gpus": [...]} as JSON')
     parser.add_argument("--watch", action="store_true", help="refresh until ctrl-c")
     parser.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
@@ -79,9 +83,9 @@ def make_source(args: argparse.Namespace) -> TelemetrySource:
 
 
 def _simulated_source() -> TelemetrySource:
-    if importlib.util.find_spec(SIM_MODULE) is None:
-        raise TelemetryError("the simulated GPU is not part of this build; use 'claw gpu --replay FILE'")
-    return importlib.import_module(SIM_MODULE).SimTelemetrySource()
+    from claw_tui.sim.gpu import SimGPU, SimTelemetrySource
+
+    return SimTelemetrySource([SimGPU()])
 
 
 def _fail(message: str) -> None:

@@ -8,7 +8,11 @@ import logging
 import signal
 import sys
 
-from claw_tui.commands.common import add_common_options, load_config_or_exit, parse_listen
+from claw_tui.commands.common import (
+    add_common_options,
+    load_config_or_exit,
+    parse_listen,
+)
 from claw_tui.httpserver import PortInUseError
 
 log = logging.getLogger("claw.serve")

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSample, TelemetryError, TelemetrySource
+from claw_tui.telemetry.types import (
+    GpuProcess,
+    GpuSnapshot,
+    GpuStatic,
+    PowerSample,
+    TelemetryError,
+    TelemetrySource,
+)
 
 TRACE_VERSION = 1
 # The NVML driver keeps ~2.4 s of 20 ms samples; a replay forgets older ones the same way.
@@ -526,7 +533,6 @@ class ReplaySource:
         return _snapshot_from_dict(index, static.name, self._origin + loop * self.period_s + t, data)
 
     def power_samples(self, index: int, since_ts: float) -> list[PowerSample]:
-        trace = self.trace
         self._static(index)
         samples = self._samples[index]
         if not samples:

@@ -15,7 +15,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from claw_tui.telemetry.types import GpuSnapshot, GpuStatic, PowerSample, TelemetryError, TelemetrySource
+from claw_tui.telemetry.types import (
+    GpuSnapshot,
+    GpuStatic,
+    PowerSample,
+    TelemetryError,
+    TelemetrySource,
+)
 
 log = logging.getLogger(__name__)
 

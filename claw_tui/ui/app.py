@@ -82,12 +82,15 @@ class ClawApp(App):
         return self.query_one(f"#{active}-pane")
 
     def refresh_active_pane(self) -> None:
+        pane = self.active_pane()
+        if not pane.ready:
+            return
         with self.batch_update():
             self.update_header()
-            self.active_pane().refresh_data()
+            pane.refresh_data()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.active_pane().refresh_data()
+        self.refresh_active_pane()
 
     def action_show_pane(self, pane_id: str) -> None:
         # Drop focus first: a focused widget left in the old pane would pull its tab back to the front.

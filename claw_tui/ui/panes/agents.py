@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
 from claw_tui.summary import group_metrics
 from claw_tui.ui import format as fmt
+from claw_tui.ui.panes.base import Pane
 
 COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT p50", "tokens", "J/tok")
 
 
-class AgentsPane(Vertical):
+class AgentsPane(Pane):
     def compose(self) -> ComposeResult:
         yield Label("Agents (served as virtual models by the gateway)", classes="section-title")
         yield DataTable(id="agents-table", cursor_type="row", zebra_stripes=True)

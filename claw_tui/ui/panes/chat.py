@@ -9,11 +9,12 @@ import httpx
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Markdown, Select, Static
 from textual.worker import Worker, WorkerState
 
 from claw_tui.ui import format as fmt
+from claw_tui.ui.panes.base import Pane
 
 
 def stats_line(record) -> str:
@@ -29,7 +30,7 @@ def stats_line(record) -> str:
     return " · ".join(parts)
 
 
-class ChatPane(Vertical):
+class ChatPane(Pane):
     BINDINGS = [Binding("escape", "stop", "Stop answer", show=True)]
 
     def __init__(self, **kwargs) -> None:

@@ -8,10 +8,10 @@ from datetime import datetime
 import httpx
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
 from claw_tui.ui import format as fmt
+from claw_tui.ui.panes.base import Pane
 
 POLL_S = 2.0
 
@@ -39,7 +39,7 @@ def countdown(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-class ModelsPane(Vertical):
+class ModelsPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._last_poll = 0.0

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from claw_tui.telemetry.types import PowerSample
 from claw_tui.ui import format as fmt
+from claw_tui.ui.panes.base import Pane
 
 WINDOW_S = 120.0
 PLOT_BUCKET_S = 1.0
@@ -31,7 +30,7 @@ def downsample(samples: list[PowerSample], start: float, bucket_s: float) -> tup
     return xs, ys
 
 
-class PowerPane(Vertical):
+class PowerPane(Pane):
     """Redraws only when visible (the app calls `refresh_data` for the active pane) and at most twice a second."""
 
     def __init__(self, **kwargs) -> None:

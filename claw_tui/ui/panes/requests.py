@@ -6,11 +6,11 @@ import time
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from claw_tui.ledger import RequestRecord
 from claw_tui.ui import format as fmt
+from claw_tui.ui.panes.base import Pane
 
 COLUMNS = ("time", "status", "model", "agent", "TTFT", "duration", "in", "out", "energy", "tok/J")
 STATUS_STYLE = {"ok": "green", "error": "red", "cancelled": "yellow", "rejected": "magenta", "active": "cyan"}
@@ -32,7 +32,7 @@ def row_cells(record: RequestRecord) -> tuple:
     )
 
 
-class RequestsPane(Vertical):
+class RequestsPane(Pane):
     def compose(self) -> ComposeResult:
         yield DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
 
