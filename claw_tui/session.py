@@ -30,6 +30,13 @@ from claw_tui.telemetry.types import TelemetryError, TelemetrySource
 
 log = logging.getLogger(__name__)
 
+DEMO_AGENTS = (
+    Agent(name="support", model="qwen3:8b", system="You answer customer support tickets briefly and kindly.",
+          max_tokens=400, description="demo agent"),
+    Agent(name="coder", model="qwen3:32b", system="You are a careful senior engineer.", max_tokens=1200,
+          options={"temperature": 0.2}, description="demo agent"),
+)
+
 
 @dataclass
 class SessionOptions:
@@ -42,6 +49,7 @@ class SessionOptions:
     sim_speed: float = 1.0
     telemetry_source: TelemetrySource | None = None  # an explicit source (tests)
     clock: Callable[[], float] = time.time  # wall clock for the ledger, sampler and simulated GPU
+    demo_traffic: bool = False  # a few synthetic clients in demo mode (the interactive demo turns this on)
 
 
 class Session:
@@ -59,6 +67,8 @@ class Session:
         self.sampler: TelemetrySampler | None = None
         self.backends: list[Backend] = []
         self.agents: list[Agent] = [Agent.from_config(a) for a in config.agents]
+        if self.demo and not self.agents:
+            self.agents = list(DEMO_AGENTS)
         self.gateway: Gateway | None = None
         self.server: AppServer | None = None
         self.governor = None
@@ -79,6 +89,7 @@ class Session:
             await self._start_simulator()
             await asyncio.to_thread(self._start_telemetry)
             await self._start_gateway()
+            self._start_demo_traffic()
         except BaseException:
             await self.stop()
             raise
@@ -194,6 +205,15 @@ class Session:
         await self.server.start()
         self._stops.append(("gateway", self.server.stop))
         log.info("gateway listening on %s", self.server.url)
+
+    def _start_demo_traffic(self) -> None:
+        if not (self.demo and self.options.demo_traffic):
+            return
+        from claw_tui.sim.traffic import DemoTraffic
+
+        traffic = DemoTraffic(self.gateway_url, ["qwen3:8b", "llama3.2:3b", "support"], seed=self.options.sim_seed)
+        traffic.start()
+        self._stops.append(("demo traffic", traffic.stop))
 
     async def _close_backends(self) -> None:
         for backend in self.backends:

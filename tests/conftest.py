@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -9,6 +10,10 @@ import pytest
 
 from claw_tui.config import Config, load_config
 from claw_tui.session import Session, SessionOptions, SessionThread
+
+# Times in the panes are local: fix the zone so snapshots read the same everywhere.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 FAST_SIM = 20.0  # simulator speed factor: a whole answer in well under a second
 

@@ -16,7 +16,8 @@ def run_tui(args) -> int:
     from claw_tui.session import Session, SessionOptions, SessionThread
     from claw_tui.ui.app import ClawApp
 
-    session = Session(config, SessionOptions(demo=args.demo, replay_path=getattr(args, "replay", None)))
+    session = Session(config, SessionOptions(demo=args.demo, replay_path=getattr(args, "replay", None),
+                                             demo_traffic=args.demo))
     runner = SessionThread(session)
     try:
         runner.start()

@@ -48,3 +48,10 @@ def bytes_size(value: int | float | None) -> str:
             return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1000
     return f"{size:.1f} TB"
+
+
+def vram(used_mib: float | None, total_mib: float | None) -> str:
+    """`12.3/140 GiB`: compact enough for a narrow stats cell."""
+    if used_mib is None or total_mib is None:
+        return NA
+    return f"{used_mib / 1024:.1f}/{total_mib / 1024:.0f} GiB"

@@ -17,6 +17,21 @@ WINDOW_S = 120.0
 PLOT_BUCKET_S = 1.0
 
 
+STAT_CELL_WIDTH = 19
+
+
+def stat_grid(cells: list[Text], width: int) -> Table:
+    """Lay the cells out in as many columns as the pane's width allows."""
+    columns = max(2, min(6, (width - 2) // STAT_CELL_WIDTH))
+    table = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(columns):
+        table.add_column(no_wrap=True, overflow="ellipsis")
+    for start in range(0, len(cells), columns):
+        row = cells[start:start + columns]
+        table.add_row(*row, *[""] * (columns - len(row)))
+    return table
+
+
 def downsample(samples: list[PowerSample], start: float, bucket_s: float) -> tuple[list[float], list[float]]:
     """Mean power per time bucket, as (seconds relative to now, watts), for plotting."""
     buckets: dict[int, list[float]] = {}
@@ -63,41 +78,38 @@ class PowerPane(Pane):
             message = sampler.message if sampler else "no telemetry"
             return Text.assemble(("No GPU telemetry: ", "bold"), message or "source unavailable",
                                  "\nThe gateway keeps working; energy is not measured.")
-        table = Table.grid(padding=(0, 2), expand=True)
-        for _ in range(4):
-            table.add_column(no_wrap=True)
         snapshot = sampler.latest(self.gpu_index)
         if snapshot is None:
             return Text("waiting for the first sample…")
+        return stat_grid(self._cells(session, snapshot), width=self.size.width)
+
+    def _cells(self, session, snapshot) -> list[Text]:
+        sampler = session.sampler
         totals = session.ledger.totals()
-        summary_tokens = sum(r.completion_tokens for r in session.ledger.records() if r.status == "ok")
-        tokens_per_j = summary_tokens / totals["total_j"] if totals["total_j"] > 0 and summary_tokens else None
-        reasons = ", ".join(snapshot.clock_event_reasons) or "none"
-        governor = session.governor_json()
-        table.add_row(
-            Text.assemble(("GPU ", "dim"), f"{snapshot.index} {snapshot.name}"),
-            Text.assemble(("power ", "dim"), (fmt.watts(snapshot.power_w), "bold"), " / ",
-                          fmt.watts(snapshot.power_limit_w)),
-            Text.assemble(("SM ", "dim"), fmt.num(snapshot.sm_clock_mhz, 0, " MHz"), ("  mem ", "dim"),
-                          fmt.num(snapshot.mem_clock_mhz, 0, " MHz")),
-            Text.assemble(("util ", "dim"), fmt.num(snapshot.util_pct, 0, "%"), ("  temp ", "dim"),
-                          fmt.num(snapshot.temp_c, 0, "°C")),
-        )
-        table.add_row(
-            Text.assemble(("VRAM ", "dim"), f"{fmt.mib(snapshot.vram_used_mib)} / {fmt.mib(snapshot.vram_total_mib)}"),
-            Text.assemble(("σ60s ", "dim"), fmt.num(sampler.power_stddev_w(self.gpu_index), 1, " W"),
-                          ("  ", ""), ("P-state ", "dim"), snapshot.pstate or fmt.NA),
-            Text.assemble(("energy ", "dim"), fmt.joules(totals["total_j"]), ("  idle ", "dim"),
-                          fmt.joules(totals["idle_j"])),
-            Text.assemble(("tokens/J ", "dim"), (fmt.ratio(tokens_per_j), "bold green")),
-        )
-        table.add_row(
-            Text.assemble(("reasons ", "dim"), reasons),
-            Text.assemble(("governor ", "dim"), governor.get("state", "off")),
-            Text.assemble(("in flight ", "dim"), str(session.ledger.in_flight())),
-            Text.assemble(("source ", "dim"), sampler.kind),
-        )
-        return table
+        tokens = sum(r.completion_tokens for r in session.ledger.records() if r.status == "ok")
+        tokens_per_j = tokens / totals["total_j"] if totals["total_j"] > 0 and tokens else None
+
+        def cell(label: str, value: str, style: str = "") -> Text:
+            return Text.assemble((f"{label} ", "dim"), (value, style))
+
+        return [
+            cell(f"GPU {snapshot.index}", snapshot.name),
+            cell("power", f"{fmt.watts(snapshot.power_w)} / {fmt.watts(snapshot.power_limit_w)}", "bold"),
+            cell("SM", fmt.num(snapshot.sm_clock_mhz, 0, " MHz")),
+            cell("mem", fmt.num(snapshot.mem_clock_mhz, 0, " MHz")),
+            cell("util", fmt.num(snapshot.util_pct, 0, "%")),
+            cell("temp", fmt.num(snapshot.temp_c, 0, "°C")),
+            cell("VRAM", fmt.vram(snapshot.vram_used_mib, snapshot.vram_total_mib)),
+            cell("P-state", snapshot.pstate or fmt.NA),
+            cell("σ60s", fmt.num(sampler.power_stddev_w(self.gpu_index), 1, " W")),
+            cell("energy", fmt.joules(totals["total_j"])),
+            cell("idle", fmt.joules(totals["idle_j"])),
+            cell("tokens/J", fmt.ratio(tokens_per_j), "bold green"),
+            cell("reasons", ", ".join(snapshot.clock_event_reasons) or "none"),
+            cell("governor", session.governor_json().get("state", "off")),
+            cell("in flight", str(session.ledger.in_flight())),
+            cell("source", sampler.kind),
+        ]
 
     # ---- the graphs ---------------------------------------------------------------------------------------------
     def _draw_plots(self, session, now: float) -> None:
