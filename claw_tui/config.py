@@ -149,7 +149,9 @@ class GatewayConfig:
 @dataclass
 class BackendConfig:
     name: str = setting(help="unique name of the backend")
-    kind: str = setting("ollama", "ollama, or openai for an OpenAI-compatible server (vLLM, llama.cpp)", choices=("ollama", "openai"))
+    kind: str = setting(
+        "ollama", "ollama, or openai for an OpenAI-compatible server (vLLM, llama.cpp)", choices=("ollama", "openai")
+    )
     url: str = setting(DEFAULT_OLLAMA_URL, "base URL of the backend")
     weight: float = setting(1.0, "share of the traffic relative to the other backends", at_least=0)
     gpu: int | None = setting(None, "index of the GPU that serves this backend", at_least=0)
@@ -160,10 +162,11 @@ class BackendConfig:
 @dataclass
 class TelemetryConfig:
     source: str = setting(
-        "auto", "auto (NVML if present, else none), nvml, sim, replay or none",
+        "auto",
+        "auto (NVML if present, else none), nvml, sim, replay or none",
         choices=("auto", "nvml", "sim", "replay", "none"),
     )
-    replay_file: str = setting("", "recorded trace played when source = \"replay\"")
+    replay_file: str = setting("", 'recorded trace played when source = "replay"')
     poll_interval_s: float = setting(0.25, "seconds between two polls of clocks, util, temperature", above=0)
     energy_interval_s: float = setting(0.5, "seconds between two reads of the energy counter", above=0)
     power_alert_w: float = setting(0.0, "alert above this power; 0 = 95% of the power limit", at_least=0)
@@ -498,11 +501,9 @@ def check_backend(backend: BackendConfig, key_path: KeyPath) -> None:
         raise _SchemaError((*key_path, "name"), "the name must not be empty")
     parts = urlsplit(backend.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _SchemaError(
-            (*key_path, "url"), f"expected an http:// or https:// URL, got {json.dumps(backend.url)}"
-        )
+        raise _SchemaError((*key_path, "url"), f"expected an http:// or https:// URL, got {json.dumps(backend.url)}")
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked for it
     except ValueError:
         raise _SchemaError((*key_path, "url"), f"invalid port in {json.dumps(backend.url)}") from None
 
@@ -651,7 +652,7 @@ class _TomlScanner:
             if char in "\"'":
                 start = self.pos
                 self.skip_string()
-                keys.append(tomllib.loads(f"k = {self.text[start:self.pos]}")["k"])
+                keys.append(tomllib.loads(f"k = {self.text[start : self.pos]}")["k"])
             else:
                 start = self.pos
                 while self.pos < len(self.text) and self.text[self.pos] in _BARE_KEY_CHARS:
@@ -921,8 +922,10 @@ def write_text_atomically(path: Path, text: str) -> None:
 def default_config_text() -> str:
     """A config file that sets every key to its default, each with a one-line comment."""
     parts = [
-        "# claw configuration. Every key below is set to its default value; change what you need.\n"
-        "# `claw config show` prints the configuration in effect; `claw config path` says where this file is.\n"
+        (
+            "# claw configuration. Every key below is set to its default value; change what you need.\n"
+            "# `claw config show` prints the configuration in effect; `claw config path` says where this file is.\n"
+        )
     ]
     for name in ("gateway", "telemetry", "governor"):
         parts.append(commented_table(f"[{name}]", TABLE_SECTIONS[name]()))

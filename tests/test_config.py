@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from claw_tui import cli
 from claw_tui.config import (
@@ -28,6 +30,7 @@ from claw_tui.config import (
     default_config_text,
     load_config,
     load_config_for_cli,
+    parse_config_text,
     parse_listen,
     resolve_config_path,
     save_config,
@@ -193,17 +196,33 @@ NON_DEFAULT_SECTIONS = {
         BackendConfig(name="b", kind="openai", url="https://vllm:8000/v1", api_key="sk-x", health_interval_s=3.0),
     ],
     "telemetry": TelemetryConfig(
-        source="replay", replay_file="/traces/h200.jsonl", poll_interval_s=0.1, energy_interval_s=1.0,
-        power_alert_w=600.0, temp_alert_c=80.0, history_minutes=2.0,
+        source="replay",
+        replay_file="/traces/h200.jsonl",
+        poll_interval_s=0.1,
+        energy_interval_s=1.0,
+        power_alert_w=600.0,
+        temp_alert_c=80.0,
+        history_minutes=2.0,
     ),
     "governor": GovernorConfig(
-        enabled=True, idle_after_s=3.0, unload_after_s=600.0, allow_clock_control=True, idle_sm_clock_mhz=345,
+        enabled=True,
+        idle_after_s=3.0,
+        unload_after_s=600.0,
+        allow_clock_control=True,
+        idle_sm_clock_mhz=345,
         state_file="/run/claw/state.json",
     ),
     "agents": [
         AgentConfig(
-            name="coder", model="qwen3:8b", system="Be terse.\nUse code.", options={"temperature": 0.2, "stop": ["x"]},
-            max_context_tokens=4096, max_tokens=512, fallback="qwen3:1.7b", tools=["search"], description="code",
+            name="coder",
+            model="qwen3:8b",
+            system="Be terse.\nUse code.",
+            options={"temperature": 0.2, "stop": ["x"]},
+            max_context_tokens=4096,
+            max_tokens=512,
+            fallback="qwen3:1.7b",
+            tools=["search"],
+            description="code",
         ),
         AgentConfig(name="plain", model="llama3.2"),
     ],
@@ -236,20 +255,30 @@ def test_save_refuses_an_invalid_config(tmp_path: Path) -> None:
 
 
 def test_agent_options_as_inline_table_or_subtable(tmp_path: Path) -> None:
-    inline = load_config(write(tmp_path / "a.toml", """
+    inline = load_config(
+        write(
+            tmp_path / "a.toml",
+            """
         [[agents]]
         name = "a"
         model = "m"
         options = { temperature = 0.1, num_ctx = 2048 }
-    """))
-    subtable = load_config(write(tmp_path / "b.toml", """
+    """,
+        )
+    )
+    subtable = load_config(
+        write(
+            tmp_path / "b.toml",
+            """
         [[agents]]
         name = "a"
         model = "m"
         [agents.options]
         temperature = 0.1
         num_ctx = 2048
-    """))
+    """,
+        )
+    )
     assert inline.agents == subtable.agents
     assert inline.agents[0].options == {"temperature": 0.1, "num_ctx": 2048}
 
@@ -261,8 +290,12 @@ def test_integers_are_accepted_for_floats(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("listen", "host_port"),
-    [("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:18789", ("::1", 18789)), (":9000", ("127.0.0.1", 9000)),
-     ("localhost:0", ("localhost", 0))],
+    [
+        ("0.0.0.0:80", ("0.0.0.0", 80)),
+        ("[::1]:18789", ("::1", 18789)),
+        (":9000", ("127.0.0.1", 9000)),
+        ("localhost:0", ("localhost", 0)),
+    ],
 )
 def test_listen_addresses(listen: str, host_port: tuple[str, int]) -> None:
     assert parse_listen(listen) == host_port
@@ -279,7 +312,9 @@ def test_bad_listen_addresses(listen: str) -> None:
 
 
 def test_unknown_key_in_the_second_backend(tmp_path: Path) -> None:
-    error = load_error(tmp_path, """
+    error = load_error(
+        tmp_path,
+        """
         [[backends]]
         name = "a"
         url = "http://127.0.0.1:11434"
@@ -287,7 +322,8 @@ def test_unknown_key_in_the_second_backend(tmp_path: Path) -> None:
         [[backends]]
         name = "b"
         urll = "http://127.0.0.1:11435"
-    """)
+    """,
+    )
     assert error.path == tmp_path / "config.toml"
     assert (error.key, error.line) == ("backends[1].urll", 7)
     assert error.message == "unknown key 'urll' (did you mean 'url'?)"
@@ -299,139 +335,207 @@ def test_unknown_key_in_the_second_backend(tmp_path: Path) -> None:
     [
         (
             '[gateway]\nliten = "0.0.0.0:1"\n',
-            "gateway.liten", 2, "unknown key 'liten' (did you mean 'listen'?)",
+            "gateway.liten",
+            2,
+            "unknown key 'liten' (did you mean 'listen'?)",
         ),
         (
             "[gatway]\nlisten = ':1'\n",
-            "gatway", 1, "unknown key 'gatway' (did you mean 'gateway'?)",
+            "gatway",
+            1,
+            "unknown key 'gatway' (did you mean 'gateway'?)",
         ),
         (
             '# comment\n\n[gateway]\nlisten = "127.0.0.1:1"\nrate_limit_rpm = "10"\n',
-            "gateway.rate_limit_rpm", 5, 'expected an integer, got a string ("10")',
+            "gateway.rate_limit_rpm",
+            5,
+            'expected an integer, got a string ("10")',
         ),
         (
             "[gateway]\nmax_in_flight = true\n",
-            "gateway.max_in_flight", 2, "expected an integer, got a boolean (true)",
+            "gateway.max_in_flight",
+            2,
+            "expected an integer, got a boolean (true)",
         ),
         (
             "[gateway]\nretries = 1.5\n",
-            "gateway.retries", 2, "expected an integer, got a float (1.5)",
+            "gateway.retries",
+            2,
+            "expected an integer, got a float (1.5)",
         ),
         (
             '[gateway]\nqueue_timeout_s = "30"\n',
-            "gateway.queue_timeout_s", 2, 'expected a number, got a string ("30")',
+            "gateway.queue_timeout_s",
+            2,
+            'expected a number, got a string ("30")',
         ),
         (
             "[gateway]\nsingleflight = 1\n",
-            "gateway.singleflight", 2, "expected true or false, got an integer (1)",
+            "gateway.singleflight",
+            2,
+            "expected true or false, got an integer (1)",
         ),
         (
             '[gateway]\ntokens = ["a",\n  5]\n',
-            "gateway.tokens[1]", 2, "expected a string, got an integer (5)",
+            "gateway.tokens[1]",
+            2,
+            "expected a string, got an integer (5)",
         ),
         (
             "[gateway]\ntokens = 'abc'\n",
-            "gateway.tokens", 2, 'expected an array of strings, got a string ("abc")',
+            "gateway.tokens",
+            2,
+            'expected an array of strings, got a string ("abc")',
         ),
         (
             '[gateway]\ntokens = [""]\n',
-            "gateway.tokens[0]", 2, "a token must not be empty",
+            "gateway.tokens[0]",
+            2,
+            "a token must not be empty",
         ),
         (
             '[gateway]\nlisten = "18789"\n',
-            "gateway.listen", 2, 'invalid listen address "18789": expected HOST:PORT, [IPv6]:PORT or :PORT',
+            "gateway.listen",
+            2,
+            'invalid listen address "18789": expected HOST:PORT, [IPv6]:PORT or :PORT',
         ),
         (
             "[gateway]\n\nmax_body_bytes = 0\n",
-            "gateway.max_body_bytes", 3, "must be more than 0, got 0",
+            "gateway.max_body_bytes",
+            3,
+            "must be more than 0, got 0",
         ),
         (
             "[gateway]\nrate_limit_rpm = -5\n",
-            "gateway.rate_limit_rpm", 2, "must be at least 0, got -5",
+            "gateway.rate_limit_rpm",
+            2,
+            "must be at least 0, got -5",
         ),
         (
             "[gateway]\nvram_admission_pct = 150\n",
-            "gateway.vram_admission_pct", 2, "must be at most 100, got 150.0",
+            "gateway.vram_admission_pct",
+            2,
+            "must be at most 100, got 150.0",
         ),
         (
             "[gateway]\nidle_timeout_s = nan\n",
-            "gateway.idle_timeout_s", 2, "expected a finite number, got a float (nan)",
+            "gateway.idle_timeout_s",
+            2,
+            "expected a finite number, got a float (nan)",
         ),
         (
             '[[backends]]\nname = "a"\nkind = "olama"\n',
-            "backends[0].kind", 3, 'must be one of "ollama", "openai", got "olama"',
+            "backends[0].kind",
+            3,
+            'must be one of "ollama", "openai", got "olama"',
         ),
         (
             '[[backends]]\nname = "a"\nurl = "localhost:11434"\n',
-            "backends[0].url", 3, 'expected an http:// or https:// URL, got "localhost:11434"',
+            "backends[0].url",
+            3,
+            'expected an http:// or https:// URL, got "localhost:11434"',
         ),
         (
             '[[backends]]\nname = "a"\ngpu = -1\n',
-            "backends[0].gpu", 3, "must be at least 0, got -1",
+            "backends[0].gpu",
+            3,
+            "must be at least 0, got -1",
         ),
         (
             '[[backends]]\nname = "a"\n\n[[backends]]\nname = "b"\n\n[[backends]]\nname = "a"\n',
-            "backends[2].name", 8, "duplicate backend name 'a' (also backends[0])",
+            "backends[2].name",
+            8,
+            "duplicate backend name 'a' (also backends[0])",
         ),
         (
             '[[backends]]\nurl = "http://x:1"\n',
-            "backends[0].name", 1, "missing required key 'name'",
+            "backends[0].name",
+            1,
+            "missing required key 'name'",
         ),
         (
             '[backends]\nname = "a"\n',
-            "backends", 1, "expected an array of tables ([[backends]]), got a table ([backends])",
+            "backends",
+            1,
+            "expected an array of tables ([[backends]]), got a table ([backends])",
         ),
         (
-            'backends = []\n',
-            "backends", 1, "at least one backend is needed",
+            "backends = []\n",
+            "backends",
+            1,
+            "at least one backend is needed",
         ),
         (
             '[[gateway]]\nlisten = ":1"\n',
-            "gateway", 1, "expected a table ([gateway]), got an array",
+            "gateway",
+            1,
+            "expected a table ([gateway]), got an array",
         ),
         (
             '[telemetry]\nsource = "nvidia"\n',
-            "telemetry.source", 2, 'must be one of "auto", "nvml", "sim", "replay", "none", got "nvidia"',
+            "telemetry.source",
+            2,
+            'must be one of "auto", "nvml", "sim", "replay", "none", got "nvidia"',
         ),
         (
             '[telemetry]\nsource = "replay"\n',
-            "telemetry.replay_file", 1, 'source = "replay" needs a replay_file',
+            "telemetry.replay_file",
+            1,
+            'source = "replay" needs a replay_file',
         ),
         (
             "[governor]\nidle_after_s = -1\n",
-            "governor.idle_after_s", 2, "must be at least 0, got -1.0",
+            "governor.idle_after_s",
+            2,
+            "must be at least 0, got -1.0",
         ),
         (
             "[ui]\nrefresh_hz = 0\n",
-            "ui.refresh_hz", 2, "must be more than 0, got 0.0",
+            "ui.refresh_hz",
+            2,
+            "must be more than 0, got 0.0",
         ),
         (
             "[store]\nretention_days = -1\n",
-            "store.retention_days", 2, "must be at least 0, got -1",
+            "store.retention_days",
+            2,
+            "must be at least 0, got -1",
         ),
         (
             '[[agents]]\nname = "a"\nmodel = "m"\n\n[[agents]]\nname = "b"\n',
-            "agents[1].model", 5, "missing required key 'model'",
+            "agents[1].model",
+            5,
+            "missing required key 'model'",
         ),
         (
             '[[agents]]\nname = "a"\nmodel = "m"\n[[agents]]\nname = "a"\nmodel = "n"\n',
-            "agents[1].name", 5, "duplicate agent name 'a' (also agents[0])",
+            "agents[1].name",
+            5,
+            "duplicate agent name 'a' (also agents[0])",
         ),
         (
             '[[agents]]\nname = "a"\nmodel = "m"\noptions = 3\n',
-            "agents[0].options", 4, "expected a table, got an integer (3)",
+            "agents[0].options",
+            4,
+            "expected a table, got an integer (3)",
         ),
         (
             '[[agents]]\nname = "a"\nmodel = "m"\nmax_tokens = -1\n',
-            "agents[0].max_tokens", 4, "must be at least 0, got -1",
+            "agents[0].max_tokens",
+            4,
+            "must be at least 0, got -1",
         ),
         (
             '[[agents]]\nname = "a"\nmodel = ""\n',
-            "agents[0].model", 3, "the model must not be empty",
+            "agents[0].model",
+            3,
+            "the model must not be empty",
         ),
         (
             'gateway.listen = ":1"\ngateway.retries = -2\n',
-            "gateway.retries", 2, "must be at least 0, got -2",
+            "gateway.retries",
+            2,
+            "must be at least 0, got -2",
         ),
     ],
 )
@@ -442,7 +546,9 @@ def test_errors_name_key_and_line(tmp_path: Path, text: str, key: str, line: int
 
 
 def test_line_scanning_is_not_fooled_by_strings_and_subtables(tmp_path: Path) -> None:
-    error = load_error(tmp_path, '''
+    error = load_error(
+        tmp_path,
+        '''
         [[agents]]
         name = "a"
         model = "m"
@@ -451,10 +557,13 @@ def test_line_scanning_is_not_fooled_by_strings_and_subtables(tmp_path: Path) ->
         name = "not a table"
         """
         stop = 'x'  # unknown here
-    ''')
+    ''',
+    )
     assert (error.key, error.line) == ("agents[0].stop", 8)
 
-    error = load_error(tmp_path, '''
+    error = load_error(
+        tmp_path,
+        """
         [[agents]]
         name = "a"
         model = "m"
@@ -474,18 +583,22 @@ def test_line_scanning_is_not_fooled_by_strings_and_subtables(tmp_path: Path) ->
         name = "c"
         model = "m"
         max_tokens = "many"
-    ''')
+    """,
+    )
     assert (error.key, error.line) == ("agents[2].max_tokens", 19)
 
 
 def test_line_scanning_follows_escaped_quotes(tmp_path: Path) -> None:
-    error = load_error(tmp_path, r'''
+    error = load_error(
+        tmp_path,
+        r"""
         [[agents]]
         name = "a"
         description = "say \" b"
         model = "m"
         bad = 1
-    ''')
+    """,
+    )
     assert (error.key, error.line) == ("agents[0].bad", 5)
 
 
@@ -680,7 +793,9 @@ def test_config_show_of_defaults(claw, tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_config_show_hides_secrets_unless_asked(claw, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path / "config.toml", """
+    path = write(
+        tmp_path / "config.toml",
+        """
         [gateway]
         tokens = ["s3cret"]
         [[backends]]
@@ -688,7 +803,8 @@ def test_config_show_hides_secrets_unless_asked(claw, tmp_path: Path, capsys: py
         kind = "openai"
         url = "http://x:1"
         api_key = "sk-123"
-    """)
+    """,
+    )
     assert claw(["--config", str(path), "config", "show"]) == 0
     out = capsys.readouterr().out
     assert "s3cret" not in out and "sk-123" not in out and "<redacted>" in out
@@ -732,3 +848,105 @@ def test_config_path(claw, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_config_without_action_prints_help(claw, capsys: pytest.CaptureFixture[str]) -> None:
     assert claw(["config"]) == 2
     assert "init" in capsys.readouterr().err
+
+
+# --- properties ----------------------------------------------------------------------------------------------------
+
+names = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")), min_size=1, max_size=12).filter(
+    str.strip
+)
+any_text = st.text(st.characters(codec="utf-8"), max_size=40)
+option_values = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    any_text,
+    st.lists(any_text, max_size=3),
+)
+agents_strategy = st.lists(
+    st.builds(
+        AgentConfig,
+        name=names,
+        model=names,
+        system=any_text,
+        options=st.dictionaries(any_text, option_values, max_size=3),
+        max_context_tokens=st.integers(0, 10**6),
+        max_tokens=st.integers(0, 10**5),
+        fallback=any_text,
+        tools=st.lists(any_text, max_size=3),
+        description=any_text,
+    ),
+    max_size=4,
+    unique_by=lambda agent: agent.name,
+)
+property_settings = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@property_settings
+@given(agents=agents_strategy)
+def test_any_agents_survive_update_agents(tmp_path: Path, agents: list[AgentConfig]) -> None:
+    path = write(tmp_path / "config.toml", HAND_WRITTEN)
+    update_agents(path, agents)
+    config = load_config(path)
+    assert config.agents == agents
+    assert config.ui.theme == "claw-light" and config.gateway.tokens == ["secret"]
+    assert "# Looks" in path.read_text()
+
+
+@property_settings
+@given(agents=agents_strategy, theme=names, retries=st.integers(0, 5), listen_port=st.integers(0, 65535))
+def test_any_config_round_trips(
+    tmp_path: Path, agents: list[AgentConfig], theme: str, retries: int, listen_port: int
+) -> None:
+    config = Config(
+        gateway=GatewayConfig(listen=f"[::1]:{listen_port}", retries=retries), agents=agents, ui=UIConfig(theme=theme)
+    )
+    save_config(config, tmp_path / "config.toml")
+    assert load_config(tmp_path / "config.toml") == config
+
+
+TOML_FRAGMENTS = [
+    "[gateway]",
+    "[[backends]]",
+    "[[agents]]",
+    "[agents.options]",
+    "[ui]",
+    "[telemetry]",
+    "[backends]",
+    'name = "a"',
+    'name = "b"',
+    'model = "m"',
+    "listen = 5",
+    'listen = ":1"',
+    'url = "http://x:1"',
+    "kind = 'x'",
+    "retries = -1",
+    "tokens = [1, 'a']",
+    'system = """',
+    '"""',
+    "temperature = 0.2",
+    "liten = 1",
+    "x.y = 2",
+    "= 3",
+    "[",
+    '"quoted key" = 1',
+    "options = { a = 1 }",
+    "gpu = 1.5",
+    "refresh_hz = inf",
+    "# comment",
+    "",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TOML_FRAGMENTS), max_size=12))
+def test_broken_configs_give_a_config_error_never_a_crash(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    try:
+        parse_config_text(text, path=Path("fuzz.toml"))
+    except ConfigError as error:
+        assert str(error).startswith("fuzz.toml")
+        if error.key and error.line is not None:
+            assert 1 <= error.line <= len(lines)
