@@ -162,13 +162,12 @@ class BackendConfig:
 @dataclass
 class TelemetryConfig:
     source: str = setting(
-        "auto",
-        "auto (NVML if present, else none), nvml, sim, replay or none",
+        "auto", "auto (NVML if present, else none), nvml, sim, replay or none",
         choices=("auto", "nvml", "sim", "replay", "none"),
     )
-    replay_file: str = setting("", 'recorded trace played when source = "replay"')
+    replay_file: str = setting("", "recorded trace played when source = \"replay\"")
     poll_interval_s: float = setting(0.25, "seconds between two polls of clocks, util, temperature", above=0)
-    energy_interval_s: float = setting(0.5, "seconds between two reads of the energy counter", above=0)
+    energy_interval_s: float = setting(1.0, "seconds between two reads of the energy counter (each read costs ~3 ms of CPU)", above=0)
     power_alert_w: float = setting(0.0, "alert above this power; 0 = 95% of the power limit", at_least=0)
     temp_alert_c: float = setting(87.0, "alert above this GPU temperature", above=0)
     history_minutes: float = setting(10.0, "minutes of full-rate history kept in memory", above=0)
