@@ -149,7 +149,9 @@ class GatewayConfig:
 @dataclass
 class BackendConfig:
     name: str = setting(help="unique name of the backend")
-    kind: str = setting("ollama", "ollama, or openai for an OpenAI-compatible server (vLLM, llama.cpp)", choices=("ollama", "openai"))
+    kind: str = setting(
+        "ollama", "ollama, or openai for an OpenAI-compatible server (vLLM, llama.cpp)", choices=("ollama", "openai")
+    )
     url: str = setting(DEFAULT_OLLAMA_URL, "base URL of the backend")
     weight: float = setting(1.0, "share of the traffic relative to the other backends", at_least=0)
     gpu: int | None = setting(None, "index of the GPU that serves this backend", at_least=0)
@@ -498,11 +500,9 @@ def check_backend(backend: BackendConfig, key_path: KeyPath) -> None:
         raise _SchemaError((*key_path, "name"), "the name must not be empty")
     parts = urlsplit(backend.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _SchemaError(
-            (*key_path, "url"), f"expected an http:// or https:// URL, got {json.dumps(backend.url)}"
-        )
+        raise _SchemaError((*key_path, "url"), f"expected an http:// or https:// URL, got {json.dumps(backend.url)}")
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked for it
     except ValueError:
         raise _SchemaError((*key_path, "url"), f"invalid port in {json.dumps(backend.url)}") from None
 
@@ -550,9 +550,13 @@ class TomlStatement:
 def find_key_line(text: str, key_path: KeyPath) -> int | None:
     """The line of the key (or, failing that, of its closest enclosing key or table) in a valid TOML text."""
     lines: dict[KeyPath, int] = {}
-    for statement in scan_toml_statements(text):
+    try:
+        statements = scan_toml_statements(text)
+    except (IndexError, tomllib.TOMLDecodeError):
+        return None  # a layout the scanner misreads must not hide the error being reported
+    for statement in statements:
         path = statement.path
-        first = len(path) if statement.kind != "key_value" else len(path) - len(statement.keys) + 1
+        first = 1 if statement.kind != "key_value" else len(path) - len(statement.keys) + 1
         for end in range(first, len(path) + 1):
             lines.setdefault(path[:end], statement.first_line)
     for end in range(len(key_path), 0, -1):
@@ -647,7 +651,7 @@ class _TomlScanner:
             if char in "\"'":
                 start = self.pos
                 self.skip_string()
-                keys.append(tomllib.loads(f"k = {self.text[start:self.pos]}")["k"])
+                keys.append(tomllib.loads(f"k = {self.text[start : self.pos]}")["k"])
             else:
                 start = self.pos
                 while self.pos < len(self.text) and self.text[self.pos] in _BARE_KEY_CHARS:
@@ -686,6 +690,8 @@ class _TomlScanner:
         start = self.pos
         self.pos += len(delimiter)
         while not self.text.startswith(delimiter, self.pos):
+            if self.pos >= len(self.text):
+                raise IndexError("unterminated string")
             if quote == '"' and self.text[self.pos] == "\\":
                 self.pos += 1
             self.pos += 1
@@ -731,8 +737,38 @@ def field_default(f: dataclasses.Field) -> Any:
 
 
 def config_to_toml(config: Config) -> str:
-    data = {name: value for name, value in config_to_dict(config).items() if value != []}
-    return tomli_w.dumps(data, multiline_strings=True)
+    return dumps_toml({name: value for name, value in config_to_dict(config).items() if value != []})
+
+
+def dumps_toml(document: dict[str, Any]) -> str:
+    """TOML text of a document, like tomli_w, except that arrays of tables are always [[tables]].
+
+    (tomli_w writes short ones as inline arrays, which is valid but not what people write or expect.)
+    """
+    literals = {key: value for key, value in document.items() if not is_table_or_array_of_tables(value)}
+    chunks = [tomli_w.dumps(literals, multiline_strings=True)] if literals else []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            chunks.append(tomli_w.dumps({key: value}, multiline_strings=True))
+        elif is_table_or_array_of_tables(value):
+            chunks.extend(array_table_text(key, item) for item in value)
+    return "\n".join(chunks)
+
+
+def is_table_or_array_of_tables(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+    )
+
+
+def array_table_text(key: str, table: dict[str, Any]) -> str:
+    scalars = {name: value for name, value in table.items() if not isinstance(value, dict)}
+    text = f"[[{key}]]\n" + tomli_w.dumps(scalars, multiline_strings=True)
+    for name, value in table.items():
+        if isinstance(value, dict) and value:
+            # Written under the parent's name, a sub-table belongs to the array's latest element.
+            text += "\n" + tomli_w.dumps({key: {name: value}}, multiline_strings=True)
+    return text
 
 
 REDACTED = "<redacted>"
@@ -755,7 +791,7 @@ def save_config(config: Config, path: Path) -> None:
     """Write every setting of a (checked) config to `path`, atomically."""
     data = config_to_dict(config)
     check_document(data, path)
-    write_text_atomically(path, tomli_w.dumps(data, multiline_strings=True))
+    write_text_atomically(path, dumps_toml(data))
 
 
 def check_document(document: dict[str, Any], path: Path | None) -> None:
@@ -789,11 +825,11 @@ def replace_top_level_key(path: Path, key: str, value: Any) -> None:
     if value:
         expected[key] = value
 
-    block = tomli_w.dumps({key: value}, multiline_strings=True) if value else ""
+    block = dumps_toml({key: value}) if value else ""
     new_text = splice_top_level_key(text, key, block)
     if tomllib.loads(new_text) != expected:
         # The text edit met a layout it does not handle: keep every value, lose the comments.
-        new_text = tomli_w.dumps(expected, multiline_strings=True)
+        new_text = dumps_toml(expected)
     write_text_atomically(path, new_text)
 
 
@@ -809,7 +845,8 @@ def splice_top_level_key(text: str, key: str, block: str) -> str:
     kept_before = [line for number, line in enumerate(lines[:insert_at], 1) if number not in removed]
     kept_after = [line for number, line in enumerate(lines[insert_at:], insert_at + 1) if number not in removed]
     if block:
-        if kept_before and kept_before[-1].strip():
+        # A comment right above the first table stays attached to the new tables.
+        if kept_before and kept_before[-1].strip() and not kept_before[-1].lstrip().startswith("#"):
             block = "\n" + block
         if kept_after and kept_after[0].strip():
             block += "\n"
@@ -884,8 +921,10 @@ def write_text_atomically(path: Path, text: str) -> None:
 def default_config_text() -> str:
     """A config file that sets every key to its default, each with a one-line comment."""
     parts = [
-        "# claw configuration. Every key below is set to its default value; change what you need.\n"
-        "# `claw config show` prints the configuration in effect; `claw config path` says where this file is.\n"
+        (
+            "# claw configuration. Every key below is set to its default value; change what you need.\n"
+            "# `claw config show` prints the configuration in effect; `claw config path` says where this file is.\n"
+        )
     ]
     for name in ("gateway", "telemetry", "governor"):
         parts.append(commented_table(f"[{name}]", TABLE_SECTIONS[name]()))

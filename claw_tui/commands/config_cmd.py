@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "config",
         help="write a default config, print the effective one, or say where it is",
-        description="The config file is --config PATH, else $CLAW_CONFIG, else the user config folder's claw/config.toml.",
+        description="The config file is --config PATH, else $CLAW_CONFIG, else claw/config.toml in the user "
+        "config folder.",
     )
     parser.set_defaults(run=lambda args: print_help(parser))
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
