@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from claw_tui.config import Config, ConfigError, load_config, resolve_config_path
+from claw_tui.config import Config, ConfigError, load_config_for_cli
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def load_config_or_exit(args: argparse.Namespace) -> Config:
     """The effective config, or one clear line on stderr and exit status 2."""
-    path = resolve_config_path(getattr(args, "config", None))
     try:
-        return load_config(path, must_exist=getattr(args, "config", None) is not None)
+        return load_config_for_cli(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"claw: config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
