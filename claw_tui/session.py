@@ -21,6 +21,7 @@ from claw_tui.config import Config
 from claw_tui.gateway.agents import Agent
 from claw_tui.gateway.app import Gateway
 from claw_tui.gateway.backends import Backend
+from claw_tui.gateway.policies import check_listen_is_safe
 from claw_tui.httpserver import AppServer
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore
@@ -185,12 +186,14 @@ class Session:
 
     async def _start_gateway(self) -> None:
         cfg = self.config.gateway
+        host, port = self.options.listen or cfg.host_port()
+        check_listen_is_safe(host, port, cfg.tokens)
         if self.sim is not None:
             self.backends = [Backend(name="sim", kind="ollama", url=self.sim.url, gpu=0)]
         else:
             self.backends = [
                 Backend(name=b.name, kind=b.kind, url=b.url, weight=b.weight, gpu=b.gpu, api_key=b.api_key,
-                        connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.idle_timeout_s)
+                        health_interval_s=b.health_interval_s)
                 for b in self.config.backends
             ]
         for backend in self.backends:
@@ -199,11 +202,12 @@ class Session:
             backend.open()
         self._stops.append(("backends", self._close_backends))
         self.gateway = Gateway(backends=self.backends, ledger=self.ledger, agents=self.agents, session=self,
-                               first_token_timeout_s=cfg.first_token_timeout_s)
-        host, port = self.options.listen or cfg.host_port()
+                               config=cfg)
         self.server = AppServer(self.gateway.app, host, port)
         await self.server.start()
         self._stops.append(("gateway", self.server.stop))
+        await self.gateway.start(self.server.url)
+        self._stops.append(("gateway policies", self.gateway.stop))
         log.info("gateway listening on %s", self.server.url)
 
     def _start_demo_traffic(self) -> None:
@@ -224,6 +228,10 @@ class Session:
         """Read the newest power samples now, so energy shown right after a request is up to date."""
         if self.sampler is not None:
             self.sampler.poll_now()
+
+    def gateway_headers(self) -> dict[str, str]:
+        """Headers for the faces' own requests to the gateway (a session token when clients need one)."""
+        return self.gateway.client_headers() if self.gateway is not None else {}
 
     def set_agents(self, agents: list[Agent]) -> None:
         self.agents = agents

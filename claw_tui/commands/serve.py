@@ -13,6 +13,7 @@ from claw_tui.commands.common import (
     load_config_or_exit,
     parse_listen,
 )
+from claw_tui.gateway.policies import UnsafeListenError
 from claw_tui.httpserver import PortInUseError
 
 log = logging.getLogger("claw.serve")
@@ -42,7 +43,7 @@ def run_serve(args) -> int:
     config = load_config_or_exit(args)
     try:
         return asyncio.run(serve(args, config))
-    except PortInUseError as exc:
+    except (PortInUseError, UnsafeListenError) as exc:
         print(f"claw: {exc}", file=sys.stderr)
         return 1
 
