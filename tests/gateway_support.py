@@ -46,7 +46,7 @@ class SimBackends:
         for index, spec in enumerate(self.specs):
             spec = dict(spec)
             gpu = SimGPU(index=index, name=spec.pop("gpu_name", "NVIDIA H200"), seed=index)
-            options = {"speed": FAST, "num_parallel": 64, "max_queue": 1024, **spec}
+            options = {"speed": FAST, "num_parallel": 64, "max_queue": 1024, "default_num_ctx": 4096, **spec}
             server = SimServer([gpu], seed=index, **options)
             url = await server.start()
             self.gpus.append(gpu)

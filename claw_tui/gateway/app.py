@@ -240,6 +240,7 @@ class Gateway:
             ex.watch()
             await self._answer(ex, surface, op, body, raw, stream, requested, agent, record)
         except GatewayError as exc:
+            exc.headers.setdefault("X-Claw-Request-Id", record.id)
             refused = exc.status in (401, 403, 409, 413, 429) or (exc.status == 503 and record.t_upstream_start is None)
             if exc.status == 429:
                 self.metrics.rejections.labels("rate_limit").inc()

@@ -143,9 +143,10 @@ class Upstream:
             else:
                 record.gpu = backend.gpu
             whole = not call.stream and (call.op == "embed" or _passes_through(call, backend))
-            first_wait = call.deadline - time.monotonic() if whole else self.first_token_timeout_s
+            left = call.deadline - time.monotonic()
+            first_wait = left if whole else min(self.first_token_timeout_s, left)
             try:
-                async with asyncio.timeout(max(0.0, min(first_wait, call.deadline - time.monotonic()))):
+                async with asyncio.timeout(max(0.0, first_wait)):
                     response = await backend.send("POST", path, content, JSON_HEADERS)
                     if response.status >= 400:
                         raise await self._status_error(response, backend, model)
@@ -155,9 +156,11 @@ class Upstream:
                     else:
                         first, complete = await self._first_bytes(relay, response)
             except TimeoutError:
-                what = "no answer" if whole else "no first token"
-                raise self._failure(backend, 504, f"{what} from backend '{backend.name}' within "
-                                                  f"{max(0.0, first_wait):.3g}s") from None
+                if first_wait >= left:
+                    raise GatewayError(504, "the request ran past the gateway's total timeout",
+                                       error_type="api_error") from None
+                raise self._failure(backend, 504, f"no first token from backend '{backend.name}' within "
+                                                  f"{first_wait:g}s", retry_in=1) from None
             except (aiohttp.ClientError, OSError) as exc:
                 unreachable = isinstance(exc, CONNECT_ERRORS)
                 verb = "unreachable at" if unreachable else "failed before answering, at"
@@ -203,10 +206,10 @@ class Upstream:
         return GatewayError(status, message, headers=headers)
 
     @staticmethod
-    def _failure(backend: Backend, status: int, message: str, *, unreachable: bool = False) -> GatewayError:
+    def _failure(backend: Backend, status: int, message: str, *, unreachable: bool = False,
+                 retry_in: float = 5) -> GatewayError:
         backend.record_failure(message, unreachable=unreachable)
-        headers = retry_after(5) if status in (502, 503) else {}
-        return GatewayError(status, message, error_type="api_error", headers=headers, retryable=True)
+        return GatewayError(status, message, error_type="api_error", headers=retry_after(retry_in), retryable=True)
 
     # ---- after the first byte ---------------------------------------------------------------------------------
     async def next_chunk(self, opened: Opened, deadline: float) -> bytes | None:
