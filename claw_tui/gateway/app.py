@@ -235,12 +235,12 @@ class Gateway:
         record = self.ledger.open_request(
             model=model, endpoint=ex.path, surface=surface, agent=agent.name if agent else None, stream=stream,
             client=ex.header(CLIENT_HEADER) or ex.client_host)
+        ex.request_id = record.id
         self.active += 1
         try:
             ex.watch()
             await self._answer(ex, surface, op, body, raw, stream, requested, agent, record)
         except GatewayError as exc:
-            exc.headers.setdefault("X-Claw-Request-Id", record.id)
             refused = exc.status in (401, 403, 409, 413, 429) or (exc.status == 503 and record.t_upstream_start is None)
             if exc.status == 429:
                 self.metrics.rejections.labels("rate_limit").inc()

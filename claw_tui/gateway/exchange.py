@@ -17,7 +17,7 @@ JSON_MEDIA = b"application/json; charset=utf-8"
 
 class Exchange:
     __slots__ = ("scope", "receive", "_send", "path", "method", "started", "finished", "gone", "interrupted",
-                 "_task", "_watcher", "surface", "status")
+                 "_task", "_watcher", "surface", "status", "request_id")
 
     def __init__(self, scope, receive, send, surface: str) -> None:
         self.scope = scope
@@ -31,6 +31,7 @@ class Exchange:
         self.gone = False  # the client disconnected
         self.interrupted: str | None = None  # the gateway gave up on this request (superseded): the reason
         self.status = 0
+        self.request_id: str | None = None  # the ledger record of a metered request
         self._task: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
 
@@ -129,6 +130,8 @@ class Exchange:
     async def respond_error(self, exc: GatewayError, surface: str | None = None,
                             headers: list[tuple[bytes, bytes]] | None = None) -> None:
         extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()] + (headers or [])
+        if self.request_id is not None and not any(k == b"x-claw-request-id" for k, _ in extra):
+            extra.append((b"x-claw-request-id", self.request_id.encode()))
         await self.respond(exc.status, error_body(surface or self.surface, exc), extra)
 
 
