@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,8 @@ from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import TelemetryError, TelemetrySource
 
 log = logging.getLogger(__name__)
+
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 DEMO_AGENTS = (
     Agent(name="support", model="qwen3:8b", system="You answer customer support tickets briefly and kindly.",
@@ -85,6 +88,11 @@ class Session:
         return self.server.url if self.server else ""
 
     async def start(self) -> None:
+        # The gateway's loop shares the interpreter lock with the sampler and store threads, and in the console
+        # with the UI thread. With Python's default 5 ms switch interval, a thread busy in Python (a graph redraw
+        # takes 15-35 ms) holds a waiting request back up to 5 ms at each hand-over; 0.5 ms keeps the gateway's
+        # tail latency low (benchmarks/bench_gateway_tui.py).
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         try:
             self._start_store()
             await self._start_simulator()
@@ -324,7 +332,9 @@ class SessionThread:
             raise self._error
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        from claw_tui.runtime import new_event_loop
+
+        self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._main())

@@ -29,6 +29,9 @@ def run_tui(args) -> int:
     except UnsafeListenError as exc:
         print(f"claw: {exc}", file=sys.stderr)
         return 1
+    from claw_tui.runtime import freeze_startup_heap
+
+    freeze_startup_heap()
     try:
         ClawApp(session).run()
     finally:

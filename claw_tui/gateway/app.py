@@ -106,6 +106,8 @@ class Gateway:
         self._warmup: asyncio.Task | None = None
         self.warmup_results: dict[str, str] = {}
         self._flight_records: set[str] = set()  # leaders' records, metered by their flight's producer
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = 0
 
     @property
     def app(self) -> "Gateway":
@@ -233,8 +235,8 @@ class Gateway:
         agent = self.agents.get(requested)
         model = agent.model if agent else requested
         record = self.ledger.open_request(
-            model=model, endpoint=ex.path, surface=surface, agent=agent.name if agent else None, stream=stream,
-            client=ex.header(CLIENT_HEADER) or ex.client_host)
+            id=self._next_id(), model=model, endpoint=ex.path, surface=surface,
+            agent=agent.name if agent else None, stream=stream, client=ex.header(CLIENT_HEADER) or ex.client_host)
         ex.request_id = record.id
         self.active += 1
         try:
@@ -263,6 +265,11 @@ class Gateway:
             raise
         finally:
             self.active -= 1
+
+    def _next_id(self) -> str:
+        """A request id unique to this gateway: a random prefix and a counter (no syscall per request)."""
+        self._id_counter += 1
+        return f"{self._id_prefix}{self._id_counter:08x}"
 
     async def _read_json(self, ex: Exchange) -> tuple[dict, bytes]:
         raw = await ex.read_body(self.config.max_body_bytes)
@@ -357,6 +364,8 @@ class Gateway:
 
     def _outcome(self, exc: GatewayError | None) -> None:
         """Feed the error-rate window: backend failures count, refusals and client mistakes do not."""
+        if not self.ladder.any_step:
+            return
         if exc is None:
             self.ladder.window.add(True)
         elif exc.retryable and exc.status >= 500 and "is busy" not in exc.message:

@@ -214,9 +214,9 @@ class Upstream:
     # ---- after the first byte ---------------------------------------------------------------------------------
     async def next_chunk(self, opened: Opened, deadline: float) -> bytes | None:
         """The next raw upstream chunk within the idle timeout (and the request's deadline); None at the end."""
-        limit = min(time.monotonic() + self.idle_timeout_s, deadline)
+        now = time.monotonic()
         try:
-            async with asyncio.timeout_at(limit):  # the loop's clock is time.monotonic
+            async with asyncio.timeout(min(self.idle_timeout_s, deadline - now)):
                 return await opened.next_raw()
         except TimeoutError:
             if time.monotonic() >= deadline - 0.001:
