@@ -292,7 +292,7 @@ def render_compare(rows: list[CompareRow], before_name: str, after_name: str) ->
         text = f"{value:+,.{metric.digits}f}" if signed else f"{value:,.{metric.digits}f}"
         return f"{text} {metric.unit}".rstrip()
 
-    table = [("metric", "A: " + before_name, "B: " + after_name, "delta", "", "")]
+    table = [("metric", "A: " + before_name, "B: " + after_name, "delta (B-A)", "%", "B is")]
     for row in rows:
         pct = f"{row.delta_pct:+.1f}%" if row.delta_pct is not None else ""
         table.append((row.metric.label, num(row.before, row.metric), num(row.after, row.metric),

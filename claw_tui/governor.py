@@ -190,8 +190,9 @@ class NvmlClockControl:
         permission = getattr(exc, "value", None) == getattr(self._nvml, "NVML_ERROR_NO_PERMISSION",
                                                              NVML_ERROR_NO_PERMISSION)
         if permission:
-            return ClockControlError(f"NVML refused to {what} on GPU {gpu}: clock control needs root "
-                                     f"(running as uid {os.geteuid()})", permission=True)
+            who = "root without CAP_SYS_ADMIN (a container?)" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+            return ClockControlError(f"NVML refused to {what} on GPU {gpu}: clock control needs root with "
+                                     f"CAP_SYS_ADMIN (running as {who})", permission=True)
         return ClockControlError(f"NVML could not {what} on GPU {gpu}: {_nvml_text(exc)}")
 
     def close(self) -> None:
@@ -594,7 +595,8 @@ class Governor:
             if self._writes_state_file():
                 self._state_file.clear()
         except ClockControlError:
-            pass
+            if exc.permission and self._writes_state_file():
+                self._state_file.clear()  # permission is the process's: no GPU was locked
         if exc.permission:
             self._notice(f"governor: {exc}; continuing as a dry run")
             self.control.close()
@@ -721,6 +723,11 @@ class Governor:
             "idle_power_w_downclocked": _round(self.power.power_w("downclocked")),
             "idle_power_w_normal": _round(self.power.power_w("idle")),
             "models_unloaded": self.unloads,
+            # the sums behind the two powers, so that a window of the session (claw bench) can be cut out
+            "idle_j_downclocked": round(self.power.energy_j["downclocked"], 3),
+            "idle_s_downclocked": round(self.power.seconds["downclocked"], 3),
+            "idle_j_normal": round(self.power.energy_j["idle"], 3),
+            "idle_s_normal": round(self.power.seconds["idle"], 3),
         }
 
 

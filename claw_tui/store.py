@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import socket
 import sqlite3
@@ -136,7 +137,8 @@ class SessionStore:
         with self._conn:
             self._conn.execute(
                 "INSERT INTO sessions (id, started_at, host, demo, info) VALUES (?, ?, ?, ?, ?)",
-                (self.session_id, self.started_at, socket.gethostname(), int(demo), json.dumps(info or {})),
+                (self.session_id, self.started_at, socket.gethostname(), int(demo),
+                 json.dumps({**(info or {}), "pid": os.getpid()})),
             )
         if retention_days > 0:
             self._queue.put(("prune", retention_days))
@@ -261,10 +263,7 @@ class StoredSession:
 
     def state(self, now: float | None = None) -> str:
         """"ended" (a clean stop), "running" (written to in the last seconds) or "crashed"."""
-        if self.ended_at is not None:
-            return "ended"
-        now = time.time() if now is None else now
-        return "running" if now - self.last_seen < LIVE_WITHIN_S else "crashed"
+        return session_state(self.ended_at, self.host, self.info, self.last_seen, now)
 
     def session_json(self) -> dict:
         end = self.ended_at or self.last_seen
@@ -277,6 +276,26 @@ class StoredSession:
             "demo": self.demo,
             "state": self.state(),
         }
+
+
+def session_state(ended_at: float | None, host: str, info: dict, last_seen: float, now: float | None = None) -> str:
+    if ended_at is not None:
+        return "ended"
+    pid = info.get("pid")
+    if isinstance(pid, int) and host == socket.gethostname():
+        return "running" if _pid_alive(pid) else "crashed"
+    now = time.time() if now is None else now
+    return "running" if now - last_seen < LIVE_WITHIN_S else "crashed"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def open_reader(path: Path) -> sqlite3.Connection:
@@ -294,13 +313,19 @@ def open_reader(path: Path) -> sqlite3.Connection:
 def list_sessions(path: Path, limit: int = 50) -> list[dict]:
     conn = open_reader(path)
     try:
-        rows = conn.execute(
-            "SELECT s.id, s.started_at, s.ended_at, s.host, s.demo, "
+        rows = [dict(row) for row in conn.execute(
+            "SELECT s.id, s.started_at, s.ended_at, s.host, s.demo, s.info, s.stats_at, "
             "(SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id) AS requests "
-            "FROM sessions s ORDER BY s.started_at DESC LIMIT ?", (limit,)).fetchall()
+            "FROM sessions s ORDER BY s.started_at DESC LIMIT ?", (limit,))]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the session store {path}: {exc}") from None
     finally:
         conn.close()
-    return [dict(row) for row in rows]
+    for row in rows:
+        info = _json_or_empty(row.pop("info"))
+        last_seen = max(row["started_at"], row.pop("stats_at") or 0.0)
+        row["state"] = session_state(row["ended_at"], row["host"] or "", info, last_seen)
+    return rows
 
 
 def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
