@@ -32,7 +32,7 @@ from claw_tui.gateway.backends import Backend
 from claw_tui.httpserver import AppServer
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore, default_store_path
-from claw_tui.summary import AlertTracker, build_summary
+from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
 from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import TelemetryError, TelemetrySource
 
@@ -85,8 +85,8 @@ class Session:
         self.governor: Governor | None = None
         self.alerts = AlertTracker(config.telemetry.power_alert_w, config.telemetry.temp_alert_c)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._counter_base: list[float] | None = None
-        self._counter_final: list[float] | None = None
+        self._counter_base: tuple[float, list[float]] | None = None
+        self._counter_final: tuple[float, list[float]] | None = None
         self._stops: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -249,8 +249,8 @@ class Session:
         snapshot = self.sampler.latest(index) if self.sampler is not None else None
         return snapshot is not None and (snapshot.util_pct or 0) > 5 and self.ledger.in_flight() == 0
 
-    def _read_counters(self) -> list[float] | None:
-        """Every GPU's energy counter now (joules), or None when one cannot be read."""
+    def _read_counters(self) -> tuple[float, list[float]] | None:
+        """(when, every GPU's energy counter in joules), or None when one cannot be read."""
         sampler = self.sampler
         if sampler is None or sampler.state != "ok" or not sampler.gpu_count or sampler.source is None:
             return None
@@ -258,7 +258,25 @@ class Session:
             values = [sampler.source.energy_counter_j(i) for i in range(sampler.gpu_count)]
         except Exception:  # a driver error here only costs the cross-check
             return None
-        return None if any(v is None for v in values) else values
+        return None if any(v is None for v in values) else (self.clock(), values)
+
+    def _aligned_counter_j(self, now: tuple[float, list[float]]) -> float | None:
+        """The counters' delta over the window the power samples cover (see `aligned_counter_j`)."""
+        (base_ts, base), (now_ts, values) = self._counter_base, now
+        if len(values) != len(base):
+            return None
+        energies = self.ledger.energy_by_gpu()
+        total = 0.0
+        for index, (start_j, end_j) in enumerate(zip(base, values)):
+            gpu = energies.get(index)
+            if gpu is None or gpu.first_ts is None:
+                total += end_j - start_j
+                continue
+            first = self.sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
+            first_w = first[0].watts if first and first[0].ts == gpu.first_ts else gpu.last_watts
+            total += aligned_counter_j(start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts,
+                                       gpu.last_watts)
+        return total
 
     def _start_stats(self) -> None:
         if self.store is None:
@@ -385,8 +403,8 @@ class Session:
             return None
         if fresh and self._counter_base is not None:
             now = self._counter_final or self._read_counters()
-            if now is not None and len(now) == len(self._counter_base):
-                return sum(b - a for a, b in zip(self._counter_base, now))
+            if now is not None:
+                return self._aligned_counter_j(now)
         deltas = [self.sampler.counter_delta_j(i) for i in range(self.sampler.gpu_count)]
         return None if any(d is None for d in deltas) else sum(deltas)
 

@@ -159,6 +159,16 @@ def build_summary(
     return summary
 
 
+def aligned_counter_j(start_j: float, start_ts: float, end_j: float, end_ts: float, first_ts: float,
+                      first_w: float, last_ts: float, last_w: float) -> float:
+    """An energy counter's delta cut to the window [first_ts, last_ts] that the power samples' integral covers.
+
+    The counter is read at start_ts and end_ts, a few to tens of ms away from the first and last 20 ms sample;
+    over a short session that edge alone is ~1% of the energy. The edges are corrected with the power there.
+    """
+    return (end_j - start_j) - last_w * (end_ts - last_ts) - first_w * (first_ts - start_ts)
+
+
 # ---- alerts ------------------------------------------------------------------------------------------------------
 ALERT_HINTS = {
     "power": "the GPU runs at its power limit: lower num_ctx or set OLLAMA_KV_CACHE_TYPE=q8_0, or cap the power "
