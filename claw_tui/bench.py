@@ -83,9 +83,13 @@ def synthetic_prompts(workload: str, seed: int = 0) -> Iterator[BenchPrompt]:
     if workload not in WORKLOADS:
         raise WorkloadError(f"unknown workload {workload!r} (expected {', '.join(WORKLOADS)} or a .jsonl file)")
     rng = random.Random(f"claw-bench:{workload}:{seed}")
-    while True:
-        kind = workload if workload != "mixed" else ("long" if rng.random() < LONG_SHARE_IN_MIXED else "short")
-        yield synthetic_prompt(kind, rng)
+
+    def stream() -> Iterator[BenchPrompt]:
+        while True:
+            kind = workload if workload != "mixed" else ("long" if rng.random() < LONG_SHARE_IN_MIXED else "short")
+            yield synthetic_prompt(kind, rng)
+
+    return stream()
 
 
 def load_workload_file(path: str | Path) -> list[BenchPrompt]:

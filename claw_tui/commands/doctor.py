@@ -31,6 +31,7 @@ MARKS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 SYNC_PASS_S = 0.5  # the driver's newest sample is normally 20-100 ms old
 SYNC_WARN_S = 2.5  # the buffer holds ~2.4 s: older than that, the samples do not belong to now
 HTTP_TIMEOUT_S = 3.0
+STATUS_TIMEOUT_S = 1.5  # a claw answers its status at once; whatever else holds the port may never answer
 
 
 @dataclass
@@ -247,7 +248,7 @@ def check_port(config: Config) -> Check:
             reason = exc.strerror or str(exc)
     url_host = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
     try:
-        status = httpx.get(f"http://{url_host}:{port}/claw/v1/status", timeout=HTTP_TIMEOUT_S).json()
+        status = httpx.get(f"http://{url_host}:{port}/claw/v1/status", timeout=STATUS_TIMEOUT_S).json()
         session = status["session"]["id"]
         return Check("gateway port", "warn", f"{host}:{port} is taken by a running claw (session {session})",
                      "that claw is the gateway; a second one needs another [gateway] listen")
