@@ -71,8 +71,8 @@ def test_bench_openai_surface_and_an_agent(gateway, tmp_path):
 
 def test_two_demo_runs_and_compare_reproduce_the_governor_workflow(tmp_path):
     """Bursty traffic (open-loop arrivals with gaps): the governor downclocks in the gaps and idle power drops."""
-    common = ("--demo", "--sim-speed", "20", "--model", "qwen3:8b", "--workload", "short", "--rate", "4",
-              "--requests", "8", "--concurrency", "2", "--seed", "3")
+    common = ("--demo", "--sim-speed", "20", "--model", "qwen3:8b", "--workload", "short", "--rate", "1.5",
+              "--requests", "6", "--concurrency", "2", "--seed", "3")
     off, on = tmp_path / "off.json", tmp_path / "on.json"
     first = claw("bench", *common, "--governor", "off", "-o", str(off), tmp_path=tmp_path)
     second = claw("bench", *common, "--governor", "on", "--idle-after", "0.1", "-o", str(on), tmp_path=tmp_path)
