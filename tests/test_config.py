@@ -950,3 +950,10 @@ def test_broken_configs_give_a_config_error_never_a_crash(lines: list[str]) -> N
         assert str(error).startswith("fuzz.toml")
         if error.key and error.line is not None:
             assert 1 <= error.line <= len(lines)
+
+
+def test_carriage_returns_in_agent_text_survive_a_save(tmp_path):
+    path = tmp_path / "config.toml"
+    agents = [AgentConfig(name="crlf", model="m", system="line one\r\nline two", description="\r\n")]
+    update_agents(path, agents)
+    assert load_config(path).agents == agents
