@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -203,7 +204,7 @@ def test_samples_lie_on_a_20ms_grid_without_gaps_or_duplicates(gpu, clock):
             gpu.end_work(handle)
         collected += gpu.power_samples(collected[-1].ts)
     stamps = [s.ts for s in collected]
-    assert all(b - a == pytest.approx(SAMPLE_PERIOD_S, abs=1e-6) for a, b in zip(stamps, stamps[1:]))
+    assert all(b - a == pytest.approx(SAMPLE_PERIOD_S, abs=1e-6) for a, b in itertools.pairwise(stamps))
     assert all(abs(ts / SAMPLE_PERIOD_S - round(ts / SAMPLE_PERIOD_S)) < 1e-4 for ts in stamps)
     assert stamps[-1] <= clock.now
 
@@ -260,7 +261,7 @@ def test_energy_counter_matches_the_trapezoid_of_samples(clock):
     run(4.0)  # idle again
 
     assert samples[0].ts == pytest.approx(start) and samples[-1].ts == pytest.approx(clock.now)
-    trapezoid = sum((a.watts + b.watts) / 2 * (b.ts - a.ts) for a, b in zip(samples, samples[1:]))
+    trapezoid = sum((a.watts + b.watts) / 2 * (b.ts - a.ts) for a, b in itertools.pairwise(samples))
     counter = gpu.energy_counter_j() - counter_start
     assert counter > 2000
     assert abs(trapezoid - counter) / counter < 0.005

@@ -217,6 +217,31 @@ async def test_final_timings_are_nanoseconds_consistent_with_wall_time(http, sim
     assert prefill_rate > 10 * decode_rate
 
 
+async def test_prefill_time_grows_with_the_prompt(client):
+    async def prefill_ns(prompt: str) -> int:
+        reply = await client.generate(model=FAST_MODEL, prompt=prompt, options={"num_predict": 1})
+        return reply.prompt_eval_duration
+
+    short, long = await prefill_ns("hi there"), await prefill_ns("tell me more about power " * 2000)
+    assert long > 3 * short
+
+
+async def test_locked_low_clock_slows_decode(client, sim):
+    async def decode_rate() -> float:
+        reply = await client.generate(model=SLOW_MODEL, prompt="Explain clocks", think=False,
+                                      options={"sim_tokens": 150})
+        return reply.eval_count / reply.eval_duration
+
+    await sim.state.preload(SLOW_MODEL)
+    full = await decode_rate()
+    sim.gpus[0].lock_sm_clock(345)
+    try:
+        slowed = await decode_rate()
+    finally:
+        sim.gpus[0].reset_clocks()
+    assert 0.45 < slowed / full < 0.75  # memory-bound decode keeps ~60% of its speed at 345 MHz
+
+
 async def test_metric_fields_are_omitted_when_zero(http, sim):
     loaded = (await http.post("/api/chat", json={"model": FAST_MODEL, "messages": []})).json()
     assert loaded["done_reason"] == "load" and loaded["done"] is True
@@ -291,6 +316,16 @@ async def test_ps_after_load_shows_residency(client, sim):
     remaining = entry.expires_at.timestamp() - time.time()
     assert 590 < remaining <= 600
     assert FAST_MODEL in sim.gpus[0].resident()
+
+
+async def test_request_num_ctx_reloads_with_a_different_memory_size(client):
+    await client.generate(model="qwen2:7b", prompt="hi", options={"num_ctx": 2048}, keep_alive=-1)
+    small = {m.model: m for m in (await client.ps()).models}["qwen2:7b"]
+    assert small.context_length == 2048
+    assert small.expires_at.year > 2200  # a negative keep_alive means forever
+    await client.generate(model="qwen2:7b", prompt="hi", options={"num_ctx": 16384}, keep_alive="-1m")
+    big = {m.model: m for m in (await client.ps()).models}["qwen2:7b"]
+    assert big.context_length == 16384 and big.size > small.size
 
 
 async def test_keep_alive_zero_unloads_now(http, sim):
@@ -591,14 +626,14 @@ async def test_sync_openai_client_works_from_a_thread(sim):
 
 async def test_openai_only_serves_only_v1_and_stop_unloads():
     gpu = SimGPU(seed=2)
-    async with SimServer([gpu], speed=SPEED, openai_only=True) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-            assert (await http.get("/api/tags")).status_code == 404
-            assert (await http.post("/api/chat", json=chat_body())).status_code == 404
-            assert (await http.get("/v1/models")).json()["object"] == "list"
-            reply = await http.post("/v1/chat/completions", json=chat_body())
-            assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
-            assert FAST_MODEL in gpu.resident()  # like vLLM, the model stays loaded
+    server = SimServer([gpu], speed=SPEED, openai_only=True)
+    async with server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        assert (await http.get("/api/tags")).status_code == 404
+        assert (await http.post("/api/chat", json=chat_body())).status_code == 404
+        assert (await http.get("/v1/models")).json()["object"] == "list"
+        reply = await http.post("/v1/chat/completions", json=chat_body())
+        assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
+        assert FAST_MODEL in gpu.resident()  # like vLLM, the model stays loaded
     assert gpu.resident() == {}  # stopping the server ends its runners
 
 

@@ -16,15 +16,17 @@ import asyncio
 import base64
 import calendar
 import contextlib
+import ipaddress
 import json
 import logging
 import math
+import socket
 import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -41,7 +43,6 @@ from claw_tui.sim.models import (
     InstalledModel,
     canonical_name,
     is_valid_name,
-    sha256_hex,
 )
 from claw_tui.sim.text import Answer, count_chat_tokens, count_tokens, embedding_vector, generate_answer, normalize
 
@@ -784,15 +785,17 @@ class SimState:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                async for event in self._apply_plan(plan, emitted):
-                    yield event
-                    if event[0] == "error":
+                if not plan.empty:
+                    error = await self._apply_plan(plan, emitted)
+                    if error is not None:
+                        yield "error", error
                         return
                 yield kind, token
                 emitted += 1
-            async for event in self._apply_plan(plan, emitted):
-                yield event
-                if event[0] == "error":
+            if not plan.empty:
+                error = await self._apply_plan(plan, emitted)
+                if error is not None:
+                    yield "error", error
                     return
             ended = time.monotonic()
             yield "done", Final(
@@ -852,16 +855,16 @@ class SimState:
             if runner is not None:
                 self.release_runner(runner)
 
-    async def _apply_plan(self, plan: StreamPlan, emitted: int) -> AsyncIterator[tuple[str, Any]]:
-        if plan.empty:
-            return
+    async def _apply_plan(self, plan: StreamPlan, emitted: int) -> str | None:
+        """Act out the faults due after `emitted` chunks; returns an error message to end the stream with."""
         if plan.stall_after == emitted:
             plan.stall_after = None
             await asyncio.sleep(plan.stall_s)
         if plan.drop_after == emitted:
             raise SimulatedConnectionDrop(f"connection dropped after {emitted} chunks")
         if plan.error_after == emitted:
-            yield "error", plan.error_message
+            return plan.error_message
+        return None
 
     def _answer_tokens(self, req: GenRequest) -> tuple[list[tuple[str, str]], str]:
         options = req.options
@@ -913,7 +916,7 @@ def _num_ctx_for_vram(total_vram_bytes: float) -> int:
 
 
 def _ns(seconds: float) -> int:
-    return max(0, int(round(seconds * 1e9)))
+    return max(0, round(seconds * 1e9))
 
 
 def _cut_at_stop(tokens: list[str], stops: list[str]) -> list[str]:
@@ -1256,7 +1259,7 @@ class OllamaApi:
         """The legacy /api/embeddings: one prompt, one vector."""
         try:
             data = await read_json_body(request, "api.EmbeddingRequest")
-            model, _label = self._require_model(data.get("model"))
+            model, _ = self._require_model(data.get("model"))
             prompt = data.get("prompt") or ""
             keep_alive_s = self.state.keep_alive_or_default(parse_keep_alive(data.get("keep_alive")))
             options = self.state.resolve_options(model, data.get("options"))
@@ -1898,9 +1901,9 @@ async def _openai_stream(events: AsyncIterator[tuple[str, Any]], label: str, com
                 yield b"data: [DONE]\n\n"
                 return
             if chat:
-                delta: dict[str, Any] = {"role": "assistant"} if first else {}
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
                 if kind == "thinking":
-                    delta.update(content="", reasoning=value) if first else delta.update(reasoning=value)
+                    delta["reasoning"] = value
                 else:
                     delta["content"] = value
                 first = False
@@ -1989,9 +1992,6 @@ def _host_allowed(scope) -> bool:
         host = host.split(":")[0]
     if host in ("", "localhost", "testserver") or host.endswith((".localhost", ".local", ".internal")):
         return True
-    import ipaddress
-    import socket
-
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -2041,10 +2041,16 @@ def create_sim_app(
     max_queue: int = 16,
     speed: float = 1.0,
     keep_alive_default_s: float = 300,
+    check_host: bool = False,
 ) -> Starlette:
-    """The simulator as a Starlette app; its `SimState` (fault hooks, observers) is `app.state.sim`."""
+    """The simulator as a Starlette app; its `SimState` (fault hooks, observers) is `app.state.sim`.
+
+    `check_host` turns on Ollama's 403 for a non-local Host header; it is off here because an app used in
+    process (e.g. through httpx.ASGITransport) has no listening address. `SimServer` sets it when it binds
+    a loopback address, as Ollama does.
+    """
     state = SimState(gpus, seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
-                     speed=speed, keep_alive_default_s=keep_alive_default_s)
+                     speed=speed, keep_alive_default_s=keep_alive_default_s, check_host=check_host)
     return build_app(state)
 
 
@@ -2073,10 +2079,11 @@ class SimServer:
         default_num_ctx: int | None = None,
     ) -> None:
         self._gpus = list(gpus) if gpus else [SimGPU(seed=seed)]
-        self._options = dict(seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
-                             speed=speed, keep_alive_default_s=keep_alive_default_s,
-                             max_loaded_models=max_loaded_models, default_num_ctx=default_num_ctx)
-        self._state = SimState(self._gpus, **self._options)
+        self._state = SimState(
+            self._gpus, seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
+            speed=speed, keep_alive_default_s=keep_alive_default_s, max_loaded_models=max_loaded_models,
+            default_num_ctx=default_num_ctx,
+        )
         self._app = build_app(self._state)
         self._server: AppServer | None = None
 
@@ -2113,7 +2120,7 @@ class SimServer:
             server, self._server = self._server, None
             await server.stop()
 
-    async def __aenter__(self) -> SimServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -2122,8 +2129,6 @@ class SimServer:
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
-
     if host == "localhost":
         return True
     try:
