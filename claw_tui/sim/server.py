@@ -681,8 +681,13 @@ class SimState:
 
     def _expire_if_due(self, runner: Runner) -> None:
         runner.expiry_handle = None
-        if runner.users == 0 and runner.expires_at is not None and runner.expires_at <= time.time() + 0.001:
+        if runner.users > 0 or runner.expires_at is None or self.runners.get(runner.name) is not runner:
+            return
+        remaining = runner.expires_at - time.time()
+        if remaining <= 0.001:
             self._unload(runner)
+        else:  # the loop's clock ran ahead of the wall clock: look again when it is really due
+            runner.expiry_handle = asyncio.get_running_loop().call_later(remaining, self._expire_if_due, runner)
 
     def _start_runner(self, model: InstalledModel, num_ctx: int) -> Runner:
         size = model.spec.runtime_bytes(num_ctx, self.num_parallel)
@@ -715,6 +720,8 @@ class SimState:
             self._unload(idle.pop(0))
 
     def _unload(self, runner: Runner) -> None:
+        if runner.unloaded.is_set():
+            return
         if self.runners.get(runner.name) is runner:
             del self.runners[runner.name]
         if runner.expiry_handle is not None:
@@ -990,13 +997,10 @@ class DeferredResponse:
     async def _produce(self, send) -> None:
         started = False
         try:
-            async for item in self._guarded(self._items):
+            async for item in self._items:
                 if isinstance(item, ErrorItem):
-                    if not started:
-                        await self._send_whole(send, item.status, item.body, JSON_MEDIA)
-                        return
-                    await send({"type": "http.response.body", "body": item.line, "more_body": True})
-                    break
+                    await self._send_error(send, item, started)
+                    return
                 if not self._streaming:
                     await self._send_whole(send, 200, item, self._media_type)
                     return
@@ -1005,19 +1009,23 @@ class DeferredResponse:
                                 "headers": self._raw_headers(self._media_type)})
                     started = True
                 await send({"type": "http.response.body", "body": item, "more_body": True})
-            if not started:
-                await self._send_whole(send, 200, b"", self._media_type)
-            else:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except RunnerGone as exc:
+            await self._send_error(send, self._error_item(500, str(exc)), started)
+            return
         finally:
             await self._items.aclose()
+        if started:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await self._send_whole(send, 200, b"", self._media_type)
 
-    async def _guarded(self, items: AsyncIterator[bytes | ErrorItem]) -> AsyncIterator[bytes | ErrorItem]:
-        try:
-            async for item in items:
-                yield item
-        except RunnerGone as exc:
-            yield self._error_item(500, str(exc))
+    async def _send_error(self, send, error: ErrorItem, started: bool) -> None:
+        """Before any output the error gets its own status; after, it is the stream's last line."""
+        if not started:
+            await self._send_whole(send, error.status, error.body, JSON_MEDIA)
+            return
+        await send({"type": "http.response.body", "body": error.line, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_whole(self, send, status: int, body: bytes, media_type: str) -> None:
         headers = self._raw_headers(media_type) + [(b"content-length", str(len(body)).encode())]
@@ -1035,10 +1043,6 @@ async def _wait_for_disconnect(receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-async def _single(item: bytes | ErrorItem) -> AsyncIterator[bytes | ErrorItem]:
-    yield item
 
 
 def ollama_error(status: int, message: str) -> Response:
