@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "claw_tui.commands.serve",
     "claw_tui.commands.sim",
     "claw_tui.commands.config_cmd",
+    "claw_tui.commands.modelfile",
 )
 
 
