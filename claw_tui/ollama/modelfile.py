@@ -65,6 +65,8 @@ BLANKS = " \t"
 LINE_BREAKS = "\r\n"
 WHITESPACE = BLANKS + LINE_BREAKS
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LETTERS = re.compile(r"[A-Za-z]+")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
 _SEMVER = re.compile(
     r"v(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*)"
     r"(?:-(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
@@ -165,18 +167,10 @@ class _Source:
             pos += 1
         return pos
 
-    def run(self, pos: int, *, letters: bool = False, word: bool = False) -> int:
-        """End of the run starting at pos of ASCII letters (letters) or of [A-Za-z0-9_] (word)."""
-        text = self.text
-        while pos < len(text):
-            c = text[pos]
-            if letters and ("a" <= c <= "z" or "A" <= c <= "Z"):
-                pos += 1
-            elif word and ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c == "_"):
-                pos += 1
-            else:
-                break
-        return pos
+    def run(self, pos: int, pattern: re.Pattern[str]) -> int:
+        """End of the run of `pattern` (a character class with +) that starts at pos."""
+        match = pattern.match(self.text, pos)
+        return match.end() if match else pos
 
     def skip(self, pos: int, chars: str) -> int:
         while pos < len(self.text) and self.text[pos] in chars:
@@ -215,34 +209,34 @@ def _scan_value(source: _Source, start: int) -> _Value:
     text = source.text
     first: int | None = None
     last = start
-    ran_on_after: int | None = None
+    closed_at: int | None = None  # a blank right after a closing quote
+    ran_on_after: int | None = None  # ... that visible text followed
     dropped: list[int] = []
-    pos = start
-    while pos < len(text):
+    for pos in range(start, len(text)):
         char = text[pos]
         if char in WHITESPACE:
-            if first is not None and _quote_closes(text, first, last):
-                if char in LINE_BREAKS:
-                    return _make_value(text, first, last, pos, True, ran_on_after, dropped)
-                if text[first] == '"' and ran_on_after is None:
-                    ran_on_after = pos
-            elif first is None and char in LINE_BREAKS:
-                return _Value("", pos, pos, True, "", None, dropped)
+            complete = first is None or _quote_closes(text, first, last)
+            if complete and char in LINE_BREAKS:
+                return _make_value(text, first, last, pos, True, ran_on_after, dropped)
+            if complete and first is not None and text[first] == '"' and closed_at is None:
+                closed_at = pos
         elif _is_invisible(char):
             dropped.append(pos)
         else:
             if first is None:
                 first = pos
+            if closed_at is not None and ran_on_after is None:
+                ran_on_after = closed_at
             last = pos
-        pos += 1
-    if first is None:
-        return _Value("", pos, pos, True, "", None, dropped)
-    return _make_value(text, first, last, pos, _quote_closes(text, first, last), ran_on_after, dropped)
+    closed = first is None or _quote_closes(text, first, last)
+    return _make_value(text, first, last, len(text), closed, ran_on_after, dropped)
 
 
 def _make_value(
-    text: str, first: int, last: int, end: int, closed: bool, ran_on_after: int | None, dropped: list[int]
+    text: str, first: int | None, last: int, end: int, closed: bool, ran_on_after: int | None, dropped: list[int]
 ) -> _Value:
+    if first is None:
+        return _Value("", end, end, True, "", None, dropped)
     raw = _drop_invisible(text[first : last + 1])
     quote = '"""' if raw.startswith('"""') else '"' if raw.startswith('"') else ""
     if not closed:
@@ -303,7 +297,7 @@ class _Scanner:
 
     def _instruction(self, start: int) -> tuple[_Instruction | None, int]:
         source, text = self.source, self.source.text
-        name_end = source.run(start, letters=True)
+        name_end = source.run(start, _LETTERS)
         name = text[start:name_end]
         follower = text[name_end] if name_end < len(text) else ""
         if not name:
@@ -315,8 +309,9 @@ class _Scanner:
             if name.lower() in INSTRUCTIONS and follower in ("", "\r", "\n"):
                 self.report(start, "error", INVALID_COMMAND, _usage(name.lower()), "missing-value")
             else:
-                self.report(start, "error", INVALID_COMMAND, _hint_for_bad_follower(name, follower),
-                            "unknown-instruction")
+                self.report(
+                    start, "error", INVALID_COMMAND, _hint_for_bad_follower(name, follower), "unknown-instruction"
+                )
             return None, source.end_of_line(start)
         keyword = name.lower()
         after = name_end + 1
@@ -324,20 +319,27 @@ class _Scanner:
             self.report(start, "error", INVALID_COMMAND, _did_you_mean_instruction(name), "unknown-instruction")
             return None, _scan_value(source, after).end
         if keyword == "parameter":
-            return self._with_argument(keyword, start, after, _parameter_name_end, "name")
+            return self._with_argument(keyword, start, after, _NAME_CHARS, "name")
         if keyword == "message":
-            return self._with_argument(keyword, start, after, _role_end, "role")
+            return self._with_argument(keyword, start, after, _LETTERS, "role")
         value = _scan_value(source, after)
         return _Instruction(keyword, start, None, after, value), value.end
 
-    def _with_argument(self, keyword: str, start: int, after: int, argument_end, what: str):
+    def _with_argument(
+        self, keyword: str, start: int, after: int, argument_chars: re.Pattern[str], what: str
+    ) -> tuple[_Instruction | None, int]:
+        """PARAMETER <name> <value> and MESSAGE <role> <value>."""
         source, text = self.source, self.source.text
         argument_start = source.skip(after, BLANKS)
         if argument_start > after:
-            self.report(after, "warning",
-                        f"more than one space after {keyword.upper()}: ollama create reads an empty {what} here",
-                        "use a single space", "extra-space")
-        end = argument_end(source, argument_start)
+            self.report(
+                after,
+                "warning",
+                f"more than one space after {keyword.upper()}: ollama create reads an empty {what} here",
+                "use a single space",
+                "extra-space",
+            )
+        end = source.run(argument_start, argument_chars)
         argument = text[argument_start:end]
         follower = text[end] if end < len(text) else ""
         if follower in BLANKS and follower and argument:
@@ -355,19 +357,16 @@ class _Scanner:
         token_end = source.token_end(argument_start)
         token = text[argument_start:token_end]
         if keyword == "parameter":
-            self.report(argument_start, "error", f'invalid parameter name "{token}"', _hint_for_bad_name(token),
-                        "invalid-parameter-name")
+            self.report(
+                argument_start,
+                "error",
+                f'invalid parameter name "{token}"',
+                _hint_for_bad_name(token),
+                "invalid-parameter-name",
+            )
         else:
             self.report(argument_start, "error", INVALID_ROLE, _hint_for_role(token), "invalid-role")
         return None, _scan_value(source, token_end).end
-
-
-def _parameter_name_end(source: _Source, pos: int) -> int:
-    return source.run(pos, word=True)
-
-
-def _role_end(source: _Source, pos: int) -> int:
-    return source.run(pos, letters=True)
 
 
 _USAGE = {"parameter": "PARAMETER <name> <value>", "message": "MESSAGE <role> <text>", "from": "FROM <model>"}
@@ -450,6 +449,8 @@ class _Builder:
         self.diagnostics = diagnostics
         self.modelfile = Modelfile()
         self.seen_at: dict[SlotKey, int] = {}
+        self.layout: list[LayoutLine | None] = []
+        self.layout_index: dict[SlotKey, int] = {}
 
     def report(self, pos: int, severity: str, message: str, suggestion: str | None, code: str) -> None:
         self.diagnostics.append(
@@ -457,7 +458,7 @@ class _Builder:
         )
 
     def add(self, item: _Instruction | _Comment | int) -> None:
-        layout = self.modelfile.layout
+        layout = self.layout
         if isinstance(item, int):
             layout.extend(LayoutLine("blank") for _ in range(item))
         elif isinstance(item, _Comment):
@@ -477,18 +478,26 @@ class _Builder:
 
     def remember(self, key: SlotKey, instruction: _Instruction) -> None:
         source_text = self.source.text[instruction.start : instruction.value.end]
-        layout = self.modelfile.layout
-        layout[:] = [line for line in layout if line.key != key]  # a repeated single value: only the winner stays
-        layout.append(LayoutLine("slot", source_text, key, _slot_value(self.modelfile, key)))
+        if key in self.layout_index:
+            self.layout[self.layout_index[key]] = None  # a repeated single value: only the winner stays
+        self.layout_index[key] = len(self.layout)
+        self.layout.append(LayoutLine("slot", source_text, key, _slot_value(self.modelfile, key)))
 
     def report_unterminated(self, value: _Value) -> None:
         hint = f"close it with {value.quote}"
         if value.ran_on_after is not None:
             line = self.source.line_of(value.ran_on_after)
-            hint = (f"text follows the closing quote on line {line}, so the value runs on; "
-                    "put comments and other text on lines of their own")
-        self.report(value.start, "error", f"unexpected EOF: the {value.quote} opened here is never closed", hint,
-                    "unterminated-quote")
+            hint = (
+                f"text follows the closing quote on line {line}, so the value runs on; "
+                "put comments and other text on lines of their own"
+            )
+        self.report(
+            value.start,
+            "error",
+            f"unexpected EOF: the {value.quote} opened here is never closed",
+            hint,
+            "unterminated-quote",
+        )
 
     def report_value_quirks(self, instruction: _Instruction) -> None:
         value = instruction.value
@@ -496,29 +505,43 @@ class _Builder:
             closing_line = self.source.line_of(value.ran_on_after)
             end_line = self.source.line_of(value.end - 1) if value.end > value.start else closing_line
             where = f"runs on to line {end_line}" if end_line > closing_line else "includes it"
-            self.report(value.ran_on_after, "warning",
-                        f"text follows the closing quote, so the value {where}",
-                        "put comments and other text on lines of their own", "text-after-quote")
+            self.report(
+                value.ran_on_after,
+                "warning",
+                f"text follows the closing quote, so the value {where}",
+                "put comments and other text on lines of their own",
+                "text-after-quote",
+            )
         if value.dropped:
             char = self.source.text[value.dropped[0]]
             more = f" and {len(value.dropped) - 1} more" if len(value.dropped) > 1 else ""
-            self.report(value.dropped[0], "warning",
-                        f"Ollama drops the invisible character {_describe_char(char)}{more}",
-                        "delete it, or it silently disappears from the value", "dropped-character")
+            self.report(
+                value.dropped[0],
+                "warning",
+                f"Ollama drops the invisible character {_describe_char(char)}{more}",
+                "delete it, or it silently disappears from the value",
+                "dropped-character",
+            )
 
     def note_repeat(self, key: SlotKey, instruction: _Instruction, message: str) -> None:
         previous = self.seen_at.get(key)
         line = self.source.line_of(instruction.start)
         if previous is not None:
-            self.report(instruction.start, "warning", message.format(line=previous), f"remove line {previous}",
-                        "duplicate")
+            self.report(
+                instruction.start, "warning", message.format(line=previous), f"remove line {previous}", "duplicate"
+            )
         self.seen_at[key] = line
 
     def warn_inline_comment(self, instruction: _Instruction) -> None:
         value = instruction.value
         if not value.quote and re.search(r"\s#", value.text):
-            self.report(value.start, "warning", "'#' does not start a comment here: it is part of the value",
-                        "move the comment to a line of its own", "inline-comment")
+            self.report(
+                value.start,
+                "warning",
+                "'#' does not start a comment here: it is part of the value",
+                "move the comment to a line of its own",
+                "inline-comment",
+            )
 
     def add_from(self, instruction: _Instruction) -> SlotKey | None:
         if not instruction.value.text:
@@ -552,8 +575,9 @@ class _Builder:
             self.report(instruction.start, "error", "ADAPTER needs a path", None, "missing-value")
             return None
         self.warn_inline_comment(instruction)
-        self.note_repeat(("adapter",), instruction, "ADAPTER is already given on line {line}; ollama create uses "
-                         "only the last one")
+        self.note_repeat(
+            ("adapter",), instruction, "ADAPTER is already given on line {line}; ollama create uses only the last one"
+        )
         self.modelfile.adapters.append(instruction.value.text)
         return ("adapter", len(self.modelfile.adapters) - 1)
 
@@ -574,31 +598,46 @@ class _Builder:
         try:
             spec = lookup_parameter(name, text)
         except ParameterError as error:
-            self.diagnostics.append(error.to_diagnostic(self.source.line_of(instruction.start),
-                                                        self.source.column_of(instruction.argument_start)))
+            self.diagnostics.append(
+                error.to_diagnostic(
+                    self.source.line_of(instruction.start), self.source.column_of(instruction.argument_start)
+                )
+            )
             return None
         try:
             value = parse_typed(spec, text)
         except ParameterError as error:
-            self.diagnostics.append(error.to_diagnostic(self.source.line_of(instruction.start),
-                                                        self.source.column_of(instruction.value.start)))
+            self.diagnostics.append(
+                error.to_diagnostic(
+                    self.source.line_of(instruction.start), self.source.column_of(instruction.value.start)
+                )
+            )
             return None
         parameters = self.modelfile.parameters
         if spec.repeatable:
             values = parameters.setdefault(name, [])
             values.append(value)
             return ("parameter", name, len(values) - 1)
-        self.note_repeat(("parameter", name), instruction,
-                         f"parameter {name} is already set on line {{line}}; this value wins")
+        self.note_repeat(
+            ("parameter", name), instruction, f"parameter {name} is already set on line {{line}}; this value wins"
+        )
         parameters[name] = value
         return ("parameter", name)
 
     def finish(self, seen_keywords: set[str]) -> None:
+        self.modelfile.layout = [line for line in self.layout if line is not None]
         # A FROM line with a problem of its own has been reported already.
         if not self.modelfile.from_ and "from" not in seen_keywords:
-            self.diagnostics.append(Diagnostic(1, None, "error", MISSING_FROM,
-                                               "start the file with `FROM <model>`, e.g. FROM qwen3:8b",
-                                               "missing-from"))
+            self.diagnostics.append(
+                Diagnostic(
+                    1,
+                    None,
+                    "error",
+                    MISSING_FROM,
+                    "start the file with `FROM <model>`, e.g. FROM qwen3:8b",
+                    "missing-from",
+                )
+            )
 
 
 def _is_semver(text: str) -> bool:
@@ -641,15 +680,26 @@ def _validate_parameter(name: str, value: Any) -> list[Diagnostic]:
     except ParameterError as error:
         return [error.to_diagnostic()]
     if spec.type == "int" and coerced != value:
-        return [Diagnostic(0, None, "error", f"invalid int value [{format_value(name, value)}]",
-                           f"{name} takes a whole number", "invalid-value")]
+        return [
+            Diagnostic(
+                0,
+                None,
+                "error",
+                f"invalid int value [{format_value(name, value)}]",
+                f"{name} takes a whole number",
+                "invalid-value",
+            )
+        ]
     return []
 
 
 def _text_values(modelfile: Modelfile) -> Iterator[tuple[str, Any]]:
     yield "FROM", modelfile.from_
-    for label, value in (("TEMPLATE", modelfile.template), ("SYSTEM", modelfile.system),
-                         ("REQUIRES", modelfile.requires)):
+    for label, value in (
+        ("TEMPLATE", modelfile.template),
+        ("SYSTEM", modelfile.system),
+        ("REQUIRES", modelfile.requires),
+    ):
         if value is not None:
             yield label, value
     yield from (("ADAPTER", adapter) for adapter in modelfile.adapters)
@@ -695,13 +745,13 @@ def _why_unrepresentable(value: str) -> str | None:
         return f"Ollama drops {_describe_char(invisible)} from Modelfile values"
     if not quote_value(value).startswith('"""'):
         return None
-    # Inside \"\"\"...\"\"\" the value ends at the first blank or line break that follows \"\"\" (blanks skipped).
+    # Inside \"\"\"...\"\"\" the value ends at the first line break that follows \"\"\" (blanks between allowed).
     last_visible = -1
     for pos, char in enumerate(value):
-        if char in WHITESPACE:
+        if char in LINE_BREAKS:
             if last_visible >= 2 and value.startswith('"""', last_visible - 2):
-                return 'a Modelfile value cannot contain """ followed by a space or a line break'
-        else:
+                return 'a Modelfile value cannot contain """ at the end of a line'
+        elif char not in BLANKS:
             last_visible = pos
     return None
 
@@ -828,6 +878,7 @@ def diff(a_text: str, b_text: str, *, a_label: str = "current", b_label: str = "
         )
     )
 
+
 # ------------------------------------------------------------------------------------------------ API bodies
 
 
@@ -880,12 +931,28 @@ def _request_problems(
     if not new_name or any(c in WHITESPACE for c in new_name):
         problems.append(Diagnostic(0, None, "error", f"invalid model name {new_name!r}", None, "invalid-name"))
     if quantize is not None and quantize not in QUANTIZE_TYPES:
-        problems.append(Diagnostic(0, None, "error", f"unsupported quantization type {quantize!r}",
-                                   "use one of " + ", ".join(QUANTIZE_TYPES), "invalid-quantize"))
+        problems.append(
+            Diagnostic(
+                0,
+                None,
+                "error",
+                f"unsupported quantization type {quantize!r}",
+                "use one of " + ", ".join(QUANTIZE_TYPES),
+                "invalid-quantize",
+            )
+        )
     missing = [path for path in modelfile.adapters if path not in (adapter_digests or {})]
     if missing:
-        problems.append(Diagnostic(0, None, "error", f"no blob digest for ADAPTER {missing[0]}",
-                                   "upload the adapter files as blobs and pass their digests", "missing-digest"))
+        problems.append(
+            Diagnostic(
+                0,
+                None,
+                "error",
+                f"no blob digest for ADAPTER {missing[0]}",
+                "upload the adapter files as blobs and pass their digests",
+                "missing-digest",
+            )
+        )
     return problems
 
 
@@ -970,8 +1037,18 @@ def _show_value(spec: ParamSpec, text: str) -> ParamValue | None:
     return None
 
 
-_GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\",
-               "'": "'", '"': '"'}
+_GO_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+}
 _GO_ESCAPE = re.compile(r"\\(?:([abfnrtv\\'\"])|x([0-9a-fA-F]{2})|([0-7]{3})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))")
 
 

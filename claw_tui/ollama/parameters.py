@@ -68,7 +68,9 @@ class ParameterError(ValueError):
         return Diagnostic(line, column, self.severity, self.message, self.suggestion, self.code)
 
 
-def _spec(name: str, type_: ParamType, default: ParamValue | None, description: str, repeatable: bool = False) -> ParamSpec:
+def _spec(
+    name: str, type_: ParamType, default: ParamValue | None, description: str, repeatable: bool = False
+) -> ParamSpec:
     return ParamSpec(name, type_, default, description, repeatable)
 
 
@@ -411,7 +413,9 @@ def validate_options(options: Any) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     for name, value in options.items():
         if not isinstance(name, str):
-            diagnostics.append(Diagnostic(0, None, "error", f"option name {name!r} is not a string", None, "invalid-type"))
+            diagnostics.append(
+                Diagnostic(0, None, "error", f"option name {name!r} is not a string", None, "invalid-type")
+            )
             continue
         try:
             coerced = coerce_option(name, value)
@@ -421,8 +425,12 @@ def validate_options(options: Any) -> list[Diagnostic]:
         if isinstance(value, float) and isinstance(coerced, int) and coerced != value:
             diagnostics.append(
                 Diagnostic(
-                    0, None, "warning", f"option {_go_quote(name)}: {value!r} is truncated to {coerced}",
-                    "send a whole number", "truncated-value",
+                    0,
+                    None,
+                    "warning",
+                    f"option {_go_quote(name)}: {value!r} is truncated to {coerced}",
+                    "send a whole number",
+                    "truncated-value",
                 )
             )
     return diagnostics
