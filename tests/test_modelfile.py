@@ -850,6 +850,15 @@ def test_from_show_response_uses_the_modelfile_text_and_the_suggested_from():
     assert modelfile.parameters == {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.6}
     assert modelfile.template == "{{ .System }} {{ .Prompt }}"
     assert from_show_response({"modelfile": SHOW_MODELFILE}, model_name="qwen3:latest").from_ == "qwen3:latest"
+    # The header's advice has been followed, so it is not written back.
+    assert serialize(modelfile) == (
+        "FROM qwen3:8b\n"
+        'TEMPLATE """{{ .System }} {{ .Prompt }}"""\n'
+        "PARAMETER stop <|im_start|>\n"
+        "PARAMETER stop <|im_end|>\n"
+        "PARAMETER temperature 0.6\n"
+        'LICENSE """Apache License"""\n'
+    )
 
 
 def test_from_show_response_without_modelfile_text_reads_the_fields():
