@@ -656,6 +656,17 @@ def validate(modelfile: Modelfile) -> list[Diagnostic]:
 
     if not modelfile.from_:
         error(MISSING_FROM, "missing-from")
+    elif _looks_like_local_file(modelfile.from_):
+        diagnostics.append(
+            Diagnostic(
+                0,
+                None,
+                "warning",
+                f"FROM {modelfile.from_} looks like a local file: the server reads `from` as a model name",
+                "create models from local files with `ollama create`; here, FROM an installed model",
+                "local-from",
+            )
+        )
     for name, value in modelfile.parameters.items():
         diagnostics.extend(_validate_parameter(name, value))
     for role, _ in modelfile.messages:
@@ -671,6 +682,10 @@ def validate(modelfile: Modelfile) -> list[Diagnostic]:
         elif not is_representable(text):
             error(f"{label} cannot be written in a Modelfile", "unrepresentable-value", _why_unrepresentable(text))
     return diagnostics
+
+
+def _looks_like_local_file(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.lower().endswith((".gguf", ".safetensors", ".bin"))
 
 
 def _validate_parameter(name: str, value: Any) -> list[Diagnostic]:
@@ -967,9 +982,9 @@ def from_show_response(show: Mapping[str, Any], *, model_name: str | None = None
         result = parse(text)
         if result.ok:
             modelfile = result.modelfile
-            if _is_blob_path(modelfile.from_):
-                suggested = _suggested_from(modelfile.layout)
-                modelfile.from_ = model_name or suggested or modelfile.from_
+            name = model_name or _suggested_from(modelfile.layout)
+            if _is_blob_path(modelfile.from_) and name:
+                modelfile.from_ = name
                 modelfile.layout = _without_show_header(modelfile.layout)
             return modelfile
     return _from_show_fields(show, model_name)
