@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import subprocess
@@ -915,11 +914,7 @@ def test_from_show_response_falls_back_when_the_modelfile_text_is_broken():
 
 
 @pytest.fixture
-def claw_main(monkeypatch):
-    """cli.main with only the command modules present in this checkout (others may be on other branches)."""
-    present = tuple(name for name in cli.COMMAND_MODULES if importlib.util.find_spec(name) is not None)
-    assert "claw_tui.commands.modelfile" in present
-    monkeypatch.setattr(cli, "COMMAND_MODULES", present)
+def claw_main():
     return cli.main
 
 
@@ -988,16 +983,7 @@ def test_cli_json(claw_main, capsys):
 def test_cli_in_a_real_process(tmp_path):
     path = tmp_path / "Modelfile"
     path.write_text("FROM x\nPARAMETER temperature 0.7 # x\n")
-    if all(importlib.util.find_spec(name) for name in cli.COMMAND_MODULES):
-        command = [sys.executable, "-m", "claw_tui", "modelfile", "check", str(path)]
-    else:
-        # Until every registered command module is merged, run the same entry point with the ones present.
-        shim = (
-            "import importlib.util, sys, claw_tui.cli as cli;"
-            "cli.COMMAND_MODULES = tuple(m for m in cli.COMMAND_MODULES if importlib.util.find_spec(m));"
-            "sys.exit(cli.main(sys.argv[1:]))"
-        )
-        command = [sys.executable, "-c", shim, "modelfile", "check", str(path)]
+    command = [sys.executable, "-m", "claw_tui", "modelfile", "check", str(path)]
     completed = subprocess.run(command, check=False, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert completed.returncode == 1
     assert completed.stdout.splitlines()[0] == f"{path}:2: error: invalid float value [0.7 # x]"

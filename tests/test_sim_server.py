@@ -222,7 +222,9 @@ async def test_prefill_time_grows_with_the_prompt(client):
         reply = await client.generate(model=FAST_MODEL, prompt=prompt, options={"num_predict": 1})
         return reply.prompt_eval_duration
 
-    short, long = await prefill_ns("hi there"), await prefill_ns("tell me more about power " * 2000)
+    # The shortest of a few runs: a busy machine can only add scheduling delay, never take it away.
+    short = min([await prefill_ns("hi there") for _ in range(3)])
+    long = await prefill_ns("tell me more about power " * 2000)
     assert long > 3 * short
 
 
