@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -385,6 +386,7 @@ class Governor:
         self._retry_at = 0.0
         self._unloaded_this_idle = False
         self._unload_task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._atexit_registered = False
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -410,6 +412,9 @@ class Governor:
         self._account_enabled(self._clock())
         self.state = "off"
         await self._call(self.control.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     def _writes_state_file(self) -> bool:
         return self._state_file is not None and self.control.persistent
@@ -639,9 +644,12 @@ class Governor:
         self._unload_task = None
 
     async def _call(self, fn: Callable, *args):
-        if self.control.blocking:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+        if not self.control.blocking:
+            return fn(*args)
+        # A thread of its own: a wake must not queue behind other work sent to the default executor.
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claw-clocks")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _register_atexit(self) -> None:
         if self.control.persistent and not self._atexit_registered:
