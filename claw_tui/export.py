@@ -141,6 +141,9 @@ def to_markdown(summary: dict) -> str:
         ])
     g = summary.get("governor") or {}
     lines += ["", "## Idle downclock governor", ""]
+    if g.get("mode") == "dry-run":
+        lines += ["Dry run: no clock was changed. \"Downclocked\" is the time the governor would have held the "
+                  "clocks low, and its idle power is what the GPU drew meanwhile at normal clocks.", ""]
     lines += _table(("", "value"), [
         ("enabled at export", "yes" if g.get("enabled") else "no"),
         ("mode", str(g.get("mode") or "n/a")),

@@ -75,7 +75,9 @@ class ClawApp(App):
 
     def update_header(self) -> None:
         demo = "DEMO · " if self.session.demo else ""
-        governor = self.session.governor_json().get("state", "off")
+        status = self.session.governor_json()
+        dry = status.get("enabled") and status.get("mode") == "dry-run"
+        governor = status.get("state", "off") + (" (dry run)" if dry else "")
         address = self.gateway_label or self.gateway_url.removeprefix("http://")
         self.sub_title = f"{demo}gateway {address} · governor {governor}"
 
