@@ -231,9 +231,14 @@ class Session:
             state_file=state_file,
             clock=self.clock,
         )
+        try:
+            await governor.start()
+        except Exception as exc:  # the console and the gateway keep working without a governor; say why
+            log.exception("the governor failed to start")
+            self.notices.append(f"idle governor unavailable: {exc}")
+            return
         if self.sampler is not None:
             self.sampler.add_power_listener(governor.power.add_power)
-        await governor.start()
         self.governor = governor
         self.notices.extend(governor.notices)
         if control.kind == "dry-run" and cfg.enabled:

@@ -220,7 +220,7 @@ async def test_f7_writes_the_summary_and_shows_where(tmp_path):
     try:
         httpx.post(runner.session.gateway_url + "/api/chat", timeout=30, json={
             "model": "qwen3:8b", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
-        app = ClawApp(runner.session)
+        app = ClawApp(runner.session, refresh_hz=0)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("f7")
             notes = await wait_for(lambda: [n for n in app._notifications if "summary" in (n.title or "")])
@@ -238,7 +238,7 @@ async def test_f7_says_so_when_the_folder_cannot_be_written(tmp_path):
     blocker.write_text("")
     runner = start_demo_session(tmp_path, export_dir=blocker / "exports")
     try:
-        app = ClawApp(runner.session)
+        app = ClawApp(runner.session, refresh_hz=0)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("f7")
             notes = await wait_for(lambda: [n for n in app._notifications if "export failed" in n.message])
@@ -252,14 +252,16 @@ async def test_f6_toggles_the_governor_and_the_header_says_so(tmp_path):
     config.governor.idle_after_s = 0.2
     runner = start_demo_session(tmp_path, config)
     try:
-        app = ClawApp(runner.session, refresh_hz=10)
+        app = ClawApp(runner.session, refresh_hz=0)
         gpu = runner.session.sim.gpus[0]
         async with app.run_test(size=(120, 40)) as pilot:
             assert "governor off" in app.sub_title
             await pilot.press("f6")
-            await wait_for(lambda: "governor downclocked" in app.sub_title)
-            assert gpu.locked_sm_clock() == 345
+            await wait_for(lambda: "governor idle_pending" in app.sub_title)
             assert any("idle downclock on" in n.message for n in app._notifications)
+            await wait_for(lambda: gpu.locked_sm_clock() == 345)
+            app.update_header()
+            assert "governor downclocked" in app.sub_title
             await pilot.press("f6")
             await wait_for(lambda: "governor off" in app.sub_title)
             assert gpu.locked_sm_clock() is None

@@ -203,10 +203,10 @@ def test_deep_idle_unloads_resident_models(tmp_path):
         session = runner.session
         assert chat(session.gateway_url).status_code == 200
         assert chat(session.gateway_url, model="llama3.2:3b").status_code == 200
+        status = wait_until(lambda: (s := session.governor_json())["models_unloaded"] and s, timeout=5)
+        assert sorted(status["models_unloaded"]) == ["llama3.2:3b", "qwen3:8b"]
         wait_until(lambda: not session.sim.gpus[0].resident(), timeout=5)
         assert httpx.get(session.gateway_url + "/api/ps").json()["models"] == []
-        status = session.governor_json()
-        assert sorted(status["models_unloaded"]) == ["llama3.2:3b", "qwen3:8b"]
         assert chat(session.gateway_url).status_code == 200  # loads again on demand
         assert session.governor_json()["models_unloaded"] == []
     finally:
