@@ -267,3 +267,13 @@ async def test_f6_toggles_the_governor_and_the_header_says_so(tmp_path):
             assert gpu.locked_sm_clock() is None
     finally:
         runner.stop()
+
+
+def test_energy_workflow_modules_stay_free_of_textual():
+    modules = ["claw_tui.governor", "claw_tui.bench", "claw_tui.export", "claw_tui.commands.export",
+               "claw_tui.commands.compare", "claw_tui.commands.bench", "claw_tui.commands.doctor"]
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + \
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'textual')))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).parent.parent)
+    assert result.stdout.strip() == ""
