@@ -137,8 +137,8 @@ def main() -> None:
         e, eff, g = run["energy"], run["efficiency"], run["governor"]
         print(f"   {label:13} {run['session']['duration_s']:6.1f} s  {e['total_j']:8.1f} J  "
               f"tokens/J {eff['tokens_per_joule']:.4f}  (requests alone {eff['active_tokens_per_joule']:.4f})  "
-              f"idle {e['idle_power_w']:.1f} W  TTFT p50 {run['ttft_ms']['p50']:.0f} ms p95 {run['ttft_ms']['p95']:.0f} ms"
-              f"  downclocked {g.get('downclocked_s') or 0:.1f} s")
+              f"idle {e['idle_power_w']:.1f} W  TTFT p50 {run['ttft_ms']['p50']:.0f} ms "
+              f"p95 {run['ttft_ms']['p95']:.0f} ms  downclocked {g.get('downclocked_s') or 0:.1f} s")
     ratio = on["efficiency"]["tokens_per_joule"] / off["efficiency"]["tokens_per_joule"]
     print(f"   tokens/J on/off ratio: {ratio:.3f}\n")
     print(render_compare(compare(off, on), "governor-off", "governor-on"), end="")

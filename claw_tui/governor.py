@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import platformdirs
 
 from claw_tui.config import GovernorConfig
+from claw_tui.summary import percentile
 from claw_tui.telemetry.types import PowerSample
 
 log = logging.getLogger(__name__)
@@ -695,8 +696,6 @@ class Governor:
         return self._enabled_s + extra
 
     def wake_p95_ms(self) -> float | None:
-        from claw_tui.summary import percentile
-
         return percentile(list(self.wake_ms), 95)
 
     def status_json(self) -> dict:

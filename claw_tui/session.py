@@ -18,6 +18,9 @@ from pathlib import Path
 
 from claw_tui import __version__
 from claw_tui.config import Config
+from claw_tui.gateway.agents import Agent
+from claw_tui.gateway.app import Gateway
+from claw_tui.gateway.backends import Backend
 from claw_tui.governor import (
     ClockControl,
     Governor,
@@ -26,9 +29,6 @@ from claw_tui.governor import (
     default_state_file,
     unload_resident_models,
 )
-from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.app import Gateway
-from claw_tui.gateway.backends import Backend
 from claw_tui.httpserver import AppServer
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore, default_store_path

@@ -16,7 +16,7 @@ import ollama
 import openai
 import pytest
 
-from claw_tui.export import compare, load_summary, render_compare, to_markdown, SummaryFormatError
+from claw_tui.export import SummaryFormatError, compare, load_summary, render_compare, to_markdown
 from claw_tui.summary import SCHEMA, AlertTracker, build_summary
 from claw_tui.telemetry.types import GpuSnapshot
 from claw_tui.ui.app import ClawApp

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 
 from claw_tui.bench import (
-    WORKLOADS,
     Bench,
     BenchConfig,
     WorkloadError,
@@ -157,8 +156,8 @@ class Progress:
         self._bar = None
         if sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-                TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn(),

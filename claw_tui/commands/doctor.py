@@ -13,7 +13,6 @@ import os
 import socket
 import sqlite3
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
