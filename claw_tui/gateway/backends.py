@@ -97,6 +97,13 @@ class Backend:
         return await self.client.request(method, self._url(path), data=content, headers=headers,
                                          allow_redirects=False)
 
+    async def post_json(self, path: str, body: dict, timeout: float | None = None) -> tuple[int, bytes]:
+        """POST a JSON body and read the whole answer: (status, content)."""
+        assert self.client is not None
+        client_timeout = aiohttp.ClientTimeout(total=timeout or self.connect_timeout_s)
+        async with self.client.post(self._url(path), json=body, timeout=client_timeout) as response:
+            return response.status, await response.read()
+
     async def get_json(self, path: str, timeout: float | None = None) -> dict:
         """GET a JSON document; raises UpstreamStatusError on a status >= 400."""
         assert self.client is not None
