@@ -24,7 +24,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -156,7 +155,7 @@ def main() -> int:
         else {}
     try:
         sim_port, fast_port = free_port(), free_port()
-        processes.append(sim := start_sim(sim_port, speed=args.speed))
+        processes.append(start_sim(sim_port, speed=args.speed))
         processes.append(start_sim(fast_port, speed=1000.0))
         sim_url = f"http://127.0.0.1:{sim_port}"
         ports = {name: free_port() for name in ("claw_ollama", "claw_openai", "claw_fast", "litellm")}

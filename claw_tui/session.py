@@ -318,7 +318,7 @@ class Session:
     async def _start_gateway(self) -> None:
         cfg = self.config.gateway
         host, port = self.options.listen or cfg.host_port()
-        check_listen_is_safe(host, port, cfg.tokens)
+        check_listen_is_safe(host, port, [*cfg.tokens, *cfg.admin_tokens])
         if self.sim is not None:
             self.backends = [Backend(name="sim", kind="ollama", url=self.sim.url, gpu=0)]
         else:

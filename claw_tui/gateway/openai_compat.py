@@ -1,4 +1,4 @@
-"""The OpenAI chat-completions surface over an Ollama backend: request translation and response shaping.
+"""The OpenAI surface over an Ollama backend: request translation and response shaping (chat and embeddings).
 
 Translating to Ollama's native /api/chat keeps the server's exact timings (load, prefill, decode in ns) that the
 OpenAI surface of Ollama would drop.
