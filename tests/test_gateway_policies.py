@@ -89,6 +89,10 @@ def test_sdks_authenticate_with_the_token(gateway):
     assert ol.list().models
     # claw's own faces get a session token
     assert httpx.get(session.gateway_url + "/api/tags", headers=session.gateway_headers()).status_code == 200
+    # with no admin tokens configured, a client token may manage models
+    pulled = post(session.gateway_url, "/api/pull", {"model": "llama3.2:3b", "stream": False},
+                  headers={"Authorization": f"Bearer {TOKEN}"})
+    assert pulled.status_code == 200
 
 
 def test_refuses_to_listen_beyond_loopback_without_a_token(tmp_path, sims):

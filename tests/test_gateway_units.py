@@ -87,7 +87,10 @@ def test_authenticator_roles():
         auth.check("/api/pull", "user-1")
     assert caught.value.status == 403
     auth.check("/api/pull", "admin-1")
-    Authenticator(["u"]).check("/api/pull", "u")  # without admin tokens, any token may manage models
+    only_users = Authenticator(["u"])
+    only_users.add_token("internal", admin=True)
+    only_users.check("/api/pull", "u")  # without admin tokens configured, any token may manage models
+    only_users.check("/claw/v1/governor", "internal")
     Authenticator().check("/api/chat", None)  # no tokens: no auth
 
 

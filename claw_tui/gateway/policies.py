@@ -56,8 +56,10 @@ class Authenticator:
         self._user = [_digest(t) for t in tokens if t]
         self._admin = [_digest(t) for t in admin_tokens if t]
         self.enabled = bool(self._user or self._admin)
+        self.admin_required = bool(self._admin)  # without admin tokens, any token may manage models
 
     def add_token(self, token: str, *, admin: bool = False) -> None:
+        """Accept one more token (claw's own clients); it does not change who may call the admin endpoints."""
         (self._admin if admin else self._user).append(_digest(token))
         self.enabled = True
 
@@ -81,7 +83,7 @@ class Authenticator:
             message = "missing bearer token" if not token else "invalid bearer token"
             raise GatewayError(401, f"{message}: send 'Authorization: Bearer <token>' or ?token=<token>",
                                headers={"WWW-Authenticate": 'Bearer realm="claw"'})
-        if path in ADMIN_PATHS and self._admin and role != "admin":
+        if path in ADMIN_PATHS and self.admin_required and role != "admin":
             raise GatewayError(403, f"{path} needs an admin token")
 
 
