@@ -25,6 +25,7 @@ from claw_tui.httpserver import AppServer
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore
 from claw_tui.summary import build_summary
+from claw_tui.telemetry.alerts import Alert, AlertMonitor, AlertThresholds
 from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import TelemetryError, TelemetrySource
 
@@ -72,6 +73,9 @@ class Session:
         self.gateway: Gateway | None = None
         self.server: AppServer | None = None
         self.governor = None
+        self.alerts = AlertMonitor(
+            AlertThresholds(power_alert_w=config.telemetry.power_alert_w, temp_alert_c=config.telemetry.temp_alert_c),
+            clock=self.clock, on_raise=self._alert_raised, on_clear=self._alert_cleared)
         self._stops: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -166,6 +170,8 @@ class Session:
                                    energy_interval_s=cfg.energy_interval_s, history_minutes=cfg.history_minutes,
                                    clock=self.clock)
         sampler.add_power_listener(self.ledger.add_power)
+        sampler.add_gpus_listener(self._telemetry_gpus_changed)
+        sampler.add_poll_listener(self.alerts.observe)
         if self.store is not None:
             sampler.add_snapshot_listener(self.store.save_telemetry)
         sampler.start()
@@ -182,6 +188,21 @@ class Session:
         self.sampler = sampler
         self.ledger.set_gpus(range(sampler.gpu_count) if sampler.state == "ok" else [])
         self._stops.append(("telemetry", sampler.stop))
+
+    def _telemetry_gpus_changed(self, statics) -> None:
+        """The source opened (again) or failed: the ledger meters energy on the GPUs that can be read now."""
+        self.ledger.set_gpus(range(len(statics)))
+        if not statics:
+            # Requests that finished while the samples stopped keep the energy they have: nothing more will come.
+            self.ledger.finalize_without_power()
+
+    def _alert_raised(self, alert: Alert) -> None:
+        if self.store is not None:
+            self.store.save_event("alert", alert.to_json())
+
+    def _alert_cleared(self, alert: Alert) -> None:
+        if self.store is not None:
+            self.store.save_event("alert_cleared", alert.to_json())
 
     async def _start_gateway(self) -> None:
         cfg = self.config.gateway
@@ -236,6 +257,8 @@ class Session:
             "source": sampler.kind if sampler else "none",
             "state": sampler.state if sampler else "none",
             "message": sampler.message if sampler else "",
+            "trace": [sampler.trace_stats(i) for i in range(sampler.gpu_count)] if sampler else [],
+            "energy_check": [sampler.energy_check(i) for i in range(sampler.gpu_count)] if sampler else [],
         }
 
     def governor_json(self) -> dict:
@@ -254,6 +277,7 @@ class Session:
             "governor": self.governor_json(),
             "backends": [b.to_json() for b in self.backends],
             "in_flight": self.ledger.in_flight(),
+            "alerts": [a.to_json() for a in self.alerts.active()],
             "notices": list(self.notices),
         }
 
@@ -279,7 +303,8 @@ class Session:
     def counter_j(self) -> float | None:
         if self.sampler is None or not self.sampler.gpu_count:
             return None
-        deltas = [self.sampler.counter_delta_j(i) for i in range(self.sampler.gpu_count)]
+        # The counter's measure of the very window the ledger integrated (see TelemetrySampler.counter_energy_j).
+        deltas = [self.sampler.counter_energy_j(i) for i in range(self.sampler.gpu_count)]
         return None if any(d is None for d in deltas) else sum(deltas)
 
     def summary_json(self) -> dict:
@@ -292,7 +317,7 @@ class Session:
             counter_j=self.counter_j(),
             power_stddev_w=stddev,
             governor=self.governor_json(),
-            alerts={},
+            alerts=self.alerts.to_json(),
         )
 
 
