@@ -74,6 +74,7 @@ class Alert:
     threshold: float | None = None
     peak: float | None = None
     ended: float | None = None
+    clearing: bool = False  # the condition is gone; the alert ends once it stays gone for clear_after_s
 
     @property
     def active(self) -> bool:
@@ -88,6 +89,7 @@ class Alert:
             "hint": self.hint,
             "since": self.since,
             "ended": self.ended,
+            "clearing": self.clearing,
             "duration_s": round((self.ended or self.last_seen) - self.since, 3),
             "value": _round(self.value),
             "peak": _round(self.peak),
@@ -161,6 +163,7 @@ class AlertMonitor:
                 if key in present:
                     continue
                 absent = self._absent_since.setdefault(key, now)
+                alert.clearing = True
                 if alert.kind == "telemetry" or now - absent >= self.thresholds.clear_after_s:
                     alert.ended = now
                     del self._active[key]
@@ -270,6 +273,7 @@ def _new_alert(condition: Condition, since: float, now: float) -> Alert:
 
 def _refresh(alert: Alert, condition: Condition, now: float) -> None:
     alert.last_seen = now
+    alert.clearing = False
     alert.message, alert.hint, alert.value = condition.message, condition.hint, condition.value
     alert.threshold = condition.threshold
     if SEVERITIES.index(condition.severity) > SEVERITIES.index(alert.severity):

@@ -15,6 +15,7 @@ history points for `history_hours_1hz`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import statistics
@@ -282,6 +283,31 @@ class TelemetrySampler:
         out.reverse()
         return out
 
+    def power_columns(self, index: int, t0: float, t1: float, columns: int) -> list[tuple[int, float, float]]:
+        """The samples in (t0, t1] cut into `columns` equal slices: (slice, mean W, peak W) for each slice that
+        holds samples. One pass over the window without copying it (the charts call this twice a second)."""
+        sums = [0.0] * columns
+        counts = [0] * columns
+        peaks = [-math.inf] * columns
+        scale = columns / (t1 - t0) if t1 > t0 else 0.0
+        last = columns - 1
+        with self._lock:
+            if index >= len(self._gpus):
+                return []
+            for sample in reversed(self._gpus[index].power):
+                ts = sample.ts
+                if ts <= t0:
+                    break
+                if ts > t1:
+                    continue
+                column = min(last, int((ts - t0) * scale))
+                watts = sample.watts
+                sums[column] += watts
+                counts[column] += 1
+                if watts > peaks[column]:
+                    peaks[column] = watts
+        return [(c, sums[c] / counts[c], peaks[c]) for c in range(columns) if counts[c]]
+
     def mean_power_w(self, index: int, window_s: float) -> float | None:
         """Mean of the samples of the last `window_s` seconds (a time average: samples are evenly spaced)."""
         trace = self.power_trace(index, self._clock() - window_s)
@@ -357,8 +383,8 @@ class TelemetrySampler:
             if index >= len(self._gpus):
                 return {}
             gpu = self._gpus[index]
-            tail = list(gpu.power)[-101:]
-        dts = [b.ts - a.ts for a, b in zip(tail, tail[1:]) if b.ts > a.ts]
+            tail = list(itertools.islice(reversed(gpu.power), 101))
+        dts = [a.ts - b.ts for a, b in zip(tail, tail[1:]) if a.ts > b.ts]
         median_dt = statistics.median(dts) if dts else None
         return {
             "samples": gpu.samples_total,
@@ -370,10 +396,25 @@ class TelemetrySampler:
         }
 
     def power_stddev_w(self, index: int, window_s: float = 60.0) -> float | None:
-        trace = self.power_trace(index, self._clock() - window_s)
-        if len(trace) < 2:
+        """Standard deviation of the power samples of the last `window_s` seconds (one float pass, no copy)."""
+        since = self._clock() - window_s
+        n = 0
+        shift = total = total_sq = 0.0
+        with self._lock:
+            if index >= len(self._gpus):
+                return None
+            for sample in reversed(self._gpus[index].power):
+                if sample.ts <= since:
+                    break
+                if n == 0:
+                    shift = sample.watts  # shifted sums keep the float arithmetic stable
+                d = sample.watts - shift
+                total += d
+                total_sq += d * d
+                n += 1
+        if n < 2:
             return None
-        return statistics.stdev(s.watts for s in trace)
+        return math.sqrt(max(0.0, (total_sq - total * total / n) / (n - 1)))
 
     # ---- polling -------------------------------------------------------------------------------------------------
     def poll_now(self) -> None:
