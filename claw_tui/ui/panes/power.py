@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.events import Resize
-from textual.widgets import Static
+from textual.widgets import Static, Tabs
 
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
@@ -66,10 +66,13 @@ def grid_lines(cells: list[Cell], width: int, max_columns: int = 8) -> list[Cont
 
 
 def window_label(seconds: float) -> str:
+    def amount(value: float) -> str:
+        return f"{value:.0f}" if value >= 10 or value == round(value) else f"{value:.1f}"
+
     if seconds >= 3600:
-        return f"{seconds / 3600:g} h"
+        return f"{amount(seconds / 3600)} h"
     if seconds >= 60:
-        return f"{seconds / 60:g} min"
+        return f"{amount(seconds / 60)} min"
     return f"{seconds:.0f} s"
 
 
@@ -144,8 +147,12 @@ class PowerPane(Pane):
         self.refresh_data()
 
     def on_show(self) -> None:
-        if self.app.focused is None:
-            self.focus()  # so that [ ] and w reach the pane without a click
+        self.call_after_refresh(self._take_focus)
+
+    def _take_focus(self) -> None:
+        """Hold the focus while shown (unless a field has it), so that [ ] and w reach the pane without a click."""
+        if self.display and (self.app.focused is None or isinstance(self.app.focused, Tabs)):
+            self.focus()
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.height >= TALL_HEIGHT, "-tall")
