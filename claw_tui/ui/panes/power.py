@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.events import Resize
-from textual.widgets import Static, Tabs
+from textual.widgets import Static, TabbedContent, Tabs
 
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
@@ -151,7 +151,10 @@ class PowerPane(Pane):
 
     def _take_focus(self) -> None:
         """Hold the focus while shown (unless a field has it), so that [ ] and w reach the pane without a click."""
-        if self.display and (self.app.focused is None or isinstance(self.app.focused, Tabs)):
+        tabs = next((node for node in self.ancestors if isinstance(node, TabbedContent)), None)
+        if tabs is not None and self.parent is not None and tabs.active != self.parent.id:
+            return  # another pane was chosen meanwhile: taking the focus would pull this tab back to the front
+        if self.app.focused is None or isinstance(self.app.focused, Tabs):
             self.focus()
 
     def on_resize(self, event: Resize) -> None:
