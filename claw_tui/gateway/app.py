@@ -114,6 +114,7 @@ class Gateway:
             Route("/claw/v1/requests", self.claw_requests, methods=["GET"]),
             Route("/claw/v1/summary", self.claw_summary, methods=["GET"]),
             Route("/claw/v1/backends", self.claw_backends, methods=["GET"]),
+            Route("/claw/v1/governor", self.claw_governor, methods=["GET", "POST"]),
         ]
 
     # ---- simple endpoints ------------------------------------------------------------------------------------
@@ -178,6 +179,30 @@ class Gateway:
     async def claw_summary(self, request: Request) -> Response:
         await asyncio.to_thread(self.session.refresh_telemetry)
         return JSONResponse(await asyncio.to_thread(self.session.summary_json))
+
+    async def claw_governor(self, request: Request) -> Response:
+        """GET: the governor's status; POST {"enabled": bool, "idle_after_s"?: s, "unload_after_s"?: s}."""
+        governor = getattr(self.session, "governor", None)
+        if governor is None:
+            return JSONResponse({"error": "the governor is not running"}, status_code=503)
+        if request.method == "GET":
+            return JSONResponse(governor.status_json())
+        try:
+            body = await read_json_body(request)
+        except GatewayError as exc:
+            return ollama_error(exc)
+        enabled = body.get("enabled")
+        if not isinstance(enabled, bool):
+            return JSONResponse({"error": 'expected {"enabled": true|false}'}, status_code=400)
+        limits = {}
+        for key in ("idle_after_s", "unload_after_s"):
+            value = body.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                return JSONResponse({"error": f"{key} must be a number of seconds >= 0"}, status_code=400)
+            limits[key] = float(value)
+        return JSONResponse(await governor.set_enabled(enabled, **limits))
 
     async def claw_backends(self, request: Request) -> Response:
         return JSONResponse({"backends": [b.to_json() for b in self.backends]})

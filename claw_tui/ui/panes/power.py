@@ -86,6 +86,20 @@ def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, f
     return merged
 
 
+def governor_words(governor: dict) -> str:
+    """The governor in a few words: its state, the locked clock, how soon it downclocks, dry run."""
+    state = governor.get("state", "off")
+    words = state.replace("_", " ")
+    if governor.get("locked_sm_clock_mhz"):
+        words += f" @ {governor['locked_sm_clock_mhz']} MHz"
+    if state == "idle_pending" and governor.get("idle_after_s") is not None:
+        left = max(0.0, governor["idle_after_s"] - (governor.get("idle_for_s") or 0.0))
+        words += f" in {left:.0f} s"
+    if governor.get("mode") == "dry-run" and governor.get("enabled"):
+        words += " (dry run)"
+    return words + " · F6"
+
+
 def _show(widget, visible: bool) -> None:
     if widget.display != visible:  # setting it at all costs a layout pass
         widget.display = visible
@@ -304,10 +318,7 @@ class PowerPane(Pane):
         gaps = trace.get("gaps", 0)
         check = sampler.energy_check(self.gpu_index)
         counter = fmt.NA if check["error_pct"] is None else f"{check['error_pct']:+.2f}%"
-        governor = session.governor_json()
-        governor_text = governor.get("state", "off")
-        if governor.get("dry_run"):
-            governor_text += " (dry run)"
+        governor_text = governor_words(session.governor_json())
         parts = [
             ("reasons ", "$text-muted"), (reasons, reason_style),
             ("  in flight ", "$text-muted"), (str(session.ledger.in_flight()), "$text"),
