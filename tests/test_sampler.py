@@ -356,3 +356,22 @@ def test_history_points_fill_at_4hz_so_clock_charts_are_never_blank():
     assert all(p.sm_clock_mhz == 1980 for p in recent)
     # the 1 Hz point's power is the mean of that second's samples
     assert sampler.history_1hz(0)[-1].power_w == pytest.approx(100.0)
+
+
+def test_many_gpus_stretch_the_costly_reads_without_losing_samples():
+    clock = FakeClock()
+    source = SyntheticSource(clock, gpus=8)
+    counter_reads = []
+    read = source.energy_counter_j
+    source.energy_counter_j = lambda index: counter_reads.append(index) or read(index)
+    sampler = new_sampler(clock, source)
+    assert sampler.samples_interval_s == 1.0 and sampler.counter_interval_s == 4.0
+    counter_reads.clear()
+    stepped(sampler, clock, 20.0)
+    assert len(counter_reads) == 8 * 5  # every GPU every 4 s
+    for index in range(8):
+        stats = sampler.trace_stats(index)
+        assert stats["gaps"] == 0 and stats["samples"] == 20 * 50
+    assert len(sampler.recent_history(7)) > 70  # snapshots still at the poll rate
+    one = new_sampler(clock, SyntheticSource(clock))
+    assert one.samples_interval_s == 0.25 and one.counter_interval_s == 1.0

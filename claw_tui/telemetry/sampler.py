@@ -43,6 +43,8 @@ FULL_RATE_HZ = 50
 RECENT_HZ = 4  # clock/util history points kept at up to this rate for `history_minutes`
 REOPEN_INTERVAL_S = 5.0
 MIN_ENERGY_INTERVAL_S = 0.5  # the counter costs ~3 ms of CPU per call: never more than 2 Hz
+SAMPLES_READ_S_PER_GPU = 0.125  # 4 GPUs: sample buffers read every 0.5 s; 8 and more: every second
+COUNTER_READS_PER_S = 2.0  # at most this many counter reads a second over all GPUs (~0.6% of a core on NVML)
 GAP_FACTOR = 5  # two samples further apart than 5 sample periods (100 ms) mark a gap in the trace
 SAMPLE_PERIOD_S = 1.0 / FULL_RATE_HZ
 
@@ -202,6 +204,7 @@ class TelemetrySampler:
         self._thread: threading.Thread | None = None
         self._energy_thread: threading.Thread | None = None
         self._last_energy_read = -math.inf
+        self._last_samples_read = -math.inf
         self._last_reopen = 0.0
         self._next_1hz = 0.0
         self.started_at = clock()
@@ -333,6 +336,19 @@ class TelemetrySampler:
         out.reverse()
         return out
 
+    @property
+    def samples_interval_s(self) -> float:
+        """Seconds between reads of the power sample buffers: every poll for up to 2 GPUs, then stretched (each read
+        costs ~0.3 ms on NVML), never past 1 s: the driver keeps 2.4 s of samples, so none is lost."""
+        return min(1.0, max(self.poll_interval_s, len(self._gpus) * SAMPLES_READ_S_PER_GPU))
+
+    @property
+    def counter_interval_s(self) -> float:
+        """Seconds between counter reads: the configured interval, stretched on boxes with many GPUs so that the
+        reads (~3 ms of CPU each on NVML) stay within a fixed budget. Accuracy does not suffer: each reading is
+        aligned with the samples whenever it is taken."""
+        return max(self.energy_interval_s, max(1, len(self._gpus)) / COUNTER_READS_PER_S)
+
     def buffer_lengths(self, index: int) -> dict[str, int]:
         with self._lock:
             gpu = self._gpus[index]
@@ -418,11 +434,14 @@ class TelemetrySampler:
 
     # ---- polling -------------------------------------------------------------------------------------------------
     def poll_now(self) -> None:
-        """Poll power and snapshots once, now (also called by readers who need the freshest samples)."""
+        """Poll power samples and snapshots once, now (also called by readers who need the freshest samples)."""
+        self._poll(samples=True)
+
+    def _poll(self, *, samples: bool) -> None:
         if self.source is None or self.state == "error":
             return
         with self._poll_lock:
-            self._guarded(self._poll_once)
+            self._guarded(lambda: self._poll_once(samples))
 
     def read_energy(self) -> None:
         """Read every GPU's energy counter now (blocking: ~3 ms a GPU on NVML)."""
@@ -442,9 +461,10 @@ class TelemetrySampler:
             self._maybe_reopen()
             if self.state == "error":
                 return
-        self.poll_now()
         now = self._clock()
-        if self.state == "ok" and now - self._last_energy_read >= self.energy_interval_s:
+        self._poll(samples=now - self._last_samples_read >= self.samples_interval_s - self.poll_interval_s / 2)
+        # Half a poll of slack: due at the poll nearest the interval, not the one after it.
+        if self.state == "ok" and now - self._last_energy_read >= self.counter_interval_s - self.poll_interval_s / 2:
             self._last_energy_read = now
             if energy_inline:
                 self.read_energy()
@@ -540,10 +560,12 @@ class TelemetrySampler:
             self._notify_gpus([])
             self._notify_poll()
 
-    def _poll_once(self) -> None:
+    def _poll_once(self, read_samples: bool = True) -> None:
         source = self.source
+        if read_samples:
+            self._last_samples_read = self._clock()
         for index, gpu in enumerate(self._gpus):
-            samples = self._fresh(gpu, source.power_samples(index, gpu.last_sample_ts))
+            samples = self._fresh(gpu, source.power_samples(index, gpu.last_sample_ts)) if read_samples else []
             snapshot = source.snapshot(index)
             self._store(gpu, samples, snapshot)
             if samples:
