@@ -110,9 +110,6 @@ def _set_title(widget, title: str) -> None:
         widget.border_title = title
 
 
-def _set_subtitle(widget, subtitle) -> None:
-    if str(widget.border_subtitle) != str(subtitle):
-        widget.border_subtitle = subtitle
 
 
 def short_gpu_name(name: str) -> str:
@@ -236,6 +233,20 @@ class PowerPane(Pane):
             return PLOT_INTERVAL_S
         cells = max(1, self.query_one("#power-chart", BrailleChart).size.width - 5)
         return min(MAX_PLOT_INTERVAL_S, max(PLOT_INTERVAL_S, self._x_span(sampler, now) / cells))
+
+    def _set_subtitle(self, widget, subtitle: Content | str) -> None:
+        # Compared with what was set last (the border keeps its own form of it): any assignment repaints the chart.
+        key = (subtitle.plain, tuple(subtitle.spans)) if isinstance(subtitle, Content) else subtitle
+        if self._shown.get(f"subtitle:{widget.id}") != key:
+            self._shown[f"subtitle:{widget.id}"] = key
+            widget.border_subtitle = subtitle
+
+    def _set_text(self, widget_id: str, lines: list[Content]) -> None:
+        """Fill a fixed-size Static, repainting only when the text changed."""
+        shown = [(line.plain, tuple(line.spans)) for line in lines]
+        if self._shown.get(widget_id) != shown:
+            self._shown[widget_id] = shown
+            self.query_one(widget_id, Static).update(Content("\n").join(lines), layout=False)
 
     def _set_lines(self, widget_id: str, lines: list[Content]) -> None:
         shown = [(line.plain, tuple(line.spans)) for line in lines]
@@ -365,7 +376,7 @@ class PowerPane(Pane):
         if not telemetry_ok:
             for chart, title in ((power_chart, "Power"), (clock_chart, "Clocks"), (util_chart, "Util / temp")):
                 _set_title(chart, title)
-                _set_subtitle(chart, "")
+                self._set_subtitle(chart, "")
                 chart.plot(series=[], x_range=(-self.window_s, 0), y_range=(0, 1), empty_text="no telemetry")
             return
         sampler = session.sampler
@@ -416,7 +427,7 @@ class PowerPane(Pane):
         chart.plot(series=series, x_range=x_range, y_range=y_range, hlines=hlines,
                    bands=self._request_bands(session, now, span), x_labels=x_labels, empty_text="waiting for samples")
         _set_title(chart, f"Power W · GPU {index} · {label} · {self._trace_rate(sampler)}")
-        _set_subtitle(chart, self._power_legend(chart.size.width, len(series) > 1, limit, threshold))
+        self._set_subtitle(chart, self._power_legend(chart.size.width, len(series) > 1, limit, threshold))
 
     @staticmethod
     def _power_legend(width: int, peaks: bool, limit: float | None, threshold: float | None) -> Content:
@@ -459,7 +470,7 @@ class PowerPane(Pane):
         chart.plot(series=[Series(mem, "chart--series-3", max_gap=5.0), Series(sm, "chart--series-2", max_gap=5.0)],
                    x_range=x_range, y_range=(0.0, (top or 1000) * 1.05), x_labels=x_labels)
         _set_title(chart, f"Clocks MHz · last {label}")
-        _set_subtitle(chart, Content(" ").join([Content.styled("━ SM", "$primary"),
+        self._set_subtitle(chart, Content(" ").join([Content.styled("━ SM", "$primary"),
                                                 Content.styled("━ mem", "$secondary")]))
 
     def _draw_util(self, chart: BrailleChart, session, history, now: float, x_range, x_labels, label) -> None:
@@ -471,7 +482,7 @@ class PowerPane(Pane):
                    x_range=x_range, y_range=(0.0, top * 1.05), hlines=[HLine(alert_c, "chart--threshold")],
                    x_labels=x_labels)
         _set_title(chart, f"Util % · Temp °C · last {label}")
-        _set_subtitle(chart, Content(" ").join([Content.styled("━ util", "$success"),
+        self._set_subtitle(chart, Content(" ").join([Content.styled("━ util", "$success"),
                                                 Content.styled("━ temp", "$warning"),
                                                 Content.styled(f"┄ alert {alert_c:.0f} °C", "$warning")]))
 
@@ -496,7 +507,7 @@ class PowerPane(Pane):
             ))
         if not records:
             lines.append(Content.styled("no finished request yet: energy per request shows here", "$text-muted"))
-        self.query_one("#power-requests", Static).update(Content("\n").join(lines), layout=False)
+        self._set_text("#power-requests", lines)
 
     def _show_processes(self, snapshot) -> None:
         lines = [Content.styled("Processes on this GPU", "bold")]
@@ -507,4 +518,4 @@ class PowerPane(Pane):
                                           (f"{fmt.mib(process.vram_mib):>10}", "$text")) + runner)
         if not processes:
             lines.append(Content.styled("no compute process", "$text-muted"))
-        self.query_one("#power-processes", Static).update(Content("\n").join(lines), layout=False)
+        self._set_text("#power-processes", lines)
