@@ -462,9 +462,8 @@ class TelemetrySampler:
             if self.state == "error":
                 return
         now = self._clock()
-        self._poll(samples=now - self._last_samples_read >= self.samples_interval_s - self.poll_interval_s / 2)
-        # Half a poll of slack: due at the poll nearest the interval, not the one after it.
-        if self.state == "ok" and now - self._last_energy_read >= self.counter_interval_s - self.poll_interval_s / 2:
+        self._poll(samples=now - self._last_samples_read >= self._due_after(self.samples_interval_s))
+        if self.state == "ok" and now - self._last_energy_read >= self._due_after(self.counter_interval_s):
             self._last_energy_read = now
             if energy_inline:
                 self.read_energy()
@@ -477,6 +476,10 @@ class TelemetrySampler:
         if due:
             self._record_1hz()
         self._notify_poll()
+
+    def _due_after(self, interval_s: float) -> float:
+        """Half a poll of slack: a read is due at the poll nearest its interval, not at the one after it."""
+        return interval_s - min(self.poll_interval_s, interval_s) / 2
 
     def _run(self) -> None:
         # Self-pacing: the next poll is due one interval after the last was due, skipping missed slots.

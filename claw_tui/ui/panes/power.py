@@ -25,6 +25,7 @@ WINDOWS_S = (10.0, 60.0, 120.0, 600.0, 3600.0)
 DEFAULT_WINDOW_S = 120.0
 PLOT_INTERVAL_S = 0.5  # charts redraw at most twice a second
 MAX_PLOT_INTERVAL_S = 1.0
+MAX_SIDE_INTERVAL_S = 2.0
 MIN_WINDOW_S = 10.0
 TALL_HEIGHT = 36  # from this pane height on: util/temp chart, recent requests and processes
 WIDE_WIDTH = 120
@@ -138,6 +139,7 @@ class PowerPane(Pane):
         self.window_s = DEFAULT_WINDOW_S
         self._last_plot = -float("inf")
         self._last_values = -float("inf")
+        self._last_side_plot = -float("inf")
         self._shown: dict[str, list] = {}
         self.chart_draws = 0  # how many times the charts were rebuilt (benchmarks and tests read it)
 
@@ -222,7 +224,7 @@ class PowerPane(Pane):
         if force_plot or now - self._last_plot >= self._plot_interval(sampler if telemetry_ok else None, now) - 0.05:
             self._last_plot = now
             self.chart_draws += 1
-            self._draw_charts(session, now, telemetry_ok)
+            self._draw_charts(session, now, telemetry_ok, force_plot)
             if self.has_class("-tall"):
                 self._show_requests(session)
                 self._show_processes(sampler.latest(self.gpu_index) if telemetry_ok else None)
@@ -369,7 +371,7 @@ class PowerPane(Pane):
         elapsed = now - sampler.started_at
         return max(MIN_WINDOW_S, min(self.window_s, elapsed))
 
-    def _draw_charts(self, session, now: float, telemetry_ok: bool) -> None:
+    def _draw_charts(self, session, now: float, telemetry_ok: bool, force: bool = False) -> None:
         power_chart = self.query_one("#power-chart", BrailleChart)
         clock_chart = self.query_one("#clock-chart", BrailleChart)
         util_chart = self.query_one("#util-chart", BrailleChart)
@@ -385,6 +387,12 @@ class PowerPane(Pane):
         x_labels = [(-span, f"-{window_label(span)}"), (-span / 2, f"-{window_label(span / 2)}"), (0.0, "now")]
         label = window_label(span)
         self._draw_power(power_chart, session, now, span, x_range, x_labels, label)
+        # The side charts are narrower: they move by a cell less often, so they redraw less often (≤ every 2 s).
+        side_cells = max(1, clock_chart.size.width - 5)
+        side_interval = min(MAX_SIDE_INTERVAL_S, max(PLOT_INTERVAL_S, span / side_cells))
+        if not force and now - self._last_side_plot < side_interval - 0.05:
+            return
+        self._last_side_plot = now
         history = self._history(sampler, now, span)
         self._draw_clocks(clock_chart, sampler, history, now, x_range, x_labels, label)
         if self.has_class("-tall"):

@@ -25,6 +25,11 @@ from textual.widgets import Static
 # Braille dot bits, indexed [column within the cell][row within the cell, top to bottom].
 _DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 _BRAILLE_BASE = 0x2800
+# _RUN_MASKS[column][first][last]: the bits of dots first..last (rows within a cell) of one dot column.
+_RUN_MASKS = tuple(
+    tuple(tuple(sum(_DOT_BITS[c][r] for r in range(first, last + 1)) for last in range(4)) for first in range(4))
+    for c in range(2)
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,8 @@ class BrailleChart(Widget):
         self._strips: list[Strip] = []
         self._styles: dict[str, Style] | None = None
         self._styles_theme = ""
+        self._cell_style_cache: dict = {}
+        self._strip_width = 0
 
     def plot(self, *, series: Sequence[Series], x_range: tuple[float, float], y_range: tuple[float, float],
              hlines: Sequence[HLine] = (), bands: Sequence[tuple[float, float]] = (),
@@ -197,7 +204,9 @@ class BrailleChart(Widget):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles = None
+        self._cell_style_cache = {}
         self._cache_key = None
+        self._strips = []
 
     def _resolved_styles(self) -> dict[str, Style]:
         """Rich styles of the component classes on the widget's background (resolving them is not cheap)."""
@@ -234,6 +243,15 @@ class BrailleChart(Widget):
             bits[cell_y][cell_x] |= _DOT_BITS[column % 2][row % 4]
             owner[cell_y][cell_x] = style
 
+        def fill(column: int, low: int, high: int, style: str) -> None:
+            """Dots low..high (inclusive) of one dot column, a cell at a time."""
+            cell_x, masks = column // 2, _RUN_MASKS[column % 2]
+            for cell_y in range(low // 4, high // 4 + 1):
+                first = max(low, cell_y * 4) - cell_y * 4
+                last = min(high, cell_y * 4 + 3) - cell_y * 4
+                bits[cell_y][cell_x] |= masks[first][last]
+                owner[cell_y][cell_x] = style
+
         for line in self._hlines:
             if y0 <= line.y <= y1:
                 row = dot_row(line.y)
@@ -241,20 +259,24 @@ class BrailleChart(Widget):
                     set_dot(column, row, line.style)
         x0, x1 = self._x_range
         for series in self._series:
-            self._draw_series(series, x0, x1, columns, dot_row, set_dot)
+            self._draw_series(series, x0, x1, columns, dot_row, fill)
 
         band_cells = self._band_cells(plot_w)
         tick_rows = {row: label for row, label in ((dot_row(v) // 4, label) for v, label in ticks)}
         axis = styles["chart--axis"]
-        band_bg = styles["chart--band"].bgcolor
-        strips: list[Strip] = []
+        cell_styles = self._cell_styles(styles)
+        rows_segments = []
         for cell_y in range(plot_h):
             label = tick_rows.get(cell_y)
             gutter_text = (label.rjust(gutter - 1) + "┤") if label is not None else " " * (gutter - 1) + "│"
-            segments = [Segment(gutter_text, axis)]
-            segments += self._row_segments(bits[cell_y], owner[cell_y], band_cells, styles, band_bg, base)
-            strips.append(Strip(segments, width))
-        strips.append(Strip([Segment(" " * gutter, axis), Segment(self._x_axis_text(plot_w), axis)], width))
+            rows_segments.append([Segment(gutter_text, axis),
+                                  *self._row_segments(bits[cell_y], owner[cell_y], band_cells, cell_styles)])
+        rows_segments.append([Segment(" " * gutter, axis), Segment(self._x_axis_text(plot_w), axis)])
+        # A Strip is not cheap to make (it carries caches): keep the old one for every row that did not change.
+        old = self._strips if len(self._strips) == len(rows_segments) and self._strip_width == width else []
+        strips = [old[y] if old and old[y]._segments == segments else Strip(segments, width)
+                  for y, segments in enumerate(rows_segments)]
+        self._strip_width = width
         if not self.has_data:
             self._overlay_text(strips, self._empty_text, gutter, plot_w, plot_h, styles["chart--empty"])
         return strips
@@ -267,7 +289,7 @@ class BrailleChart(Widget):
         return [label for _, label in _ticks(y_range, plot_h)]
 
     @staticmethod
-    def _draw_series(series: Series, x0: float, x1: float, columns: int, dot_row, set_dot) -> None:
+    def _draw_series(series: Series, x0: float, x1: float, columns: int, dot_row, fill) -> None:
         values = bucket(series.points, x0, x1, columns, series.aggregate)
         gap_columns = math.inf if series.max_gap is None else series.max_gap / (x1 - x0) * columns + 1
         previous: tuple[int, int] | None = None
@@ -282,11 +304,10 @@ class BrailleChart(Widget):
                     # Interpolate across empty columns, then fill the vertical run so the line stays connected.
                     target = round(p_row + (row - p_row) * step / span)
                     start = round(p_row + (row - p_row) * (step - 1) / span)
-                    low, high = sorted((start, target))
-                    for r in range(low, high + 1):
-                        set_dot(p_column + step, r, series.style)
+                    low, high = (start, target) if start <= target else (target, start)
+                    fill(p_column + step, low, high, series.style)
             else:
-                set_dot(column, row, series.style)
+                fill(column, row, row, series.style)
             previous = (column, row)
 
     def _band_cells(self, plot_w: int) -> list[bool]:
@@ -299,21 +320,34 @@ class BrailleChart(Widget):
                 shaded[cell] = True
         return shaded
 
+    def _cell_styles(self, styles: dict[str, Style]) -> dict[tuple[str | None, bool], Style]:
+        """The style of a cell by (series that owns it, shaded by a band), made once per theme."""
+        key = self._styles_theme
+        if self._cell_style_cache.get("theme") != key:
+            band_bg = styles["chart--band"].bgcolor
+            cache: dict = {"theme": key}
+            for owner in (None, *self.COMPONENT_CLASSES):
+                style = styles[owner] if owner is not None else styles["base"]
+                cache[(owner, False)] = style
+                cache[(owner, True)] = style + Style(bgcolor=band_bg) if band_bg is not None else style
+            self._cell_style_cache = cache
+        return self._cell_style_cache
+
     @staticmethod
-    def _row_segments(bits: list[int], owner: list[str | None], band: list[bool], styles: dict[str, Style],
-                      band_bg, base: Style) -> list[Segment]:
+    def _row_segments(bits: list[int], owner: list[str | None], band: list[bool],
+                      cell_styles: dict[tuple[str | None, bool], Style]) -> list[Segment]:
         segments: list[Segment] = []
         run_chars: list[str] = []
         run_key: tuple | None = None
         for cell, value in enumerate(bits):
             key = (owner[cell] if value else None, band[cell])
             if key != run_key and run_chars:
-                segments.append(Segment("".join(run_chars), _cell_style(run_key, styles, band_bg, base)))
+                segments.append(Segment("".join(run_chars), cell_styles[run_key]))
                 run_chars = []
             run_key = key
             run_chars.append(chr(_BRAILLE_BASE + value) if value else " ")
         if run_chars:
-            segments.append(Segment("".join(run_chars), _cell_style(run_key, styles, band_bg, base)))
+            segments.append(Segment("".join(run_chars), cell_styles[run_key]))
         return segments
 
     def _x_axis_text(self, plot_w: int) -> str:
@@ -338,14 +372,6 @@ class BrailleChart(Widget):
         strip = strips[row]
         strips[row] = Strip.join([strip.crop(0, left), Strip([Segment(text, style)]),
                                   strip.crop(left + len(text), strip.cell_length)])
-
-
-def _cell_style(key: tuple | None, styles: dict[str, Style], band_bg, base: Style) -> Style:
-    owner, shaded = key if key is not None else (None, False)
-    style = styles[owner] if owner is not None else base
-    if shaded and band_bg is not None:
-        style = style + Style(bgcolor=band_bg)
-    return style
 
 
 class GpuBar(Static):
