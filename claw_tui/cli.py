@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "claw_tui.commands.config_cmd",
     "claw_tui.commands.sim",
     "claw_tui.commands.gpu",
+    "claw_tui.commands.modelfile",
 )
 
 
