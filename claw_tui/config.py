@@ -746,10 +746,10 @@ def dumps_toml(document: dict[str, Any]) -> str:
     (tomli_w writes short ones as inline arrays, which is valid but not what people write or expect.)
     """
     literals = {key: value for key, value in document.items() if not is_table_or_array_of_tables(value)}
-    chunks = [tomli_w.dumps(literals, multiline_strings=True)] if literals else []
+    chunks = [readable_toml(literals)] if literals else []
     for key, value in document.items():
         if isinstance(value, dict):
-            chunks.append(tomli_w.dumps({key: value}, multiline_strings=True))
+            chunks.append(readable_toml({key: value}))
         elif is_table_or_array_of_tables(value):
             chunks.extend(array_table_text(key, item) for item in value)
     return "\n".join(chunks)
@@ -763,12 +763,27 @@ def is_table_or_array_of_tables(value: Any) -> bool:
 
 def array_table_text(key: str, table: dict[str, Any]) -> str:
     scalars = {name: value for name, value in table.items() if not isinstance(value, dict)}
-    text = f"[[{key}]]\n" + tomli_w.dumps(scalars, multiline_strings=True)
+    text = f"[[{key}]]\n" + readable_toml(scalars)
     for name, value in table.items():
         if isinstance(value, dict) and value:
             # Written under the parent's name, a sub-table belongs to the array's latest element.
-            text += "\n" + tomli_w.dumps({key: {name: value}}, multiline_strings=True)
+            text += "\n" + readable_toml({key: {name: value}})
     return text
+
+
+def readable_toml(document: dict[str, Any]) -> str:
+    """Multi-line strings where they help reading, unless a carriage return would be normalised away by parsers."""
+    return tomli_w.dumps(document, multiline_strings=not has_carriage_return(document))
+
+
+def has_carriage_return(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\r" in value
+    if isinstance(value, dict):
+        return any(has_carriage_return(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_carriage_return(v) for v in value)
+    return False
 
 
 REDACTED = "<redacted>"

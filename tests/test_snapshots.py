@@ -71,6 +71,8 @@ def app_for(session: Session) -> ClawApp:
 
 
 async def settle(pilot) -> None:
+    for field in pilot.app.query("Input, TextArea"):
+        field.cursor_blink = False  # a blinking cursor would make the picture depend on timing
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

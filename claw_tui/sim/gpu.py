@@ -346,9 +346,8 @@ class SimGPU:
     # ---- internals ----------------------------------------------------------------------------------------
 
     def _now(self) -> float:
-        t = float(self._clock())
-        if t < self._last_now:  # never let a stepped-back wall clock rewrite the past
-            t = self._last_now
+        # never let a stepped-back wall clock rewrite the past
+        t = max(float(self._clock()), self._last_now)
         self._last_now = t
         return t
 

@@ -16,15 +16,17 @@ import asyncio
 import base64
 import calendar
 import contextlib
+import ipaddress
 import json
 import logging
 import math
+import socket
 import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -41,7 +43,6 @@ from claw_tui.sim.models import (
     InstalledModel,
     canonical_name,
     is_valid_name,
-    sha256_hex,
 )
 from claw_tui.sim.text import Answer, count_chat_tokens, count_tokens, embedding_vector, generate_answer, normalize
 
@@ -680,8 +681,13 @@ class SimState:
 
     def _expire_if_due(self, runner: Runner) -> None:
         runner.expiry_handle = None
-        if runner.users == 0 and runner.expires_at is not None and runner.expires_at <= time.time() + 0.001:
+        if runner.users > 0 or runner.expires_at is None or self.runners.get(runner.name) is not runner:
+            return
+        remaining = runner.expires_at - time.time()
+        if remaining <= 0.001:
             self._unload(runner)
+        else:  # the loop's clock ran ahead of the wall clock: look again when it is really due
+            runner.expiry_handle = asyncio.get_running_loop().call_later(remaining, self._expire_if_due, runner)
 
     def _start_runner(self, model: InstalledModel, num_ctx: int) -> Runner:
         size = model.spec.runtime_bytes(num_ctx, self.num_parallel)
@@ -714,6 +720,8 @@ class SimState:
             self._unload(idle.pop(0))
 
     def _unload(self, runner: Runner) -> None:
+        if runner.unloaded.is_set():
+            return
         if self.runners.get(runner.name) is runner:
             del self.runners[runner.name]
         if runner.expiry_handle is not None:
@@ -784,15 +792,17 @@ class SimState:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                async for event in self._apply_plan(plan, emitted):
-                    yield event
-                    if event[0] == "error":
+                if not plan.empty:
+                    error = await self._apply_plan(plan, emitted)
+                    if error is not None:
+                        yield "error", error
                         return
                 yield kind, token
                 emitted += 1
-            async for event in self._apply_plan(plan, emitted):
-                yield event
-                if event[0] == "error":
+            if not plan.empty:
+                error = await self._apply_plan(plan, emitted)
+                if error is not None:
+                    yield "error", error
                     return
             ended = time.monotonic()
             yield "done", Final(
@@ -852,16 +862,16 @@ class SimState:
             if runner is not None:
                 self.release_runner(runner)
 
-    async def _apply_plan(self, plan: StreamPlan, emitted: int) -> AsyncIterator[tuple[str, Any]]:
-        if plan.empty:
-            return
+    async def _apply_plan(self, plan: StreamPlan, emitted: int) -> str | None:
+        """Act out the faults due after `emitted` chunks; returns an error message to end the stream with."""
         if plan.stall_after == emitted:
             plan.stall_after = None
             await asyncio.sleep(plan.stall_s)
         if plan.drop_after == emitted:
             raise SimulatedConnectionDrop(f"connection dropped after {emitted} chunks")
         if plan.error_after == emitted:
-            yield "error", plan.error_message
+            return plan.error_message
+        return None
 
     def _answer_tokens(self, req: GenRequest) -> tuple[list[tuple[str, str]], str]:
         options = req.options
@@ -913,7 +923,7 @@ def _num_ctx_for_vram(total_vram_bytes: float) -> int:
 
 
 def _ns(seconds: float) -> int:
-    return max(0, int(round(seconds * 1e9)))
+    return max(0, round(seconds * 1e9))
 
 
 def _cut_at_stop(tokens: list[str], stops: list[str]) -> list[str]:
@@ -987,13 +997,10 @@ class DeferredResponse:
     async def _produce(self, send) -> None:
         started = False
         try:
-            async for item in self._guarded(self._items):
+            async for item in self._items:
                 if isinstance(item, ErrorItem):
-                    if not started:
-                        await self._send_whole(send, item.status, item.body, JSON_MEDIA)
-                        return
-                    await send({"type": "http.response.body", "body": item.line, "more_body": True})
-                    break
+                    await self._send_error(send, item, started)
+                    return
                 if not self._streaming:
                     await self._send_whole(send, 200, item, self._media_type)
                     return
@@ -1002,19 +1009,23 @@ class DeferredResponse:
                                 "headers": self._raw_headers(self._media_type)})
                     started = True
                 await send({"type": "http.response.body", "body": item, "more_body": True})
-            if not started:
-                await self._send_whole(send, 200, b"", self._media_type)
-            else:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except RunnerGone as exc:
+            await self._send_error(send, self._error_item(500, str(exc)), started)
+            return
         finally:
             await self._items.aclose()
+        if started:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await self._send_whole(send, 200, b"", self._media_type)
 
-    async def _guarded(self, items: AsyncIterator[bytes | ErrorItem]) -> AsyncIterator[bytes | ErrorItem]:
-        try:
-            async for item in items:
-                yield item
-        except RunnerGone as exc:
-            yield self._error_item(500, str(exc))
+    async def _send_error(self, send, error: ErrorItem, started: bool) -> None:
+        """Before any output the error gets its own status; after, it is the stream's last line."""
+        if not started:
+            await self._send_whole(send, error.status, error.body, JSON_MEDIA)
+            return
+        await send({"type": "http.response.body", "body": error.line, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_whole(self, send, status: int, body: bytes, media_type: str) -> None:
         headers = self._raw_headers(media_type) + [(b"content-length", str(len(body)).encode())]
@@ -1032,10 +1043,6 @@ async def _wait_for_disconnect(receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-async def _single(item: bytes | ErrorItem) -> AsyncIterator[bytes | ErrorItem]:
-    yield item
 
 
 def ollama_error(status: int, message: str) -> Response:
@@ -1256,7 +1263,7 @@ class OllamaApi:
         """The legacy /api/embeddings: one prompt, one vector."""
         try:
             data = await read_json_body(request, "api.EmbeddingRequest")
-            model, _label = self._require_model(data.get("model"))
+            model, _ = self._require_model(data.get("model"))
             prompt = data.get("prompt") or ""
             keep_alive_s = self.state.keep_alive_or_default(parse_keep_alive(data.get("keep_alive")))
             options = self.state.resolve_options(model, data.get("options"))
@@ -1898,9 +1905,9 @@ async def _openai_stream(events: AsyncIterator[tuple[str, Any]], label: str, com
                 yield b"data: [DONE]\n\n"
                 return
             if chat:
-                delta: dict[str, Any] = {"role": "assistant"} if first else {}
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
                 if kind == "thinking":
-                    delta.update(content="", reasoning=value) if first else delta.update(reasoning=value)
+                    delta["reasoning"] = value
                 else:
                     delta["content"] = value
                 first = False
@@ -1989,9 +1996,6 @@ def _host_allowed(scope) -> bool:
         host = host.split(":")[0]
     if host in ("", "localhost", "testserver") or host.endswith((".localhost", ".local", ".internal")):
         return True
-    import ipaddress
-    import socket
-
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -2041,10 +2045,16 @@ def create_sim_app(
     max_queue: int = 16,
     speed: float = 1.0,
     keep_alive_default_s: float = 300,
+    check_host: bool = False,
 ) -> Starlette:
-    """The simulator as a Starlette app; its `SimState` (fault hooks, observers) is `app.state.sim`."""
+    """The simulator as a Starlette app; its `SimState` (fault hooks, observers) is `app.state.sim`.
+
+    `check_host` turns on Ollama's 403 for a non-local Host header; it is off here because an app used in
+    process (e.g. through httpx.ASGITransport) has no listening address. `SimServer` sets it when it binds
+    a loopback address, as Ollama does.
+    """
     state = SimState(gpus, seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
-                     speed=speed, keep_alive_default_s=keep_alive_default_s)
+                     speed=speed, keep_alive_default_s=keep_alive_default_s, check_host=check_host)
     return build_app(state)
 
 
@@ -2073,10 +2083,11 @@ class SimServer:
         default_num_ctx: int | None = None,
     ) -> None:
         self._gpus = list(gpus) if gpus else [SimGPU(seed=seed)]
-        self._options = dict(seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
-                             speed=speed, keep_alive_default_s=keep_alive_default_s,
-                             max_loaded_models=max_loaded_models, default_num_ctx=default_num_ctx)
-        self._state = SimState(self._gpus, **self._options)
+        self._state = SimState(
+            self._gpus, seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
+            speed=speed, keep_alive_default_s=keep_alive_default_s, max_loaded_models=max_loaded_models,
+            default_num_ctx=default_num_ctx,
+        )
         self._app = build_app(self._state)
         self._server: AppServer | None = None
 
@@ -2113,7 +2124,7 @@ class SimServer:
             server, self._server = self._server, None
             await server.stop()
 
-    async def __aenter__(self) -> SimServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -2122,8 +2133,6 @@ class SimServer:
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
-
     if host == "localhost":
         return True
     try:
