@@ -240,7 +240,7 @@ async def test_per_turn_options_and_system_override_reach_the_backend(demo_runne
         await ask(pilot, "hello")
         await wait_for(lambda: any("TTFT" in line for line in stats_lines(app)))
         # num_ctx sizes the runner the backend loads: /api/ps shows it.
-        status, ps = await gateway_json(session, "GET", "/api/ps")
+        _, ps = await gateway_json(session, "GET", "/api/ps")
         assert {m["name"]: m["context_length"] for m in ps["models"]}["qwen3:8b"] == 2048
         record = session.ledger.records()[-1]
         assert record.prompt_tokens > 0
@@ -333,7 +333,7 @@ async def test_rebuild_over_an_existing_name_asks_first(demo_runner):
         await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await wait_for(lambda: screen.built == "llama3.2:3b")
-    status, show = await gateway_json(session, "POST", "/api/show", {"model": "llama3.2:3b"})
+    _, show = await gateway_json(session, "POST", "/api/show", {"model": "llama3.2:3b"})
     assert "temperature                    0.6" in show["parameters"]  # now the qwen3 build
 
 
@@ -493,8 +493,9 @@ async def test_requests_newest_first_filters_and_details(demo_runner):
         screen = await wait_for(lambda: isinstance(app.screen, RequestDetailScreen) and app.screen)
         details = text_of(screen.query_one("#request-details", Static))
         for expected in ("arrival", "queue exit", "upstream start", "first token", "end", "prompt eval",
-                         "prefill", "decode", latest.id):
+                         "prefill", "decode", "tokens/J"):
             assert expected in details
+        assert latest.id in text_of(screen.query_one(".dialog-title", Static))
         await pilot.press("escape")
         assert not isinstance(app.screen, RequestDetailScreen)
 

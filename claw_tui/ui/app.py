@@ -100,11 +100,21 @@ class ClawApp(ReportsWorkerErrors, App):
 
     # ---- panes -------------------------------------------------------------------------------------------------
     def active_pane(self):
-        active = self.query_one("#panes", TabbedContent).active
-        return self.query_one(f"#{active}-pane")
+        return self.pane(self.tabs.active)
+
+    # The panes live on the first screen: query there, not on whatever dialog is on top.
+    @property
+    def tabs(self) -> TabbedContent:
+        return self.screen_stack[0].query_one("#panes", TabbedContent)
+
+    def pane(self, pane_id: str):
+        return self.screen_stack[0].query_one(f"#{pane_id}-pane")
 
     def refresh_active_pane(self) -> None:
-        pane = self.active_pane()
+        try:
+            pane = self.active_pane()
+        except NoMatches:  # not composed yet, or being taken down
+            return
         if not pane.ready:
             return
         with self.batch_update():
@@ -124,8 +134,8 @@ class ClawApp(ReportsWorkerErrors, App):
     def action_show_pane(self, pane_id: str) -> None:
         # Drop focus first: a focused widget left in the old pane would pull its tab back to the front.
         self.set_focus(None)
-        self.query_one("#panes", TabbedContent).active = pane_id
-        self.query_one(f"#{pane_id}-pane").focus_main()
+        self.tabs.active = pane_id
+        self.pane(pane_id).focus_main()
 
     def default_chat_model(self, names: list[str]) -> str:
         for preferred in PREFERRED_CHAT_MODELS:
@@ -178,10 +188,10 @@ class ClawApp(ReportsWorkerErrors, App):
                                      lambda name=name: self.action_set_theme(name))
         if hasattr(self, "action_toggle_governor"):
             yield PaletteCommand("Toggle idle downclock", "the governor downclocks the GPU when idle (F6)",
-                                 lambda: getattr(self, "action_toggle_governor")())
+                                 lambda: self.call_action("toggle_governor"))
         if hasattr(self, "action_export_summary"):
             yield PaletteCommand("Export summary", "write the session's efficiency summary (F7)",
-                                 lambda: getattr(self, "action_export_summary")())
+                                 lambda: self.call_action("export_summary"))
         pane_actions = (
             ("chat", "Clear chat", "start a new conversation with the selected model", "clear_chat"),
             ("chat", "Copy answer", "copy the last answer to the clipboard", "copy_answer"),
@@ -196,7 +206,11 @@ class ClawApp(ReportsWorkerErrors, App):
             yield PaletteCommand(name, help_text, lambda p=pane_id, a=action: self.run_pane_action(p, a))
         yield PaletteCommand("Help: keys", "every key of the console (?)", self.action_help)
 
+    def call_action(self, name: str) -> None:
+        """Run an app action that may be defined elsewhere (F6/F7 come with the governor and export)."""
+        getattr(self, f"action_{name}")()
+
     def run_pane_action(self, pane_id: str, action: str) -> None:
         self.action_show_pane(pane_id)
-        pane = self.query_one(f"#{pane_id}-pane")
+        pane = self.pane(pane_id)
         self.call_after_refresh(getattr(pane, f"action_{action}"))

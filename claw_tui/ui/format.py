@@ -89,3 +89,20 @@ def right(value: str, style: str = "") -> Text:
 def ms_or_dash(value: float | None) -> str:
     """Milliseconds, or `—` where there is nothing to measure yet (as opposed to N/A: not measurable)."""
     return "—" if value is None else ms(value)
+
+
+def duration(ms_value: float | None) -> str:
+    """A latency that stays short: `350 ms` below a second, `6.50 s` below 100 s, `2m05s` above; `—` if unknown."""
+    if ms_value is None:
+        return "—"
+    if ms_value < 1000:
+        return f"{ms_value:.0f} ms" if ms_value >= 10 else f"{ms_value:.1f} ms"
+    seconds = ms_value / 1000
+    if seconds < 100:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

@@ -24,7 +24,7 @@ from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.screens.agent_form import AgentFormScreen, FormContext, options_text
 from claw_tui.ui.screens.confirm import ConfirmScreen
 
-COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT p50", "tokens", "J/tok")
+COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT", "tokens", "J/tok")
 
 
 def agent_config(agent: Agent) -> AgentConfig:
@@ -43,9 +43,9 @@ def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
         agent.model,
         fmt.right(f"{requests['total']:,}"),
         fmt.right(str(errors), "bold red" if errors else ""),
-        fmt.right(fmt.ms_or_dash(metrics["latency_ms"]["p50"])),
-        fmt.right(fmt.ms_or_dash(metrics["latency_ms"]["p95"])),
-        fmt.right(fmt.ms_or_dash(metrics["ttft_ms"]["p50"])),
+        fmt.right(fmt.duration(metrics["latency_ms"]["p50"])),
+        fmt.right(fmt.duration(metrics["latency_ms"]["p95"])),
+        fmt.right(fmt.duration(metrics["ttft_ms"]["p50"])),
         fmt.right(f"{metrics['tokens']['completion']:,}"),
         fmt.right("—" if jpt is None else f"{jpt:.2f}"),
     )
@@ -82,7 +82,8 @@ class AgentsPane(Pane):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Static("Agents are virtual models: clients call them by name through the gateway.",
+        yield Static("Agents are virtual models: clients call them by name through the gateway. "
+                     "[dim]TTFT is the median; latency p50/p95 over answered requests.[/]",
                      id="agents-title", classes="hint")
         yield DataTable(id="agents-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="agents-detail")
@@ -118,8 +119,9 @@ class AgentsPane(Pane):
                 if str(table.get_cell(key, column)) != str(value):
                     table.update_cell(key, column, value)
         self._show_selected()
-        hint = "No agents yet: press n to create one." if not rows else "n new · e edit · d delete"
-        self.query_one("#agents-hint", Static).update(hint)
+        hint = self.query_one("#agents-hint", Static)
+        hint.update("No agents yet: press n to create one (clients then call it like a model)." if not rows else "")
+        hint.display = not rows
 
     def selected_agent(self) -> Agent | None:
         table = self.query_one("#agents-table", DataTable)

@@ -345,6 +345,8 @@ class ModelsPane(Pane):
             form.disabled = False
             form.set_note("")
             form.set_values(result.modelfile.parameters)
+        # The problems panel changes height: keep the line being edited in view.
+        self.call_after_refresh(self.editor.scroll_cursor_visible)
         lines = diff(self.original_text, self.editor.text, a_label=f"{self.current} (original)", b_label="edited")
         self.query_one("#modelfile-diff", Static).update(diff_text(lines))
         self._diff_lines = lines

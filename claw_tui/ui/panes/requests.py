@@ -26,10 +26,13 @@ ALL = "all"
 MAX_ROWS = 500
 SCAN_RECORDS = 5000  # the newest records the filters look through
 STATUSES = ("ok", "error", "cancelled", "rejected", "active")
-# Columns in the order shown; the narrow set is used below WIDE_MIN_WIDTH columns of terminal.
-COLUMNS = ("time", "status", "model", "agent", "TTFT", "duration", "in", "out", "energy", "tok/J")
+# Columns in the order shown, by terminal width: the more room, the more of each request's story.
 NARROW_COLUMNS = ("time", "status", "model", "TTFT", "duration", "out", "energy", "tok/J")
+COLUMNS = ("time", "status", "model", "agent", "TTFT", "duration", "in", "out", "energy", "tok/J")
+WIDEST_COLUMNS = ("time", "status", "model", "agent", "endpoint", "TTFT", "duration", "in", "out", "tok/s",
+                  "energy", "prefill", "decode", "tok/J", "id")
 WIDE_MIN_WIDTH = 100
+WIDEST_MIN_WIDTH = 150
 
 
 class TimeCell(Text):
@@ -41,13 +44,19 @@ class TimeCell(Text):
 
 
 def row_cells(record: RequestRecord) -> dict[str, object]:
+    rate = record.decode_tokens_per_s
     return {
+        "endpoint": Text(record.endpoint, style="dim"),
+        "tok/s": fmt.right("—" if rate is None else f"{rate:,.1f}"),
+        "prefill": fmt.right(fmt.joules(record.prefill_j) if record.energy_j else "—"),
+        "decode": fmt.right(fmt.joules(record.decode_j) if record.energy_j else "—"),
+        "id": Text(record.id, style="dim"),
         "time": TimeCell(record.t_arrival),
         "status": Text(record.status, style=fmt.STATUS_STYLE.get(record.status, "")),
         "model": record.model,
         "agent": record.agent or "—",
-        "TTFT": fmt.right(fmt.ms_or_dash(record.ttft_ms)),
-        "duration": fmt.right(fmt.ms(record.duration_ms) if record.t_end else "…"),
+        "TTFT": fmt.right(fmt.duration(record.ttft_ms)),
+        "duration": fmt.right(fmt.duration(record.duration_ms) if record.t_end else "…"),
         "in": fmt.right(f"{record.prompt_tokens:,}"),
         "out": fmt.right(f"{record.completion_tokens:,}"),
         "energy": fmt.right(fmt.joules(record.energy_j) if record.energy_j else "—"),
@@ -64,17 +73,17 @@ def summary_text(records: list[RequestRecord], shown: int) -> Text:
     metrics = group_metrics(records)
     requests = metrics["requests"]
     active = sum(1 for r in records if r.status == "active")
-    text = Text.assemble((f"{requests['total']:,}", "bold"), " requests")
+    text = Text.assemble((f"{requests['total']:,}", "bold"), " request" if requests["total"] == 1 else " requests")
     if active:
         text.append(f" + {active} active", style="cyan")
     if shown < len(records):
         text.append(f" (newest {shown} shown)", style="dim")
     errors = requests["errors"]
     text.append(" · ")
-    text.append(f"{errors} errors", style="red" if errors else "dim")
+    text.append(fmt.plural(errors, "error"), style="red" if errors else "dim")
     latency = metrics["latency_ms"]
-    text.append(f" · latency p50 {fmt.ms_or_dash(latency['p50'])} p95 {fmt.ms_or_dash(latency['p95'])}")
-    text.append(f" · {metrics['tokens']['completion']:,} tokens · ")
+    text.append(f" · p50 {fmt.duration(latency['p50'])} · p95 {fmt.duration(latency['p95'])}")
+    text.append(f" · {metrics['tokens']['completion']:,} tok · ")
     tpj = metrics["efficiency"]["tokens_per_joule"]
     text.append("—" if tpj is None else f"{tpj:.2f}", style="bold green")
     text.append(" tok/J")
@@ -116,7 +125,10 @@ class RequestsPane(Pane):
             self.refresh_data()
 
     def _wanted_columns(self) -> tuple[str, ...]:
-        return COLUMNS if self.app.size.width >= WIDE_MIN_WIDTH else NARROW_COLUMNS
+        width = self.app.size.width
+        if width >= WIDEST_MIN_WIDTH:
+            return WIDEST_COLUMNS
+        return COLUMNS if width >= WIDE_MIN_WIDTH else NARROW_COLUMNS
 
     def _set_columns(self) -> None:
         table = self.query_one("#requests-table", DataTable)

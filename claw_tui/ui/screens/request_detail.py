@@ -78,32 +78,44 @@ def section(title: str) -> Text:
     return Text(title, style="bold underline")
 
 
-def facts(rows: list[tuple[str, str | Text]]) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="dim", no_wrap=True, min_width=16)
-    table.add_column()
-    for label, value in rows:
-        table.add_row(label, value)
+def pairs(rows: list[tuple[str, str | Text]], columns: int = 2) -> Table:
+    """Label/value pairs laid out `columns` pairs to a row."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(columns):
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    for start in range(0, len(rows), columns):
+        chunk = rows[start:start + columns]
+        cells: list = [part for pair in chunk for part in pair]
+        table.add_row(*cells, *[""] * (2 * columns - len(cells)))
     return table
 
 
+def inline(items: list[tuple[str, str]]) -> Text:
+    text = Text()
+    for label, value in items:
+        if text:
+            text.append(" · ", style="dim")
+        text.append(f"{label} ", style="dim")
+        text.append(value)
+    return text
+
+
 def request_details(record: RequestRecord) -> Group:
-    status = Text(record.status, style=STATUS_STYLE.get(record.status, ""))
+    status = Text(record.status, style=fmt.STATUS_STYLE.get(record.status, ""))
     if record.http_status:
         status.append(f" {record.http_status}")
-    who = record.model + (f"  (agent {record.agent})" if record.agent else "")
-    if record.downgraded_from:
-        who += f"  — fallback for {record.downgraded_from}"
-    head = facts([
-        ("request", record.id),
+    model = record.model + (f" (fallback for {record.downgraded_from})" if record.downgraded_from else "")
+    head = pairs([
         ("status", status),
-        ("model", who),
-        ("endpoint", f"{record.endpoint}  ({record.surface}, {'stream' if record.stream else 'whole'})"),
-        ("backend", f"{record.backend or '—'}" + (f"  GPU {record.gpu}" if record.gpu is not None else "")),
+        ("endpoint", f"{record.endpoint} ({record.surface}, {'stream' if record.stream else 'whole'})"),
+        ("model", model),
+        ("backend", (record.backend or "—") + (f", GPU {record.gpu}" if record.gpu is not None else "")),
+        ("agent", record.agent or "—"),
         ("client", record.client or "—"),
     ])
     timeline = Table.grid(padding=(0, 2))
-    timeline.add_column(style="dim", no_wrap=True, min_width=16)
+    timeline.add_column(style="dim", no_wrap=True, min_width=14)
     timeline.add_column(no_wrap=True)
     timeline.add_column(justify="right", no_wrap=True)
     for label, ts in (("arrival", record.t_arrival), ("queue exit", record.t_queue_exit),
@@ -112,28 +124,19 @@ def request_details(record: RequestRecord) -> Group:
         timeline.add_row(label, clock_text(ts), since(record, ts))
     if record.wake_ms is not None:
         timeline.add_row("governor wake", "", fmt.ms(record.wake_ms))
-    server = facts([
-        ("load", fmt.ms(record.server_load_ms)),
-        ("prompt eval", fmt.ms(record.server_prompt_eval_ms)),
-        ("eval", fmt.ms(record.server_eval_ms)),
-        ("total", fmt.ms(record.server_total_ms)),
-    ])
+    server = inline([("load", fmt.ms(record.server_load_ms)), ("prompt eval", fmt.ms(record.server_prompt_eval_ms)),
+                     ("eval", fmt.ms(record.server_eval_ms)), ("total", fmt.ms(record.server_total_ms))])
     rate = record.decode_tokens_per_s
-    tokens = facts([
-        ("prompt", f"{record.prompt_tokens:,}"),
-        ("completion", f"{record.completion_tokens:,}"),
-        ("decode rate", f"{rate:.1f} tok/s" if rate else fmt.NA),
-        ("TTFT", fmt.ms(record.ttft_ms)),
-        ("duration", fmt.ms(record.duration_ms)),
-    ])
-    energy = facts([
-        ("energy", Text.assemble((fmt.joules(record.energy_j), "bold"),
-                                 ("" if record.energy_final else "  (still counting)", "dim"))),
-        ("tokens/J", fmt.ratio(record.tokens_per_joule)),
-        ("J/token", fmt.ratio(record.joules_per_token)),
-    ])
+    tokens = inline([("prompt", f"{record.prompt_tokens:,}"), ("completion", f"{record.completion_tokens:,}"),
+                     ("decode", f"{rate:.1f} tok/s" if rate else fmt.NA), ("TTFT", fmt.ms(record.ttft_ms)),
+                     ("duration", fmt.ms(record.duration_ms))])
+    energy = Text.assemble(("energy ", "dim"), (fmt.joules(record.energy_j), "bold"),
+                           ("" if record.energy_final else " (still counting)", "dim"))
+    energy.append(" · ", style="dim")
+    energy.append_text(inline([("tokens/J", fmt.ratio(record.tokens_per_joule)),
+                               ("J/token", fmt.ratio(record.joules_per_token))]))
     parts = [head, "", section("Timeline"), phase_bar(record), timeline, "",
-             section("Server timings"), server, "", section("Tokens"), tokens, "",
+             section("Server timings (Ollama)"), server, "", section("Tokens"), tokens, "",
              section("Energy"), energy_bar(record), energy]
     if record.error:
         parts += ["", section("Error"), Text(record.error, style="red")]

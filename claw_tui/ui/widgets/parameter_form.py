@@ -78,7 +78,7 @@ class ParameterForm(VerticalScroll):
             for spec in PARAMETERS.values():
                 yield Label(spec.name, classes="param-name")
                 yield self._field(spec)
-                yield Static(f"{spec.description} [dim](default {default_text(spec)})[/]", classes="param-help")
+                yield Static(f"[dim]default {default_text(spec)} ·[/] {spec.description}", classes="param-help")
 
     def _field(self, spec: ParamSpec):
         if spec.type == "bool":
