@@ -75,7 +75,7 @@ def energy_bar(record: RequestRecord, width: int = BAR_WIDTH) -> Text:
 
 
 def section(title: str) -> Text:
-    return Text(title, style="bold underline")
+    return Text("\n" + title, style="bold")
 
 
 def pairs(rows: list[tuple[str, str | Text]], columns: int = 2) -> Table:
@@ -124,20 +124,23 @@ def request_details(record: RequestRecord) -> Group:
         timeline.add_row(label, clock_text(ts), since(record, ts))
     if record.wake_ms is not None:
         timeline.add_row("governor wake", "", fmt.ms(record.wake_ms))
-    server = inline([("load", fmt.ms(record.server_load_ms)), ("prompt eval", fmt.ms(record.server_prompt_eval_ms)),
-                     ("eval", fmt.ms(record.server_eval_ms)), ("total", fmt.ms(record.server_total_ms))])
     rate = record.decode_tokens_per_s
-    tokens = inline([("prompt", f"{record.prompt_tokens:,}"), ("completion", f"{record.completion_tokens:,}"),
-                     ("decode", f"{rate:.1f} tok/s" if rate else fmt.NA), ("TTFT", fmt.ms(record.ttft_ms)),
-                     ("duration", fmt.ms(record.duration_ms))])
+    more = Table.grid(padding=(0, 2))
+    more.add_column(style="dim", no_wrap=True, min_width=14)
+    more.add_column(overflow="fold")
+    more.add_row("server", inline([
+        ("load", fmt.ms(record.server_load_ms)), ("prompt eval", fmt.ms(record.server_prompt_eval_ms)),
+        ("eval", fmt.ms(record.server_eval_ms)), ("total", fmt.ms(record.server_total_ms))]))
+    more.add_row("tokens", inline([
+        ("prompt", f"{record.prompt_tokens:,}"), ("completion", f"{record.completion_tokens:,}"),
+        ("decode", f"{rate:.1f} tok/s" if rate else fmt.NA)]))
     energy = Text.assemble(("energy ", "dim"), (fmt.joules(record.energy_j), "bold"),
                            ("" if record.energy_final else " (still counting)", "dim"))
     energy.append(" · ", style="dim")
     energy.append_text(inline([("tokens/J", fmt.ratio(record.tokens_per_joule)),
                                ("J/token", fmt.ratio(record.joules_per_token))]))
-    parts = [head, "", section("Timeline"), phase_bar(record), timeline, "",
-             section("Server timings (Ollama)"), server, "", section("Tokens"), tokens, "",
-             section("Energy"), energy_bar(record), energy]
+    parts = [head, section("Timeline"), phase_bar(record), timeline, more, section("Energy"), energy_bar(record),
+             energy]
     if record.error:
         parts += ["", section("Error"), Text(record.error, style="red")]
     return Group(*parts)
