@@ -83,6 +83,10 @@ def app_for(session: Session) -> ClawApp:
 
 
 async def settle(pilot) -> None:
+    for _ in range(200):  # the hidden panes mount just after the first frame
+        if pilot.app.panes_ready:
+            break
+        await pilot.pause(0.02)
     for field in pilot.app.query("Input, TextArea"):
         field.cursor_blink = False  # a blinking cursor would make the picture depend on timing
     await pilot.pause()

@@ -56,7 +56,7 @@ class Tmux:
         extra = ["-S", "-", "-J"] if history else []
         return self.tmux("capture-pane", "-p", *extra, "-t", self.target, check=False)
 
-    def wait_for(self, *texts: str, timeout: float = 20.0) -> str:
+    def wait_for(self, *texts: str, timeout: float = 20.0, poll_s: float = 0.05) -> str:
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:
@@ -64,7 +64,7 @@ class Tmux:
             assert "Traceback" not in screen, screen
             if all(text in screen for text in texts):
                 return screen
-            time.sleep(0.05)
+            time.sleep(poll_s)
         raise AssertionError(f"{texts} not on the screen within {timeout}s:\n{screen}")
 
     def pane_status(self) -> tuple[bool, int | None]:

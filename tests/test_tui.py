@@ -90,6 +90,7 @@ async def gateway_json(session, method: str, path: str, body: dict | None = None
 async def test_function_keys_switch_panes(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         tabs = app.query_one("#panes", TabbedContent)
         assert tabs.active == "power"
         for key, pane in (("f2", "chat"), ("f3", "models"), ("f4", "agents"), ("f5", "requests"), ("f1", "power")):
@@ -101,6 +102,7 @@ async def test_function_keys_switch_panes(demo_runner):
 async def test_number_keys_switch_panes_only_outside_text_fields(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         tabs = app.query_one("#panes", TabbedContent)
         await pilot.press("3")
         assert tabs.active == "models"
@@ -113,6 +115,7 @@ async def test_number_keys_switch_panes_only_outside_text_fields(demo_runner):
 async def test_help_lists_the_keys_of_every_pane(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(100, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = text_of(app.screen.query_one("#help-keys", Static))
@@ -126,6 +129,7 @@ async def test_palette_switches_theme_and_the_choice_is_saved(configured_runner)
     session = configured_runner.session
     app = ClawApp(session)
     async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         assert app.theme == "claw-dark"
         await pilot.press("ctrl+p")
         await pilot.press(*"claw-light")
@@ -141,6 +145,7 @@ async def test_palette_switches_theme_and_the_choice_is_saved(configured_runner)
 async def test_palette_runs_pane_actions(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("ctrl+p")
         await pilot.press(*"New agent")
         await pilot.pause(0.3)
@@ -163,6 +168,7 @@ def stats_lines(app) -> list[str]:
 async def test_chat_streams_an_answer_with_its_stats(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f2")
         select = app.query_one("#chat-model", Select)
         await wait_for(lambda: not select.is_blank())
@@ -184,6 +190,7 @@ async def test_escape_stops_the_answer_and_the_gateway_cancels_upstream(demo_run
     session.sim.state.stall_next(30.0, after_chunks=3)
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f2")
         await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
         await ask(pilot, "tell me a long story")
@@ -201,6 +208,7 @@ async def test_escape_stops_the_answer_and_the_gateway_cancels_upstream(demo_run
 async def test_each_model_keeps_its_conversation_and_ctrl_l_clears_it(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f2")
         select = app.query_one("#chat-model", Select)
         await wait_for(lambda: not select.is_blank())
@@ -226,6 +234,7 @@ async def test_per_turn_options_and_system_override_reach_the_backend(demo_runne
     session = demo_runner.session
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f2")
         await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
         app.query_one("#chat-num-ctx", Input).value = "0"
@@ -251,6 +260,7 @@ async def test_backend_errors_and_an_unreachable_gateway_are_explained(demo_runn
     session.sim.state.fail_next(status=500, message="CUDA error: out of memory")
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f2")
         await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
         await ask(pilot, "hello")
@@ -260,6 +270,7 @@ async def test_backend_errors_and_an_unreachable_gateway_are_explained(demo_runn
     app = ClawApp(session)
     app.gateway = GatewayClient("http://127.0.0.1:9")  # nothing listens there
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f2")
         status = app.query_one("#chat-status", Static)
         await wait_for(lambda: "gateway unreachable" in text_of(status))
@@ -280,6 +291,7 @@ async def test_rebuild_under_a_new_name_with_an_edited_parameter(demo_runner):
     session = demo_runner.session
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         pane = await open_models(pilot)
         editor = app.query_one(ModelfileEditor)
         assert "PARAMETER temperature 0.6" in editor.text
@@ -318,6 +330,7 @@ async def test_rebuild_over_an_existing_name_asks_first(demo_runner):
     session = demo_runner.session
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await open_models(pilot)
         await pilot.press("ctrl+r")
         screen = await wait_for(lambda: isinstance(app.screen, RebuildScreen) and app.screen)
@@ -340,6 +353,7 @@ async def test_rebuild_over_an_existing_name_asks_first(demo_runner):
 async def test_live_validation_marks_the_line_and_blocks_the_rebuild(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         pane = await open_models(pilot)
         editor = app.query_one(ModelfileEditor)
         line = editor.text.splitlines().index("PARAMETER top_k 20")
@@ -365,6 +379,7 @@ async def test_load_and_unload_a_model_through_the_gateway(demo_runner):
     session = demo_runner.session
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await open_models(pilot)
         installed = app.query_one("#models-installed", DataTable)
         installed.focus()
@@ -397,6 +412,7 @@ async def test_agents_create_edit_delete_are_saved_and_served_at_once(configured
     path = session.config.path
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f4")
         table = app.query_one("#agents-table", DataTable)
         await pilot.press("n")
@@ -440,6 +456,7 @@ async def test_agents_create_edit_delete_are_saved_and_served_at_once(configured
 async def test_agent_form_refuses_names_that_would_hide_a_model_or_clash(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f4")
         await pilot.press("n")
         screen = await fill_agent_form(pilot, name="qwen3:8b", model="qwen3:8b")
@@ -464,6 +481,7 @@ async def test_requests_newest_first_filters_and_details(demo_runner):
             "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False})
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("f5")
         table = app.query_one("#requests-table", DataTable)
         await wait_for(lambda: table.row_count == 3)
@@ -507,6 +525,8 @@ async def test_a_failing_task_becomes_a_notification_not_a_crash(demo_runner):
         raise RuntimeError("unexpected shape from the backend")
 
     async with app.run_test(size=(100, 30)) as pilot:
+
+        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         app.gateway.tags = broken_tags
         await pilot.press("f2")
         app.query_one(ChatPane).load_models()

@@ -16,22 +16,19 @@ from claw_tui.session import Session
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
-from claw_tui.ui.panes.agents import AgentsPane
-from claw_tui.ui.panes.chat import ChatPane
-from claw_tui.ui.panes.models import ModelsPane
-from claw_tui.ui.panes.power import PowerPane
-from claw_tui.ui.panes.requests import RequestsPane
+from claw_tui.ui.panes.deferred import DeferredPane, pane_class
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.themes import load_themes
 
 log = logging.getLogger(__name__)
 
+# (id, title, class); the first is shown at start, the others are imported and mounted just after the first frame.
 PANES = (
-    ("power", "Power", PowerPane),
-    ("chat", "Chat", ChatPane),
-    ("models", "Models", ModelsPane),
-    ("agents", "Agents", AgentsPane),
-    ("requests", "Requests", RequestsPane),
+    ("power", "Power", "claw_tui.ui.panes.power:PowerPane"),
+    ("chat", "Chat", "claw_tui.ui.panes.chat:ChatPane"),
+    ("models", "Models", "claw_tui.ui.panes.models:ModelsPane"),
+    ("agents", "Agents", "claw_tui.ui.panes.agents:AgentsPane"),
+    ("requests", "Requests", "claw_tui.ui.panes.requests:RequestsPane"),
 )
 
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
@@ -61,6 +58,15 @@ class ClawApp(ReportsWorkerErrors, App):
         self.refresh_hz = refresh_hz if refresh_hz is not None else session.config.ui.refresh_hz
         self.gateway = GatewayClient(session.gateway_url)
         self._refresh_timer = None
+        self._theme_notice: str | None = None
+        # Before the first frame: a theme set after mounting restyles every widget (a visible delay).
+        for theme in load_themes():
+            self.register_theme(theme)
+        configured = session.config.ui.theme
+        if configured in self.available_themes:
+            self.theme = configured
+        elif configured:
+            self._theme_notice = f"theme '{configured}' not found; using {self.theme}"
 
     @property
     def gateway_url(self) -> str:
@@ -69,19 +75,17 @@ class ClawApp(ReportsWorkerErrors, App):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="")
         with TabbedContent(id="panes", initial="power"):
-            for index, (pane_id, title, pane_class) in enumerate(PANES, start=1):
+            for index, (pane_id, title, path) in enumerate(PANES, start=1):
                 with TabPane(f"[dim]F{index}[/] {title}", id=pane_id):
-                    yield pane_class(id=f"{pane_id}-pane")
+                    if index == 1:
+                        yield pane_class(path)(id=f"{pane_id}-pane")
+                    else:
+                        yield DeferredPane(path, f"{pane_id}-pane")
         yield Footer()
 
     def on_mount(self) -> None:
-        for theme in load_themes():
-            self.register_theme(theme)
-        configured = self.session.config.ui.theme
-        if configured in self.available_themes:
-            self.theme = configured
-        elif configured:
-            self.notify(f"theme '{configured}' not found; using {self.theme}", severity="warning")
+        if self._theme_notice:
+            self.notify(self._theme_notice, severity="warning")
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.update_header()
         for notice in self.session.notices:
@@ -135,7 +139,27 @@ class ClawApp(ReportsWorkerErrors, App):
         # Drop focus first: a focused widget left in the old pane would pull its tab back to the front.
         self.set_focus(None)
         self.tabs.active = pane_id
-        self.pane(pane_id).focus_main()
+        self.with_pane(pane_id, lambda pane: pane.focus_main())
+
+    def with_pane(self, pane_id: str, use: Callable, attempts: int = 20) -> None:
+        """Call `use(pane)` now, or once the pane is mounted (hidden panes mount just after the first frame)."""
+        try:
+            pane = self.pane(pane_id)
+        except NoMatches:
+            pane = None
+        if pane is None or not pane.ready:
+            if attempts > 0:
+                self.set_timer(0.02, lambda: self.with_pane(pane_id, use, attempts - 1))
+            return
+        use(pane)
+
+    @property
+    def panes_ready(self) -> bool:
+        """Every pane mounted and set up (the hidden ones come just after the first frame)."""
+        try:
+            return all(self.pane(pane_id).ready for pane_id, _, _ in PANES)
+        except NoMatches:
+            return False
 
     def default_chat_model(self, names: list[str]) -> str:
         for preferred in PREFERRED_CHAT_MODELS:
@@ -167,8 +191,8 @@ class ClawApp(ReportsWorkerErrors, App):
     # ---- help and palette --------------------------------------------------------------------------------------
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         sections = [("Everywhere", binding_rows(self.BINDINGS) + list(EXTRA_GLOBAL_KEYS))]
-        for pane_id, title, pane_class in PANES:
-            rows = binding_rows(pane_class.BINDINGS)
+        for _, title, path in PANES:
+            rows = binding_rows(pane_class(path).BINDINGS)
             if rows:
                 sections.append((title, rows))
         return sections
@@ -212,5 +236,4 @@ class ClawApp(ReportsWorkerErrors, App):
 
     def run_pane_action(self, pane_id: str, action: str) -> None:
         self.action_show_pane(pane_id)
-        pane = self.pane(pane_id)
-        self.call_after_refresh(getattr(pane, f"action_{action}"))
+        self.with_pane(pane_id, lambda pane: self.call_after_refresh(getattr(pane, f"action_{action}")))

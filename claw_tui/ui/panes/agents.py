@@ -6,6 +6,8 @@ gateway at once, without a restart.
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +26,7 @@ from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.screens.agent_form import AgentFormScreen, FormContext, options_text
 from claw_tui.ui.screens.confirm import ConfirmScreen
 
+STATS_INTERVAL_S = 1.0
 COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT", "tokens", "J/tok")
 
 
@@ -75,6 +78,11 @@ def agent_summary(agent: Agent) -> Group:
 
 class AgentsPane(Pane):
     main_widget = "#agents-table"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._last_stats = 0.0
+        self._shown_agents: list[str] | None = None
     BINDINGS = [
         Binding("n", "new_agent", "New", show=True),
         Binding("e,enter", "edit_agent", "Edit", show=True),
@@ -93,7 +101,6 @@ class AgentsPane(Pane):
         table = self.query_one("#agents-table", DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
-        self.refresh_data()
 
     # ---- the table ----------------------------------------------------------------------------------------------
     def rows(self) -> list[tuple[str, tuple]]:
@@ -104,7 +111,13 @@ class AgentsPane(Pane):
                 by_agent.setdefault(record.agent, []).append(record)
         return [(agent.name, stats_cells(agent, by_agent.get(agent.name, []))) for agent in session.agents]
 
-    def refresh_data(self) -> None:
+    def refresh_data(self, force: bool = False) -> None:
+        # Statistics over the whole ledger: once a second is plenty, and cheap at any refresh rate.
+        now = time.monotonic()
+        agents = [a.name for a in self.app.session.agents]
+        if not force and agents == self._shown_agents and now - self._last_stats < STATS_INTERVAL_S:
+            return
+        self._last_stats, self._shown_agents = now, agents
         table = self.query_one("#agents-table", DataTable)
         rows = self.rows()
         keys = [key for key, _ in rows]
@@ -214,7 +227,7 @@ class AgentsPane(Pane):
             self.notify("no config file: the change lasts until claw stops", severity="warning")
         session.config.agents = agents
         session.set_agents([Agent.from_config(a) for a in agents])
-        self.refresh_data()
+        self.refresh_data(force=True)
         return True
 
     def select(self, name: str) -> None:

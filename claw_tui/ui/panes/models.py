@@ -157,7 +157,6 @@ class ModelsPane(Pane):
             for column in columns:
                 table.add_column(column, key=column)
         self._show_validation(None)
-        self.refresh_data()
 
     # ---- polling the backend ----------------------------------------------------------------------------------
     def refresh_data(self) -> None:

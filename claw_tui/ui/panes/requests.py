@@ -104,6 +104,8 @@ class RequestsPane(Pane):
         self._finished: set[str] = set()  # rows that can no longer change
         self._choices: dict[str, tuple[str, ...]] = {"model": (), "agent": ()}
         self._last_summary = 0.0
+        self._signature: tuple | None = None
+        self._changing = True  # some row shown may still change (active, or its energy not final yet)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="requests-bar", classes="bar"):
@@ -117,12 +119,11 @@ class RequestsPane(Pane):
 
     def on_mount(self) -> None:
         self._set_columns()
-        self.refresh_data()
 
     def on_resize(self) -> None:
         if self._columns and self._wanted_columns() != self._columns:
             self._set_columns()
-            self.refresh_data()
+            self.refresh_data(force=True)
 
     def _wanted_columns(self) -> tuple[str, ...]:
         width = self.app.size.width
@@ -158,7 +159,7 @@ class RequestsPane(Pane):
 
     @on(Select.Changed, "#requests-bar Select")
     def _filter_changed(self) -> None:
-        self.refresh_data()
+        self.refresh_data(force=True)
 
     def action_focus_filters(self) -> None:
         self.query_one("#filter-model", Select).focus()
@@ -169,17 +170,23 @@ class RequestsPane(Pane):
         self.query_one("#requests-table", DataTable).focus()
 
     # ---- the log ------------------------------------------------------------------------------------------------
-    def refresh_data(self) -> None:
+    def refresh_data(self, force: bool = False) -> None:
         records = self.app.session.ledger.records(SCAN_RECORDS)
+        # Nothing new and nothing shown still changing: skip the work (this runs 4 times a second).
+        signature = (len(records), records[-1].id if records else None)
+        if not force and signature == self._signature and not self._changing:
+            return
+        self._signature = signature
         self._update_choices(records)
         model, agent, status = (self.filter_value(n) for n in ("model", "agent", "status"))
         selected = [r for r in records if matches(r, model, agent, status)]
         shown = selected[-MAX_ROWS:]
         self._sync_rows(shown)
+        self._changing = any(r.id not in self._finished for r in shown)
         self.query_one("#requests-empty", Static).display = not shown
         self.query_one("#requests-table", DataTable).display = bool(shown)
         now = time.monotonic()
-        if now - self._last_summary >= 1.0 or not shown:
+        if now - self._last_summary >= 1.0 or not shown or force:
             self._last_summary = now
             self.query_one("#requests-summary", Static).update(summary_text(selected, len(shown)))
 
