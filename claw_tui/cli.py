@@ -16,6 +16,10 @@ COMMAND_MODULES = (
     "claw_tui.commands.sim",
     "claw_tui.commands.gpu",
     "claw_tui.commands.modelfile",
+    "claw_tui.commands.export",
+    "claw_tui.commands.compare",
+    "claw_tui.commands.bench",
+    "claw_tui.commands.doctor",
 )
 
 

@@ -132,11 +132,20 @@ class GatewayConfig:
         0.0, "queue new requests while GPU memory use is above this percentage; 0 = off", at_least=0, at_most=100
     )
     warmup_prompt: str = setting("", "prompt sent to each model at start to load it; empty = none")
+    warmup_models: list[str] = setting(
+        factory=list, help="models the warm-up prompt loads; empty = the models of the agents"
+    )
+    fallback_models: dict[str, Any] = setting(
+        factory=dict, help='model that answers when another fails, e.g. { "qwen3:32b" = "qwen3:8b" }'
+    )
     cache_ttl_s: float = setting(
         0.0, "while the error rate is high, serve identical recent answers this long; 0 = off", at_least=0
     )
     singleflight: bool = setting(False, "identical concurrent requests share one upstream request")
     supersede: bool = setting(False, "a conversation's newer turn cancels its older one still waiting (409)")
+    degrade_to_fallback: bool = setting(
+        False, "while the error rate is high, send requests straight to their fallback model"
+    )
     static_reply: str = setting("", "last step of the degradation ladder: reply this text; empty = off")
     error_rate_threshold: float = setting(
         0.5, "rolling error rate (0..1) that starts the degradation ladder", at_least=0, at_most=1
@@ -493,6 +502,10 @@ def check_tokens(gateway: GatewayConfig) -> None:
         for index, token in enumerate(getattr(gateway, key)):
             if not token.strip():
                 raise _SchemaError(("gateway", key, index), "a token must not be empty")
+    for model, fallback in gateway.fallback_models.items():
+        if not isinstance(fallback, str) or not fallback.strip():
+            raise _SchemaError(("gateway", "fallback_models", model),
+                               f"expected the name of a model, got {describe_value(fallback)}")
 
 
 def check_backend(backend: BackendConfig, key_path: KeyPath) -> None:

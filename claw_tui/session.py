@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -21,14 +22,25 @@ from claw_tui.config import Config
 from claw_tui.gateway.agents import Agent
 from claw_tui.gateway.app import Gateway
 from claw_tui.gateway.backends import Backend
+from claw_tui.gateway.policies import check_listen_is_safe
+from claw_tui.governor import (
+    ClockControl,
+    Governor,
+    StateFile,
+    clock_control_for,
+    default_state_file,
+    unload_resident_models,
+)
 from claw_tui.httpserver import AppServer
 from claw_tui.ledger import Ledger
-from claw_tui.store import SessionStore
-from claw_tui.summary import build_summary
+from claw_tui.store import SessionStore, default_store_path
+from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
 from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import TelemetryError, TelemetrySource
 
 log = logging.getLogger(__name__)
+
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 DEMO_AGENTS = (
     Agent(name="support", model="qwen3:8b", system="You answer customer support tickets briefly and kindly.",
@@ -50,6 +62,9 @@ class SessionOptions:
     telemetry_source: TelemetrySource | None = None  # an explicit source (tests)
     clock: Callable[[], float] = time.time  # wall clock for the ledger, sampler and simulated GPU
     demo_traffic: bool = False  # a few synthetic clients in demo mode (the interactive demo turns this on)
+    clock_control: ClockControl | None = None  # an explicit governor clock control (tests)
+    export_dir: Path | None = None  # where F7 writes summaries; default: "exports" beside the session store
+    stats_interval_s: float = 1.0  # how often the session's running totals are saved to the store
 
 
 class Session:
@@ -71,7 +86,11 @@ class Session:
             self.agents = list(DEMO_AGENTS)
         self.gateway: Gateway | None = None
         self.server: AppServer | None = None
-        self.governor = None
+        self.governor: Governor | None = None
+        self.alerts = AlertTracker(config.telemetry.power_alert_w, config.telemetry.temp_alert_c)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._counter_base: tuple[float, list[float]] | None = None
+        self._counter_final: tuple[float, list[float]] | None = None
         self._stops: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -84,11 +103,19 @@ class Session:
         return self.server.url if self.server else ""
 
     async def start(self) -> None:
+        # The gateway's loop shares the interpreter lock with the sampler and store threads, and in the console
+        # with the UI thread. With Python's default 5 ms switch interval, a thread busy in Python (a graph redraw
+        # takes 15-35 ms) holds a waiting request back up to 5 ms at each hand-over; 0.5 ms keeps the gateway's
+        # tail latency low (benchmarks/bench_gateway_tui.py).
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
+        self.loop = asyncio.get_running_loop()
         try:
             self._start_store()
             await self._start_simulator()
             await asyncio.to_thread(self._start_telemetry)
+            await self._start_governor()
             await self._start_gateway()
+            self._start_stats()
             self._start_demo_traffic()
         except BaseException:
             await self.stop()
@@ -113,7 +140,8 @@ class Session:
                                            else None)
         store = SessionStore(path)
         try:
-            store.start(demo=self.demo, info={"version": __version__})
+            store.start(demo=self.demo, info={"version": __version__},
+                        retention_days=self.config.store.retention_days, started_at=self.started_at)
         except Exception as exc:  # a broken store must not stop the console; say so
             self.notices.append(f"session store unavailable ({store.path}): {exc}")
             return
@@ -123,7 +151,12 @@ class Session:
 
     def _stop_store(self) -> None:
         self.ledger.finalize_without_power()
-        self.store.stop()
+        self.ended_at = self.ended_at or self.clock()
+        try:
+            self.store.save_stats(self.stats_json(fresh=True))
+        except Exception:  # the totals are a convenience; the rows are already saved
+            log.exception("saving the final session stats failed")
+        self.store.stop(self.ended_at)
 
     async def _start_simulator(self) -> None:
         if not self.demo:
@@ -166,6 +199,7 @@ class Session:
                                    energy_interval_s=cfg.energy_interval_s, history_minutes=cfg.history_minutes,
                                    clock=self.clock)
         sampler.add_power_listener(self.ledger.add_power)
+        sampler.add_snapshot_listener(self.alerts.add)
         if self.store is not None:
             sampler.add_snapshot_listener(self.store.save_telemetry)
         sampler.start()
@@ -181,16 +215,116 @@ class Session:
             self.notices.append("telemetry is off: energy is not measured")
         self.sampler = sampler
         self.ledger.set_gpus(range(sampler.gpu_count) if sampler.state == "ok" else [])
-        self._stops.append(("telemetry", sampler.stop))
+        self._counter_base = self._read_counters()
+        self._stops.append(("telemetry", self._stop_telemetry))
+
+    def _stop_telemetry(self) -> None:
+        # The last samples and counter readings, so that the final totals cover the same window.
+        self.refresh_telemetry()
+        self._counter_final = self._read_counters()
+        self.sampler.stop()
+
+    async def _start_governor(self) -> None:
+        cfg = self.config.governor
+        control = self.options.clock_control or clock_control_for(cfg, sim_gpus=self.sim.gpus if self.sim else None)
+        # The simulated GPU dies with the process: only real clocks need the crash note.
+        state_file = None if self.sim is not None and self.options.clock_control is None else StateFile(
+            Path(cfg.state_file).expanduser() if cfg.state_file else default_state_file())
+        governor = Governor(
+            cfg, control,
+            in_flight=self.ledger.in_flight,
+            last_activity=self._last_request_end,
+            unload_models=lambda: unload_resident_models(self.backends),
+            gpu_busy=self._gpu_busy,
+            on_event=self.store.save_event if self.store is not None else None,
+            state_file=state_file,
+            clock=self.clock,
+        )
+        try:
+            await governor.start()
+        except Exception as exc:  # the console and the gateway keep working without a governor; say why
+            log.exception("the governor failed to start")
+            self.notices.append(f"idle governor unavailable: {exc}")
+            return
+        if self.sampler is not None:
+            self.sampler.add_power_listener(governor.power.add_power)
+        self.governor = governor
+        self.notices.extend(governor.notices)
+        if control.kind == "dry-run" and cfg.enabled:
+            self.notices.append(f"governor runs as a dry run: {control.reason}")
+        self._stops.append(("governor", governor.stop))
+
+    def _last_request_end(self) -> float | None:
+        ends = [r.t_end for r in self.ledger.records(64) if r.t_end is not None]
+        return max(ends) if ends else None
+
+    def _gpu_busy(self, index: int) -> bool:
+        """Work on the GPU that did not come through the gateway (another process): never downclock under it."""
+        snapshot = self.sampler.latest(index) if self.sampler is not None else None
+        return snapshot is not None and (snapshot.util_pct or 0) > 5 and self.ledger.in_flight() == 0
+
+    def _read_counters(self) -> tuple[float, list[float]] | None:
+        """(when, every GPU's energy counter in joules), or None when one cannot be read."""
+        sampler = self.sampler
+        if sampler is None or sampler.state != "ok" or not sampler.gpu_count or sampler.source is None:
+            return None
+        try:
+            values = [sampler.source.energy_counter_j(i) for i in range(sampler.gpu_count)]
+        except Exception:  # a driver error here only costs the cross-check
+            return None
+        return None if any(v is None for v in values) else (self.clock(), values)
+
+    def _aligned_counter_j(self, now: tuple[float, list[float]]) -> float | None:
+        """The counters' delta over the window the power samples cover (see `aligned_counter_j`)."""
+        (base_ts, base), (now_ts, values) = self._counter_base, now
+        if len(values) != len(base):
+            return None
+        energies = self.ledger.energy_by_gpu()
+        total = 0.0
+        for index, (start_j, end_j) in enumerate(zip(base, values)):
+            gpu = energies.get(index)
+            if gpu is None or gpu.first_ts is None:
+                total += end_j - start_j
+                continue
+            first = self.sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
+            first_w = first[0].watts if first and first[0].ts == gpu.first_ts else gpu.last_watts
+            total += aligned_counter_j(start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts,
+                                       gpu.last_watts)
+        return total
+
+    def _start_stats(self) -> None:
+        if self.store is None:
+            return
+        task = asyncio.create_task(self._save_stats_forever(), name="claw-stats")
+
+        async def stop() -> None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+        self._stops.append(("stats", stop))
+
+    async def _save_stats_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.stats_interval_s)
+            try:
+                stats = await asyncio.to_thread(self.stats_json)
+                self.store.save_stats(stats)
+            except Exception:
+                log.exception("saving session stats failed")
 
     async def _start_gateway(self) -> None:
         cfg = self.config.gateway
+        host, port = self.options.listen or cfg.host_port()
+        check_listen_is_safe(host, port, [*cfg.tokens, *cfg.admin_tokens])
         if self.sim is not None:
             self.backends = [Backend(name="sim", kind="ollama", url=self.sim.url, gpu=0)]
         else:
             self.backends = [
                 Backend(name=b.name, kind=b.kind, url=b.url, weight=b.weight, gpu=b.gpu, api_key=b.api_key,
-                        connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.idle_timeout_s)
+                        health_interval_s=b.health_interval_s)
                 for b in self.config.backends
             ]
         for backend in self.backends:
@@ -199,11 +333,14 @@ class Session:
             backend.open()
         self._stops.append(("backends", self._close_backends))
         self.gateway = Gateway(backends=self.backends, ledger=self.ledger, agents=self.agents, session=self,
-                               first_token_timeout_s=cfg.first_token_timeout_s)
-        host, port = self.options.listen or cfg.host_port()
+                               config=cfg)
+        if self.governor is not None:
+            self.gateway.before_forward.append(self.governor.wake)
         self.server = AppServer(self.gateway.app, host, port)
         await self.server.start()
         self._stops.append(("gateway", self.server.stop))
+        await self.gateway.start(self.server.url)
+        self._stops.append(("gateway policies", self.gateway.stop))
         log.info("gateway listening on %s", self.server.url)
 
     def _start_demo_traffic(self) -> None:
@@ -224,6 +361,10 @@ class Session:
         """Read the newest power samples now, so energy shown right after a request is up to date."""
         if self.sampler is not None:
             self.sampler.poll_now()
+
+    def gateway_headers(self) -> dict[str, str]:
+        """Headers for the faces' own requests to the gateway (a session token when clients need one)."""
+        return self.gateway.client_headers() if self.gateway is not None else {}
 
     def set_agents(self, agents: list[Agent]) -> None:
         self.agents = agents
@@ -276,24 +417,71 @@ class Session:
             for s in self.sampler.statics()
         ]
 
-    def counter_j(self) -> float | None:
+    def counter_j(self, fresh: bool = False) -> float | None:
+        """Energy counter joules since telemetry started; `fresh` reads the counters now (~3 ms per GPU on NVML)
+        so that the window matches the integral of the samples polled just before."""
         if self.sampler is None or not self.sampler.gpu_count:
             return None
+        if fresh and self._counter_base is not None:
+            now = self._counter_final or self._read_counters()
+            if now is not None:
+                return self._aligned_counter_j(now)
         deltas = [self.sampler.counter_delta_j(i) for i in range(self.sampler.gpu_count)]
         return None if any(d is None for d in deltas) else sum(deltas)
 
-    def summary_json(self) -> dict:
+    def stats_json(self, fresh: bool = False) -> dict:
+        """The running totals the store saves every second: enough to rebuild the summary after a crash."""
         stddev = self.sampler.power_stddev_w(0) if self.sampler and self.sampler.gpu_count else None
+        return {
+            "energy": self.ledger.totals(),
+            "counter_j": self.counter_j(fresh=fresh),
+            "power_stddev_w": stddev,
+            "gpus": self.gpus_json(),
+            "governor": self.governor.summary_json() if self.governor is not None else None,
+            "alerts": self.alerts.to_json(),
+        }
+
+    def summary_json(self) -> dict:
+        self.refresh_telemetry()
+        stats = self.stats_json(fresh=True)
         return build_summary(
             session=self.session_json(),
-            gpus=self.gpus_json(),
+            gpus=stats["gpus"],
             records=self.ledger.records(),
-            energy=self.ledger.totals(),
-            counter_j=self.counter_j(),
-            power_stddev_w=stddev,
-            governor=self.governor_json(),
-            alerts={},
+            energy=stats["energy"],
+            counter_j=stats["counter_j"],
+            power_stddev_w=stats["power_stddev_w"],
+            governor=stats["governor"],
+            alerts=stats["alerts"],
         )
+
+    # ---- commands from other threads (the TUI) --------------------------------------------------------------------
+    def run_on_loop(self, coro, timeout: float = 10.0):
+        """Run a coroutine on the session's loop from another thread and wait for its result."""
+        if self.loop is None or self.loop.is_closed():
+            coro.close()
+            raise RuntimeError("the session is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def set_governor_enabled(self, enabled: bool) -> dict:
+        if self.governor is None:
+            raise RuntimeError("the governor is not running")
+        return self.run_on_loop(self.governor.set_enabled(enabled))
+
+    def toggle_governor(self) -> dict:
+        return self.set_governor_enabled(not self.governor_json().get("enabled", False))
+
+    def export_dir(self) -> Path:
+        if self.options.export_dir is not None:
+            return self.options.export_dir
+        store_path = self.store.path if self.store is not None else default_store_path()
+        return store_path.parent / "exports"
+
+    def export_summary(self, directory: Path | None = None) -> Path:
+        """Write the summary now (JSON, with Markdown and per-request CSV beside it); returns the JSON's path."""
+        from claw_tui.export import write_summary_files
+
+        return write_summary_files(self.summary_json(), self.ledger.records(), directory or self.export_dir())
 
 
 class SessionThread:
@@ -316,7 +504,9 @@ class SessionThread:
             raise self._error
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        from claw_tui.runtime import new_event_loop
+
+        self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._main())

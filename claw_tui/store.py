@@ -1,19 +1,24 @@
-"""The SQLite session store (WAL): sessions, request records and 1 Hz telemetry.
+"""The SQLite session store (WAL): sessions, request records, 1 Hz telemetry, governor events, session stats.
 
 Writes go through a queue to one writer thread that commits at least every `flush_interval_s`, so a crash loses
-at most about a second and nothing on the gateway's hot path waits for the disk.
+at most about a second and nothing on the gateway's hot path waits for the disk. The session's running totals
+(energy, governor, alerts) are saved once a second in `sessions.stats`, so `claw export` can rebuild the summary of
+any past session, one that crashed included. Readers (`claw export`) open their own connection: WAL lets them read
+while a live claw writes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import socket
 import sqlite3
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -62,9 +67,18 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     data TEXT
 );
+CREATE INDEX IF NOT EXISTS events_by_session ON events(session_id, ts);
 """
+# Columns added after the first release: (table, column, SQL type).
+MIGRATIONS = (("sessions", "stats", "TEXT"), ("sessions", "stats_at", "REAL"))
 
 _STOP = object()
+DAY_S = 86400.0
+LIVE_WITHIN_S = 5.0  # a session without an end whose stats are this fresh is still running
+
+
+class StoreError(Exception):
+    """The store cannot be read, or has no such session."""
 
 
 def default_store_path() -> Path:
@@ -77,7 +91,30 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA_SQL)
+    migrate(conn)
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    for table, column, sql_type in MIGRATIONS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+    conn.commit()
+
+
+def prune(conn: sqlite3.Connection, retention_days: float, now: float | None = None) -> int:
+    """Delete sessions that started more than `retention_days` ago, with their rows; returns how many went."""
+    if retention_days <= 0:
+        return 0
+    cutoff = (now if now is not None else time.time()) - retention_days * DAY_S
+    old = [row[0] for row in conn.execute("SELECT id FROM sessions WHERE started_at < ?", (cutoff,))]
+    with conn:
+        for session_id in old:
+            for table in ("requests", "telemetry", "events"):
+                conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+    return len(old)
 
 
 class SessionStore:
@@ -90,21 +127,28 @@ class SessionStore:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.error: str | None = None
+        self.pruned = 0
 
-    def start(self, *, demo: bool, info: dict | None = None) -> None:
+    def start(self, *, demo: bool, info: dict | None = None, retention_days: float = 0,
+              started_at: float | None = None) -> None:
+        if started_at is not None:
+            self.started_at = started_at
         self._conn = connect(self.path)
         with self._conn:
             self._conn.execute(
                 "INSERT INTO sessions (id, started_at, host, demo, info) VALUES (?, ?, ?, ?, ?)",
-                (self.session_id, self.started_at, socket.gethostname(), int(demo), json.dumps(info or {})),
+                (self.session_id, self.started_at, socket.gethostname(), int(demo),
+                 json.dumps({**(info or {}), "pid": os.getpid()})),
             )
+        if retention_days > 0:
+            self._queue.put(("prune", retention_days))
         self._thread = threading.Thread(target=self._writer, name="claw-store", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, ended_at: float | None = None) -> None:
         if self._thread is None:
             return
-        self._queue.put(("end", time.time()))
+        self._queue.put(("end", ended_at or time.time()))
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
         self._thread = None
@@ -125,8 +169,12 @@ class SessionStore:
         ]
         self._queue.put(("telemetry", rows))
 
-    def save_event(self, kind: str, data: dict) -> None:
-        self._queue.put(("event", time.time(), kind, json.dumps(data)))
+    def save_event(self, kind: str, data: dict, ts: float | None = None) -> None:
+        self._queue.put(("event", ts if ts is not None else time.time(), kind, json.dumps(data)))
+
+    def save_stats(self, stats: dict, ts: float | None = None) -> None:
+        """The session's running totals (energy, governor, alerts); the newest replaces the one before."""
+        self._queue.put(("stats", json.dumps(stats), ts if ts is not None else time.time()))
 
     # ---- the writer thread ---------------------------------------------------------------------------------------
     def _writer(self) -> None:
@@ -168,8 +216,16 @@ class SessionStore:
             elif kind == "event":
                 conn.execute("INSERT INTO events (session_id, ts, kind, data) VALUES (?, ?, ?, ?)",
                              (self.session_id, *values))
+            elif kind == "stats":
+                conn.execute("UPDATE sessions SET stats = ?, stats_at = ? WHERE id = ?",
+                             (values[0], values[1], self.session_id))
             elif kind == "end":
                 conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (values[0], self.session_id))
+            elif kind == "prune":
+                conn.commit()
+                self.pruned = prune(conn, values[0])
+                if self.pruned:
+                    log.info("session store: removed %d sessions older than %g days", self.pruned, values[0])
         except sqlite3.Error as exc:
             self.error = f"session store write failed: {exc}"
             log.error(self.error)
@@ -180,3 +236,184 @@ class SessionStore:
         except sqlite3.Error as exc:
             self.error = f"session store commit failed: {exc}"
             log.error(self.error)
+
+
+# ---- reading past sessions -----------------------------------------------------------------------------------------
+@dataclass
+class StoredSession:
+    id: str
+    started_at: float
+    ended_at: float | None
+    host: str
+    demo: bool
+    info: dict
+    stats: dict | None
+    stats_at: float | None
+    records: list[RequestRecord] = field(default_factory=list)
+    telemetry: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def last_seen(self) -> float:
+        """When the session was last known alive: its end, else its newest row (a crashed session)."""
+        candidates = [self.started_at, self.ended_at or 0.0, self.stats_at or 0.0]
+        candidates += [r.t_end or r.t_arrival for r in self.records[-1:]]
+        candidates += [row["ts"] for row in self.telemetry[-1:]]
+        return max(candidates)
+
+    def state(self, now: float | None = None) -> str:
+        """"ended" (a clean stop), "running" (written to in the last seconds) or "crashed"."""
+        return session_state(self.ended_at, self.host, self.info, self.last_seen, now)
+
+    def session_json(self) -> dict:
+        end = self.ended_at or self.last_seen
+        return {
+            "id": self.id,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": round(end - self.started_at, 3),
+            "host": self.host,
+            "demo": self.demo,
+            "state": self.state(),
+        }
+
+
+def session_state(ended_at: float | None, host: str, info: dict, last_seen: float, now: float | None = None) -> str:
+    if ended_at is not None:
+        return "ended"
+    pid = info.get("pid")
+    if isinstance(pid, int) and host == socket.gethostname():
+        return "running" if _pid_alive(pid) else "crashed"
+    now = time.time() if now is None else now
+    return "running" if now - last_seen < LIVE_WITHIN_S else "crashed"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    if not Path(path).exists():
+        raise StoreError(f"no session store at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        conn.execute("SELECT 1 FROM sessions LIMIT 1")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the session store {path}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def list_sessions(path: Path, limit: int = 50) -> list[dict]:
+    conn = open_reader(path)
+    try:
+        rows = [dict(row) for row in conn.execute(
+            "SELECT s.id, s.started_at, s.ended_at, s.host, s.demo, s.info, s.stats_at, "
+            "(SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id) AS requests "
+            "FROM sessions s ORDER BY s.started_at DESC LIMIT ?", (limit,))]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the session store {path}: {exc}") from None
+    finally:
+        conn.close()
+    for row in rows:
+        info = _json_or_empty(row.pop("info"))
+        last_seen = max(row["started_at"], row.pop("stats_at") or 0.0)
+        row["state"] = session_state(row["ended_at"], row["host"] or "", info, last_seen)
+    return rows
+
+
+def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
+    """`None` or "latest" = the newest session; otherwise an id or a unique prefix of one."""
+    if not wanted or wanted == "latest":
+        row = conn.execute("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1").fetchone()
+        if row is None:
+            raise StoreError("the session store holds no sessions yet")
+        return row[0]
+    rows = conn.execute("SELECT id FROM sessions WHERE id LIKE ? ORDER BY started_at DESC LIMIT 3",
+                        (wanted.replace("%", "") + "%",)).fetchall()
+    exact = [r[0] for r in rows if r[0] == wanted]
+    if exact:
+        return exact[0]
+    if not rows:
+        raise StoreError(f"no session '{wanted}' in the store (claw export --list shows them)")
+    if len(rows) > 1:
+        raise StoreError(f"'{wanted}' matches several sessions ({', '.join(r[0] for r in rows)}, ...): "
+                         "give more of the id")
+    return rows[0][0]
+
+
+def load_session(path: Path, session_id: str | None = None) -> StoredSession:
+    conn = open_reader(path)
+    try:
+        sid = resolve_session_id(conn, session_id)
+        row = conn.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
+        records = [record_from_json(json.loads(r["record"])) for r in conn.execute(
+            "SELECT record FROM requests WHERE session_id = ? ORDER BY t_arrival", (sid,))]
+        telemetry = [dict(r) for r in conn.execute(
+            "SELECT ts, gpu, power_w, energy_j, sm_clock_mhz, mem_clock_mhz, util_pct, temp_c, vram_used_mib "
+            "FROM telemetry WHERE session_id = ? ORDER BY ts, gpu", (sid,))]
+        events = [{"ts": r["ts"], "kind": r["kind"], "data": _json_or_empty(r["data"])} for r in conn.execute(
+            "SELECT ts, kind, data FROM events WHERE session_id = ? ORDER BY ts", (sid,))]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read session {session_id or 'latest'}: {exc}") from None
+    finally:
+        conn.close()
+    keys = row.keys()
+    return StoredSession(
+        id=row["id"], started_at=row["started_at"], ended_at=row["ended_at"], host=row["host"] or "",
+        demo=bool(row["demo"]), info=_json_or_empty(row["info"]),
+        stats=_json_or_empty(row["stats"]) if "stats" in keys and row["stats"] else None,
+        stats_at=row["stats_at"] if "stats_at" in keys else None,
+        records=records, telemetry=telemetry, events=events,
+    )
+
+
+def _json_or_empty(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def record_from_json(data: dict) -> RequestRecord:
+    """A RequestRecord back from the JSON shape of `/claw/v1/requests` (and the store)."""
+    times = data.get("times") or {}
+    server = data.get("server") or {}
+    return RequestRecord(
+        id=str(data.get("id") or ""),
+        model=str(data.get("model") or ""),
+        endpoint=str(data.get("endpoint") or ""),
+        surface=data.get("surface") or "ollama",
+        agent=data.get("agent"),
+        backend=data.get("backend"),
+        stream=bool(data.get("stream", True)),
+        status=data.get("status") or "error",
+        http_status=data.get("http_status"),
+        error=data.get("error"),
+        downgraded_from=data.get("downgraded_from"),
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        t_arrival=float(times.get("arrival") or 0.0),
+        t_queue_exit=times.get("queue_exit"),
+        t_upstream_start=times.get("upstream_start"),
+        t_first_token=times.get("first_token"),
+        t_end=times.get("end"),
+        server_total_ms=server.get("total_ms"),
+        server_load_ms=server.get("load_ms"),
+        server_prompt_eval_ms=server.get("prompt_eval_ms"),
+        server_eval_ms=server.get("eval_ms"),
+        wake_ms=data.get("wake_ms"),
+        energy_j=float(data.get("energy_j") or 0.0),
+        prefill_j=float(data.get("prefill_j") or 0.0),
+        decode_j=float(data.get("decode_j") or 0.0),
+        energy_final=bool(data.get("energy_final", True)),
+    )

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+
+# Tests never read or write the real user's config, data and state folders (a theme saved there, a session store,
+# a governor state file): each test run gets folders of its own, inherited by the processes it starts.
+_TEST_HOME = tempfile.mkdtemp(prefix="claw-test-home-")
+for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+    os.environ[_var] = os.path.join(_TEST_HOME, _var.lower())
+os.environ.pop("CLAW_CONFIG", None)
+atexit.register(shutil.rmtree, _TEST_HOME, True)
 
 import pytest
 

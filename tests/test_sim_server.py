@@ -202,36 +202,37 @@ async def test_final_timings_are_nanoseconds_consistent_with_wall_time(http, sim
     started = time.monotonic()
     reply = (await http.post("/api/generate", json={
         "model": "qwen3:8b", "prompt": "Describe schedulers " * 200, "stream": False, "think": False,
-        "options": {"sim_tokens": 300}})).json()
+        "options": {"sim_tokens": 600}})).json()
     wall_ns = (time.monotonic() - started) * 1e9
     for key in METRICS:
         assert isinstance(reply[key], int), key
-    assert 0.7 * wall_ns <= reply["total_duration"] <= wall_ns
+    # The server's total fits inside the client's wall time; the gap is HTTP plus any pause of this busy box.
+    assert wall_ns - 0.3e9 <= reply["total_duration"] <= wall_ns
     parts = reply["load_duration"] + reply["prompt_eval_duration"] + reply["eval_duration"]
     assert parts <= reply["total_duration"] <= parts + 0.05e9
     assert reply["load_duration"] > 2.5 / SPEED * 1e9  # a cold load takes a few seconds at H200 speed
-    assert reply["eval_count"] == 300
+    assert reply["eval_count"] == 600
     decode_rate = reply["eval_count"] / (reply["eval_duration"] / 1e9)
-    assert decode_rate == pytest.approx(140 * SPEED, rel=0.25)
+    assert decode_rate == pytest.approx(140 * SPEED, rel=0.3)
     prefill_rate = reply["prompt_eval_count"] / (reply["prompt_eval_duration"] / 1e9)
     assert prefill_rate > 10 * decode_rate
 
 
 async def test_prefill_time_grows_with_the_prompt(client):
-    async def prefill_ns(prompt: str) -> int:
+    async def prefill_s(prompt: str) -> tuple[float, int]:
         reply = await client.generate(model=FAST_MODEL, prompt=prompt, options={"num_predict": 1})
-        return reply.prompt_eval_duration
+        return reply.prompt_eval_duration / 1e9, reply.prompt_eval_count
 
-    # The shortest of a few runs: a busy machine can only add scheduling delay, never take it away.
-    short = min([await prefill_ns("hi there") for _ in range(3)])
-    long = await prefill_ns("tell me more about power " * 2000)
-    assert long > 3 * short
+    short = min([(await prefill_s("hi there"))[0] for _ in range(3)])  # the least disturbed of three
+    long, long_tokens = await prefill_s("tell me more about power " * 2000)
+    expected = long_tokens / (16000 * SPEED)  # llama3.2:3b prefills ~16k tokens/s on an H200
+    assert long > short + 0.7 * expected
 
 
 async def test_locked_low_clock_slows_decode(client, sim):
     async def decode_rate() -> float:
         reply = await client.generate(model=SLOW_MODEL, prompt="Explain clocks", think=False,
-                                      options={"sim_tokens": 150})
+                                      options={"sim_tokens": 400})
         return reply.eval_count / reply.eval_duration
 
     await sim.state.preload(SLOW_MODEL)
@@ -241,7 +242,7 @@ async def test_locked_low_clock_slows_decode(client, sim):
         slowed = await decode_rate()
     finally:
         sim.gpus[0].reset_clocks()
-    assert 0.45 < slowed / full < 0.75  # memory-bound decode keeps ~60% of its speed at 345 MHz
+    assert 0.4 < slowed / full < 0.8  # memory-bound decode keeps ~60% of its speed at 345 MHz
 
 
 async def test_metric_fields_are_omitted_when_zero(http, sim):
@@ -386,9 +387,10 @@ async def test_create_new_format_then_show_and_use_it(client, http):
     assert "SYSTEM Answer briefly." in shown.modelfile
 
     reply = await client.chat(model="qwen3-green", messages=[{"role": "user", "content": "hi"}], think=False,
-                              options={"sim_tokens": 200})
+                              options={"sim_tokens": 400})
     assert reply.message.content
-    assert reply.eval_count / (reply.eval_duration / 1e9) == pytest.approx(140 * SPEED, rel=0.3)  # the base's speed
+    rate = reply.eval_count / (reply.eval_duration / 1e9)
+    assert 0.6 * 140 * SPEED < rate < 1.1 * 140 * SPEED  # the base's speed (qwen3:8b), not another model's
     running = {m.model: m for m in (await client.ps()).models}
     assert running["qwen3-green:latest"].context_length == 8192
 

@@ -13,6 +13,7 @@ from claw_tui.commands.common import (
     load_config_or_exit,
     parse_listen,
 )
+from claw_tui.gateway.policies import UnsafeListenError
 from claw_tui.httpserver import PortInUseError
 
 log = logging.getLogger("claw.serve")
@@ -40,14 +41,17 @@ def run_serve(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     config = load_config_or_exit(args)
+    from claw_tui.runtime import run
+
     try:
-        return asyncio.run(serve(args, config))
-    except PortInUseError as exc:
+        return run(serve(args, config))
+    except (PortInUseError, UnsafeListenError) as exc:
         print(f"claw: {exc}", file=sys.stderr)
         return 1
 
 
 async def serve(args, config) -> int:
+    from claw_tui.runtime import freeze_startup_heap
     from claw_tui.session import Session, SessionOptions
 
     options = SessionOptions(demo=args.demo, replay_path=args.replay, listen=listen_address(args, config),
@@ -58,6 +62,7 @@ async def serve(args, config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await session.start()
+    freeze_startup_heap()
     try:
         for notice in session.notices:
             log.warning("%s", notice)

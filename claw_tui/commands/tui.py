@@ -6,6 +6,7 @@ import logging
 import sys
 
 from claw_tui.commands.common import load_config_or_exit
+from claw_tui.gateway.policies import UnsafeListenError
 from claw_tui.httpserver import PortInUseError
 
 
@@ -25,6 +26,12 @@ def run_tui(args) -> int:
         print(f"claw: {exc} (is another claw running? try --config with another [gateway] listen)",
               file=sys.stderr)
         return 1
+    except UnsafeListenError as exc:
+        print(f"claw: {exc}", file=sys.stderr)
+        return 1
+    from claw_tui.runtime import freeze_startup_heap
+
+    freeze_startup_heap()
     try:
         ClawApp(session).run()
     finally:

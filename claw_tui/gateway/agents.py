@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from claw_tui.gateway.context import trim_messages
+
 
 @dataclass
 class Agent:
@@ -44,11 +46,34 @@ class Agent:
         """A copy of an Ollama /api/chat body with the agent's model, system prompt, options and limits."""
         out = dict(body)
         out["model"] = self.model
-        messages = list(body.get("messages") or [])
-        if self.system and not any(m.get("role") == "system" for m in messages if isinstance(m, dict)):
-            messages.insert(0, {"role": "system", "content": self.system})
-        out["messages"] = messages
+        out["messages"], _ = self.messages_for(body.get("messages"))
         out["options"] = self._options(body.get("options"))
+        return out
+
+    def messages_for(self, messages) -> tuple[list, int]:
+        """The conversation with the agent's system prompt, trimmed to its context budget; and how many
+        messages the trimming dropped."""
+        messages = list(messages or [])
+        if self.system and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": self.system})
+        if self.max_context_tokens:
+            return trim_messages(messages, self.max_context_tokens)
+        return messages, 0
+
+    def apply_to_openai_chat(self, body: dict) -> dict:
+        """A copy of an OpenAI chat-completions body with the agent's model, system prompt, limits and the options
+        that the OpenAI surface can carry."""
+        out = dict(body)
+        out["model"] = self.model
+        out["messages"], _ = self.messages_for(body.get("messages"))
+        for key in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "stop"):
+            if key in self.options and out.get(key) is None:
+                out[key] = self.options[key]
+        if self.max_tokens:
+            requested = out.get("max_completion_tokens", out.get("max_tokens"))
+            if not isinstance(requested, int) or requested <= 0 or requested > self.max_tokens:
+                out.pop("max_completion_tokens", None)
+                out["max_tokens"] = self.max_tokens
         return out
 
     def apply_to_generate(self, body: dict) -> dict:

@@ -1,612 +1,602 @@
-"""The gateway: Ollama-native and OpenAI-compatible surfaces in front of the backends, metered into the ledger."""
+"""The gateway: Ollama-native and OpenAI-compatible surfaces in front of the backends, metered into the ledger.
+
+`Gateway` is itself the ASGI application (a dictionary of routes, no framework on the hot path). Every request
+passes the front policies (auth, rate limit, body limit); metered requests (chat, generate, embeddings) then go
+through the degradation ladder, singleflight or supersede when switched on, and `Upstream` (backend choice,
+admission, retries, fallbacks, timeouts), and their answer is relayed chunk by chunk.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-import anyio
+import aiohttp
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import (
-    JSONResponse,
-    PlainTextResponse,
-    Response,
-    StreamingResponse,
-)
-from starlette.routing import Route
 
-from claw_tui import __version__
-from claw_tui.gateway import openai_compat as oai
+from claw_tui.config import GatewayConfig
+from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
 from claw_tui.gateway.backends import Backend
-from claw_tui.gateway.metering import NdjsonMeter, SseMeter, apply_server_timings
+from claw_tui.gateway.cache import AnswerCache, Flight, FlightError, Singleflight, StoredAnswer, request_key
+from claw_tui.gateway.catalog import ModelEndpoints
+from claw_tui.gateway.claw_api import ClawEndpoints
+from claw_tui.gateway.errors import GatewayError, error_body, surface_of_path
+from claw_tui.gateway.exchange import Exchange
+from claw_tui.gateway.health import HealthChecker
+from claw_tui.gateway.ladder import DegradationLadder
+from claw_tui.gateway.metrics import GatewayMetrics, LiveCollector
+from claw_tui.gateway.policies import Authenticator, RateLimiter, VramGate, bearer_token
+from claw_tui.gateway.relay import estimate_first_token, static_answer
+from claw_tui.gateway.router import GpuView, Router
+from claw_tui.gateway.supersede import CONVERSATION_HEADER, Superseder, Turn, conversation_key
+from claw_tui.gateway.upstream import Call, Opened, Upstream, UpstreamTimeout
 from claw_tui.ledger import Ledger, RequestRecord
 
 log = logging.getLogger(__name__)
 
-NDJSON = "application/x-ndjson"
-SSE = "text/event-stream"
+OLLAMA_API_VERSION = "0.32.15"  # answered by /api/version when no Ollama backend said its own
+TEXT = b"text/plain; charset=utf-8"
+UNMETERED_PATHS = frozenset({"/", "/metrics"})  # not rate-limited: probes and scrapes
+ADMIN_ENDPOINTS = ("/api/create", "/api/delete", "/api/pull", "/api/copy")
+CLIENT_HEADER = b"x-claw-client"
+BACKEND_HEADER = b"x-claw-backend"
+CACHE_MAX_BYTES = 1 << 20
+
+Handler = Callable[[Exchange], Awaitable[None]]
 
 
-class GatewayError(Exception):
-    """An error answered to the client in the shape of the surface it called."""
-
-    def __init__(self, status: int, message: str, *, error_type: str = "invalid_request_error",
-                 headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type
-        self.headers = headers or {}
+@dataclass(frozen=True)
+class Route:
+    methods: frozenset[str]
+    handler: Handler
 
 
-def ollama_error(exc: GatewayError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+class Gateway(ModelEndpoints, ClawEndpoints):
+    """Routing state and policies; the instance is the ASGI app the Session serves (`gateway.app`)."""
 
-
-def openai_error(exc: GatewayError) -> JSONResponse:
-    error_type = {404: "not_found_error"}.get(exc.status, exc.error_type if exc.status < 500 else "api_error")
-    return JSONResponse(oai.openai_error(exc.message, error_type), status_code=exc.status, headers=exc.headers)
-
-
-async def read_json_body(request: Request) -> dict:
-    raw = await request.body()
-    if not raw.strip():
-        raise GatewayError(400, "missing request body")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise GatewayError(400, f"invalid JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "request body must be a JSON object")
-    return body
-
-
-async def wait_for_disconnect(receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-class ClientGone(Exception):
-    pass
-
-
-class Gateway:
-    """Holds the routing state; `app` is the ASGI application served by the Session."""
-
-    def __init__(self, *, backends: list[Backend], ledger: Ledger, agents: list[Agent], session: Any,
-                 first_token_timeout_s: float = 300.0) -> None:
+    def __init__(self, *, backends: list[Backend], ledger: Ledger, agents: list[Agent], session: Any = None,
+                 config: GatewayConfig | None = None, first_token_timeout_s: float | None = None) -> None:
+        quiet_http_client_logs()
+        cfg = config or GatewayConfig()
+        if first_token_timeout_s is not None:
+            cfg = dataclasses.replace(cfg, first_token_timeout_s=first_token_timeout_s)
+        self.config = cfg
         self.backends = backends
+        for backend in backends:
+            backend.configure_admission(cfg.max_in_flight, cfg.queue_size, cfg.queue_timeout_s)
         self.ledger = ledger
-        self.agents = {agent.name: agent for agent in agents}
         self.session = session
-        self.first_token_timeout_s = first_token_timeout_s
+        self.agents = {agent.name: agent for agent in agents}
         self.before_forward: list[Callable[[RequestRecord], Awaitable[None]]] = []
-        self.app = Starlette(routes=self._routes())
+        self.auth = Authenticator(cfg.tokens, cfg.admin_tokens)
+        # claw's own clients (the console's chat pane, warm-up) use this token when auth is on
+        self.internal_token = secrets.token_urlsafe(24)
+        if self.auth.enabled:
+            self.auth.add_token(self.internal_token, admin=True)
+        self.rate = RateLimiter(cfg.rate_limit_rpm, cfg.rate_limit_burst)
+        self.vram = VramGate(cfg.vram_admission_pct, self._vram_pct, timeout_s=cfg.queue_timeout_s,
+                             max_waiting=max(1, cfg.queue_size))
+        self.router = Router(backends, self._gpu_view, pressure=lambda gpu: self.vram.over(gpu) is not None)
+        self.metrics = GatewayMetrics()
+        self.metrics.add_live(LiveCollector(lambda: self.backends, self._gpus_json, ledger.totals,
+                                            lambda: self.active))
+        ledger.add_finalized_listener(self.metrics.observe)
+        self.upstream = Upstream(ledger, self.router, self.vram, retries=cfg.retries,
+                                 first_token_timeout_s=cfg.first_token_timeout_s,
+                                 idle_timeout_s=cfg.idle_timeout_s, before_forward=self.before_forward,
+                                 on_retry=lambda b: self.metrics.retries.labels(b.name).inc())
+        self.cache = AnswerCache(cfg.cache_ttl_s)
+        self.flights = Singleflight() if cfg.singleflight else None
+        self.superseder = Superseder() if cfg.supersede else None
+        self.ladder = DegradationLadder(cfg.error_rate_threshold, cache=self.cache.enabled,
+                                        fallback=cfg.degrade_to_fallback, static_reply=cfg.static_reply)
+        self.fallback_models = {k: v for k, v in cfg.fallback_models.items() if isinstance(v, str) and v}
+        self.health = HealthChecker(backends)
+        self.active = 0
+        self.routes = self._routes()
+        self._warmup: asyncio.Task | None = None
+        self.warmup_results: dict[str, str] = {}
+        self._flight_records: set[str] = set()  # leaders' records, metered by their flight's producer
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = 0
+
+    @property
+    def app(self) -> "Gateway":
+        return self
 
     def set_agents(self, agents: list[Agent]) -> None:
         self.agents = {agent.name: agent for agent in agents}
 
-    def _routes(self) -> list[Route]:
-        return [
-            Route("/", self.root, methods=["GET", "HEAD"]),
-            Route("/api/version", self.version, methods=["GET"]),
-            Route("/api/tags", self.tags, methods=["GET"]),
-            Route("/api/chat", self.ollama_chat, methods=["POST"]),
-            Route("/api/generate", self.ollama_generate, methods=["POST"]),
-            Route("/api/ps", self.ps, methods=["GET"]),
-            Route("/api/show", self.passthrough_by_model, methods=["POST"]),
-            Route("/api/embed", self.passthrough_by_model, methods=["POST"]),
-            Route("/api/create", self.passthrough_by_model, methods=["POST"]),
-            Route("/api/pull", self.passthrough_by_model, methods=["POST"]),
-            Route("/api/copy", self.passthrough_by_model, methods=["POST"]),
-            Route("/api/delete", self.passthrough_by_model, methods=["DELETE"]),
-            Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
-            Route("/v1/models", self.openai_models, methods=["GET"]),
-            Route("/claw/v1/status", self.claw_status, methods=["GET"]),
-            Route("/claw/v1/requests", self.claw_requests, methods=["GET"]),
-            Route("/claw/v1/summary", self.claw_summary, methods=["GET"]),
-            Route("/claw/v1/backends", self.claw_backends, methods=["GET"]),
-        ]
+    def client_headers(self) -> dict[str, str]:
+        """Headers for claw's own requests to this gateway."""
+        return {"Authorization": f"Bearer {self.internal_token}"} if self.auth.enabled else {}
 
-    # ---- simple endpoints ------------------------------------------------------------------------------------
-    async def root(self, request: Request) -> Response:
-        return PlainTextResponse("Ollama is running")
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    async def start(self, url: str = "") -> None:
+        """Probe the backends (the first answers tell which models each one serves), then warm models up."""
+        await self.health.start()
+        if url and self.config.warmup_prompt:
+            self._warmup = asyncio.get_running_loop().create_task(self.warm_up(url), name="claw-warmup")
 
-    async def version(self, request: Request) -> Response:
-        backend = self.backends[0] if self.backends else None
-        if backend is not None and backend.kind == "ollama":
-            try:
-                response = await backend.client.get("/api/version")
-                if response.status_code == 200:
-                    return JSONResponse(response.json(), headers={"X-Claw-Version": __version__})
-            except (httpx.HTTPError, ValueError):
-                pass
-        return JSONResponse({"version": "0.0.0"}, headers={"X-Claw-Version": __version__})
+    async def stop(self) -> None:
+        if self._warmup is not None:
+            self._warmup.cancel()
+        await self.health.stop()
 
-    async def all_models(self) -> list[dict]:
-        """Every backend's models, merged by name, then the agents as virtual models."""
-        merged: dict[str, dict] = {}
-        results = await asyncio.gather(*(b.models() for b in self.backends), return_exceptions=True)
-        for backend, result in zip(self.backends, results):
-            if isinstance(result, BaseException):
-                backend.record_failure(f"listing models failed: {result}")
-                continue
-            for tag in result:
-                merged.setdefault(tag.get("name") or tag.get("model"), tag)
-        for agent in self.agents.values():
-            merged.setdefault(agent.name, agent.as_tag())
-        return list(merged.values())
-
-    async def tags(self, request: Request) -> Response:
-        return JSONResponse({"models": await self.all_models()})
-
-    async def openai_models(self, request: Request) -> Response:
-        return JSONResponse(oai.models_list(await self.all_models()))
-
-    async def ps(self, request: Request) -> Response:
-        models: list[dict] = []
-        for backend in self.backends:
-            if backend.kind != "ollama":
-                continue
-            try:
-                response = await backend.client.get("/api/ps")
-                models.extend(response.json().get("models") or [])
-            except (httpx.HTTPError, ValueError) as exc:
-                backend.record_failure(f"/api/ps failed: {exc}")
-        return JSONResponse({"models": models})
-
-    async def claw_status(self, request: Request) -> Response:
-        return JSONResponse(await asyncio.to_thread(self.session.status_json))
-
-    async def claw_requests(self, request: Request) -> Response:
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            return JSONResponse({"error": "limit must be an integer"}, status_code=400)
-        await asyncio.to_thread(self.session.refresh_telemetry)
-        records = self.ledger.records(max(0, min(limit, 10_000)))
-        return JSONResponse({"requests": [r.to_json() for r in reversed(records)]})
-
-    async def claw_summary(self, request: Request) -> Response:
-        await asyncio.to_thread(self.session.refresh_telemetry)
-        return JSONResponse(await asyncio.to_thread(self.session.summary_json))
-
-    async def claw_backends(self, request: Request) -> Response:
-        return JSONResponse({"backends": [b.to_json() for b in self.backends]})
-
-    # ---- routing ---------------------------------------------------------------------------------------------------
-    async def pick_backend(self, model: str) -> Backend:
-        if not self.backends:
-            raise GatewayError(503, "no backend configured", error_type="api_error")
-        candidates = [b for b in self.backends if b.state == "up"] or list(self.backends)
-        for backend in candidates:
-            if await backend.has_model(model):
-                return backend
-        raise GatewayError(404, f"model '{model}' not found", error_type="not_found_error")
-
-    def resolve_model(self, model) -> tuple[str, Agent | None]:
-        if not isinstance(model, str) or not model:
-            raise GatewayError(400, "model is required")
-        agent = self.agents.get(model)
-        return (agent.model, agent) if agent else (model, None)
-
-    async def _before_forward(self, record: RequestRecord) -> None:
-        for hook in self.before_forward:
-            await hook(record)
-
-    async def send_upstream(self, backend: Backend, http_request: Request, method: str, path: str,
-                            body: dict) -> httpx.Response:
-        """Send and wait for the response head, giving up at once if the client goes away meanwhile."""
-        upstream_request = backend.client.build_request(method, path, json=body)
-        send = asyncio.ensure_future(backend.client.send(upstream_request, stream=True))
-        gone = asyncio.ensure_future(wait_for_disconnect(http_request.receive))
-        try:
-            done, _ = await asyncio.wait({send, gone}, timeout=self.first_token_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            send.cancel()
-            gone.cancel()
-            raise
-        if send in done:
-            gone.cancel()
-            return send.result()
-        send.cancel()
-        with anyio.CancelScope(shield=True):
-            try:
-                response = await send
-                await response.aclose()
-            except (asyncio.CancelledError, httpx.HTTPError):
-                pass
-        if gone in done:
-            raise ClientGone()
-        gone.cancel()
-        raise GatewayError(504, f"no response from backend '{backend.name}' within {self.first_token_timeout_s:g}s",
-                           error_type="api_error")
-
-    # ---- metered forwarding ----------------------------------------------------------------------------------------
-    async def ollama_chat(self, request: Request) -> Response:
-        return await self._ollama_metered(request, "/api/chat")
-
-    async def ollama_generate(self, request: Request) -> Response:
-        return await self._ollama_metered(request, "/api/generate")
-
-    async def _ollama_metered(self, request: Request, path: str) -> Response:
-        try:
-            body = await read_json_body(request)
-            model, agent = self.resolve_model(body.get("model"))
-        except GatewayError as exc:
-            return ollama_error(exc)
-        if agent is not None:
-            body = agent.apply_to_chat(body) if path == "/api/chat" else agent.apply_to_generate(body)
-        stream = body.get("stream", True) is not False
-        record = self.ledger.open_request(
-            model=model, endpoint=path, surface="ollama", agent=agent.name if agent else None, stream=stream,
-            client=request.client.host if request.client else "",
-        )
-        try:
-            backend = await self.pick_backend(model)
-        except GatewayError as exc:
-            self.ledger.finish(record, "rejected" if exc.status != 404 else "error", exc.status, exc.message)
-            return ollama_error(exc)
-        return await self._forward_ollama(request, backend, path, body, record, stream)
-
-    def _headers(self, record: RequestRecord, backend: Backend) -> dict:
-        headers = {"X-Claw-Request-Id": record.id, "X-Claw-Backend": backend.name, "X-Claw-Model": record.model}
-        if record.downgraded_from:
-            headers["X-Claw-Model-Downgraded"] = record.model
-        return headers
-
-    async def _open_upstream(self, request: Request, backend: Backend, path: str, body: dict,
-                             record: RequestRecord) -> httpx.Response:
-        record.backend = backend.name
-        await self._before_forward(record)
-        self.ledger.mark_upstream_start(record, backend.gpu)
-        backend.in_flight += 1
-        try:
-            upstream = await self.send_upstream(backend, request, "POST", path, body)
-        except ClientGone:
-            backend.in_flight -= 1
-            self.ledger.finish(record, "cancelled", 499, "client disconnected before the first token")
-            raise
-        except httpx.HTTPError as exc:
-            backend.in_flight -= 1
-            message = f"backend '{backend.name}' unreachable at {backend.url}: {exc or type(exc).__name__}"
-            backend.record_failure(message)
-            self.ledger.finish(record, "error", 502, message)
-            raise GatewayError(502, message, error_type="api_error") from None
-        except GatewayError as exc:
-            backend.in_flight -= 1
-            self.ledger.finish(record, "error", exc.status, exc.message)
-            raise
-        return upstream
-
-    async def _upstream_error(self, upstream: httpx.Response, backend: Backend, record: RequestRecord) -> GatewayError:
-        content = await upstream.aread()
-        await upstream.aclose()
-        backend.in_flight -= 1
-        try:
-            message = json.loads(content).get("error") or content.decode(errors="replace")
-            if isinstance(message, dict):
-                message = message.get("message", str(message))
-        except (ValueError, AttributeError):
-            message = content.decode(errors="replace") or f"backend answered {upstream.status_code}"
-        if upstream.status_code >= 500:
-            backend.record_failure(str(message))
-        self.ledger.finish(record, "error", upstream.status_code, str(message))
-        headers = {"Retry-After": upstream.headers["Retry-After"]} if "Retry-After" in upstream.headers else {}
-        return GatewayError(upstream.status_code, str(message), headers=headers)
-
-    async def _forward_ollama(self, request: Request, backend: Backend, path: str, body: dict,
-                              record: RequestRecord, stream: bool) -> Response:
-        try:
-            upstream = await self._open_upstream(request, backend, path, body, record)
-        except ClientGone:
-            return Response(status_code=499)
-        except GatewayError as exc:
-            return ollama_error(exc)
-        if upstream.status_code != 200:
-            return ollama_error(await self._upstream_error(upstream, backend, record))
-        backend.record_success()
-        headers = self._headers(record, backend)
-        if not stream:
-            return await self._ollama_whole(upstream, backend, record, headers)
-        meter = NdjsonMeter(lambda: self.ledger.mark_first_token(record))
-        return StreamingResponse(self._relay_ndjson(upstream, backend, record, meter), media_type=NDJSON,
-                                 headers=headers)
-
-    async def _ollama_whole(self, upstream: httpx.Response, backend: Backend, record: RequestRecord,
-                            headers: dict) -> Response:
-        try:
-            content = await upstream.aread()
-        except httpx.HTTPError as exc:
-            message = f"backend '{backend.name}' failed mid-response: {exc}"
-            self.ledger.finish(record, "error", 502, message)
-            return JSONResponse({"error": message}, status_code=502)
-        finally:
-            await upstream.aclose()
-            backend.in_flight -= 1
-        meter = NdjsonMeter(lambda: None)
-        meter.feed_object_line(content)
-        meter.apply_to(record)
-        if meter.final is not None:
-            self._estimate_first_token(record, meter.final)
-        status = "error" if meter.error else "ok"
-        self.ledger.finish(record, status, 200, meter.error)
-        return Response(content, media_type=upstream.headers.get("content-type", "application/json"),
-                        headers=headers)
-
-    def _estimate_first_token(self, record: RequestRecord, final: dict) -> None:
-        """For an answer that came whole, the server's load + prefill time places the first token."""
-        apply_server_timings(record, final)
-        if record.t_upstream_start is None:
-            return
-        offset_ms = (record.server_load_ms or 0) + (record.server_prompt_eval_ms or 0)
-        self.ledger.mark_first_token(record, at=record.t_upstream_start + offset_ms / 1000)
-
-    async def _relay_ndjson(self, upstream: httpx.Response, backend: Backend, record: RequestRecord,
-                            meter: NdjsonMeter) -> AsyncIterator[bytes]:
-        status, error = "ok", None
-        try:
-            async for chunk in upstream.aiter_raw():
-                meter.feed(chunk)
-                yield chunk
-            meter.close()
-            if meter.error:
-                status, error = "error", meter.error
-        except httpx.HTTPError as exc:
-            status, error = "error", f"backend '{backend.name}' failed mid-stream: {exc or type(exc).__name__}"
-            backend.record_failure(error)
-            yield json.dumps({"error": error}).encode() + b"\n"
-        except BaseException:
-            status, error = "cancelled", "client disconnected"
-            raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
-                backend.in_flight -= 1
-                meter.apply_to(record)
-                self.ledger.finish(record, status, 499 if status == "cancelled" else 200, error)
-
-    async def passthrough_by_model(self, request: Request) -> Response:
-        """Unmetered endpoints (show, embed, create, pull, copy, delete) sent to the backend that has the model."""
-        try:
-            body = await read_json_body(request)
-        except GatewayError as exc:
-            return ollama_error(exc)
-        name = body.get("model") or body.get("name") or body.get("source") or body.get("from")
-        backend = None
-        if isinstance(name, str) and name:
-            model = self.agents[name].model if name in self.agents else name
-            for candidate in self.backends:
-                if candidate.kind == "ollama" and await candidate.has_model(model):
-                    backend = candidate
-                    break
-        backend = backend or next((b for b in self.backends if b.kind == "ollama"), None)
-        if backend is None:
-            return ollama_error(GatewayError(501, "no Ollama backend for this endpoint"))
-        try:
-            upstream_request = backend.client.build_request(request.method, request.url.path, json=body)
-            upstream = await backend.client.send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
-            return ollama_error(GatewayError(502, f"backend '{backend.name}' unreachable: {exc}"))
-        if request.url.path in ("/api/create", "/api/delete", "/api/copy", "/api/pull"):
-            backend.forget_models()
-
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in upstream.aiter_raw():
-                    yield chunk
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await upstream.aclose()
-
-        headers = {"X-Claw-Backend": backend.name}
-        return StreamingResponse(relay(), status_code=upstream.status_code, headers=headers,
-                                 media_type=upstream.headers.get("content-type"))
-
-    # ---- the OpenAI-compatible surface -----------------------------------------------------------------------------
-    async def openai_chat(self, request: Request) -> Response:
-        try:
-            body = await read_json_body(request)
-            model, agent = self.resolve_model(body.get("model"))
-        except GatewayError as exc:
-            return openai_error(exc)
-        stream = bool(body.get("stream", False))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        record = self.ledger.open_request(
-            model=model, endpoint="/v1/chat/completions", surface="openai", agent=agent.name if agent else None,
-            stream=stream, client=request.client.host if request.client else "",
-        )
-        try:
-            backend = await self.pick_backend(model)
-            if backend.kind == "openai":
-                upstream_body = dict(body, model=model)
-                if agent is not None:
-                    upstream_body = _openai_body_for_agent(upstream_body, agent)
-                return await self._forward_openai(request, backend, upstream_body, record, stream, include_usage)
-            native = oai.to_ollama_chat(body)
-        except oai.TranslationError as exc:
-            self.ledger.finish(record, "rejected", 400, str(exc))
-            return JSONResponse(oai.openai_error(str(exc), param=exc.param), status_code=400)
-        except GatewayError as exc:
-            self.ledger.finish(record, "error", exc.status, exc.message)
-            return openai_error(exc)
-        native["model"] = model
-        if agent is not None:
-            native = agent.apply_to_chat(native)
-        try:
-            upstream = await self._open_upstream(request, backend, "/api/chat", native, record)
-        except ClientGone:
-            return Response(status_code=499)
-        except GatewayError as exc:
-            return openai_error(exc)
-        if upstream.status_code != 200:
-            return openai_error(await self._upstream_error(upstream, backend, record))
-        backend.record_success()
-        headers = self._headers(record, backend)
-        completion_id = f"chatcmpl-{record.id}"
-        writer = oai.ChunkWriter(completion_id, body.get("model"), include_usage)
-        if stream:
-            return StreamingResponse(self._relay_as_sse(upstream, backend, record, writer), media_type=SSE,
-                                     headers=headers)
-        return await self._collect_as_completion(upstream, backend, record, writer, headers)
-
-    async def _native_chunks(self, upstream: httpx.Response, meter: NdjsonMeter) -> AsyncIterator[dict]:
-        buffer = b""
-        async for data in upstream.aiter_raw():
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if not line.strip():
-                    continue
+    async def warm_up(self, url: str) -> dict[str, str]:
+        """Send the warm-up prompt to each model (through the gateway itself, so it is metered)."""
+        models = list(dict.fromkeys(self.config.warmup_models or [a.model for a in self.agents.values()]))
+        headers = {**self.client_headers(), "X-Claw-Client": "warmup"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=self.config.first_token_timeout_s) as c:
+            for model in models:
+                body = {"model": model, "prompt": self.config.warmup_prompt, "stream": False,
+                        "options": {"num_predict": 1}}
                 try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                meter.feed_object(obj)
-                yield obj
-        if buffer.strip():
-            obj = json.loads(buffer)
-            meter.feed_object(obj)
-            yield obj
+                    response = await c.post("/api/generate", json=body)
+                    result = "ok" if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    result = f"failed: {exc}"
+                self.warmup_results[model] = result
+                log.info("warm-up of %s: %s", model, result)
+        return self.warmup_results
 
-    async def _relay_as_sse(self, upstream: httpx.Response, backend: Backend, record: RequestRecord,
-                            writer: oai.ChunkWriter) -> AsyncIterator[bytes]:
-        meter = NdjsonMeter(lambda: self.ledger.mark_first_token(record))
-        status, error = "ok", None
-        try:
-            async for obj in self._native_chunks(upstream, meter):
-                if "error" in obj:
-                    status, error = "error", str(obj["error"])
-                    yield _sse_error(error)
-                    return
-                if obj.get("done"):
-                    yield writer.finish(obj)
-                else:
-                    event = writer.content(obj)
-                    if event is not None:
-                        yield event
-        except (httpx.HTTPError, ValueError) as exc:
-            status, error = "error", f"backend '{backend.name}' failed mid-stream: {exc or type(exc).__name__}"
-            backend.record_failure(error)
-            yield _sse_error(error)
-        except BaseException:
-            status, error = "cancelled", "client disconnected"
-            raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
-                backend.in_flight -= 1
-                meter.apply_to(record)
-                self.ledger.finish(record, status, 499 if status == "cancelled" else 200, error)
+    # ---- ASGI -----------------------------------------------------------------------------------------------------
+    def _routes(self) -> dict[str, Route]:
+        def r(methods: str, handler: Handler) -> Route:
+            return Route(frozenset(methods.split()), handler)
 
-    async def _collect_as_completion(self, upstream: httpx.Response, backend: Backend, record: RequestRecord,
-                                     writer: oai.ChunkWriter, headers: dict) -> Response:
-        meter = NdjsonMeter(lambda: self.ledger.mark_first_token(record))
-        meter.keep_text = True
-        final: dict | None = None
-        tool_calls: list[dict] = []
-        try:
-            async for obj in self._native_chunks(upstream, meter):
-                tool_calls.extend((obj.get("message") or {}).get("tool_calls") or [])
-                if obj.get("done"):
-                    final = obj
-        except (httpx.HTTPError, ValueError) as exc:
-            meter.error = f"backend '{backend.name}' failed mid-response: {exc or type(exc).__name__}"
-        finally:
-            await upstream.aclose()
-            backend.in_flight -= 1
-        meter.apply_to(record)
-        if meter.error or final is None:
-            message = meter.error or "backend closed the stream without a final chunk"
-            self.ledger.finish(record, "error", 502, message)
-            return JSONResponse(oai.openai_error(message, "api_error"), status_code=502, headers=headers)
-        self.ledger.finish(record, "ok", 200)
-        text = "".join(part for part in meter.text_parts if part != "<tool_calls>")
-        return JSONResponse(oai.completion_object(writer.id, writer.model, text, tool_calls, final), headers=headers)
+        return {
+            "/": r("GET HEAD", self.root),
+            "/api/version": r("GET HEAD", self.version),
+            "/api/tags": r("GET HEAD", self.tags),
+            "/api/ps": r("GET", self.ps),
+            "/api/show": r("POST", self.show),
+            "/api/chat": r("POST", lambda ex: self.inference(ex, "ollama", "chat")),
+            "/api/generate": r("POST", lambda ex: self.inference(ex, "ollama", "generate")),
+            "/api/embed": r("POST", lambda ex: self.inference(ex, "ollama", "embed")),
+            "/api/embeddings": r("POST", self.legacy_embeddings),
+            "/api/create": r("POST", self.admin),
+            "/api/pull": r("POST", self.admin),
+            "/api/copy": r("POST", self.admin),
+            "/api/delete": r("DELETE", self.admin),
+            "/v1/chat/completions": r("POST", lambda ex: self.inference(ex, "openai", "chat")),
+            "/v1/embeddings": r("POST", lambda ex: self.inference(ex, "openai", "embed")),
+            "/v1/models": r("GET", self.openai_models),
+            "/metrics": r("GET", self.prometheus),
+            "/claw/v1/status": r("GET", self.claw_status),
+            "/claw/v1/requests": r("GET", self.claw_requests),
+            "/claw/v1/summary": r("GET", self.claw_summary),
+            "/claw/v1/backends": r("GET", self.claw_backends),
+            "/claw/v1/governor": r("GET POST", self.claw_governor),
+        }
 
-    async def _forward_openai(self, request: Request, backend: Backend, body: dict, record: RequestRecord,
-                              stream: bool, include_usage: bool) -> Response:
-        upstream_body = dict(body)
-        if stream:
-            upstream_body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    def _route(self, path: str) -> Route | None:
+        route = self.routes.get(path)
+        if route is None and path.startswith("/v1/models/"):
+            return Route(frozenset({"GET"}), self.openai_model)
+        return route
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        ex = Exchange(scope, receive, send, surface_of_path(scope["path"]))
         try:
-            upstream = await self._open_upstream(request, backend, "/v1/chat/completions", upstream_body, record)
-        except ClientGone:
-            return Response(status_code=499)
+            route = self._route(ex.path)
+            if route is None:
+                raise GatewayError(404, f"no such endpoint: {ex.method} {ex.path}")
+            if ex.method not in route.methods:
+                allowed = ", ".join(sorted(route.methods))
+                raise GatewayError(405, f"{ex.method} is not allowed on {ex.path} (use {allowed})",
+                                   headers={"Allow": allowed})
+            if self.auth.enabled:
+                try:
+                    self.auth.check(ex.path, bearer_token(scope["headers"], scope.get("query_string", b"")))
+                except GatewayError:
+                    self.metrics.rejections.labels("auth").inc()
+                    raise
+            await route.handler(ex)
         except GatewayError as exc:
-            return openai_error(exc)
-        if upstream.status_code != 200:
-            return openai_error(await self._upstream_error(upstream, backend, record))
-        backend.record_success()
-        headers = self._headers(record, backend)
-        meter = SseMeter(lambda: self.ledger.mark_first_token(record))
-        if stream:
-            return StreamingResponse(self._relay_sse(upstream, backend, record, meter, include_usage),
-                                     media_type=SSE, headers=headers)
-        try:
-            content = await upstream.aread()
+            if exc.status == 413:
+                self.metrics.rejections.labels("body_too_large").inc()
+            if not ex.started:
+                await ex.respond_error(exc)
+        except asyncio.CancelledError:
+            if not (ex.gone or ex.interrupted):
+                raise
+            asyncio.current_task().uncancel()
+            if ex.interrupted and not ex.started:
+                await ex.respond_error(GatewayError(409, ex.interrupted, error_type="conflict_error"))
+        except Exception:
+            log.exception("%s %s failed", ex.method, ex.path)
+            if not ex.started:
+                await ex.respond_error(GatewayError(500, "internal gateway error (see the claw log)",
+                                                    error_type="api_error"))
         finally:
-            await upstream.aclose()
-            backend.in_flight -= 1
-        try:
-            meter.feed_object(json.loads(content))
-        except ValueError:
-            pass
-        meter.apply_to(record)
-        self.ledger.finish(record, "ok", 200)
-        return Response(content, media_type="application/json", headers=headers)
+            ex.close()
 
-    async def _relay_sse(self, upstream: httpx.Response, backend: Backend, record: RequestRecord, meter: SseMeter,
-                         include_usage: bool) -> AsyncIterator[bytes]:
-        status, error = "ok", None
+    # ---- metered requests -----------------------------------------------------------------------------------------
+    async def inference(self, ex: Exchange, surface: str, op: str) -> None:
+        body, raw = await self._read_json(ex)
+        requested = validate.require_model(body)
+        if surface == "ollama":
+            validate.ollama_inference(body, op)
+            stream = op != "embed" and body.get("stream", True) is not False
+        else:
+            (validate.openai_chat if op == "chat" else validate.openai_embeddings)(body)
+            stream = op == "chat" and bool(body.get("stream"))
+        agent = self.agents.get(requested)
+        model = agent.model if agent else requested
+        record = self.ledger.open_request(
+            id=self._next_id(), model=model, endpoint=ex.path, surface=surface,
+            agent=agent.name if agent else None, stream=stream, client=ex.header(CLIENT_HEADER) or ex.client_host)
+        ex.request_id = record.id
+        self.active += 1
         try:
-            async for chunk in upstream.aiter_raw():
-                for event in meter.feed(chunk):
-                    if not include_usage and _is_usage_only(event):
-                        continue
-                    yield event
-            rest = meter.rest()
-            if rest:
-                yield rest
-            if meter.error:
-                status, error = "error", meter.error
-        except httpx.HTTPError as exc:
-            status, error = "error", f"backend '{backend.name}' failed mid-stream: {exc or type(exc).__name__}"
-            backend.record_failure(error)
-            yield _sse_error(error)
-        except BaseException:
-            status, error = "cancelled", "client disconnected"
+            ex.watch()
+            await self._answer(ex, surface, op, body, raw, stream, requested, agent, record)
+        except GatewayError as exc:
+            refused = exc.status in (401, 403, 409, 413, 429) or (exc.status == 503 and record.t_upstream_start is None)
+            if exc.status == 429:
+                self.metrics.rejections.labels("rate_limit").inc()
+            elif refused and exc.status == 503:
+                self.metrics.rejections.labels("busy").inc()
+            if record.id not in self._flight_records:
+                self.ledger.finish(record, "rejected" if refused else "error", exc.status, exc.message)
+            raise
+        except asyncio.CancelledError:
+            if record.id in self._flight_records:
+                pass  # the flight still serves others; its producer finishes this record
+            elif ex.interrupted:
+                self.ledger.finish(record, "cancelled", 409, ex.interrupted)
+            else:
+                phase = "after the first token" if record.t_first_token else "before the first token"
+                self.ledger.finish(record, "cancelled", 499, f"client disconnected {phase}")
+            raise
+        except Exception as exc:
+            self.ledger.finish(record, "error", 500, f"internal gateway error: {exc!r}")
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
-                backend.in_flight -= 1
-                meter.apply_to(record)
-                self.ledger.finish(record, status, 499 if status == "cancelled" else 200, error)
+            self.active -= 1
+
+    def _next_id(self) -> str:
+        """A request id unique to this gateway: a random prefix and a counter (no syscall per request)."""
+        self._id_counter += 1
+        return f"{self._id_prefix}{self._id_counter:08x}"
+
+    async def _read_json(self, ex: Exchange) -> tuple[dict, bytes]:
+        raw = await ex.read_body(self.config.max_body_bytes)
+        return validate.parse_json_object(raw), raw
+
+    def _identity(self, ex: Exchange) -> str:
+        token = bearer_token(ex.scope["headers"], ex.scope.get("query_string", b""))
+        return f"token:{token}" if token else f"addr:{ex.client_host}"
+
+    def fallbacks_for(self, model: str, agent: Agent | None) -> list[str]:
+        chain: list[str] = []
+        first = agent.fallback if agent is not None and agent.fallback else self.fallback_models.get(model)
+        while first and first != model and first not in chain and len(chain) < 3:
+            chain.append(first)
+            first = self.fallback_models.get(first)
+        return chain
+
+    def _prepare(self, surface: str, op: str, body: dict, raw: bytes,
+                 agent: Agent | None) -> tuple[dict, bytes | None, int]:
+        """The body to send for this agent (system prompt, options, limits, trimmed context)."""
+        if agent is None:
+            return body, raw, 0
+        trimmed = 0
+        if op == "chat":
+            messages, trimmed = agent.messages_for(body.get("messages"))
+            if surface == "ollama":
+                body = agent.apply_to_chat(body)
+            else:
+                body = agent.apply_to_openai_chat(body)
+            body["messages"] = messages
+        elif op == "generate":
+            body = agent.apply_to_generate(body)
+        else:
+            body = dict(body, model=agent.model)
+        return body, None, trimmed
+
+    async def _answer(self, ex: Exchange, surface: str, op: str, body: dict, raw: bytes, stream: bool,
+                      requested: str, agent: Agent | None, record: RequestRecord) -> None:
+        cfg = self.config
+        identity = self._identity(ex) if (self.rate.enabled or self.superseder is not None) else ""
+        if self.rate.enabled:
+            self.rate.check(identity)
+        send_body, send_raw, trimmed = self._prepare(surface, op, body, raw, agent)
+        call = Call(surface=surface, op=op, path=ex.path, body=send_body, raw=send_raw, stream=stream,
+                    model=record.model, requested=requested, record=record, agent=agent,
+                    fallbacks=self.fallbacks_for(record.model, agent),
+                    include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+                    deadline=time.monotonic() + cfg.total_timeout_s)
+        extra: list[tuple[bytes, bytes]] = [(b"x-claw-context-trimmed", str(trimmed).encode())] if trimmed else []
+        key = request_key(ex.path, body) if (self.cache.enabled or self.flights is not None) else None
+
+        if self.ladder.any_step and self.ladder.active():
+            if await self._degraded_reply(ex, call, key, extra):
+                return
+            if self.ladder.fallback and call.fallbacks:
+                self.ladder.served["fallback"] += 1
+                self.metrics.degraded.labels("fallback").inc()
+                call.model, call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
+                call.record.downgraded_from = record.model
+                call.raw = None
+
+        if self.flights is not None and key is not None:
+            await self._singleflight(ex, call, key, extra)
+            return
+
+        turn = self._begin_turn(ex, identity, requested, body, record)
+        try:
+            try:
+                opened = await self.upstream.open(call)
+            except GatewayError as exc:
+                self._outcome(exc)
+                if self.ladder.any_step and self.ladder.active() and await self._degraded_reply(
+                        ex, call, key, extra, after_failure=exc, allow_fallback=False):
+                    return
+                raise
+            if turn is not None:
+                turn.answering = True
+            await self._relay(ex, call, opened, extra, key)
+        finally:
+            if turn is not None:
+                self.superseder.end(turn)
+
+    def _begin_turn(self, ex: Exchange, identity: str, requested: str, body: dict,
+                    record: RequestRecord) -> Turn | None:
+        if self.superseder is None:
+            return None
+        key = conversation_key(identity, requested, body, ex.header(CONVERSATION_HEADER))
+        if key is None:
+            return None
+        turn = Turn(key=key, request_id=record.id, interrupt=ex.interrupt)
+        self.superseder.begin(turn)
+        return turn
+
+    def _outcome(self, exc: GatewayError | None) -> None:
+        """Feed the error-rate window: backend failures count, refusals and client mistakes do not."""
+        if not self.ladder.any_step:
+            return
+        if exc is None:
+            self.ladder.window.add(True)
+        elif exc.retryable and exc.status >= 500 and "is busy" not in exc.message:
+            self.ladder.window.add(False)
+
+    def _headers(self, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        record = call.record
+        headers = [(b"content-type", opened.relay.media_type), (b"x-claw-request-id", record.id.encode()),
+                   (b"x-claw-backend", opened.backend.name.encode()), (b"x-claw-model", opened.model.encode())]
+        if record.downgraded_from:
+            headers.append((b"x-claw-model-downgraded", opened.model.encode()))
+            self.metrics.fallbacks.labels(record.downgraded_from, opened.model).inc()
+        return headers + extra
+
+    async def _relay(self, ex: Exchange, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]],
+                     key: str | None) -> None:
+        headers = self._headers(call, opened, extra)
+        kept: list[bytes] | None = [] if key is not None and self.cache.enabled else None
+        if opened.complete:
+            status, error = ("error", opened.relay.error) if opened.relay.error else ("ok", None)
+            await ex.respond(200, opened.first, headers[1:], opened.relay.media_type)
+            if kept is not None:
+                kept.append(opened.first)
+        else:
+            await ex.start(200, headers)
+
+            async def sink(data: bytes) -> None:
+                await ex.write(data)
+                if kept is not None and sum(map(len, kept)) < CACHE_MAX_BYTES:
+                    kept.append(data)
+
+            status, error = await self.pump(call, opened, sink)
+            await ex.end()
+        self._finish(call, opened, status, error)
+        if kept is not None and status == "ok":
+            prompt, completion = opened.relay.usage()
+            self.cache.put(key, StoredAnswer(200, opened.relay.media_type, kept, opened.model, opened.backend.name,
+                                             prompt, completion))
+
+    async def pump(self, call: Call, opened: Opened,
+                   sink: Callable[[bytes], Awaitable[None]]) -> tuple[str, str | None]:
+        """Relay the rest of an opened answer into `sink`; returns the outcome (status, error)."""
+        relay = opened.relay
+        try:
+            await sink(opened.first)
+            while True:
+                data = await self.upstream.next_chunk(opened, call.deadline)
+                if data is None:
+                    await sink(relay.end())
+                    break
+                out = relay.feed(data)
+                if out:
+                    await sink(out)
+        except (aiohttp.ClientError, OSError, UpstreamTimeout) as exc:
+            message = str(exc) if isinstance(exc, UpstreamTimeout) else (
+                f"backend '{opened.backend.name}' failed mid-stream: {type(exc).__name__} {exc}".rstrip())
+            opened.backend.record_failure(message)
+            await sink(relay.failure(message))
+            return "error", message
+        finally:
+            await self.upstream.close(opened)
+        return ("error", relay.error) if relay.error else ("ok", None)
+
+    def _finish(self, call: Call, opened: Opened, status: str, error: str | None) -> None:
+        record = call.record
+        opened.relay.apply_to(record)
+        if record.t_first_token is None:
+            at = estimate_first_token(record, opened.relay)
+            if at is not None:
+                self.ledger.mark_first_token(record, at=at)
+        self.ledger.finish(record, status, 200, error)
+        self._outcome(None if status == "ok" else GatewayError(502, error or "", retryable=True))
+
+    # ---- the degradation ladder ---------------------------------------------------------------------------------
+    async def _degraded_reply(self, ex: Exchange, call: Call, key: str | None, extra: list[tuple[bytes, bytes]],
+                              *, after_failure: GatewayError | None = None, allow_fallback: bool = True) -> bool:
+        """Answer from the cache, or with the static reply, when the ladder says so; False when neither applies."""
+        record = call.record
+        cached = self.cache.get(key) if key is not None else None
+        if cached is not None:
+            self.ladder.served["cache"] += 1
+            self.metrics.degraded.labels("cache").inc()
+            headers = [(b"x-claw-request-id", record.id.encode()), (b"x-claw-backend", b"cache"),
+                       (b"x-claw-model", cached.model.encode()), (b"x-claw-cache", b"hit"),
+                       (b"x-claw-degraded", b"cache")] + extra
+            record.backend = "cache"
+            record.prompt_tokens, record.completion_tokens = cached.prompt_tokens, cached.completion_tokens
+            await self._send_chunks(ex, cached.media_type, cached.chunks, headers, record)
+            self.ledger.finish(record, "ok", 200, "served from the answer cache (degraded)")
+            return True
+        if allow_fallback and self.ladder.fallback and call.fallbacks:
+            return False
+        if self.ladder.static_reply and call.op != "embed":
+            self.ladder.served["static"] += 1
+            self.metrics.degraded.labels("static").inc()
+            media, content = static_answer(call.surface, call.op, call.requested, self.ladder.static_reply,
+                                           call.stream, record.id)
+            headers = [(b"x-claw-request-id", record.id.encode()), (b"x-claw-backend", b"static"),
+                       (b"x-claw-model", call.requested.encode()), (b"x-claw-degraded", b"static")] + extra
+            record.backend = "static"
+            await self._send_chunks(ex, media, [content], headers, record)
+            reason = f"static reply: error rate {self.ladder.window.rate():.0%}"
+            if after_failure is not None:
+                reason += f"; {after_failure.message}"
+            self.ledger.finish(record, "rejected", 200, reason)
+            return True
+        return False
+
+    async def _send_chunks(self, ex: Exchange, media_type: bytes, chunks: list[bytes],
+                           headers: list[tuple[bytes, bytes]], record: RequestRecord) -> None:
+        self.ledger.mark_first_token(record)
+        if media_type.startswith(b"application/json"):
+            await ex.respond(200, b"".join(chunks), headers, media_type)
+            return
+        await ex.start(200, [(b"content-type", media_type)] + headers)
+        for chunk in chunks:
+            await ex.write(chunk)
+        await ex.end()
+
+    # ---- singleflight ---------------------------------------------------------------------------------------------
+    async def _singleflight(self, ex: Exchange, call: Call, key: str, extra: list[tuple[bytes, bytes]]) -> None:
+        record = call.record
+        flight = self.flights.join(key)
+        leader = flight is None
+        if leader:
+            self._flight_records.add(record.id)
+            flight = self.flights.lead(key, record.id, lambda f: self._produce(f, call, extra, key))
+        try:
+            try:
+                head = await asyncio.shield(flight.head)
+            except FlightError as exc:
+                if not leader:
+                    self.ledger.finish(record, "error", exc.status, "the shared request failed")
+                headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+                await ex.respond(exc.status, exc.body, headers)
+                return
+            except asyncio.CancelledError:
+                if flight.head.cancelled() and not ex.gone and not ex.interrupted:
+                    raise GatewayError(502, "the shared upstream request was cancelled", error_type="api_error")
+                raise
+            own = [(b"x-claw-request-id", record.id.encode())]
+            if not leader:
+                own.append((b"x-claw-singleflight", flight.leader_id.encode()))
+                record.backend = head.backend
+                record.model = head.model
+            await ex.start(200, [h for h in head.headers if h[0] != b"x-claw-request-id"] + own)
+            async for chunk in flight.read():
+                if not leader:
+                    self.ledger.mark_first_token(record)
+                await ex.write(chunk)
+            await ex.end()
+            if not leader:
+                record.prompt_tokens, record.completion_tokens = flight.prompt_tokens, flight.completion_tokens
+                self.ledger.finish(record, "error" if flight.error else "ok", 200, flight.error)
+        finally:
+            self.flights.leave(flight)
+
+    async def _produce(self, flight: Flight, call: Call, extra: list[tuple[bytes, bytes]], key: str) -> None:
+        """The shared upstream request of a flight; it meters into the leader's record."""
+        record = call.record
+        try:
+            try:
+                opened = await self.upstream.open(call)
+            except GatewayError as exc:
+                self._outcome(exc)
+                self.ledger.finish(record, "error", exc.status, exc.message)
+                flight.head.set_exception(FlightError(exc.status, error_body(call.surface, exc), exc.headers))
+                return
+            headers = self._headers(call, opened, extra)
+            flight.head.set_result(FlightHead(headers, opened.backend.name, opened.model))
+
+            async def publish(data: bytes) -> None:
+                if data:
+                    flight.publish(data)
+
+            if opened.complete:
+                await publish(opened.first)
+                status, error = ("error", opened.relay.error) if opened.relay.error else ("ok", None)
+            else:
+                status, error = await self.pump(call, opened, publish)
+            flight.prompt_tokens, flight.completion_tokens = opened.relay.usage()
+            self._finish(call, opened, status, error)
+            flight.finish(error)
+        except asyncio.CancelledError:
+            self.ledger.finish(record, "cancelled", 499, "every client of the shared request disconnected")
+            raise
+        finally:
+            self._flight_records.discard(record.id)
+
+    # ---- telemetry for the router and VRAM admission ----------------------------------------------------------------
+    def _snapshots(self) -> list:
+        sampler = getattr(self.session, "sampler", None)
+        return sampler.latest_all() if sampler is not None else []
+
+    def _gpus_json(self) -> list[dict]:
+        return [s.to_json() for s in self._snapshots()]
+
+    def _gpu_view(self, gpu: int | None) -> GpuView | None:
+        for snap in self._snapshots():
+            if gpu is None or snap.index == gpu:
+                return GpuView(snap.name, snap.util_pct, snap.temp_c)
+        return None
+
+    def _vram_pct(self, gpu: int | None) -> float | None:
+        worst = None
+        for snap in self._snapshots():
+            if gpu is not None and snap.index != gpu:
+                continue
+            if snap.vram_used_mib is None or not snap.vram_total_mib:
+                continue
+            pct = 100.0 * snap.vram_used_mib / snap.vram_total_mib
+            worst = pct if worst is None else max(worst, pct)
+        return worst
 
 
-def _sse_error(message: str) -> bytes:
-    return b"data: " + json.dumps(oai.openai_error(message, "api_error")).encode() + b"\n\n"
+@dataclass(frozen=True)
+class FlightHead:
+    headers: list[tuple[bytes, bytes]]
+    backend: str
+    model: str
 
 
-def _is_usage_only(event: bytes) -> bool:
-    return b'"choices":[]' in event.replace(b" ", b"") and b'"usage"' in event
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _openai_body_for_agent(body: dict, agent: Agent) -> dict:
-    messages = list(body.get("messages") or [])
-    if agent.system and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": agent.system})
-    out = dict(body, messages=messages)
-    if agent.max_tokens and not body.get("max_tokens"):
-        out["max_tokens"] = agent.max_tokens
-    return out
+def quiet_http_client_logs() -> None:
+    """httpx logs every request at INFO: on the hot path that is a formatted line per request. Keep it to warnings
+    unless someone chose its level."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)

@@ -1,20 +1,30 @@
-"""Upstream backends: one pooled httpx client per backend, its model list, and its health state."""
+"""Upstream backends: one pooled HTTP client per backend, its model list, its health state and its admission queue.
+
+The upstream client is aiohttp: on the hot path it costs about a quarter of the CPU per request that httpx does
+(measured against the simulator: 0.29 vs 1.17 ms), which is most of the gateway's own overhead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
+
+from claw_tui.gateway.policies import AdmissionQueue
 
 log = logging.getLogger(__name__)
 
 MODELS_TTL_S = 5.0
+MODELS_RETRY_S = 1.0  # a model not in the list triggers at most one refresh per this many seconds
+FAILURES_TO_DEGRADE = 3
+STATES = ("up", "degraded", "down")
 
 
-@dataclass
+@dataclass(eq=False)
 class Backend:
     name: str
     kind: str  # "ollama" | "openai"
@@ -23,30 +33,89 @@ class Backend:
     gpu: int | None = None
     api_key: str = ""
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 300.0
+    read_timeout_s: float = 300.0  # kept for callers that set it; claw times chunks itself (see upstream.py)
+    health_interval_s: float = 10.0
+    max_in_flight: int = 16
+    queue_size: int = 64
+    queue_timeout_s: float = 30.0
     state: str = "up"  # "up" | "degraded" | "down"
-    in_flight: int = 0
     consecutive_failures: int = 0
     last_error: str | None = None
+    last_check_at: float | None = None
+    version: str | None = None
+    client: aiohttp.ClientSession | None = None
+    admission: AdmissionQueue = field(init=False)
+    swrr_current: float = 0.0  # smooth weighted round robin state (router.py)
+    _model_names: frozenset[str] | None = None  # None until a listing succeeded
     _models: list[dict] = field(default_factory=list)
     _models_at: float = 0.0
-    _models_lock: asyncio.Lock | None = None
-    client: httpx.AsyncClient | None = None
+    _models_missed_at: float = 0.0
+    _refresh: asyncio.Task | None = None
+
+    def __post_init__(self) -> None:
+        self.admission = AdmissionQueue(self.max_in_flight, self.queue_size, self.queue_timeout_s, name=self.name)
+
+    def configure_admission(self, max_in_flight: int, queue_size: int, queue_timeout_s: float) -> None:
+        self.max_in_flight, self.queue_size, self.queue_timeout_s = max_in_flight, queue_size, queue_timeout_s
+        self.admission = AdmissionQueue(max_in_flight, queue_size, queue_timeout_s, name=self.name)
+
+    @property
+    def in_flight(self) -> int:
+        return self.admission.active
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.state == "up" and self.weight > 0
 
     def open(self) -> None:
+        """Create the connection pool (inside the running event loop)."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self.client = httpx.AsyncClient(
-            base_url=self.url.rstrip("/"),
+        self.client = aiohttp.ClientSession(
+            base_url=self.url.rstrip("/") + "/",
             headers=headers,
-            timeout=httpx.Timeout(connect=self.connect_timeout_s, read=self.read_timeout_s, write=30.0, pool=30.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            # Reads are timed by the gateway (first token, idle between chunks, total), not by the client.
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout_s, sock_read=None),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
         )
-        self._models_lock = asyncio.Lock()
 
     async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
         if self.client is not None:
-            await self.client.aclose()
+            await self.client.close()
             self.client = None
+
+    def _url(self, path: str) -> str:
+        return path.lstrip("/")
+
+    async def send(self, method: str, path: str, content: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+        """Send a request; the response comes back as soon as its head is in (release or close it)."""
+        assert self.client is not None
+        return await self.client.request(method, self._url(path), data=content, headers=headers,
+                                         allow_redirects=False)
+
+    async def post_json(self, path: str, body: dict, timeout: float | None = None) -> tuple[int, bytes]:
+        """POST a JSON body and read the whole answer: (status, content)."""
+        assert self.client is not None
+        client_timeout = aiohttp.ClientTimeout(total=timeout or self.connect_timeout_s)
+        async with self.client.post(self._url(path), json=body, timeout=client_timeout) as response:
+            return response.status, await response.read()
+
+    async def get_json(self, path: str, timeout: float | None = None) -> dict:
+        """GET a JSON document; raises UpstreamStatusError on a status >= 400."""
+        assert self.client is not None
+        client_timeout = aiohttp.ClientTimeout(total=timeout or self.connect_timeout_s)
+        async with self.client.get(self._url(path), timeout=client_timeout) as response:
+            content = await response.read()
+            if response.status >= 400:
+                raise UpstreamStatusError(path, response.status, content)
+            obj = json.loads(content)
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path} answered {type(obj).__name__}, expected a JSON object")
+        return obj
 
     def to_json(self) -> dict:
         return {
@@ -55,11 +124,18 @@ class Backend:
             "kind": self.kind,
             "state": self.state,
             "in_flight": self.in_flight,
+            "queued": self.admission.waiting,
             "weight": self.weight,
             "gpu": self.gpu,
+            "max_in_flight": self.admission.limit,
+            "consecutive_failures": self.consecutive_failures,
             "last_error": self.last_error,
+            "last_check_at": self.last_check_at,
+            "version": self.version,
+            "models": len(self._model_names) if self._model_names is not None else None,
         }
 
+    # ---- health ------------------------------------------------------------------------------------------------
     def record_success(self) -> None:
         self.consecutive_failures = 0
         if self.state != "up":
@@ -67,42 +143,104 @@ class Backend:
         self.state = "up"
         self.last_error = None
 
-    def record_failure(self, error: str) -> None:
+    def record_failure(self, error: str, *, unreachable: bool = False) -> None:
+        """A failed request or health check; the third in a row takes the backend out of rotation."""
         self.consecutive_failures += 1
         self.last_error = error
-        if self.consecutive_failures >= 3 and self.state == "up":
-            log.warning("backend %s degraded: %s", self.name, error)
-            self.state = "degraded"
+        if self.consecutive_failures >= FAILURES_TO_DEGRADE:
+            new_state = "down" if unreachable else "degraded"
+            if new_state != self.state:
+                log.warning("backend %s %s: %s", self.name, new_state, error)
+            self.state = new_state
 
     # ---- models ------------------------------------------------------------------------------------------------
+    @property
+    def models_known(self) -> bool:
+        return self._model_names is not None
+
     async def models(self, *, refresh: bool = False) -> list[dict]:
-        """The backend's models in Ollama's /api/tags shape (cached for a few seconds)."""
-        assert self._models_lock is not None
-        async with self._models_lock:
-            if refresh or time.monotonic() - self._models_at > MODELS_TTL_S:
-                self._models = await self._fetch_models()
-                self._models_at = time.monotonic()
-            return self._models
+        """The backend's models in Ollama's /api/tags shape; a stale list is served while it is refreshed."""
+        stale = time.monotonic() - self._models_at > MODELS_TTL_S
+        if refresh or self._model_names is None:
+            await self.refresh_models()
+        elif stale:
+            self._refresh_soon()
+        return self._models
+
+    def has_model(self, model: str) -> bool | None:
+        """Is the model on this backend? None when the backend was never listed. Never waits."""
+        names = self._model_names
+        if names is None:
+            return None
+        if time.monotonic() - self._models_at > MODELS_TTL_S:
+            self._refresh_soon()
+        return model in names or (":" not in model and f"{model}:latest" in names)
+
+    def model_missing(self, model: str) -> None:
+        """The backend answered that it lacks a model it listed: list again soon."""
+        self._models_at = 0.0
+        self._refresh_soon()
+
+    async def refresh_if_stale_for(self, model: str) -> None:
+        """A model this backend does not list was asked for: list again now (at most once per MODELS_RETRY_S)."""
+        now = time.monotonic()
+        if self.client is None or now - self._models_missed_at <= MODELS_RETRY_S:
+            return
+        self._models_missed_at = now
+        try:
+            await self.refresh_models()
+        except UPSTREAM_ERRORS as exc:
+            log.debug("listing models of %s failed: %s", self.name, exc)
 
     def forget_models(self) -> None:
         self._models_at = 0.0
+        self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        if self.client is None or (self._refresh is not None and not self._refresh.done()):
+            return
+        try:
+            self._refresh = asyncio.get_running_loop().create_task(self._refresh_quietly(), name=f"models:{self.name}")
+        except RuntimeError:  # no loop (called from another thread): the next request refreshes
+            pass
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh_models()
+        except UPSTREAM_ERRORS as exc:
+            log.debug("listing models of %s failed: %s", self.name, exc)
+
+    async def refresh_models(self) -> list[dict]:
+        models = await self._fetch_models()
+        self.set_models(models)
+        return models
+
+    def set_models(self, models: list[dict]) -> None:
+        self._models = models
+        names = set()
+        for tag in models:
+            names.add(tag.get("name"))
+            names.add(tag.get("model"))
+        names.discard(None)
+        self._model_names = frozenset(names)
+        self._models_at = time.monotonic()
 
     async def _fetch_models(self) -> list[dict]:
-        assert self.client is not None
         if self.kind == "ollama":
-            response = await self.client.get("/api/tags", timeout=self.connect_timeout_s)
-            response.raise_for_status()
-            return response.json().get("models") or []
-        response = await self.client.get("/v1/models", timeout=self.connect_timeout_s)
-        response.raise_for_status()
-        return [openai_model_as_tag(item) for item in response.json().get("data") or []]
+            return (await self.get_json("/api/tags")).get("models") or []
+        return [openai_model_as_tag(item) for item in (await self.get_json("/v1/models")).get("data") or []]
 
-    async def has_model(self, model: str) -> bool:
-        try:
-            names = {m.get("name") for m in await self.models()} | {m.get("model") for m in await self.models()}
-        except (httpx.HTTPError, ValueError):
-            return False
-        return model in names or f"{model}:latest" in names
+
+class UpstreamStatusError(Exception):
+    def __init__(self, path: str, status: int, content: bytes) -> None:
+        super().__init__(f"{path} answered {status}")
+        self.status = status
+        self.content = content
+
+
+# What talking to a backend can raise: connection and protocol errors, timeouts, unreadable answers.
+UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError, UpstreamStatusError)
+CONNECT_ERRORS = (aiohttp.ClientConnectorError, ConnectionRefusedError)
 
 
 def openai_model_as_tag(item: dict) -> dict:
@@ -113,5 +251,6 @@ def openai_model_as_tag(item: dict) -> dict:
         "modified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
         "size": 0,
         "digest": "",
-        "details": {"family": "", "format": "", "parameter_size": "", "quantization_level": ""},
+        "details": {"parent_model": "", "format": "", "family": "", "families": None, "parameter_size": "",
+                    "quantization_level": ""},
     }

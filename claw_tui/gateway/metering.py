@@ -1,66 +1,80 @@
-"""Reading tokens and timings out of streams as they pass through, without holding them back."""
+"""Reading tokens and timings out of answers as they pass through, without holding them back.
+
+Relayed chunks are not parsed: an Ollama content chunk is recognised by its `"done":false`, an OpenAI event by its
+framing. Only the lines that carry what the ledger needs (the final statistics, usage, errors) are parsed.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from claw_tui.ledger import RequestRecord
 
 NS_PER_MS = 1_000_000
+_NOT_DONE = b'"done":false'
+_NOT_DONE_SPACED = b'"done": false'
+
+
+def _loads(line: bytes) -> dict | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class NdjsonMeter:
-    """Meters an Ollama NDJSON stream (or a single JSON object): first token, chunk count, final stats, errors."""
+    """Meters an Ollama NDJSON stream (or one JSON object): first token, chunk count, final stats, errors."""
 
     def __init__(self, on_first_token: Callable[[], None]) -> None:
         self._on_first_token = on_first_token
-        self._buffer = b""
+        self._tail = b""
         self.first_token_seen = False
         self.content_chunks = 0
         self.final: dict | None = None
         self.error: str | None = None
-        self.text_parts: list[str] = []
-        self.keep_text = False
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
-        if b"\n" not in self._buffer:
-            return
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            self.feed_object_line(line)
+        if self._tail:
+            data = self._tail + data
+        start = 0
+        find = data.find
+        while True:
+            end = find(b"\n", start)
+            if end < 0:
+                break
+            if find(_NOT_DONE, start, end) >= 0 or find(_NOT_DONE_SPACED, start, end) >= 0:
+                self._content_chunk()
+            elif end > start:
+                self._other_line(data[start:end])
+            start = end + 1
+        self._tail = data[start:] if start < len(data) else b""
 
     def close(self) -> None:
-        if self._buffer.strip():
-            self.feed_object_line(self._buffer)
-        self._buffer = b""
+        """End of the stream: a last line without a newline (a whole non-streamed object) is read now."""
+        tail, self._tail = self._tail, b""
+        if not tail.strip():
+            return
+        if _NOT_DONE in tail or _NOT_DONE_SPACED in tail:
+            self._content_chunk()
+        else:
+            self._other_line(tail)
 
-    def feed_object_line(self, line: bytes) -> None:
-        line = line.strip()
-        if not line:
-            return
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(obj, dict):
-            return
-        self.feed_object(obj)
+    def _content_chunk(self) -> None:
+        self.content_chunks += 1
+        if not self.first_token_seen:
+            self.first_token_seen = True
+            self._on_first_token()
 
-    def feed_object(self, obj: dict) -> None:
+    def _other_line(self, line: bytes) -> None:
+        obj = _loads(line)
+        if obj is None:
+            return
         if "error" in obj:
             self.error = str(obj["error"])
-            return
-        text = chunk_text(obj)
-        if text:
-            self.content_chunks += 1
-            if self.keep_text:
-                self.text_parts.append(text)
-            if not self.first_token_seen:
-                self.first_token_seen = True
-                self._on_first_token()
-        if obj.get("done"):
+        elif obj.get("done"):
             self.final = obj
 
     def apply_to(self, record: RequestRecord) -> None:
@@ -71,17 +85,6 @@ class NdjsonMeter:
         record.prompt_tokens = int(final.get("prompt_eval_count") or 0)
         record.completion_tokens = int(final.get("eval_count") or self.content_chunks)
         apply_server_timings(record, final)
-
-
-def chunk_text(obj: dict) -> str:
-    message = obj.get("message")
-    if isinstance(message, dict):
-        text = message.get("content") or message.get("thinking") or ""
-        if not text and message.get("tool_calls"):
-            return "<tool_calls>"
-        return text if isinstance(text, str) else ""
-    response = obj.get("response") or obj.get("thinking")
-    return response if isinstance(response, str) else ""
 
 
 def apply_server_timings(record: RequestRecord, final: dict) -> None:
@@ -95,11 +98,26 @@ def apply_server_timings(record: RequestRecord, final: dict) -> None:
     record.server_eval_ms = ms("eval_duration")
 
 
-class SseMeter:
-    """Meters an OpenAI-compatible Server-Sent Events stream: first content delta, usage, errors."""
+def has_answer_content(obj: dict) -> bool:
+    """Does an OpenAI chunk (or completion) carry output: text, reasoning or a tool call?"""
+    for choice in obj.get("choices") or ():
+        delta = choice.get("delta") or choice.get("message") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") \
+                or delta.get("reasoning") or choice.get("text"):
+            return True
+    return False
 
-    def __init__(self, on_first_token: Callable[[], None]) -> None:
+
+class SseMeter:
+    """Meters an OpenAI-compatible Server-Sent Events stream: first content delta, usage, errors.
+
+    `feed` returns the bytes to relay: whole events only, without the usage-only event when the client did not
+    ask for usage (claw always asks upstream, to meter the tokens).
+    """
+
+    def __init__(self, on_first_token: Callable[[], None], *, keep_usage_event: bool = True) -> None:
         self._on_first_token = on_first_token
+        self._keep_usage_event = keep_usage_event
         self._buffer = b""
         self.first_token_seen = False
         self.content_chunks = 0
@@ -107,52 +125,55 @@ class SseMeter:
         self.error: str | None = None
         self.finish_reason: str | None = None
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Feed raw bytes; returns the complete events (each ending with a blank line) seen so far."""
-        self._buffer += data
-        events: list[bytes] = []
-        while True:
-            cut = self._buffer.find(b"\n\n")
-            if cut < 0:
-                return events
-            event, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2 :]
-            self._feed_event(event)
-            events.append(event)
+    def feed(self, data: bytes) -> bytes:
+        if self._buffer:
+            data = self._buffer + data
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self._buffer = data
+            return b""
+        complete, self._buffer = data[: cut + 2], data[cut + 2:]
+        out = []
+        for event in complete.split(b"\n\n")[:-1]:
+            if self._event(event):
+                out.append(event + b"\n\n")
+        return b"".join(out)
 
     def rest(self) -> bytes:
         rest, self._buffer = self._buffer, b""
-        return rest
+        if rest.strip() and self._event(rest.rstrip(b"\n")):
+            return rest
+        return b""
 
-    def _feed_event(self, event: bytes) -> None:
-        for line in event.splitlines():
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]" or not payload:
-                continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                self.feed_object(obj)
+    def _event(self, event: bytes) -> bool:
+        """Meter one event; False to leave it out of the relayed stream."""
+        if b'"usage"' in event or b'"error"' in event or not self.first_token_seen or b'"finish_reason":"' in event:
+            obj = _event_json(event)
+            if obj is None:
+                return True
+            return self.feed_object(obj)
+        if event.startswith(b"data:") and b"[DONE]" not in event:
+            self.content_chunks += 1
+        return True
 
-    def feed_object(self, obj: dict) -> None:
+    def feed_object(self, obj: dict) -> bool:
         if "error" in obj:
             error = obj["error"]
             self.error = error.get("message") if isinstance(error, dict) else str(error)
-            return
-        if obj.get("usage"):
-            self.usage = obj["usage"]
-        for choice in obj.get("choices") or []:
-            delta = choice.get("delta") or choice.get("message") or {}
-            if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
-                self.content_chunks += 1
-                if not self.first_token_seen:
-                    self.first_token_seen = True
-                    self._on_first_token()
+            return True
+        if has_answer_content(obj):
+            self.content_chunks += 1
+            if not self.first_token_seen:
+                self.first_token_seen = True
+                self._on_first_token()
+        for choice in obj.get("choices") or ():
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+        if obj.get("usage"):
+            self.usage = obj["usage"]
+            if not obj.get("choices") and not self._keep_usage_event:
+                return False
+        return True
 
     def apply_to(self, record: RequestRecord) -> None:
         if self.usage:
@@ -160,3 +181,42 @@ class SseMeter:
             record.completion_tokens = int(self.usage.get("completion_tokens") or 0)
         else:
             record.completion_tokens = self.content_chunks
+
+
+def _event_json(event: bytes) -> dict | None:
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            payload = line[5:].strip()
+            if payload and payload != b"[DONE]":
+                return _loads(payload)
+    return None
+
+
+def sse_events(buffer: bytes) -> tuple[list[dict | None], bytes]:
+    """Complete events of an SSE buffer as objects (None for `[DONE]`), and what is left over."""
+    cut = buffer.rfind(b"\n\n")
+    if cut < 0:
+        return [], buffer
+    events: list[dict | None] = []
+    for event in buffer[: cut + 2].split(b"\n\n")[:-1]:
+        for line in event.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                events.append(None)
+            elif payload:
+                obj = _loads(payload)
+                if obj is not None:
+                    events.append(obj)
+    return events, buffer[cut + 2:]
+
+
+_PROMPT_EVAL_COUNT = re.compile(rb'"prompt_eval_count"\s*:\s*(\d+)')
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+
+
+def embed_prompt_tokens(content: bytes) -> int:
+    """Prompt tokens of an embedding answer, found without parsing its (large) vectors."""
+    match = _PROMPT_EVAL_COUNT.search(content) or _PROMPT_TOKENS.search(content)
+    return int(match.group(1)) if match else 0

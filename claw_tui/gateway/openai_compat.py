@@ -1,4 +1,4 @@
-"""The OpenAI chat-completions surface over an Ollama backend: request translation and response shaping.
+"""The OpenAI surface over an Ollama backend: request translation and response shaping (chat and embeddings).
 
 Translating to Ollama's native /api/chat keeps the server's exact timings (load, prefill, decode in ns) that the
 OpenAI surface of Ollama would drop.
@@ -6,8 +6,10 @@ OpenAI surface of Ollama would drop.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 import time
 from datetime import datetime
 
@@ -185,9 +187,27 @@ def completion_object(completion_id: str, model: str, text: str, tool_calls: lis
     }
 
 
-def openai_error(message: str, error_type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+def embed_request(body: dict, model: str) -> tuple[str, dict]:
+    """An OpenAI /v1/embeddings request as an Ollama /api/embed request."""
+    request: dict = {"model": model, "input": body.get("input")}
+    if isinstance(body.get("dimensions"), int) and body["dimensions"] > 0:
+        request["dimensions"] = body["dimensions"]
+    return "/api/embed", request
+
+
+def embeddings_answer(content: bytes, model: str, encoding_format: str | None) -> tuple[bytes, int]:
+    """An Ollama /api/embed answer as an OpenAI embeddings list, and its prompt tokens."""
+    obj = json.loads(content)
+    tokens = int(obj.get("prompt_eval_count") or 0)
+    data = []
+    for index, vector in enumerate(obj.get("embeddings") or []):
+        embedding = vector
+        if encoding_format == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "embedding": embedding, "index": index})
+    answer = {"object": "list", "data": data, "model": model,
+              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return json.dumps(answer, separators=(",", ":")).encode(), tokens
 
 
 def models_list(tags: list[dict]) -> dict:

@@ -7,7 +7,9 @@ The power model, measured on a real H200 (see the NVML reference notes):
   (prefill is compute-bound and draws more than decode, which is memory-bound);
 - locked low SM clocks lower dynamic and parking power (roughly with f^2) and slow decode less than linearly.
 
-Power follows its target with a first-order lag (rise ~0.25 s, fall ~1.7 s) plus a small deterministic ripple.
+Power follows its target with a first-order lag plus a small deterministic ripple. The lag is the one measured in an
+H200's 20 ms power samples (power crosses the midpoint of a step 7–39 ms after work starts or stops); the slower
+0.25 s / 1.7 s figures of the reference describe NVML's 1 s averaged power reading, not the samples.
 Every state change starts a new segment whose power curve is known in closed form, so the 20 ms samples and
 the energy counter come from one and the same function: the counter is its exact integral.
 """
@@ -46,8 +48,8 @@ BASELINE_VRAM_MIB = 500.0
 POWER_LIMIT_MIN_W = 200.0
 POWER_LIMIT_MAX_W = 700.0
 
-RISE_TAU_S = 0.08  # ~95% of a step after 0.25 s
-FALL_TAU_S = 0.57  # ~95% of a step after 1.7 s
+RISE_TAU_S = 0.03  # half of a step after ~20 ms
+FALL_TAU_S = 0.035
 
 DYNAMIC_MAX_W = 600.0
 DYNAMIC_SATURATION = 0.7  # one decode stream ≈ 300 W dynamic, eight ≈ the limit

@@ -45,6 +45,8 @@ class ClawApp(ReportsWorkerErrors, App):
           enumerate(PANES, start=1)),
         *(Binding(str(i), f"show_pane('{pane_id}')", title, show=False) for i, (pane_id, title, _) in
           enumerate(PANES, start=1)),
+        Binding("f6", "toggle_governor", "Governor", show=True, priority=True),
+        Binding("f7", "export_summary", "Export", show=True, priority=True),
         Binding("question_mark", "help", "Help", show=True),
         Binding("ctrl+q", "quit", "Quit", show=True, priority=True),
     ]
@@ -56,7 +58,8 @@ class ClawApp(ReportsWorkerErrors, App):
         self.clock = clock or session.clock
         self.gateway_label = gateway_label
         self.refresh_hz = refresh_hz if refresh_hz is not None else session.config.ui.refresh_hz
-        self.gateway = GatewayClient(session.gateway_url)
+        # The console is a client of its own gateway; with auth on, it carries the session's internal token.
+        self.gateway = GatewayClient(session.gateway_url, session.gateway_headers())
         self._refresh_timer = None
         self._theme_notice: str | None = None
         # Before the first frame: a theme set after mounting restyles every widget (a visible delay).
@@ -98,7 +101,9 @@ class ClawApp(ReportsWorkerErrors, App):
 
     def update_header(self) -> None:
         demo = "DEMO · " if self.session.demo else ""
-        governor = self.session.governor_json().get("state", "off")
+        status = self.session.governor_json()
+        dry = status.get("enabled") and status.get("mode") == "dry-run"
+        governor = status.get("state", "off") + (" (dry run)" if dry else "")
         address = self.gateway_label or self.gateway_url.removeprefix("http://")
         self.sub_title = f"{demo}gateway {address} · governor {governor}"
 
@@ -237,3 +242,39 @@ class ClawApp(ReportsWorkerErrors, App):
     def run_pane_action(self, pane_id: str, action: str) -> None:
         self.action_show_pane(pane_id)
         self.with_pane(pane_id, lambda pane: self.call_after_refresh(getattr(pane, f"action_{action}")))
+
+    # ---- F6 / F7: the session's governor and summary export run off the UI thread --------------------------------
+    def action_toggle_governor(self) -> None:
+        self.run_worker(self._toggle_governor, thread=True, exclusive=True, group="governor")
+
+    def _toggle_governor(self) -> None:
+        try:
+            status = self.session.toggle_governor()
+        except Exception as exc:  # noqa: BLE001 - say it, never crash the console
+            self.call_from_thread(self.notify, f"governor: {exc}", severity="error")
+            return
+        self.call_from_thread(self._governor_toggled, status)
+
+    def _governor_toggled(self, status: dict) -> None:
+        self.update_header()
+        if not status.get("enabled"):
+            self.notify("idle downclock off (clocks at their defaults)", title="governor")
+            return
+        text = f"idle downclock on: downclocks after {status.get('idle_after_s', 0):g} s without requests"
+        if status.get("mode") == "dry-run":
+            self.notify(f"{text} — dry run only: {status.get('reason')}", title="governor", severity="warning",
+                        timeout=8)
+        else:
+            self.notify(text, title="governor")
+
+    def action_export_summary(self) -> None:
+        self.run_worker(self._export_summary, thread=True, exclusive=True, group="export")
+
+    def _export_summary(self) -> None:
+        try:
+            path = self.session.export_summary()
+        except Exception as exc:  # noqa: BLE001 - a full disk must not take the console down
+            self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"{path}\n(.md and .csv beside it)", title="summary written",
+                              timeout=10)

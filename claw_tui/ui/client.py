@@ -62,14 +62,15 @@ def parse_line(line: str | bytes) -> dict | None:
 class GatewayClient:
     """One pooled HTTP client for the console's own requests; create it and close it on the UI's event loop."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url
+        self.headers = {"User-Agent": "claw-console", **(headers or {})}
         self._client: httpx.AsyncClient | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=SHORT_TIMEOUT)
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=SHORT_TIMEOUT, headers=self.headers)
         return self._client
 
     async def aclose(self) -> None:

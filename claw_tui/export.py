@@ -1,0 +1,310 @@
+"""Output formats of the efficiency summary (JSON, Markdown, CSV of requests) and the before/after comparison."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from claw_tui.ledger import RequestRecord
+from claw_tui.summary import SCHEMA
+
+FORMATS = ("json", "md", "csv")
+
+CSV_COLUMNS = (
+    "id", "status", "http_status", "model", "agent", "backend", "endpoint", "surface", "stream",
+    "arrival", "ttft_ms", "duration_ms", "prompt_tokens", "completion_tokens", "decode_tokens_per_s",
+    "energy_j", "prefill_j", "decode_j", "tokens_per_joule", "joules_per_token", "wake_ms", "energy_final",
+    "server_load_ms", "server_prompt_eval_ms", "server_eval_ms", "error",
+)
+
+
+class SummaryFormatError(ValueError):
+    """A file that is not a claw summary."""
+
+
+def to_json(summary: dict) -> str:
+    return json.dumps(summary, indent=2, sort_keys=False) + "\n"
+
+
+def records_to_csv(records: Sequence[RequestRecord]) -> str:
+    """One row per request, in arrival order."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in sorted(records, key=lambda r: r.t_arrival):
+        writer.writerow([
+            r.id, r.status, _cell(r.http_status), r.model, r.agent or "", r.backend or "", r.endpoint, r.surface,
+            int(r.stream), _iso(r.t_arrival), _cell(r.ttft_ms), _cell(r.duration_ms), r.prompt_tokens,
+            r.completion_tokens, _cell(r.decode_tokens_per_s), _cell(r.energy_j, 6), _cell(r.prefill_j, 6),
+            _cell(r.decode_j, 6), _cell(r.tokens_per_joule, 4), _cell(r.joules_per_token, 4), _cell(r.wake_ms),
+            int(r.energy_final), _cell(r.server_load_ms), _cell(r.server_prompt_eval_ms), _cell(r.server_eval_ms),
+            r.error or "",
+        ])
+    return out.getvalue()
+
+
+def _cell(value, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _iso(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+# ---- Markdown ------------------------------------------------------------------------------------------------------
+def _fmt(value, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return f"{text}{unit}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def to_markdown(summary: dict) -> str:
+    s, e, eff = summary["session"], summary["energy"], summary["efficiency"]
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.get("started_at") or 0))
+    demo = " (demo: simulated GPU)" if s.get("demo") else ""
+    lines = [f"# claw efficiency summary — session {s.get('id')}", "",
+             f"Host `{s.get('host', '')}`{demo}, started {started}, {_fmt(s.get('duration_s'), 1, ' s')}."]
+    if s.get("state") == "crashed":
+        lines.append("The session ended without a clean stop; figures are those saved last (at most a second old).")
+    if s.get("approximate"):
+        lines.append("Energy was rebuilt from 1 Hz telemetry (the session saved no totals): treat it as approximate.")
+    if summary.get("bench"):
+        b = summary["bench"]
+        lines.append(f"Bench run: model `{b.get('model')}`, workload {b.get('workload')}, "
+                     f"concurrency {b.get('concurrency')}, {b.get('requests_sent')} requests.")
+    gpus = ", ".join(f"GPU {g.get('index')} {g.get('name')} (limit {_fmt(g.get('power_limit_w'), 0, ' W')})"
+                     for g in summary.get("gpus") or [])
+    lines += ["", f"GPUs: {gpus or 'none measured'}.", "", "## Headline", ""]
+    lines += _table(("metric", "value"), [
+        ("tokens per joule", _fmt(eff.get("tokens_per_joule"), 3)),
+        ("joules per token", _fmt(eff.get("joules_per_token"), 3)),
+        ("tokens per joule, active only", _fmt(eff.get("active_tokens_per_joule"), 3)),
+        ("tokens per second", _fmt(eff.get("tokens_per_s"), 2)),
+        ("average power", _fmt(e.get("avg_power_w"), 1, " W")),
+        ("idle power", _fmt(e.get("idle_power_w"), 1, " W")),
+        ("P95 latency", _fmt(summary["latency_ms"].get("p95"), 0, " ms")),
+        ("P95 TTFT", _fmt(summary["ttft_ms"].get("p95"), 0, " ms")),
+    ])
+    lines += ["", "## Energy", ""]
+    lines += _table(("", "joules", "seconds", "mean power"), [
+        ("total", _fmt(e.get("total_j")), _fmt((e.get("idle_s") or 0) + (e.get("active_s") or 0)),
+         _fmt(e.get("avg_power_w"), 1, " W")),
+        ("requests (active)", _fmt(e.get("active_j")), _fmt(e.get("active_s")), _fmt(e.get("active_power_w"), 1, " W")),
+        ("idle", _fmt(e.get("idle_j")), _fmt(e.get("idle_s")), _fmt(e.get("idle_power_w"), 1, " W")),
+    ])
+    check = "not available (no energy counter)"
+    if e.get("counter_j") is not None:
+        check = (f"energy counter {_fmt(e['counter_j'])} J vs integral of the power samples {_fmt(e['integral_j'])} J "
+                 f"(difference {_fmt(e.get('counter_minus_integral_j'))} J, "
+                 f"{_fmt(e.get('counter_vs_integral_pct'), 2, '%')})")
+    lines += ["", f"Cross-check: {check}. Power standard deviation {_fmt(e.get('power_stddev_w'), 1, ' W')}."]
+    r, t = summary["requests"], summary["tokens"]
+    by_status = ", ".join(f"{k} {v}" for k, v in r.get("by_status", {}).items()) or "none"
+    lines += ["", "## Requests and latency", "",
+              f"{r['total']} requests ({by_status}); {_fmt(t['prompt'])} prompt and {_fmt(t['completion'])} "
+              "completion tokens.", ""]
+    lines += _table(("", "p50", "p95", "p99"), [
+        ("latency (ms)", *(_fmt(summary["latency_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
+        ("TTFT (ms)", *(_fmt(summary["ttft_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
+    ])
+    for key, title in (("by_model", "model"), ("by_agent", "agent")):
+        rows = summary.get(key) or []
+        if not rows:
+            continue
+        lines += ["", f"## By {title}", ""]
+        lines += _table((title, "requests", "errors", "tokens", "energy J", "tokens/J", "J/token", "P95 latency ms",
+                         "P95 TTFT ms"), [
+            (f"`{row[title]}`", _fmt(row["requests"]["total"]), _fmt(row["requests"]["errors"]),
+             _fmt(row["tokens"]["completion"]), _fmt(row["energy_j"]),
+             _fmt(row["efficiency"]["tokens_per_joule"], 3), _fmt(row["efficiency"]["joules_per_token"], 3),
+             _fmt(row["latency_ms"]["p95"], 0), _fmt(row["ttft_ms"]["p95"], 0))
+            for row in rows
+        ])
+    g = summary.get("governor") or {}
+    lines += ["", "## Idle downclock governor", ""]
+    if g.get("mode") == "dry-run":
+        lines += ["Dry run: no clock was changed. \"Downclocked\" is the time the governor would have held the "
+                  "clocks low, and its idle power is what the GPU drew meanwhile at normal clocks.", ""]
+    lines += _table(("", "value"), [
+        ("enabled at export", "yes" if g.get("enabled") else "no"),
+        ("mode", str(g.get("mode") or "n/a")),
+        ("time downclocked", _fmt(g.get("downclocked_s"), 1, " s")),
+        ("wakes", _fmt(g.get("wakes"))),
+        ("wake latency P95", _fmt(g.get("wake_latency_ms_p95"), 2, " ms")),
+        ("idle power, downclocked", _fmt(g.get("idle_power_w_downclocked"), 1, " W")),
+        ("idle power, normal clocks", _fmt(g.get("idle_power_w_normal"), 1, " W")),
+        ("models unloaded", _fmt(g.get("models_unloaded"))),
+    ])
+    alerts = summary.get("alerts") or {}
+    fired = [(k, v) for k, v in alerts.items() if isinstance(v, dict) and v.get("episodes")]
+    lines += ["", "## Alerts", ""]
+    if not fired:
+        lines.append("None.")
+    for kind, alert in fired:
+        lines.append(f"- **{kind}**: {alert['episodes']} times, {_fmt(alert['seconds'], 0, ' s')} in all — "
+                     f"{alert['hint']}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- files -------------------------------------------------------------------------------------------------------
+def render(summary: dict, fmt: str, records: Sequence[RequestRecord] = ()) -> str:
+    if fmt == "json":
+        return to_json(summary)
+    if fmt == "md":
+        return to_markdown(summary)
+    if fmt == "csv":
+        return records_to_csv(records)
+    raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+def default_export_name(summary: dict, fmt: str) -> str:
+    return f"claw-summary-{summary['session'].get('id', 'session')}.{fmt}"
+
+
+def write_summary_files(summary: dict, records: Sequence[RequestRecord], directory: Path) -> Path:
+    """F7: the JSON summary, with the Markdown and the per-request CSV beside it; returns the JSON path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = f"claw-summary-{summary['session'].get('id', 'session')}-{stamp}"
+    json_path = directory / f"{stem}.json"
+    for fmt in FORMATS:
+        path = directory / f"{stem}.{fmt}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(render(summary, fmt, records))
+        tmp.replace(path)
+    return json_path
+
+
+def load_summary(path: str | Path) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SummaryFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SummaryFormatError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise SummaryFormatError(f"{path} is not a claw summary (expected \"schema\": \"{SCHEMA}\"; "
+                                 "make one with 'claw export' or 'claw bench -o')")
+    return data
+
+
+# ---- compare -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    path: tuple[str, ...]
+    unit: str
+    higher_is_better: bool
+    digits: int = 1
+
+
+COMPARE_METRICS = (
+    Metric("avg power", ("energy", "avg_power_w"), "W", False),
+    Metric("idle power", ("energy", "idle_power_w"), "W", False),
+    Metric("tokens/J", ("efficiency", "tokens_per_joule"), "", True, 3),
+    Metric("J/token", ("efficiency", "joules_per_token"), "", False, 3),
+    Metric("tokens/J (active)", ("efficiency", "active_tokens_per_joule"), "", True, 3),
+    Metric("tokens/s", ("efficiency", "tokens_per_s"), "", True, 2),
+    Metric("P95 latency", ("latency_ms", "p95"), "ms", False, 0),
+    Metric("P50 TTFT", ("ttft_ms", "p50"), "ms", False, 0),
+    Metric("P95 TTFT", ("ttft_ms", "p95"), "ms", False, 0),
+    Metric("errors", ("requests", "errors"), "", False, 0),
+    Metric("time downclocked", ("governor", "downclocked_s"), "s", True, 1),
+    Metric("wake P95", ("governor", "wake_latency_ms_p95"), "ms", False, 2),
+)
+SAME_WITHIN_PCT = 1.0
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    metric: Metric
+    before: float | None
+    after: float | None
+
+    @property
+    def delta(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+    @property
+    def delta_pct(self) -> float | None:
+        if self.delta is None or not self.before:
+            return None
+        return 100 * self.delta / abs(self.before)
+
+    @property
+    def verdict(self) -> str:
+        """"better", "worse", "same" (within 1%) or "n/a"."""
+        delta = self.delta
+        if delta is None:
+            return "n/a"
+        pct = self.delta_pct
+        if delta == 0 or (pct is not None and abs(pct) < SAME_WITHIN_PCT):
+            return "same"
+        return "better" if (delta > 0) == self.metric.higher_is_better else "worse"
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric.label, "unit": self.metric.unit, "before": self.before, "after": self.after,
+                "delta": _round(self.delta, 6), "delta_pct": _round(self.delta_pct, 2), "verdict": self.verdict}
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _get(summary: dict, path: tuple[str, ...]) -> float | None:
+    value = summary
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def compare(before: dict, after: dict) -> list[CompareRow]:
+    return [CompareRow(m, _get(before, m.path), _get(after, m.path)) for m in COMPARE_METRICS]
+
+
+def render_compare(rows: list[CompareRow], before_name: str, after_name: str) -> str:
+    """A plain-text table: metric, before, after, delta (and %), better/worse."""
+    def num(value: float | None, metric: Metric, signed: bool = False) -> str:
+        if value is None:
+            return "n/a"
+        text = f"{value:+,.{metric.digits}f}" if signed else f"{value:,.{metric.digits}f}"
+        return f"{text} {metric.unit}".rstrip()
+
+    table = [("metric", "A: " + before_name, "B: " + after_name, "delta (B-A)", "%", "B is")]
+    for row in rows:
+        pct = f"{row.delta_pct:+.1f}%" if row.delta_pct is not None else ""
+        table.append((row.metric.label, num(row.before, row.metric), num(row.after, row.metric),
+                      num(row.delta, row.metric, signed=True), pct, row.verdict))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for i, r in enumerate(table):
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:5], widths[1:5])] + [r[5]]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths[:5]) + "  " + "-" * max(widths[5], 6))
+    return "\n".join(lines) + "\n"

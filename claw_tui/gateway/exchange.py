@@ -1,0 +1,141 @@
+"""One HTTP request and its response at the ASGI level, and the watch that notices the client leaving.
+
+Once the body is read, a small task waits for `http.disconnect` and cancels the request's task at once — while it
+waits in a queue, for the first token, or between chunks — so the upstream request is closed immediately. (ASGI
+servers report a disconnect only through `receive`; writes to a gone client are silently dropped.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs
+
+from claw_tui.gateway.errors import GatewayError, error_body
+
+JSON_MEDIA = b"application/json; charset=utf-8"
+
+
+class Exchange:
+    __slots__ = ("scope", "receive", "_send", "path", "method", "started", "finished", "gone", "interrupted",
+                 "_task", "_watcher", "surface", "status", "request_id")
+
+    def __init__(self, scope, receive, send, surface: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.path: str = scope["path"]
+        self.method: str = scope["method"]
+        self.surface = surface
+        self.started = False
+        self.finished = False
+        self.gone = False  # the client disconnected
+        self.interrupted: str | None = None  # the gateway gave up on this request (superseded): the reason
+        self.status = 0
+        self.request_id: str | None = None  # the ledger record of a metered request
+        self._task: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
+
+    # ---- request ------------------------------------------------------------------------------------------------
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    def query(self, name: str) -> str | None:
+        raw = self.scope.get("query_string") or b""
+        if not raw:
+            return None
+        values = parse_qs(raw.decode("latin-1")).get(name)
+        return values[0] if values else None
+
+    @property
+    def client_host(self) -> str:
+        client = self.scope.get("client")
+        return client[0] if client else ""
+
+    async def read_body(self, limit: int) -> bytes:
+        length = self.header(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _too_large(int(length), limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise asyncio.CancelledError("client disconnected while sending its request")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(size, limit, at_least=True)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # ---- the client leaving --------------------------------------------------------------------------------------
+    def watch(self) -> None:
+        """Start noticing a disconnect (call once the whole body is read)."""
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.finished and self.interrupted is None:
+            self.gone = True
+            self._task.cancel()
+
+    def interrupt(self, reason: str) -> None:
+        """Stop this request from elsewhere (the gateway answers it with 409 and `reason`)."""
+        if self._task is not None and not self.finished and not self.gone and self.interrupted is None:
+            self.interrupted = reason
+            self._task.cancel()
+
+    def close(self) -> None:
+        self.finished = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    # ---- response -----------------------------------------------------------------------------------------------
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        self.status = status
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        self.finished = True  # from here a disconnect no longer cancels anything
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def respond(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,
+                      media_type: bytes = JSON_MEDIA) -> None:
+        all_headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
+        if headers:
+            all_headers += headers
+        self.finished = True
+        await self.start(status, all_headers)
+        if self.method == "HEAD":
+            body = b""
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def respond_error(self, exc: GatewayError, surface: str | None = None,
+                            headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()] + (headers or [])
+        if self.request_id is not None and not any(k == b"x-claw-request-id" for k, _ in extra):
+            extra.append((b"x-claw-request-id", self.request_id.encode()))
+        await self.respond(exc.status, error_body(surface or self.surface, exc), extra)
+
+
+def _too_large(size: int, limit: int, *, at_least: bool = False) -> GatewayError:
+    what = f"at least {size}" if at_least else f"{size}"
+    return GatewayError(413, f"request body too large ({what} bytes; the limit is {limit} bytes)",
+                        headers={"Connection": "close"})

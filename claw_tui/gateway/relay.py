@@ -1,0 +1,366 @@
+"""Relays turn an upstream answer into the bytes of the client's surface, metering it on the way.
+
+A streamed answer goes through `feed` (chunk by chunk) and `end`; a whole answer through `whole`. When the surfaces
+match, chunks pass through untouched (no JSON round trip); only a translation between surfaces parses them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from claw_tui.gateway import ollama_compat as olc
+from claw_tui.gateway import openai_compat as oai
+from claw_tui.gateway.errors import openai_error_object
+from claw_tui.gateway.metering import (
+    NdjsonMeter,
+    SseMeter,
+    apply_server_timings,
+    embed_prompt_tokens,
+    has_answer_content,
+    sse_events,
+)
+from claw_tui.ledger import RequestRecord
+
+NDJSON = b"application/x-ndjson"
+SSE = b"text/event-stream"
+JSON = b"application/json; charset=utf-8"
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Relay:
+    """Base: the client's media type, what was metered, and how to tell the client a stream broke."""
+
+    media_type = JSON
+    first_token_seen = False
+    error: str | None = None
+    #: For whole answers with no streamed timing: the server's own prefill end, seconds after upstream start.
+    server_first_token_s: float | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        return b""
+
+    def whole(self, content: bytes) -> bytes:
+        return self.feed(content) + self.end()
+
+    def failure(self, message: str) -> bytes:
+        return _dumps({"error": message}) + b"\n"
+
+    def apply_to(self, record: RequestRecord) -> None:
+        raise NotImplementedError
+
+    def usage(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) metered so far."""
+        return 0, 0
+
+
+class NdjsonRelay(Relay):
+    """Ollama surface over an Ollama backend: bytes pass through."""
+
+    def __init__(self, on_first_token: Callable[[], None], stream: bool) -> None:
+        self.meter = NdjsonMeter(on_first_token)
+        self.media_type = NDJSON if stream else JSON
+
+    @property
+    def first_token_seen(self) -> bool:
+        return self.meter.first_token_seen
+
+    @property
+    def error(self) -> str | None:
+        return self.meter.error
+
+    def feed(self, data: bytes) -> bytes:
+        self.meter.feed(data)
+        return data
+
+    def end(self) -> bytes:
+        self.meter.close()
+        final = self.meter.final
+        if final is not None and not self.meter.first_token_seen:
+            load_ns = final.get("load_duration") or 0
+            prompt_ns = final.get("prompt_eval_duration") or 0
+            if isinstance(load_ns, (int, float)) and isinstance(prompt_ns, (int, float)):
+                self.server_first_token_s = (load_ns + prompt_ns) / 1e9
+        return b""
+
+    def apply_to(self, record: RequestRecord) -> None:
+        self.meter.apply_to(record)
+
+    def usage(self) -> tuple[int, int]:
+        final = self.meter.final or {}
+        return int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or self.meter.content_chunks)
+
+
+class SseRelay(Relay):
+    """OpenAI surface over an OpenAI-compatible backend: events pass through (the usage event only if asked)."""
+
+    media_type = SSE
+
+    def __init__(self, on_first_token: Callable[[], None], include_usage: bool) -> None:
+        self.meter = SseMeter(on_first_token, keep_usage_event=include_usage)
+
+    @property
+    def first_token_seen(self) -> bool:
+        return self.meter.first_token_seen
+
+    @property
+    def error(self) -> str | None:
+        return self.meter.error
+
+    def feed(self, data: bytes) -> bytes:
+        return self.meter.feed(data)
+
+    def end(self) -> bytes:
+        return self.meter.rest()
+
+    def failure(self, message: str) -> bytes:
+        return sse_error(message)
+
+    def apply_to(self, record: RequestRecord) -> None:
+        self.meter.apply_to(record)
+
+    def usage(self) -> tuple[int, int]:
+        usage = self.meter.usage or {}
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or self.meter.content_chunks)
+
+
+class OpenAIWholeRelay(Relay):
+    """A non-streamed OpenAI answer from an OpenAI-compatible backend, passed through whole."""
+
+    def __init__(self, on_first_token: Callable[[], None]) -> None:
+        self._on_first_token = on_first_token
+        self._usage: dict = {}
+
+    def whole(self, content: bytes) -> bytes:
+        try:
+            obj = json.loads(content)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            if "error" in obj:
+                error = obj["error"]
+                self.error = error.get("message") if isinstance(error, dict) else str(error)
+            self._usage = obj.get("usage") or {}
+            if has_answer_content(obj):
+                self.first_token_seen = True
+        return content
+
+    def failure(self, message: str) -> bytes:
+        return _dumps(openai_error_object(message, "api_error"))
+
+    def apply_to(self, record: RequestRecord) -> None:
+        record.prompt_tokens = int(self._usage.get("prompt_tokens") or 0)
+        record.completion_tokens = int(self._usage.get("completion_tokens") or 0)
+
+    def usage(self) -> tuple[int, int]:
+        return int(self._usage.get("prompt_tokens") or 0), int(self._usage.get("completion_tokens") or 0)
+
+
+class NdjsonToOpenAI(Relay):
+    """OpenAI surface over an Ollama backend (upstream always streamed, so TTFT and timings are exact)."""
+
+    def __init__(self, on_first_token: Callable[[], None], writer: oai.ChunkWriter, stream: bool) -> None:
+        self.meter = NdjsonMeter(on_first_token)
+        self.writer = writer
+        self.stream = stream
+        self.media_type = SSE if stream else JSON
+        self._tail = b""
+        self.final: dict | None = None
+        self.text: list[str] = []
+        self.tool_calls: list[dict] = []
+        self._ended = False
+
+    @property
+    def first_token_seen(self) -> bool:
+        return self.meter.first_token_seen
+
+    def _objects(self, data: bytes):
+        data = self._tail + data
+        *lines, self._tail = data.split(b"\n")
+        for line in lines:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    yield obj
+
+    def feed(self, data: bytes) -> bytes:
+        self.meter.feed(data)
+        out = []
+        for obj in self._objects(data):
+            out.append(self._convert(obj))
+        return b"".join(out)
+
+    def _convert(self, obj: dict) -> bytes:
+        if self._ended:
+            return b""
+        if "error" in obj:
+            self.error = str(obj["error"])
+            self._ended = True
+            return sse_error(self.error) if self.stream else b""
+        if obj.get("done"):
+            self.final = obj
+            self._ended = True
+            return self.writer.finish(obj) if self.stream else b""
+        message = obj.get("message") or {}
+        if message.get("content"):
+            self.text.append(message["content"])
+        self.tool_calls.extend(message.get("tool_calls") or [])
+        if not self.stream:
+            return b""
+        return self.writer.content(obj) or b""
+
+    def end(self) -> bytes:
+        out = b""
+        if self._tail.strip():
+            out = self.feed(b"\n")
+        self.meter.close()
+        if self.stream:
+            return out
+        if self.error is not None:
+            return _dumps(openai_error_object(self.error, "api_error"))
+        if self.final is None:
+            self.error = "the backend closed the answer without its final chunk"
+            return _dumps(openai_error_object(self.error, "api_error"))
+        return _dumps(oai.completion_object(self.writer.id, self.writer.model, "".join(self.text),
+                                            self.tool_calls, self.final))
+
+    def failure(self, message: str) -> bytes:
+        return sse_error(message) if self.stream else _dumps(openai_error_object(message, "api_error"))
+
+    def apply_to(self, record: RequestRecord) -> None:
+        self.meter.apply_to(record)
+
+    def usage(self) -> tuple[int, int]:
+        final = self.meter.final or {}
+        return int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or self.meter.content_chunks)
+
+
+class OpenAIToNdjson(Relay):
+    """Ollama surface over an OpenAI-compatible backend: SSE deltas become Ollama chunks (upstream streamed)."""
+
+    def __init__(self, on_first_token: Callable[[], None], model: str, chat: bool, stream: bool) -> None:
+        self._on_first_token = on_first_token
+        self.writer = olc.OllamaAnswerWriter(model, chat, time.monotonic_ns())
+        self.stream = stream
+        self.media_type = NDJSON if stream else JSON
+        self._buffer = b""
+        self._done = False
+
+    def feed(self, data: bytes) -> bytes:
+        events, self._buffer = sse_events(self._buffer + data)
+        out = []
+        for obj in events:
+            if obj is None or self._done:
+                continue
+            if "error" in obj:
+                error = obj["error"]
+                self.error = error.get("message") if isinstance(error, dict) else str(error)
+                self._done = True
+                if self.stream:
+                    out.append(_dumps({"error": self.error}) + b"\n")
+                continue
+            chunk = self.writer.delta(obj)
+            if (chunk is not None or self.writer.tool_calls) and not self.first_token_seen:
+                self.first_token_seen = True
+                self._on_first_token()
+            if chunk is not None and self.stream:
+                out.append(_dumps(chunk) + b"\n")
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.error is not None:
+            return b"" if self.stream else _dumps({"error": self.error})
+        self._done = True
+        if not self.stream:
+            return _dumps(self.writer.final(whole=True))
+        out = b""
+        tools = self.writer.tool_chunk()
+        if tools is not None:
+            out += _dumps(tools) + b"\n"
+        return out + _dumps(self.writer.final()) + b"\n"
+
+    def failure(self, message: str) -> bytes:
+        return _dumps({"error": message}) + (b"\n" if self.stream else b"")
+
+    def apply_to(self, record: RequestRecord) -> None:
+        prompt, completion = self.usage()
+        record.prompt_tokens, record.completion_tokens = prompt, completion
+
+    def usage(self) -> tuple[int, int]:
+        usage = self.writer.usage or {}
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or len(self.writer.text))
+
+
+class EmbedRelay(Relay):
+    """Embeddings, whole: passed through, or converted between the two surfaces."""
+
+    def __init__(self, convert: Callable[[bytes], tuple[bytes, int]] | None, error_shape: str) -> None:
+        self._convert = convert
+        self._error_shape = error_shape
+        self.prompt_tokens = 0
+
+    def whole(self, content: bytes) -> bytes:
+        if self._convert is None:
+            self.prompt_tokens = embed_prompt_tokens(content)
+            return content
+        try:
+            out, self.prompt_tokens = self._convert(content)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            self.error = f"unreadable embeddings from the backend: {exc}"
+            return self.failure(self.error)
+        return out
+
+    def failure(self, message: str) -> bytes:
+        if self._error_shape == "openai":
+            return _dumps(openai_error_object(message, "api_error"))
+        return _dumps({"error": message})
+
+    def apply_to(self, record: RequestRecord) -> None:
+        record.prompt_tokens = self.prompt_tokens
+
+    def usage(self) -> tuple[int, int]:
+        return self.prompt_tokens, 0
+
+
+def sse_error(message: str) -> bytes:
+    return b"data: " + _dumps(openai_error_object(message, "api_error")) + b"\n\n"
+
+
+def estimate_first_token(record: RequestRecord, relay: Relay) -> float | None:
+    """For a whole answer: when the first token came, from the server's load + prefill time."""
+    if relay.server_first_token_s is None or record.t_upstream_start is None:
+        return None
+    return record.t_upstream_start + relay.server_first_token_s
+
+
+__all__ = [
+    "EmbedRelay", "NDJSON", "JSON", "SSE", "NdjsonRelay", "NdjsonToOpenAI", "OpenAIToNdjson", "OpenAIWholeRelay",
+    "Relay", "SseRelay", "apply_server_timings", "estimate_first_token", "sse_error",
+]
+
+
+def static_answer(surface: str, op: str, model: str, text: str, stream: bool, request_id: str) -> tuple[bytes, bytes]:
+    """The degradation ladder's last step: a fixed reply, in the shape the client asked for (media type, body)."""
+    if surface == "openai":
+        final = {"done_reason": "stop"}
+        writer = oai.ChunkWriter(f"chatcmpl-{request_id}", model, include_usage=True)
+        if stream:
+            body = writer.content({"message": {"content": text}}) + writer.finish(final)
+            return SSE, body
+        return JSON, _dumps(oai.completion_object(writer.id, model, text, [], final))
+    writer = olc.OllamaAnswerWriter(model, op == "chat", time.monotonic_ns())
+    if stream:
+        chunk = writer.delta({"choices": [{"delta": {"content": text}}]})
+        return NDJSON, _dumps(chunk) + b"\n" + _dumps(writer.final()) + b"\n"
+    writer.delta({"choices": [{"delta": {"content": text}}]})
+    return JSON, _dumps(writer.final(whole=True))

@@ -1,0 +1,325 @@
+"""Sending a metered request upstream: backend choice, admission, retries before the first byte, fallback models,
+timeouts (connect, first token, idle between chunks, total) — until one backend starts answering."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from claw_tui.gateway import ollama_compat as olc
+from claw_tui.gateway import openai_compat as oai
+from claw_tui.gateway.agents import Agent
+from claw_tui.gateway.backends import CONNECT_ERRORS, Backend
+from claw_tui.gateway.errors import GatewayError, retry_after
+from claw_tui.gateway.policies import VramGate
+from claw_tui.gateway.relay import (
+    EmbedRelay,
+    NdjsonRelay,
+    NdjsonToOpenAI,
+    OpenAIToNdjson,
+    OpenAIWholeRelay,
+    Relay,
+    SseRelay,
+)
+from claw_tui.gateway.router import NoBackend, Router
+from claw_tui.ledger import Ledger, RequestRecord
+
+log = logging.getLogger(__name__)
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+MAX_ERROR_BODY = 64 * 1024
+RETRY_BACKOFF_S = 0.1
+
+
+@dataclass
+class Call:
+    """One metered request: what the client asked, after its agent was applied."""
+
+    surface: str  # "ollama" | "openai": the client's side
+    op: str  # "chat" | "generate" | "embed"
+    path: str  # the client's path
+    body: dict  # the body to send (model = the model first asked for)
+    raw: bytes | None  # the client's bytes, forwarded as they are when nothing had to change
+    stream: bool
+    model: str
+    requested: str  # the name the client used (a model or an agent)
+    record: RequestRecord
+    agent: Agent | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    include_usage: bool = False
+    deadline: float = 0.0  # monotonic time when the whole request must end
+
+
+@dataclass
+class Opened:
+    """A backend has started answering: the first client bytes are in hand, nothing has been sent yet."""
+
+    backend: Backend
+    model: str
+    relay: Relay
+    response: aiohttp.ClientResponse | None
+    first: bytes  # for a whole answer, all of it
+    complete: bool  # the answer is already whole (not streamed to the client)
+    held_since: float
+    closed: bool = False
+    eof: bool = False
+
+    async def next_raw(self) -> bytes | None:
+        data = await self.response.content.readany()
+        if not data:
+            self.eof = True
+            return None
+        return data
+
+
+class Upstream:
+    def __init__(self, ledger: Ledger, router: Router, vram: VramGate, *, retries: int, first_token_timeout_s: float,
+                 idle_timeout_s: float, before_forward: list[Callable[[RequestRecord], Awaitable[None]]],
+                 on_retry: Callable[[Backend], None] = lambda b: None) -> None:
+        self.ledger = ledger
+        self.router = router
+        self.vram = vram
+        self.retries = retries
+        self.first_token_timeout_s = first_token_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.before_forward = before_forward
+        self.on_retry = on_retry
+
+    # ---- opening: attempts, retries, fallbacks --------------------------------------------------------------
+    async def open(self, call: Call) -> Opened:
+        """Try the model, then its fallbacks, each on up to 1 + retries backends, until one starts answering."""
+        errors: list[GatewayError] = []
+        for index, model in enumerate([call.model, *call.fallbacks]):
+            tried: list[Backend] = []
+            for _ in range(1 + self.retries):
+                try:
+                    backend = await self.pick(model, tried)
+                except NoBackend as exc:
+                    errors.append(GatewayError(404, str(exc), error_type="not_found_error"))
+                    break
+                if tried:
+                    self.on_retry(backend)
+                    if backend in tried:
+                        await asyncio.sleep(RETRY_BACKOFF_S * tried.count(backend))
+                tried.append(backend)
+                try:
+                    opened = await self.attempt(call, backend, model)
+                except GatewayError as exc:
+                    if not exc.retryable:
+                        raise
+                    errors.append(exc)
+                    continue
+                if index > 0:
+                    call.record.downgraded_from = call.model
+                return opened
+        raise _most_telling(errors)
+
+    async def pick(self, model: str, tried: list[Backend]) -> Backend:
+        try:
+            return self.router.pick(model, exclude=tried)
+        except NoBackend:
+            await self.router.refresh_for(model)
+            return self.router.pick(model, exclude=tried)
+
+    async def attempt(self, call: Call, backend: Backend, model: str) -> Opened:
+        record = call.record
+        await backend.admission.acquire()
+        held_since = time.monotonic()
+        response: aiohttp.ClientResponse | None = None
+        try:
+            await self.vram.wait(backend.gpu)
+            path, content, relay = self.plan(call, backend, model)
+            record.backend, record.model = backend.name, model
+            if record.t_upstream_start is None:
+                for hook in self.before_forward:
+                    await hook(record)
+                self.ledger.mark_upstream_start(record, backend.gpu)
+            else:
+                record.gpu = backend.gpu
+            whole = not call.stream and (call.op == "embed" or _passes_through(call, backend))
+            left = call.deadline - time.monotonic()
+            first_wait = left if whole else min(self.first_token_timeout_s, left)
+            try:
+                async with asyncio.timeout(max(0.0, first_wait)):
+                    response = await backend.send("POST", path, content, JSON_HEADERS)
+                    if response.status >= 400:
+                        raise await self._status_error(response, backend, model)
+                    if whole:
+                        first = relay.whole(await response.read())
+                        complete = True
+                    else:
+                        first, complete = await self._first_bytes(relay, response)
+            except TimeoutError:
+                if first_wait >= left:
+                    raise GatewayError(504, "the request ran past the gateway's total timeout",
+                                       error_type="api_error") from None
+                raise self._failure(backend, 504, f"no first token from backend '{backend.name}' within "
+                                                  f"{first_wait:g}s", retry_in=1) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                unreachable = isinstance(exc, CONNECT_ERRORS)
+                verb = "unreachable at" if unreachable else "failed before answering, at"
+                raise self._failure(backend, 502, f"backend '{backend.name}' {verb} {backend.url}: "
+                                                  f"{_describe(exc)}", unreachable=unreachable) from None
+            if relay.error is not None and not relay.first_token_seen:
+                raise self._failure(backend, 500, relay.error)
+            backend.record_success()
+            opened = Opened(backend, model, relay, response, first, complete, held_since, eof=complete)
+            if complete:
+                await self.close(opened)
+            return opened
+        except BaseException:
+            if response is not None:
+                response.close()
+            backend.admission.release(time.monotonic() - held_since)
+            raise
+
+    async def _first_bytes(self, relay: Relay, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        """Read until the relay has something for the client (or the answer ended)."""
+        while True:
+            data = await response.content.readany()
+            if not data:
+                return relay.end(), True
+            out = relay.feed(data)
+            if out:
+                return out, False
+
+    async def _status_error(self, response: aiohttp.ClientResponse, backend: Backend, model: str) -> GatewayError:
+        content = await response.content.read(MAX_ERROR_BODY)
+        message = _error_message(content) or f"backend '{backend.name}' answered {response.status}"
+        status = response.status
+        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else {}
+        if status >= 500 or status == 429:
+            if status >= 500:
+                backend.record_failure(message)
+            if status in (429, 503) and not headers:
+                headers = retry_after(1)
+            return GatewayError(status, message, error_type="api_error", headers=headers, retryable=True)
+        if status == 404:
+            backend.model_missing(model)
+            return GatewayError(404, message, error_type="not_found_error", retryable=True)
+        return GatewayError(status, message, headers=headers)
+
+    @staticmethod
+    def _failure(backend: Backend, status: int, message: str, *, unreachable: bool = False,
+                 retry_in: float = 5) -> GatewayError:
+        backend.record_failure(message, unreachable=unreachable)
+        return GatewayError(status, message, error_type="api_error", headers=retry_after(retry_in), retryable=True)
+
+    # ---- after the first byte ---------------------------------------------------------------------------------
+    async def next_chunk(self, opened: Opened, deadline: float) -> bytes | None:
+        """The next raw upstream chunk within the idle timeout (and the request's deadline); None at the end."""
+        now = time.monotonic()
+        try:
+            async with asyncio.timeout(min(self.idle_timeout_s, deadline - now)):
+                return await opened.next_raw()
+        except TimeoutError:
+            if time.monotonic() >= deadline - 0.001:
+                raise UpstreamTimeout("the request ran past the gateway's total timeout") from None
+            raise UpstreamTimeout(f"backend '{opened.backend.name}' sent nothing for {self.idle_timeout_s:g}s "
+                                  "(idle timeout)") from None
+
+    async def close(self, opened: Opened) -> None:
+        """Give the connection back when the answer was read to its end; otherwise close it, which tells the
+        backend to stop generating."""
+        if opened.closed:
+            return
+        opened.closed = True
+        if opened.response is not None:
+            if opened.eof:
+                opened.response.release()
+            else:
+                opened.response.close()
+        opened.backend.admission.release(time.monotonic() - opened.held_since)
+
+    # ---- what to send where ---------------------------------------------------------------------------------
+    def plan(self, call: Call, backend: Backend, model: str) -> tuple[str, bytes, Relay]:
+        """The upstream path and body for this backend, and the relay that shapes its answer for the client."""
+        record = call.record
+
+        def first_token() -> None:
+            self.ledger.mark_first_token(record)
+
+        body = call.body
+        if model != call.model or call.raw is None:
+            body = dict(body, model=model)
+        if call.surface == backend.kind:
+            content = call.raw if (call.raw is not None and model == call.model) else None
+            if call.op == "embed":
+                return call.path, content or _dumps(body), EmbedRelay(None, call.surface)
+            if call.surface == "ollama":
+                return call.path, content or _dumps(body), NdjsonRelay(first_token, call.stream)
+            if call.stream:
+                options = body.get("stream_options")
+                if not (isinstance(options, dict) and options.get("include_usage")):
+                    body = dict(body, stream_options={**(options or {}), "include_usage": True})
+                    content = None
+                return call.path, content or _dumps(body), SseRelay(first_token, call.include_usage)
+            return call.path, content or _dumps(body), OpenAIWholeRelay(first_token)
+        if call.surface == "openai":  # OpenAI client, Ollama backend
+            if call.op == "embed":
+                path, request = oai.embed_request(body, model)
+                relay = EmbedRelay(lambda c: oai.embeddings_answer(c, call.requested, body.get("encoding_format")),
+                                   "openai")
+                return path, _dumps(request), relay
+            native = oai.to_ollama_chat(body)
+            native["model"] = model
+            if call.agent is not None and call.agent.options:
+                native["options"] = {**call.agent.options, **native.get("options", {})}
+            writer = oai.ChunkWriter(f"chatcmpl-{record.id}", model, call.include_usage)
+            return "/api/chat", _dumps(native), NdjsonToOpenAI(first_token, writer, call.stream)
+        # Ollama client, OpenAI-compatible backend
+        if call.op == "embed":
+            path, request = olc.embed_request(body, model)
+            started = time.monotonic_ns()
+            relay = EmbedRelay(lambda c: olc.embed_answer(c, model, time.monotonic_ns() - started), "ollama")
+            return path, _dumps(request), relay
+        path, request = (olc.chat_request if call.op == "chat" else olc.generate_request)(body, model)
+        return path, _dumps(request), OpenAIToNdjson(first_token, model, call.op == "chat", call.stream)
+
+
+class UpstreamTimeout(Exception):
+    pass
+
+
+def _passes_through(call: Call, backend: Backend) -> bool:
+    return call.surface == backend.kind
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error_message(content: bytes) -> str:
+    try:
+        obj = json.loads(content)
+    except ValueError:
+        return content.decode(errors="replace").strip()[:500]
+    if isinstance(obj, dict):
+        error = obj.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        if error:
+            return str(error)
+        if obj.get("detail"):
+            return str(obj["detail"])
+    return content.decode(errors="replace").strip()[:500]
+
+
+def _most_telling(errors: list[GatewayError]) -> GatewayError:
+    """The error that says most: a backend failure over "model not found" (another backend may have listed it)."""
+    for error in errors:
+        if error.status != 404:
+            return error
+    return errors[0] if errors else GatewayError(503, "no backend configured", error_type="api_error")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
