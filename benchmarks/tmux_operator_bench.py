@@ -25,7 +25,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.test_tmux_operator import Tmux, claw_command  # noqa: E402
+from tests.test_tmux_operator import Tmux, claw_command
 
 BASELINE_APP = textwrap.dedent('''
     from textual.app import App

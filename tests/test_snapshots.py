@@ -36,9 +36,10 @@ def seeded_requests(session: Session, clock: FrozenClock) -> None:
     ledger = session.ledger
     plans = [("qwen3:8b", None, "ok", 0.35, 2.1, 40, 180), ("qwen3:32b", "support", "ok", 1.2, 6.5, 300, 260),
              ("qwen3:8b", "support", "error", 0.0, 0.4, 12, 0), ("llama3.2:3b", None, "cancelled", 0.2, 1.0, 20, 35)]
-    for model, agent, status, ttft, duration, prompt, completion in plans:
+    for index, (model, agent, status, ttft, duration, prompt, completion) in enumerate(plans):
         start = clock.now
-        record = ledger.open_request(model=model, endpoint="/api/chat", agent=agent)
+        # Fixed ids: the widest request log and the details title show them.
+        record = ledger.open_request(model=model, endpoint="/api/chat", agent=agent, id=f"5eed{index:012x}")
         ledger.mark_upstream_start(record, gpu=0)
         if ttft:
             ledger.mark_first_token(record, at=start + ttft)

@@ -137,7 +137,7 @@ def test_an_operator_session_in_a_real_terminal(terminal, tmp_path):
     terminal.send("F4")
     terminal.wait_for("support", "coder", "requests")
     terminal.send("?")
-    terminal.wait_for("keys", "Everywhere", "Stop answer")
+    terminal.wait_for("keys", "Everywhere", "Stop the answer")
     terminal.send("Escape")
 
     # ctrl+q quits cleanly and gives the terminal back.

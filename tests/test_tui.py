@@ -119,7 +119,7 @@ async def test_help_lists_the_keys_of_every_pane(demo_runner):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = text_of(app.screen.query_one("#help-keys", Static))
-        for expected in ("F1", "Power", "ctrl+r", "Rebuild", "Stop answer", "ctrl+p", "Delete", "Details"):
+        for expected in ("F1", "Power", "ctrl+r", "Rebuild", "Stop the answer", "ctrl+p", "Delete", "Details"):
             assert expected in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -257,7 +257,8 @@ async def test_per_turn_options_and_system_override_reach_the_backend(demo_runne
 
 async def test_backend_errors_and_an_unreachable_gateway_are_explained(demo_runner):
     session = demo_runner.session
-    session.sim.state.fail_next(status=500, message="CUDA error: out of memory")
+    # More failures than the gateway retries (it retries before the first byte), so the error reaches the pane.
+    session.sim.state.fail_next(n=5, status=500, message="CUDA error: out of memory")
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame

@@ -84,9 +84,9 @@ class AgentsPane(Pane):
         self._last_stats = 0.0
         self._shown_agents: list[str] | None = None
     BINDINGS = [
-        Binding("n", "new_agent", "New", show=True),
-        Binding("e,enter", "edit_agent", "Edit", show=True),
-        Binding("delete,d", "delete_agent", "Delete", show=True),
+        Binding("n", "new_agent", "New", show=True, tooltip="New agent"),
+        Binding("e,enter", "edit_agent", "Edit", show=True, tooltip="Edit the selected agent"),
+        Binding("delete,d", "delete_agent", "Delete", show=True, tooltip="Delete the selected agent (asks first)"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -85,9 +85,9 @@ def model_options(tags: list[dict]) -> list[tuple[str, str]]:
 class ChatPane(Pane):
     main_widget = "#chat-input"
     BINDINGS = [
-        Binding("escape", "stop", "Stop answer", show=True),
-        Binding("ctrl+l", "clear_chat", "Clear chat", show=True),
-        Binding("ctrl+y", "copy_answer", "Copy answer", show=True),
+        Binding("escape", "stop", "Stop", show=True, tooltip="Stop the answer (the gateway cancels upstream)"),
+        Binding("ctrl+l", "clear_chat", "Clear", show=True, tooltip="Clear chat: a new conversation with this model"),
+        Binding("ctrl+y", "copy_answer", "Copy", show=True, tooltip="Copy the last answer to the clipboard"),
     ]
 
     def __init__(self, **kwargs) -> None:

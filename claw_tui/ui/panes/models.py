@@ -109,9 +109,10 @@ def problems_text(result: ParseResult) -> Text:
 class ModelsPane(Pane):
     main_widget = "#models-installed"
     BINDINGS = [
-        Binding("l", "load_model", "Load", show=True),
-        Binding("u", "unload_model", "Unload", show=True),
-        Binding("ctrl+r", "rebuild", "Rebuild", show=True),
+        Binding("l", "load_model", "Load", show=True, tooltip="Load the selected model into memory"),
+        Binding("u", "unload_model", "Unload", show=True, tooltip="Unload the selected model now (keep_alive 0)"),
+        Binding("ctrl+r", "rebuild", "Rebuild", show=True,
+                tooltip="Rebuild: the edited Modelfile under a new name (/api/create)"),
     ]
 
     def __init__(self, **kwargs) -> None:

@@ -93,9 +93,10 @@ def summary_text(records: list[RequestRecord], shown: int) -> Text:
 class RequestsPane(Pane):
     main_widget = "#requests-table"
     BINDINGS = [
-        Binding("enter", "details", "Details", show=True),
-        Binding("ctrl+f", "focus_filters", "Filter", show=True),
-        Binding("escape", "clear_filters", "Clear filters", show=False),
+        Binding("enter", "details", "Details", show=True,
+                tooltip="Details: every timing and the energy split of the request"),
+        Binding("ctrl+f", "focus_filters", "Filter", show=True, tooltip="Filter by model, agent or status"),
+        Binding("escape", "clear_filters", "Clear filters", show=False, tooltip="Clear the filters"),
     ]
 
     def __init__(self, **kwargs) -> None:

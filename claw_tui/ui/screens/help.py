@@ -39,7 +39,7 @@ def binding_rows(bindings: Iterable) -> list[tuple[str, str]]:
             continue
         if binding.key.isdigit():  # the 1…5 pane keys are one line of EXTRA_GLOBAL_KEYS
             continue
-        rows.append((key_label(binding.key), binding.description))
+        rows.append((key_label(binding.key), binding.tooltip or binding.description))
     return rows
 
 

@@ -15,7 +15,6 @@ from textual.widgets import Static
 
 from claw_tui.ledger import RequestRecord
 from claw_tui.ui import format as fmt
-from claw_tui.ui.format import STATUS_STYLE
 
 PHASES = (  # (label, start attribute, end attribute, colour)
     ("queue", "t_arrival", "t_queue_exit", "magenta"),
