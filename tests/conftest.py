@@ -19,7 +19,7 @@ atexit.register(shutil.rmtree, _TEST_HOME, True)
 
 import pytest
 
-from claw_tui.config import Config, load_config
+from claw_tui.config import Config
 from claw_tui.session import Session, SessionOptions, SessionThread
 
 # Times in the panes are local: fix the zone so snapshots read the same everywhere.
@@ -30,7 +30,8 @@ FAST_SIM = 20.0  # simulator speed factor: a whole answer in well under a second
 
 
 def demo_config(**gateway) -> Config:
-    config = load_config(None)
+    # The defaults, with no file behind them: a test must neither read nor write the user's own config.
+    config = Config()
     config.telemetry.poll_interval_s = 0.05
     for key, value in gateway.items():
         setattr(config.gateway, key, value)

@@ -6,11 +6,15 @@ Refresh the baselines with `pytest tests/test_snapshots.py --snapshot-update` af
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Select
+from textual.widgets import DataTable, Input, Select, TabbedContent
 
 from claw_tui.config import AgentConfig
 from claw_tui.session import Session, SessionOptions, SessionThread
 from claw_tui.ui.app import ClawApp
+from claw_tui.ui.panes.chat import ChatPane, Conversation, Turn, stats_line
+from claw_tui.ui.panes.models import ModelsPane
+from claw_tui.ui.screens.agent_form import AgentFormScreen
+from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from tests.conftest import demo_config
 
 START = 1_790_000_000.0
@@ -32,9 +36,10 @@ def seeded_requests(session: Session, clock: FrozenClock) -> None:
     ledger = session.ledger
     plans = [("qwen3:8b", None, "ok", 0.35, 2.1, 40, 180), ("qwen3:32b", "support", "ok", 1.2, 6.5, 300, 260),
              ("qwen3:8b", "support", "error", 0.0, 0.4, 12, 0), ("llama3.2:3b", None, "cancelled", 0.2, 1.0, 20, 35)]
-    for model, agent, status, ttft, duration, prompt, completion in plans:
+    for index, (model, agent, status, ttft, duration, prompt, completion) in enumerate(plans):
         start = clock.now
-        record = ledger.open_request(model=model, endpoint="/api/chat", agent=agent)
+        # Fixed ids: the widest request log and the details title show them.
+        record = ledger.open_request(model=model, endpoint="/api/chat", agent=agent, id=f"5eed{index:012x}")
         ledger.mark_upstream_start(record, gpu=0)
         if ttft:
             ledger.mark_first_token(record, at=start + ttft)
@@ -45,14 +50,16 @@ def seeded_requests(session: Session, clock: FrozenClock) -> None:
         clock.now += 1.0
 
 
-@pytest.fixture
-def frozen_session(tmp_path):
+@pytest.fixture(scope="module")
+def frozen_session(tmp_path_factory):
+    """One seeded session for the module: the snapshots only read it (nothing here sends a metered request)."""
     clock = FrozenClock(START)
     config = demo_config()
     config.telemetry.poll_interval_s = 3600  # the test drives the sampler itself
     config.agents = [AgentConfig(name="support", model="qwen3:8b", system="You answer support tickets."),
                      AgentConfig(name="coder", model="qwen3:32b", max_tokens=2048)]
-    options = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=tmp_path / "s.db", sim_seed=7,
+    options = SessionOptions(demo=True, listen=("127.0.0.1", 0),
+                             store_path=tmp_path_factory.mktemp("snapshots") / "s.db", sim_seed=7,
                              sim_speed=50, clock=clock)
     runner = SessionThread(Session(config, options))
     runner.start()
@@ -66,11 +73,21 @@ def frozen_session(tmp_path):
     runner.stop()
 
 
+@pytest.fixture(autouse=True)
+def dark_theme(frozen_session):
+    """A theme chosen in one snapshot (it is remembered for the session) must not colour the next one."""
+    frozen_session.config.ui.theme = "claw-dark"
+
+
 def app_for(session: Session) -> ClawApp:
     return ClawApp(session, refresh_hz=0, gateway_label="127.0.0.1:18789")
 
 
 async def settle(pilot) -> None:
+    for _ in range(200):  # the hidden panes mount just after the first frame
+        if pilot.app.panes_ready:
+            break
+        await pilot.pause(0.02)
     for field in pilot.app.query("Input, TextArea"):
         field.cursor_blink = False  # a blinking cursor would make the picture depend on timing
     await pilot.pause()
@@ -162,6 +179,145 @@ def test_agents_pane(snap_compare, frozen_session, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_requests_pane(snap_compare, frozen_session, size):
     async def run_before(pilot):
+        await pilot.press("f5")
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+# ---- states of the operator panes beyond their first look ---------------------------------------------------------
+ANSWER = """Rayleigh scattering: air molecules scatter **short wavelengths** far more than long ones.
+
+- blue light (≈450 nm) is scattered ~5× more than red
+- at sunset the path is long, so the blue is scattered away first
+"""
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat_pane_with_an_answer(snap_compare, frozen_session, size):
+    record = next(r for r in frozen_session.ledger.records() if r.status == "ok")
+
+    async def run_before(pilot):
+        await pilot.press("f2")
+        await settle(pilot)
+        pane = pilot.app.query_one(ChatPane)
+        turn = Turn("why is the sky blue?", answer=ANSWER, thinking="The user asks about colour of the sky.",
+                    stats=stats_line(record))
+        pane.conversations["qwen3:8b"] = Conversation(
+            messages=[{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": ANSWER}],
+            turns=[turn])
+        await pane.show_conversation()
+        pane._update_status()
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_models_pane_marks_an_invalid_line(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f3")
+        await settle(pilot)
+        editor = pilot.app.query_one(ModelfileEditor)
+        line = editor.text.splitlines().index("PARAMETER temperature 0.6")
+        editor.replace("PARAMETER temperature 0.6 # cooler", (line, 0), (line, len("PARAMETER temperature 0.6")))
+        editor.insert("PARAMETER no_mmap true\n", (line + 1, 0))
+        editor.cursor_location = (line, 0)
+        pilot.app.query_one(ModelsPane).validate_now()
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_models_parameter_form(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f3")
+        await settle(pilot)
+        pilot.app.query_one("#models-tabs", TabbedContent).active = "models-tab-parameters"
+        await settle(pilot)
+        pilot.app.query_one("#param-num_ctx", Input).value = "8192"
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_models_diff(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f3")
+        await settle(pilot)
+        pane = pilot.app.query_one(ModelsPane)
+        editor = pilot.app.query_one(ModelfileEditor)
+        line = editor.text.splitlines().index("PARAMETER top_k 20")
+        editor.replace("PARAMETER top_k 30\nPARAMETER num_ctx 8192", (line, 0), (line, len("PARAMETER top_k 20")))
+        pane.validate_now()
+        pilot.app.query_one("#models-tabs", TabbedContent).active = "models-tab-diff"
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_models_rebuild_dialog(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f3")
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        pilot.app.screen.query_one("#rebuild-name", Input).value = "qwen3:32b"  # an existing name: a warning
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_agent_form(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        await pilot.press("e")
+        # The form's worker waits for the form to close: wait for the form itself instead.
+        for _ in range(200):
+            if isinstance(pilot.app.screen, AgentFormScreen):
+                break
+            await pilot.pause(0.02)
+        for field in pilot.app.screen.query("Input, TextArea"):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_request_details(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f5")
+        await settle(pilot)
+        table = pilot.app.query_one("#requests-table", DataTable)
+        agent_row = next(r.id for r in frozen_session.ledger.records() if r.agent == "support" and r.status == "ok")
+        table.move_cursor(row=table.get_row_index(agent_row))
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_screen(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_light_theme(snap_compare, frozen_session, size):
+    async def run_before(pilot):
+        pilot.app.theme = "claw-light"
         await pilot.press("f5")
         await settle(pilot)
 

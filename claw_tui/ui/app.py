@@ -2,41 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.theme import Theme
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from claw_tui.config import ConfigError, update_ui
 from claw_tui.session import Session
-from claw_tui.ui.panes.agents import AgentsPane
-from claw_tui.ui.panes.chat import ChatPane
-from claw_tui.ui.panes.models import ModelsPane
-from claw_tui.ui.panes.power import PowerPane
-from claw_tui.ui.panes.requests import RequestsPane
+from claw_tui.ui.client import GatewayClient
+from claw_tui.ui.commands import ClawCommands, PaletteCommand
+from claw_tui.ui.errors import ReportsWorkerErrors
+from claw_tui.ui.panes.deferred import DeferredPane, pane_class
+from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.themes import load_themes
 
+log = logging.getLogger(__name__)
+
+# (id, title, class); the first is shown at start, the others are imported and mounted just after the first frame.
 PANES = (
-    ("power", "Power", PowerPane),
-    ("chat", "Chat", ChatPane),
-    ("models", "Models", ModelsPane),
-    ("agents", "Agents", AgentsPane),
-    ("requests", "Requests", RequestsPane),
+    ("power", "Power", "claw_tui.ui.panes.power:PowerPane"),
+    ("chat", "Chat", "claw_tui.ui.panes.chat:ChatPane"),
+    ("models", "Models", "claw_tui.ui.panes.models:ModelsPane"),
+    ("agents", "Agents", "claw_tui.ui.panes.agents:AgentsPane"),
+    ("requests", "Requests", "claw_tui.ui.panes.requests:RequestsPane"),
 )
 
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
 
 
-class ClawApp(App):
+class ClawApp(ReportsWorkerErrors, App):
     CSS_PATH = "claw.tcss"
     TITLE = "claw"
+    COMMANDS = App.COMMANDS | {ClawCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
-        *(Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=True, priority=True) for i, (pane_id, title, _) in
+        # The tabs carry the F-keys in their labels, so the footer keeps its room for the pane's own keys.
+        *(Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=False, priority=True) for i, (pane_id, title, _) in
           enumerate(PANES, start=1)),
         *(Binding(str(i), f"show_pane('{pane_id}')", title, show=False) for i, (pane_id, title, _) in
           enumerate(PANES, start=1)),
         Binding("f6", "toggle_governor", "Governor", show=True, priority=True),
         Binding("f7", "export_summary", "Export", show=True, priority=True),
+        Binding("question_mark", "help", "Help", show=True),
         Binding("ctrl+q", "quit", "Quit", show=True, priority=True),
     ]
 
@@ -47,31 +58,46 @@ class ClawApp(App):
         self.clock = clock or session.clock
         self.gateway_label = gateway_label
         self.refresh_hz = refresh_hz if refresh_hz is not None else session.config.ui.refresh_hz
+        # The console is a client of its own gateway; with auth on, it carries the session's internal token.
+        self.gateway = GatewayClient(session.gateway_url, session.gateway_headers())
         self._refresh_timer = None
+        self._theme_notice: str | None = None
+        # Before the first frame: a theme set after mounting restyles every widget (a visible delay).
+        for theme in load_themes():
+            self.register_theme(theme)
+        configured = session.config.ui.theme
+        if configured in self.available_themes:
+            self.theme = configured
+        elif configured:
+            self._theme_notice = f"theme '{configured}' not found; using {self.theme}"
 
     @property
     def gateway_url(self) -> str:
         return self.session.gateway_url
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield Header(show_clock=False, icon="")
         with TabbedContent(id="panes", initial="power"):
-            for pane_id, title, pane_class in PANES:
-                with TabPane(title, id=pane_id):
-                    yield pane_class(id=f"{pane_id}-pane")
+            for index, (pane_id, title, path) in enumerate(PANES, start=1):
+                with TabPane(f"[dim]F{index}[/] {title}", id=pane_id):
+                    if index == 1:
+                        yield pane_class(path)(id=f"{pane_id}-pane")
+                    else:
+                        yield DeferredPane(path, f"{pane_id}-pane")
         yield Footer()
 
     def on_mount(self) -> None:
-        for theme in load_themes():
-            self.register_theme(theme)
-        configured = self.session.config.ui.theme
-        if configured in self.available_themes:
-            self.theme = configured
+        if self._theme_notice:
+            self.notify(self._theme_notice, severity="warning")
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.update_header()
         for notice in self.session.notices:
             self.notify(notice, severity="warning", timeout=10)
         if self.refresh_hz > 0:
             self._refresh_timer = self.set_interval(1 / self.refresh_hz, self.refresh_active_pane)
+
+    async def on_unmount(self) -> None:
+        await self.gateway.aclose()
 
     def update_header(self) -> None:
         demo = "DEMO · " if self.session.demo else ""
@@ -81,33 +107,141 @@ class ClawApp(App):
         address = self.gateway_label or self.gateway_url.removeprefix("http://")
         self.sub_title = f"{demo}gateway {address} · governor {governor}"
 
+    # ---- panes -------------------------------------------------------------------------------------------------
     def active_pane(self):
-        active = self.query_one("#panes", TabbedContent).active
-        return self.query_one(f"#{active}-pane")
+        return self.pane(self.tabs.active)
+
+    # The panes live on the first screen: query there, not on whatever dialog is on top.
+    @property
+    def tabs(self) -> TabbedContent:
+        return self.screen_stack[0].query_one("#panes", TabbedContent)
+
+    def pane(self, pane_id: str):
+        return self.screen_stack[0].query_one(f"#{pane_id}-pane")
 
     def refresh_active_pane(self) -> None:
-        pane = self.active_pane()
+        try:
+            pane = self.active_pane()
+        except NoMatches:  # not composed yet, or being taken down
+            return
         if not pane.ready:
             return
         with self.batch_update():
             self.update_header()
-            pane.refresh_data()
+            try:
+                pane.refresh_data()
+            except NoMatches:  # the pane is being taken down (the app is closing)
+                return
+            except Exception as exc:  # a pane that cannot draw says why; the console keeps running
+                log.exception("refreshing the %s pane failed", pane.id)
+                self.notify(f"{pane.id}: {exc}", severity="error")
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.refresh_active_pane()
+        if event.tabbed_content.id == "panes":
+            self.refresh_active_pane()
 
     def action_show_pane(self, pane_id: str) -> None:
         # Drop focus first: a focused widget left in the old pane would pull its tab back to the front.
         self.set_focus(None)
-        self.query_one("#panes", TabbedContent).active = pane_id
-        if pane_id == "chat":
-            self.query_one("#chat-input").focus()
+        self.tabs.active = pane_id
+        self.with_pane(pane_id, lambda pane: pane.focus_main())
+
+    def with_pane(self, pane_id: str, use: Callable, attempts: int = 20) -> None:
+        """Call `use(pane)` now, or once the pane is mounted (hidden panes mount just after the first frame)."""
+        try:
+            pane = self.pane(pane_id)
+        except NoMatches:
+            pane = None
+        if pane is None or not pane.ready:
+            if attempts > 0:
+                self.set_timer(0.02, lambda: self.with_pane(pane_id, use, attempts - 1))
+            return
+        use(pane)
+
+    @property
+    def panes_ready(self) -> bool:
+        """Every pane mounted and set up (the hidden ones come just after the first frame)."""
+        try:
+            return all(self.pane(pane_id).ready for pane_id, _, _ in PANES)
+        except NoMatches:
+            return False
 
     def default_chat_model(self, names: list[str]) -> str:
         for preferred in PREFERRED_CHAT_MODELS:
             if preferred in names:
                 return preferred
         return names[0]
+
+    # ---- themes ------------------------------------------------------------------------------------------------
+    def _remember_theme(self, theme: Theme) -> None:
+        ui = self.session.config.ui
+        if ui.theme == theme.name:
+            return
+        ui.theme = theme.name
+        path = self.session.config.path
+        if path is None:
+            return
+        try:
+            update_ui(path, ui)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning")
+
+    def action_set_theme(self, name: str) -> None:
+        if name not in self.available_themes:
+            self.notify(f"no theme named '{name}'", severity="error")
+            return
+        self.theme = name
+        self.notify(f"theme {name}", timeout=3)
+
+    # ---- help and palette --------------------------------------------------------------------------------------
+    def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        sections = [("Everywhere", binding_rows(self.BINDINGS) + list(EXTRA_GLOBAL_KEYS))]
+        for _, title, path in PANES:
+            rows = binding_rows(pane_class(path).BINDINGS)
+            if rows:
+                sections.append((title, rows))
+        return sections
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_sections()))
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        for index, (pane_id, title, _) in enumerate(PANES, start=1):
+            yield PaletteCommand(f"Show {title}", f"switch to the {title} pane (F{index})",
+                                 lambda pane_id=pane_id: self.action_show_pane(pane_id))
+        for name in sorted(self.available_themes):
+            if name.startswith("claw-") or name == self.session.config.ui.theme:
+                yield PaletteCommand(f"Theme: {name}", "switch the colours; the choice is saved in the config",
+                                     lambda name=name: self.action_set_theme(name))
+        if hasattr(self, "action_toggle_governor"):
+            yield PaletteCommand("Toggle idle downclock", "the governor downclocks the GPU when idle (F6)",
+                                 lambda: self.call_action("toggle_governor"))
+        if hasattr(self, "action_export_summary"):
+            yield PaletteCommand("Export summary", "write the session's efficiency summary (F7)",
+                                 lambda: self.call_action("export_summary"))
+        pane_actions = (
+            ("chat", "Clear chat", "start a new conversation with the selected model", "clear_chat"),
+            ("chat", "Copy answer", "copy the last answer to the clipboard", "copy_answer"),
+            ("models", "Rebuild model", "build the edited Modelfile under a new name", "rebuild"),
+            ("models", "Revert Modelfile", "drop your edits to the open Modelfile", "revert"),
+            ("models", "Load model", "load the selected model into memory", "load_model"),
+            ("models", "Unload model", "unload the selected model now (keep_alive 0)", "unload_model"),
+            ("agents", "New agent", "create an agent (a virtual model)", "new_agent"),
+            ("requests", "Clear request filters", "show every request again", "clear_filters"),
+        )
+        for pane_id, name, help_text, action in pane_actions:
+            yield PaletteCommand(name, help_text, lambda p=pane_id, a=action: self.run_pane_action(p, a))
+        yield PaletteCommand("Help: keys", "every key of the console (?)", self.action_help)
+
+    def call_action(self, name: str) -> None:
+        """Run an app action that may be defined elsewhere (F6/F7 come with the governor and export)."""
+        getattr(self, f"action_{name}")()
+
+    def run_pane_action(self, pane_id: str, action: str) -> None:
+        self.action_show_pane(pane_id)
+        self.with_pane(pane_id, lambda pane: self.call_after_refresh(getattr(pane, f"action_{action}")))
 
     # ---- F6 / F7: the session's governor and summary export run off the UI thread --------------------------------
     def action_toggle_governor(self) -> None:

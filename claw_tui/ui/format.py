@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.text import Text
+
 NA = "N/A"
 
 
@@ -55,3 +57,52 @@ def vram(used_mib: float | None, total_mib: float | None) -> str:
     if used_mib is None or total_mib is None:
         return NA
     return f"{used_mib / 1024:.1f}/{total_mib / 1024:.0f} GiB"
+
+
+STATUS_STYLE = {"ok": "green", "error": "red", "cancelled": "yellow", "rejected": "magenta", "active": "cyan"}
+
+
+def tokens_per_s(value: float | None) -> str:
+    return NA if value is None else f"{value:,.1f} tok/s"
+
+
+def countdown(seconds: float | None) -> str:
+    """Time left until a loaded model expires: `4m12s`, `1h05m`, `forever`, `expiring`."""
+    if seconds is None:
+        return "—"
+    if seconds > 10 * 365 * 86400:
+        return "forever"
+    if seconds <= 0:
+        return "expiring"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours // 24}d{hours % 24:02d}h"
+
+
+def right(value: str, style: str = "") -> Text:
+    """A table cell aligned right (numbers read best that way)."""
+    return Text(value, style=style, justify="right")
+
+
+def ms_or_dash(value: float | None) -> str:
+    """Milliseconds, or `—` where there is nothing to measure yet (as opposed to N/A: not measurable)."""
+    return "—" if value is None else ms(value)
+
+
+def duration(ms_value: float | None) -> str:
+    """A latency that stays short: `350 ms` below a second, `6.50 s` below 100 s, `2m05s` above; `—` if unknown."""
+    if ms_value is None:
+        return "—"
+    if ms_value < 1000:
+        return f"{ms_value:.0f} ms" if ms_value >= 10 else f"{ms_value:.1f} ms"
+    seconds = ms_value / 1000
+    if seconds < 100:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

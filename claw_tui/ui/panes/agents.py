@@ -1,50 +1,123 @@
-"""The Agents pane: agents from the config (virtual models in the gateway) with their live statistics."""
+"""The Agents pane: the agents (virtual models served by the gateway) with live statistics; create, edit, delete.
+
+A change is written to the config file (only its [[agents]] tables; comments and the rest stay) and served by the
+gateway at once, without a restart.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import DataTable, Label
+import time
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from claw_tui.config import AgentConfig, ConfigError, update_agents
+from claw_tui.gateway.agents import Agent
+from claw_tui.ledger import RequestRecord
 from claw_tui.summary import group_metrics
 from claw_tui.ui import format as fmt
+from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
+from claw_tui.ui.screens.agent_form import AgentFormScreen, FormContext, options_text
+from claw_tui.ui.screens.confirm import ConfirmScreen
 
-COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT p50", "tokens", "J/tok")
+STATS_INTERVAL_S = 1.0
+COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT", "tokens", "J/tok")
+
+
+def agent_config(agent: Agent) -> AgentConfig:
+    return AgentConfig(name=agent.name, model=agent.model, system=agent.system, options=dict(agent.options),
+                       max_context_tokens=agent.max_context_tokens, max_tokens=agent.max_tokens,
+                       fallback=agent.fallback, tools=list(agent.tools), description=agent.description)
+
+
+def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
+    metrics = group_metrics(records)
+    requests = metrics["requests"]
+    errors = requests["errors"]
+    jpt = metrics["efficiency"]["joules_per_token"]
+    return (
+        agent.name,
+        agent.model,
+        fmt.right(f"{requests['total']:,}"),
+        fmt.right(str(errors), "bold red" if errors else ""),
+        fmt.right(fmt.duration(metrics["latency_ms"]["p50"])),
+        fmt.right(fmt.duration(metrics["latency_ms"]["p95"])),
+        fmt.right(fmt.duration(metrics["ttft_ms"]["p50"])),
+        fmt.right(f"{metrics['tokens']['completion']:,}"),
+        fmt.right("—" if jpt is None else f"{jpt:.2f}"),
+    )
+
+
+def agent_summary(agent: Agent) -> Group:
+    """The selected agent's settings, label/value pairs in three columns, the system prompt on its own line."""
+    facts = [
+        ("model", agent.model),
+        ("max tokens", f"{agent.max_tokens:,}" if agent.max_tokens else "model default"),
+        ("options", options_text(agent.options) or "—"),
+        ("fallback", agent.fallback or "—"),
+        ("context", f"{agent.max_context_tokens:,} tokens" if agent.max_context_tokens else "whole conversation"),
+        ("about", agent.description or "—"),
+    ]
+    table = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(3):
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    cells = [Text(part) for pair in facts for part in pair]
+    table.add_row(*cells[:6])
+    table.add_row(*cells[6:])
+    system = Text.assemble(("system ", "dim"), agent.system.replace("\n", " ") if agent.system else "—")
+    system.no_wrap, system.overflow = True, "ellipsis"
+    return Group(table, system)
 
 
 class AgentsPane(Pane):
+    main_widget = "#agents-table"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._last_stats = 0.0
+        self._shown_agents: list[str] | None = None
+    BINDINGS = [
+        Binding("n", "new_agent", "New", show=True, tooltip="New agent"),
+        Binding("e,enter", "edit_agent", "Edit", show=True, tooltip="Edit the selected agent"),
+        Binding("delete,d", "delete_agent", "Delete", show=True, tooltip="Delete the selected agent (asks first)"),
+    ]
+
     def compose(self) -> ComposeResult:
-        yield Label("Agents (served as virtual models by the gateway)", classes="section-title")
+        yield Static("Agents are virtual models: clients call them by name through the gateway. "
+                     "[dim]TTFT is the median; latency p50/p95 over answered requests.[/]",
+                     id="agents-title", classes="hint")
         yield DataTable(id="agents-table", cursor_type="row", zebra_stripes=True)
-        yield Label("", id="agents-hint")
+        yield Static("", id="agents-detail")
+        yield Static("", id="agents-hint", classes="hint")
 
     def on_mount(self) -> None:
         table = self.query_one("#agents-table", DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
-        self.refresh_data()
 
+    # ---- the table ----------------------------------------------------------------------------------------------
     def rows(self) -> list[tuple[str, tuple]]:
         session = self.app.session
-        records = session.ledger.records()
-        out = []
-        for agent in session.agents:
-            metrics = group_metrics(r for r in records if r.agent == agent.name)
-            requests = metrics["requests"]
-            out.append((agent.name, (
-                agent.name,
-                agent.model,
-                str(requests["total"]),
-                str(requests["errors"]),
-                fmt.ms(metrics["latency_ms"]["p50"]),
-                fmt.ms(metrics["latency_ms"]["p95"]),
-                fmt.ms(metrics["ttft_ms"]["p50"]),
-                f"{metrics['tokens']['completion']:,}",
-                fmt.ratio(metrics["efficiency"]["joules_per_token"]),
-            )))
-        return out
+        by_agent: dict[str, list[RequestRecord]] = {}
+        for record in session.ledger.records():
+            if record.agent:
+                by_agent.setdefault(record.agent, []).append(record)
+        return [(agent.name, stats_cells(agent, by_agent.get(agent.name, []))) for agent in session.agents]
 
-    def refresh_data(self) -> None:
+    def refresh_data(self, force: bool = False) -> None:
+        # Statistics over the whole ledger: once a second is plenty, and cheap at any refresh rate.
+        now = time.monotonic()
+        agents = [a.name for a in self.app.session.agents]
+        if not force and agents == self._shown_agents and now - self._last_stats < STATS_INTERVAL_S:
+            return
+        self._last_stats, self._shown_agents = now, agents
         table = self.query_one("#agents-table", DataTable)
         rows = self.rows()
         keys = [key for key, _ in rows]
@@ -56,7 +129,109 @@ class AgentsPane(Pane):
                 table.add_row(*values, key=key)
                 continue
             for column, value in zip(COLUMNS, values):
-                if table.get_cell(key, column) != value:
+                if str(table.get_cell(key, column)) != str(value):
                     table.update_cell(key, column, value)
-        hint = self.query_one("#agents-hint", Label)
-        hint.update("" if rows else "No agents yet: add [[agents]] to the config (claw config path).")
+        self._show_selected()
+        hint = self.query_one("#agents-hint", Static)
+        hint.update("No agents yet: press n to create one (clients then call it like a model)." if not rows else "")
+        hint.display = not rows
+
+    def selected_agent(self) -> Agent | None:
+        table = self.query_one("#agents-table", DataTable)
+        if not table.row_count:
+            return None
+        name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((a for a in self.app.session.agents if a.name == name), None)
+
+    def _show_selected(self) -> None:
+        agent = self.selected_agent()
+        detail = self.query_one("#agents-detail", Static)
+        detail.display = agent is not None
+        if agent is not None:
+            detail.update(agent_summary(agent))
+
+    @on(DataTable.RowHighlighted, "#agents-table")
+    def _highlighted(self) -> None:
+        self._show_selected()
+
+    @on(DataTable.RowSelected, "#agents-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_edit_agent()
+
+    # ---- create, edit, delete -----------------------------------------------------------------------------------
+    async def form_context(self, editing: str | None) -> FormContext:
+        others = {a.name for a in self.app.session.agents if a.name != editing}
+        try:
+            tags = await self.app.gateway.tags()
+        except GatewayError as exc:
+            self.notify(f"cannot list models: {exc}", severity="warning")
+            tags = []
+        models = sorted(t["name"] for t in tags
+                        if t.get("name") and (t.get("details") or {}).get("format") != "agent")
+        return FormContext(other_agents=others, models=models)
+
+    def action_new_agent(self) -> None:
+        self.run_worker(self._open_form(None), exclusive=True, group="agent-form", exit_on_error=False)
+
+    def action_edit_agent(self) -> None:
+        agent = self.selected_agent()
+        if agent is None:
+            self.notify("No agent selected", severity="warning")
+            return
+        self.run_worker(self._open_form(agent), exclusive=True, group="agent-form", exit_on_error=False)
+
+    async def _open_form(self, agent: Agent | None) -> None:
+        context = await self.form_context(agent.name if agent else None)
+        result = await self.app.push_screen_wait(AgentFormScreen(agent_config(agent) if agent else None, context))
+        if result is None:
+            return
+        agents = [agent_config(a) for a in self.app.session.agents]
+        if agent is None:
+            agents.append(result)
+        else:
+            agents = [result if a.name == agent.name else a for a in agents]
+        if self.save(agents):
+            verb = "created" if agent is None else "saved"
+            self.notify(f"agent '{result.name}' {verb}; the gateway serves it now", title="agents")
+            self.select(result.name)
+
+    def action_delete_agent(self) -> None:
+        agent = self.selected_agent()
+        if agent is None:
+            self.notify("No agent selected", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            agents = [agent_config(a) for a in self.app.session.agents if a.name != agent.name]
+            if self.save(agents):
+                self.notify(f"agent '{agent.name}' deleted", title="agents")
+
+        self.app.push_screen(
+            ConfirmScreen(f"Delete agent [b]{agent.name}[/]? Clients that call it will get 'model not found'.",
+                          yes="Delete"), answered)
+
+    def save(self, agents: list[AgentConfig]) -> bool:
+        """Write the agents to the config file, then serve them; on a write error nothing changes."""
+        session = self.app.session
+        path = session.config.path
+        if path is not None:
+            try:
+                update_agents(path, agents)
+            except (ConfigError, OSError) as exc:
+                self.notify(f"agents not saved: {exc}", severity="error", timeout=10)
+                return False
+        else:
+            self.notify("no config file: the change lasts until claw stops", severity="warning")
+        session.config.agents = agents
+        session.set_agents([Agent.from_config(a) for a in agents])
+        self.refresh_data(force=True)
+        return True
+
+    def select(self, name: str) -> None:
+        table = self.query_one("#agents-table", DataTable)
+        if name in table.rows:
+            table.move_cursor(row=table.get_row_index(name))
+        table.focus()

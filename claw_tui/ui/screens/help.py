@@ -1,0 +1,73 @@
+"""`?`: every key of the console, global and per pane, read from the bindings themselves so it never goes stale."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+EXTRA_GLOBAL_KEYS = (
+    ("1 … 5", "switch panes (when no text field has focus)"),
+    ("ctrl+p", "command palette: panes, themes, actions"),
+    ("tab / shift+tab", "move between fields"),
+)
+
+
+def key_label(key: str) -> str:
+    """`f1` → `F1`, `ctrl+r` → `ctrl+r`, `question_mark` → `?`; several keys joined with ` / `."""
+    names = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "delete": "Del", "space": "Space"}
+    out = []
+    for part in key.split(","):
+        part = part.strip()
+        if part.startswith("f") and part[1:].isdigit():
+            out.append(part.upper())
+        else:
+            out.append(names.get(part, part))
+    return " / ".join(out)
+
+
+def binding_rows(bindings: Iterable) -> list[tuple[str, str]]:
+    rows = []
+    for binding in bindings:
+        if not isinstance(binding, Binding) or not binding.description:
+            continue
+        if binding.key.isdigit():  # the 1…5 pane keys are one line of EXTRA_GLOBAL_KEYS
+            continue
+        rows.append((key_label(binding.key), binding.tooltip or binding.description))
+    return rows
+
+
+def keys_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True, min_width=16)
+    table.add_column()
+    for index, (title, rows) in enumerate(sections):
+        if not rows:
+            continue
+        if index:
+            table.add_row("", "")
+        table.add_row(Text(title, style="bold underline"), "")
+        for key, description in rows:
+            table.add_row("  " + key, description)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", show=False)]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-dialog", classes="dialog"):
+            yield Static("claw — keys", classes="dialog-title")
+            with VerticalScroll(id="help-body"):
+                yield Static(keys_table(self.sections), id="help-keys")
+            yield Static("Esc closes", classes="dialog-hint")
