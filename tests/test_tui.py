@@ -21,6 +21,7 @@ from claw_tui.ui.screens.confirm import ConfirmScreen
 from claw_tui.ui.screens.help import HelpScreen
 from claw_tui.ui.screens.rebuild import RebuildScreen
 from claw_tui.ui.screens.request_detail import RequestDetailScreen
+from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from tests.conftest import demo_config, start_demo_session
 
@@ -533,3 +534,37 @@ async def test_a_failing_task_becomes_a_notification_not_a_crash(demo_runner):
         app.query_one(ChatPane).load_models()
         await wait_for(lambda: any("unexpected shape" in n for n in notifications(app)))
         assert app.is_running
+
+
+# ---- starting ----------------------------------------------------------------------------------------------------------
+async def test_the_first_frame_comes_before_the_session_and_the_panes_follow(tmp_path):
+    config = demo_config()
+    config.store.path = str(tmp_path / "sessions.db")
+    starter = SessionStarter(config, demo=True, listen=("127.0.0.1", 0))
+    app = ClawApp(starter=starter)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(lambda: app.panes_ready, timeout=30)
+            assert "DEMO" in app.sub_title and "gateway 127.0.0.1:" in app.sub_title
+            await pilot.press("f2")
+            await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
+    finally:
+        starter.stop()
+
+
+async def test_a_core_that_cannot_start_ends_the_console_with_the_reason(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = demo_config()
+        config.store.path = str(tmp_path / "sessions.db")
+        starter = SessionStarter(config, demo=True, listen=("127.0.0.1", port))
+        app = ClawApp(starter=starter)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(lambda: not app.is_running or app.return_code == 1, timeout=30)
+            await pilot.pause()
+    assert app.return_code == 1
+    assert str(port) in starter.error and "another claw" in starter.error

@@ -130,7 +130,7 @@ class AgentsPane(Pane):
                 continue
             for column, value in zip(COLUMNS, values):
                 if str(table.get_cell(key, column)) != str(value):
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, value, update_width=True)
         self._show_selected()
         hint = self.query_one("#agents-hint", Static)
         hint.update("No agents yet: press n to create one (clients then call it like a model)." if not rows else "")
