@@ -39,6 +39,7 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"claw {__version__}")
     parser.add_argument("--config", metavar="PATH", help="config file (else $CLAW_CONFIG, else the user config)")
     parser.add_argument("--demo", action="store_true", help="use the built-in simulator (simulated GPU + Ollama)")
+    parser.add_argument("--replay", metavar="FILE", help="play a recorded GPU trace as the telemetry source")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
 
 

@@ -262,21 +262,28 @@ class Ledger:
 
     # ---- energy -------------------------------------------------------------------------------------------------
     def add_power(self, gpu_index: int, samples: Iterable[PowerSample]) -> None:
-        finished: list[RequestRecord] = []
+        # The lock is taken per sample, not per batch: the gateway's open/finish calls must never wait for a whole
+        # batch (seconds of samples after a stall) to be attributed.
+        for sample in samples:
+            with self._lock:
+                self._add_sample(gpu_index, sample)
         with self._lock:
-            gpu = self._gpus.setdefault(gpu_index, GpuEnergy())
-            for sample in samples:
-                if gpu.last_ts is None:
-                    gpu.first_ts = gpu.last_ts = sample.ts
-                    gpu.last_watts = sample.watts
-                    continue
-                if sample.ts <= gpu.last_ts:
-                    continue
-                self._attribute_interval(gpu_index, gpu, gpu.last_ts, sample.ts, (gpu.last_watts + sample.watts) / 2)
-                gpu.last_ts, gpu.last_watts = sample.ts, sample.watts
             finished = self._retire_spans()
         for record in finished:
             self._notify(record)
+
+    def _add_sample(self, gpu_index: int, sample: PowerSample) -> None:
+        gpu = self._gpus.get(gpu_index)
+        if gpu is None:
+            gpu = self._gpus[gpu_index] = GpuEnergy()
+        if gpu.last_ts is None:
+            gpu.first_ts = gpu.last_ts = sample.ts
+            gpu.last_watts = sample.watts
+            return
+        if sample.ts <= gpu.last_ts:
+            return
+        self._attribute_interval(gpu_index, gpu, gpu.last_ts, sample.ts, (gpu.last_watts + sample.watts) / 2)
+        gpu.last_ts, gpu.last_watts = sample.ts, sample.watts
 
     def _attribute_interval(self, gpu_index: int, gpu: GpuEnergy, t0: float, t1: float, mean_w: float) -> None:
         dt = t1 - t0

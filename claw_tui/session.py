@@ -35,6 +35,7 @@ from claw_tui.httpserver import AppServer
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore, default_store_path
 from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
+from claw_tui.telemetry.alerts import Alert, AlertMonitor, AlertThresholds
 from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import TelemetryError, TelemetrySource
 
@@ -87,7 +88,11 @@ class Session:
         self.gateway: Gateway | None = None
         self.server: AppServer | None = None
         self.governor: Governor | None = None
-        self.alerts = AlertTracker(config.telemetry.power_alert_w, config.telemetry.temp_alert_c)
+        # Live alerts with their hints (the console, /claw/v1/status), and time spent in each condition (export).
+        self.alerts = AlertMonitor(
+            AlertThresholds(power_alert_w=config.telemetry.power_alert_w, temp_alert_c=config.telemetry.temp_alert_c),
+            clock=self.clock, on_raise=self._alert_raised, on_clear=self._alert_cleared)
+        self.alert_totals = AlertTracker(config.telemetry.power_alert_w, config.telemetry.temp_alert_c)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._counter_base: tuple[float, list[float]] | None = None
         self._counter_final: tuple[float, list[float]] | None = None
@@ -199,7 +204,9 @@ class Session:
                                    energy_interval_s=cfg.energy_interval_s, history_minutes=cfg.history_minutes,
                                    clock=self.clock)
         sampler.add_power_listener(self.ledger.add_power)
-        sampler.add_snapshot_listener(self.alerts.add)
+        sampler.add_gpus_listener(self._telemetry_gpus_changed)
+        sampler.add_poll_listener(self.alerts.observe)
+        sampler.add_snapshot_listener(self.alert_totals.add)
         if self.store is not None:
             sampler.add_snapshot_listener(self.store.save_telemetry)
         sampler.start()
@@ -315,6 +322,21 @@ class Session:
             except Exception:
                 log.exception("saving session stats failed")
 
+    def _telemetry_gpus_changed(self, statics) -> None:
+        """The source opened (again) or failed: the ledger meters energy on the GPUs that can be read now."""
+        self.ledger.set_gpus(range(len(statics)))
+        if not statics:
+            # Requests that finished while the samples stopped keep the energy they have: nothing more will come.
+            self.ledger.finalize_without_power()
+
+    def _alert_raised(self, alert: Alert) -> None:
+        if self.store is not None:
+            self.store.save_event("alert", alert.to_json())
+
+    def _alert_cleared(self, alert: Alert) -> None:
+        if self.store is not None:
+            self.store.save_event("alert_cleared", alert.to_json())
+
     async def _start_gateway(self) -> None:
         cfg = self.config.gateway
         host, port = self.options.listen or cfg.host_port()
@@ -377,6 +399,8 @@ class Session:
             "source": sampler.kind if sampler else "none",
             "state": sampler.state if sampler else "none",
             "message": sampler.message if sampler else "",
+            "trace": [sampler.trace_stats(i) for i in range(sampler.gpu_count)] if sampler else [],
+            "energy_check": [sampler.energy_check(i) for i in range(sampler.gpu_count)] if sampler else [],
         }
 
     def governor_json(self) -> dict:
@@ -395,6 +419,7 @@ class Session:
             "governor": self.governor_json(),
             "backends": [b.to_json() for b in self.backends],
             "in_flight": self.ledger.in_flight(),
+            "alerts": [a.to_json() for a in self.alerts.active()],
             "notices": list(self.notices),
         }
 
@@ -426,7 +451,8 @@ class Session:
             now = self._counter_final or self._read_counters()
             if now is not None:
                 return self._aligned_counter_j(now)
-        deltas = [self.sampler.counter_delta_j(i) for i in range(self.sampler.gpu_count)]
+        # The counter's measure of the very window the ledger integrated (see TelemetrySampler.counter_energy_j).
+        deltas = [self.sampler.counter_energy_j(i) for i in range(self.sampler.gpu_count)]
         return None if any(d is None for d in deltas) else sum(deltas)
 
     def stats_json(self, fresh: bool = False) -> dict:
@@ -438,7 +464,7 @@ class Session:
             "power_stddev_w": stddev,
             "gpus": self.gpus_json(),
             "governor": self.governor.summary_json() if self.governor is not None else None,
-            "alerts": self.alerts.to_json(),
+            "alerts": {**self.alert_totals.to_json(), **self.alerts.to_json()},
         }
 
     def summary_json(self) -> dict:

@@ -273,7 +273,7 @@ def test_total_timeout_ends_a_long_stream(tmp_path):
             with httpx.stream("POST", session.gateway_url + "/api/chat", json=body) as response:
                 assert response.status_code == 200
                 lines = [json.loads(line) for line in response.iter_lines() if line]
-            assert 1.0 <= time.monotonic() - started < 3
+            assert 1.0 <= time.monotonic() - started < 10  # generous: CI machines are busy
             assert len(lines) > 10 and "total timeout" in lines[-1]["error"]
             assert record_of(session, response).status == "error"
         finally:
@@ -314,9 +314,9 @@ def test_500_concurrent_streams_lose_and_reorder_nothing(tmp_path):
                 assert "".join(c["message"]["content"] for c in content) == text
                 stamps = [c["created_at"] for c in chunks]
                 assert stamps == sorted(stamps)
-            done = wait_until(lambda: len([r for r in records(session) if r.status == "ok"]) >= n and records(session))
+            done = wait_until(lambda: len([r for r in records(session) if r.status == "ok"]) >= n and records(session), timeout=60)
             assert len([r for r in done if r.status == "ok"]) == n
-            wait_until(lambda: all(b.in_flight == 0 for b in session.backends), timeout=5)
+            wait_until(lambda: all(b.in_flight == 0 for b in session.backends), timeout=30)
         finally:
             runner.stop()
 

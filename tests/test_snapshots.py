@@ -109,6 +109,53 @@ def test_power_pane(snap_compare, frozen_session, size):
     assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=settle)
 
 
+@pytest.fixture
+def burst_session(tmp_path):
+    """The real H200 decode burst replayed to its end, its seven marked requests through the ledger."""
+    from tests.test_sampler_replay import BURST, play, replay_session
+
+    runner, clock = replay_session(tmp_path, BURST)
+    play(runner.session, clock, BURST)
+    yield runner.session
+    runner.stop()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_power_pane_h200_replay(snap_compare, burst_session, size):
+    assert snap_compare(app_for(burst_session), terminal_size=size, run_before=settle)
+
+
+def test_power_pane_power_cap_alert(snap_compare, tmp_path):
+    from claw_tui.telemetry.replay import load_trace
+    from tests.test_sampler_replay import POWER_CAP, play, replay_session
+
+    runner, clock = replay_session(tmp_path, POWER_CAP)
+    try:
+        marks = dict((label, t) for t, label in load_trace(POWER_CAP).marks)
+        play(runner.session, clock, POWER_CAP, seconds=marks["load_end"] - 0.5)
+        assert snap_compare(app_for(runner.session), terminal_size=(120, 36), run_before=settle)
+    finally:
+        runner.stop()
+
+
+def test_power_pane_two_gpus_second_selected(snap_compare, tmp_path):
+    from tests.test_power_pane import two_gpu_trace
+    from tests.test_sampler_replay import BURST, play, replay_session
+
+    runner, clock = replay_session(tmp_path, two_gpu_trace(tmp_path))
+    try:
+        play(runner.session, clock, BURST, seconds=14.0)
+
+        async def run_before(pilot):
+            await settle(pilot)
+            await pilot.press("right_square_bracket")
+            await settle(pilot)
+
+        assert snap_compare(app_for(runner.session), terminal_size=(160, 48), run_before=run_before)
+    finally:
+        runner.stop()
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_chat_pane(snap_compare, frozen_session, size):
     async def run_before(pilot):

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="record a telemetry trace (JSON lines; gzip if FILE ends in .gz)")
     parser.add_argument("--seconds", type=_positive_float, default=10.0, metavar="N",
                         help="how long to record (default 10)")
-    parser.add_argument("--replay", metavar="FILE", help="read telemetry from a recorded trace instead of the GPU")
+    parser.add_argument("--replay", metavar="FILE", default=argparse.SUPPRESS,
+                        help="read telemetry from a recorded trace instead of the GPU")
     parser.set_defaults(run=run_gpu)
 
 
@@ -70,13 +71,30 @@ def run_gpu(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     except TelemetryError as err:
         _fail(str(err))
         return 1
+    except BrokenPipeError:
+        # `claw gpu --watch --json | head`: the reader left; exit quietly, as other filters do.
+        _silence_stdout()
+        return 0
     finally:
         source.close()
 
 
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
 def make_source(args: argparse.Namespace) -> TelemetrySource:
-    if args.replay:
-        return ReplaySource(args.replay)
+    replay = getattr(args, "replay", None)
+    if replay:
+        return ReplaySource(replay)
     if getattr(args, "demo", False):
         return _simulated_source()
     return NvmlSource()

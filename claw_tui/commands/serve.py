@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--listen", type=parse_listen, metavar="HOST:PORT", help="listen address")
     where.add_argument("--port", type=int, metavar="N", help="listen on 127.0.0.1:N (or the configured host)")
-    parser.add_argument("--replay", metavar="FILE", help="use a recorded GPU trace as the telemetry source")
+    parser.add_argument("--replay", metavar="FILE", default=argparse.SUPPRESS,
+                        help="use a recorded GPU trace as the telemetry source")
     parser.add_argument("--sim-speed", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.set_defaults(run=run_serve)
 
@@ -54,7 +55,7 @@ async def serve(args, config) -> int:
     from claw_tui.runtime import freeze_startup_heap
     from claw_tui.session import Session, SessionOptions
 
-    options = SessionOptions(demo=args.demo, replay_path=args.replay, listen=listen_address(args, config),
+    options = SessionOptions(demo=args.demo, replay_path=getattr(args, "replay", None), listen=listen_address(args, config),
                              sim_speed=args.sim_speed)
     session = Session(config, options)
     stop = asyncio.Event()

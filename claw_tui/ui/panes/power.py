@@ -1,153 +1,529 @@
-"""The Power pane: live power and clock graphs per GPU, the GPU's state, session energy and tokens/J."""
+"""The Power pane: per-GPU power trace with its limit, clocks, util/temperature, the GPU's state, alerts with
+what to do, session energy and tokens/J, and the requests that spent that energy.
+
+Redraws only while visible (the app refreshes the active pane) and the charts at most twice a second.
+Keys: [ and ] switch GPU (or click a GPU in the bar), w / W change the time window.
+"""
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Static
-from textual_plotext import PlotextPlot
+import time
+from dataclasses import dataclass
 
-from claw_tui.telemetry.types import PowerSample
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.events import Resize
+from textual.widgets import Static, TabbedContent, Tabs
+
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
+from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series
 
-WINDOW_S = 120.0
-PLOT_BUCKET_S = 1.0
+WINDOWS_S = (10.0, 60.0, 120.0, 600.0, 3600.0)
+DEFAULT_WINDOW_S = 120.0
+PLOT_INTERVAL_S = 0.5  # charts redraw at most twice a second
+MAX_PLOT_INTERVAL_S = 1.0
+MAX_SIDE_INTERVAL_S = 2.0
+MIN_WINDOW_S = 10.0
+TALL_HEIGHT = 36  # from this pane height on: util/temp chart, recent requests and processes
+WIDE_WIDTH = 120
+CELL_GAP = 2
+RECENT_REQUESTS = 200  # records scanned for the bands and the requests table
 
 
-STAT_CELL_WIDTH = 19
+@dataclass(frozen=True)
+class Cell:
+    label: str
+    value: str
+    style: str = ""
+
+    @property
+    def width(self) -> int:
+        return len(self.label) + 1 + len(self.value)
+
+    def content(self, width: int) -> Content:
+        text = Content.assemble((self.label + " ", "$text-muted"), (self.value, self.style))
+        return text.truncate(width, ellipsis=True).pad_right(width - text.cell_length)
 
 
-def stat_grid(cells: list[Text], width: int) -> Table:
-    """Lay the cells out in as many columns as the pane's width allows."""
-    columns = max(2, min(6, (width - 2) // STAT_CELL_WIDTH))
-    table = Table.grid(padding=(0, 1), expand=True)
-    for _ in range(columns):
-        table.add_column(no_wrap=True, overflow="ellipsis")
+def grid_lines(cells: list[Cell], width: int, max_columns: int = 8) -> list[Content]:
+    """Lay the cells out row by row in the most columns that fit `width` (each column as wide as its widest cell)."""
+    for columns in range(min(max_columns, len(cells)), 0, -1):
+        widths = [max(c.width for c in cells[i::columns]) for i in range(columns)]
+        if sum(widths) + CELL_GAP * (columns - 1) <= width or columns == 1:
+            break
+    lines = []
     for start in range(0, len(cells), columns):
         row = cells[start:start + columns]
-        table.add_row(*row, *[""] * (columns - len(row)))
-    return table
+        parts = []
+        for i, cell in enumerate(row):
+            if i:
+                parts.append(Content(" " * CELL_GAP))
+            parts.append(cell.content(min(widths[i], width)))
+        lines.append(Content.assemble(*parts))
+    return lines
 
 
-def downsample(samples: list[PowerSample], start: float, bucket_s: float) -> tuple[list[float], list[float]]:
-    """Mean power per time bucket, as (seconds relative to now, watts), for plotting."""
-    buckets: dict[int, list[float]] = {}
-    for sample in samples:
-        buckets.setdefault(int((sample.ts - start) // bucket_s), []).append(sample.watts)
-    xs, ys = [], []
-    for key in sorted(buckets):
-        values = buckets[key]
-        xs.append(key * bucket_s)
-        ys.append(sum(values) / len(values))
-    return xs, ys
+def window_label(seconds: float) -> str:
+    def amount(value: float) -> str:
+        return f"{value:.0f}" if value >= 10 or value == round(value) else f"{value:.1f}"
+
+    if seconds >= 3600:
+        return f"{amount(seconds / 3600)} h"
+    if seconds >= 60:
+        return f"{amount(seconds / 60)} min"
+    return f"{seconds:.0f} s"
+
+
+def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def governor_words(governor: dict) -> str:
+    """The governor in a few words: its state, the locked clock, how soon it downclocks, dry run."""
+    state = governor.get("state", "off")
+    words = state.replace("_", " ")
+    if governor.get("locked_sm_clock_mhz"):
+        words += f" @ {governor['locked_sm_clock_mhz']} MHz"
+    if state == "idle_pending" and governor.get("idle_after_s") is not None:
+        left = max(0.0, governor["idle_after_s"] - (governor.get("idle_for_s") or 0.0))
+        words += f" in {left:.0f} s"
+    if governor.get("mode") == "dry-run" and governor.get("enabled"):
+        words += " (dry run)"
+    return words + " · F6"
+
+
+def _show(widget, visible: bool) -> None:
+    if widget.display != visible:  # setting it at all costs a layout pass
+        widget.display = visible
+
+
+def _set_title(widget, title: str) -> None:
+    if widget.border_title != title:
+        widget.border_title = title
+
+
+
+
+def short_gpu_name(name: str) -> str:
+    return name.removeprefix("NVIDIA ").strip() or name
+
+
+def power_style(power_w: float | None, limit_w: float | None) -> str:
+    if power_w is None or not limit_w:
+        return "bold"
+    share = power_w / limit_w
+    return "bold $error" if share >= 0.95 else "bold $warning" if share >= 0.8 else "bold $success"
 
 
 class PowerPane(Pane):
-    """Redraws only when visible (the app calls `refresh_data` for the active pane) and at most twice a second."""
+    can_focus = True
+    BINDINGS = [
+        Binding("left_square_bracket", "gpu(-1)", "Prev GPU", show=False),
+        Binding("right_square_bracket", "gpu(1)", "Next GPU", show=False),
+        Binding("w", "window(1)", "Window", show=False),
+        Binding("W", "window(-1)", "Window", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gpu_index = 0
-        self._last_plot = 0.0
-        self._clock_history: list[tuple[float, int | None, int | None]] = []
+        self.window_s = DEFAULT_WINDOW_S
+        self._last_plot = -float("inf")
+        self._last_values = -float("inf")
+        self._last_side_plot = -float("inf")
+        self._shown: dict[str, list] = {}
+        self.chart_draws = 0  # how many times the charts were rebuilt (benchmarks and tests read it)
 
     def compose(self) -> ComposeResult:
+        yield GpuBar(id="power-gpus")
         yield Static(id="power-stats")
-        with Horizontal(id="power-plots"):
-            yield PlotextPlot(id="power-plot")
-            yield PlotextPlot(id="clock-plot")
+        yield Static(id="power-alerts")
+        with Horizontal(id="power-charts"):
+            yield BrailleChart(id="power-chart")
+            with Vertical(id="power-side"):
+                yield BrailleChart(id="clock-chart")
+                yield BrailleChart(id="util-chart")
+        with Horizontal(id="power-bottom"):
+            yield Static(id="power-requests")
+            yield Static(id="power-processes")
 
     def on_mount(self) -> None:
         self.refresh_data()
 
-    def refresh_data(self) -> None:
-        session = self.app.session
-        self.query_one("#power-stats", Static).update(self._stats(session))
+    def on_show(self) -> None:
+        self.call_after_refresh(self._take_focus)
+
+    def _take_focus(self) -> None:
+        """Hold the focus while shown (unless a field has it), so that [ ] and w reach the pane without a click."""
+        tabs = next((node for node in self.ancestors if isinstance(node, TabbedContent)), None)
+        if tabs is not None and self.parent is not None and tabs.active != self.parent.id:
+            return  # another pane was chosen meanwhile: taking the focus would pull this tab back to the front
+        if self.app.focused is None or isinstance(self.app.focused, Tabs):
+            self.focus()
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.height >= TALL_HEIGHT, "-tall")
+        self.set_class(event.size.width >= WIDE_WIDTH, "-wide")
+        self.refresh_data(force_plot=True)
+
+    # ---- actions ------------------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "gpu":
+            return self._gpu_count() > 1
+        return True
+
+    def action_gpu(self, step: int) -> None:
+        count = self._gpu_count()
+        if count:
+            self.select_gpu((self.gpu_index + step) % count)
+
+    def action_window(self, step: int) -> None:
+        index = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
+        self.window_s = WINDOWS_S[(index + step) % len(WINDOWS_S)]
+        self.refresh_data(force_plot=True)
+
+    def on_gpu_bar_selected(self, message: GpuBar.Selected) -> None:
+        self.select_gpu(message.index)
+
+    def select_gpu(self, index: int) -> None:
+        if 0 <= index < self._gpu_count() and index != self.gpu_index:
+            self.gpu_index = index
+            self.refresh_data(force_plot=True)
+
+    def _gpu_count(self) -> int:
+        sampler = self.app.session.sampler
+        return sampler.gpu_count if sampler is not None else 0
+
+    # ---- refresh ------------------------------------------------------------------------------------------------
+    def refresh_data(self, force_plot: bool = False) -> None:
+        """Repaint at most twice a second, values and charts in the same pass (each repaint has a fixed cost in
+        the compositor, so fewer, fuller repaints keep the idle console cheap); charts at most once per cell."""
+        if not self.is_mounted:
+            return
         now = self.app.clock()
-        if now - self._last_plot >= 0.5:
+        if not force_plot and now - self._last_values < PLOT_INTERVAL_S - 0.05:
+            return
+        self._last_values = now
+        session = self.app.session
+        sampler = session.sampler
+        telemetry_ok = sampler is not None and sampler.state == "ok" and sampler.gpu_count > 0
+        if telemetry_ok and self.gpu_index >= sampler.gpu_count:
+            self.gpu_index = 0
+        self._show_gpu_bar(sampler if telemetry_ok else None)
+        self._show_stats(session, telemetry_ok)
+        self._show_alerts(session)
+        if force_plot or now - self._last_plot >= self._plot_interval(sampler if telemetry_ok else None, now) - 0.05:
             self._last_plot = now
-            self._draw_plots(session, now)
+            self.chart_draws += 1
+            self._draw_charts(session, now, telemetry_ok, force_plot)
+            if self.has_class("-tall"):
+                self._show_requests(session)
+                self._show_processes(sampler.latest(self.gpu_index) if telemetry_ok else None)
 
-    # ---- the stats block ------------------------------------------------------------------------------------
-    def _stats(self, session) -> Table | Text:
-        sampler = session.sampler
-        if sampler is None or sampler.kind == "none" or sampler.state != "ok":
-            message = sampler.message if sampler else "no telemetry"
-            return Text.assemble(("No GPU telemetry: ", "bold"), message or "source unavailable",
-                                 "\nThe gateway keeps working; energy is not measured.")
-        snapshot = sampler.latest(self.gpu_index)
+    def _plot_interval(self, sampler, now: float) -> float:
+        """Redraw when the chart would move by about one cell: twice a second for short windows, once for long."""
+        if sampler is None:
+            return PLOT_INTERVAL_S
+        cells = max(1, self.query_one("#power-chart", BrailleChart).size.width - 5)
+        return min(MAX_PLOT_INTERVAL_S, max(PLOT_INTERVAL_S, self._x_span(sampler, now) / cells))
+
+    def _set_subtitle(self, widget, subtitle: Content | str) -> None:
+        # Compared with what was set last (the border keeps its own form of it): any assignment repaints the chart.
+        key = (subtitle.plain, tuple(subtitle.spans)) if isinstance(subtitle, Content) else subtitle
+        if self._shown.get(f"subtitle:{widget.id}") != key:
+            self._shown[f"subtitle:{widget.id}"] = key
+            widget.border_subtitle = subtitle
+
+    def _set_text(self, widget_id: str, lines: list[Content]) -> None:
+        """Fill a fixed-size Static, repainting only when the text changed."""
+        shown = [(line.plain, tuple(line.spans)) for line in lines]
+        if self._shown.get(widget_id) != shown:
+            self._shown[widget_id] = shown
+            self.query_one(widget_id, Static).update(Content("\n").join(lines), layout=False)
+
+    def _set_lines(self, widget_id: str, lines: list[Content]) -> None:
+        shown = [(line.plain, tuple(line.spans)) for line in lines]
+        if self._shown.get(widget_id) == shown:
+            return  # unchanged: no repaint
+        self._shown[widget_id] = shown
+        widget = self.query_one(widget_id, Static)
+        height = max(1, len(lines))
+        resized = widget.styles.height is None or widget.styles.height.value != height
+        if resized:
+            widget.styles.height = height
+        widget.update(Content("\n").join(lines), layout=resized)
+
+    # ---- GPU bar, stats, alerts -------------------------------------------------------------------------------------
+    def _show_gpu_bar(self, sampler) -> None:
+        bar = self.query_one("#power-gpus", GpuBar)
+        several = sampler is not None and sampler.gpu_count > 1
+        _show(bar, several)
+        if not several:
+            return
+        chips = []
+        for snapshot in sampler.latest_all():
+            text = f"{snapshot.index} {short_gpu_name(snapshot.name)} {fmt.watts(snapshot.power_w)}"
+            chips.append((snapshot.index, text, snapshot.index == self.gpu_index))
+        bar.show_gpus(chips)
+
+    def _show_stats(self, session, telemetry_ok: bool) -> None:
+        width = max(20, self.size.width - 2)
+        if not telemetry_ok:
+            self._set_lines("#power-stats", self._no_telemetry_lines(session.sampler))
+            return
+        snapshot = session.sampler.latest(self.gpu_index)
         if snapshot is None:
-            return Text("waiting for the first sample…")
-        return stat_grid(self._cells(session, snapshot), width=self.size.width)
+            self._set_lines("#power-stats", [Content("waiting for the first sample…")])
+            return
+        lines = grid_lines(self._cells(session, snapshot), width)
+        lines.append(self._status_line(session, snapshot).truncate(width, ellipsis=True))
+        self._set_lines("#power-stats", lines)
 
-    def _cells(self, session, snapshot) -> list[Text]:
+    @staticmethod
+    def _no_telemetry_lines(sampler) -> list[Content]:
+        if sampler is None or sampler.kind == "none":
+            reason = sampler.message if sampler is not None else "no telemetry source"
+            head = Content.assemble(("No GPU telemetry: ", "bold $warning"), reason or "source unavailable")
+            tail = "The gateway keeps working; energy is not measured. Try `claw --demo` or `claw --replay FILE`."
+        else:
+            head = Content.assemble(("GPU telemetry lost: ", "bold $error"), sampler.message or "unknown error")
+            tail = "claw reopens the source every few seconds and resumes by itself; the gateway keeps working."
+        return [head, Content.styled(tail, "$text-muted")]
+
+    def _cells(self, session, snapshot) -> list[Cell]:
         sampler = session.sampler
+        index = self.gpu_index
         totals = session.ledger.totals()
         tokens = sum(r.completion_tokens for r in session.ledger.records() if r.status == "ok")
-        tokens_per_j = tokens / totals["total_j"] if totals["total_j"] > 0 and tokens else None
-
-        def cell(label: str, value: str, style: str = "") -> Text:
-            return Text.assemble((f"{label} ", "dim"), (value, style))
-
+        total_j = totals["total_j"]
+        tokens_per_j = tokens / total_j if total_j > 0 and tokens else None
+        limit = snapshot.power_limit_w
         return [
-            cell(f"GPU {snapshot.index}", snapshot.name),
-            cell("power", f"{fmt.watts(snapshot.power_w)} / {fmt.watts(snapshot.power_limit_w)}", "bold"),
-            cell("SM", fmt.num(snapshot.sm_clock_mhz, 0, " MHz")),
-            cell("mem", fmt.num(snapshot.mem_clock_mhz, 0, " MHz")),
-            cell("util", fmt.num(snapshot.util_pct, 0, "%")),
-            cell("temp", fmt.num(snapshot.temp_c, 0, "°C")),
-            cell("VRAM", fmt.vram(snapshot.vram_used_mib, snapshot.vram_total_mib)),
-            cell("P-state", snapshot.pstate or fmt.NA),
-            cell("σ60s", fmt.num(sampler.power_stddev_w(self.gpu_index), 1, " W")),
-            cell("energy", fmt.joules(totals["total_j"])),
-            cell("idle", fmt.joules(totals["idle_j"])),
-            cell("tokens/J", fmt.ratio(tokens_per_j), "bold green"),
-            cell("reasons", ", ".join(snapshot.clock_event_reasons) or "none"),
-            cell("governor", session.governor_json().get("state", "off")),
-            cell("in flight", str(session.ledger.in_flight())),
-            cell("source", sampler.kind),
+            Cell(f"GPU {snapshot.index}", short_gpu_name(snapshot.name), "bold"),
+            Cell("power", f"{fmt.num(snapshot.power_w, 0)}/{fmt.watts(limit)}", power_style(snapshot.power_w, limit)),
+            Cell("σ60s", fmt.num(sampler.power_stddev_w(index), 1, " W")),
+            Cell("SM", fmt.num(snapshot.sm_clock_mhz, 0, " MHz")),
+            Cell("mem", fmt.num(snapshot.mem_clock_mhz, 0, " MHz")),
+            Cell("util", fmt.num(snapshot.util_pct, 0, "%")),
+            Cell("temp", fmt.num(snapshot.temp_c, 0, " °C")),
+            Cell("VRAM", fmt.vram(snapshot.vram_used_mib, snapshot.vram_total_mib)),
+            Cell("P-state", snapshot.pstate or fmt.NA),
+            Cell("energy", fmt.joules(total_j), "bold"),
+            Cell("idle", fmt.joules(totals["idle_j"])),
+            Cell("tokens/J", fmt.ratio(tokens_per_j), "bold $success"),
         ]
 
-    # ---- the graphs ---------------------------------------------------------------------------------------------
-    def _draw_plots(self, session, now: float) -> None:
+    def _status_line(self, session, snapshot) -> Content:
         sampler = session.sampler
-        if sampler is None or sampler.state != "ok":
-            return
-        start = now - WINDOW_S
-        xs, ys = downsample(sampler.power_trace(self.gpu_index, start), start, PLOT_BUCKET_S)
-        xs = [x - WINDOW_S for x in xs]
-        snapshot = sampler.latest(self.gpu_index)
-        power_plot = self.query_one("#power-plot", PlotextPlot)
-        plt = power_plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("Power (W)")
-        if xs:
-            plt.plot(xs, ys, color="orange", marker="braille")
-        if snapshot is not None and snapshot.power_limit_w:
-            plt.hline(snapshot.power_limit_w, "red")
-            plt.ylim(0, snapshot.power_limit_w * 1.05)
-        plt.xlim(-WINDOW_S, 0)
-        plt.xlabel("seconds")
-        power_plot.refresh()
-        self._draw_clocks(sampler, now)
+        reasons = ", ".join(snapshot.clock_event_reasons) or "none"
+        reason_style = "$text" if reasons in ("none", "gpu_idle") else "bold $warning"
+        trace = sampler.trace_stats(self.gpu_index)
+        rate = f"{trace['rate_hz']:g} Hz" if trace.get("rate_hz") else "N/A"
+        gaps = trace.get("gaps", 0)
+        check = sampler.energy_check(self.gpu_index)
+        counter = fmt.NA if check["error_pct"] is None else f"{check['error_pct']:+.2f}%"
+        governor_text = governor_words(session.governor_json())
+        parts = [
+            ("reasons ", "$text-muted"), (reasons, reason_style),
+            ("  in flight ", "$text-muted"), (str(session.ledger.in_flight()), "$text"),
+            ("  governor ", "$text-muted"), (governor_text, "$text"),
+            ("  trace ", "$text-muted"), (f"{sampler.kind} {rate}", "$text"),
+        ]
+        if gaps:
+            parts.append((f" {gaps} gap{'s' if gaps > 1 else ''}", "$warning"))
+        parts += [("  samples vs counter ", "$text-muted"), (counter, "$text")]
+        return Content.assemble(*parts)
 
-    def _draw_clocks(self, sampler, now: float) -> None:
-        history = [s for s in sampler.history_1hz(self.gpu_index) if s.ts >= now - WINDOW_S]
-        clock_plot = self.query_one("#clock-plot", PlotextPlot)
-        plt = clock_plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("Clocks (MHz)")
-        xs = [s.ts - now for s in history]
-        sm = [s.sm_clock_mhz or 0 for s in history]
-        mem = [s.mem_clock_mhz or 0 for s in history]
-        if xs:
-            plt.plot(xs, sm, color="cyan", marker="braille", label="SM")
-            plt.plot(xs, mem, color="magenta", marker="braille", label="mem")
-        plt.xlim(-WINDOW_S, 0)
-        plt.xlabel("seconds")
-        clock_plot.refresh()
+    def _show_alerts(self, session) -> None:
+        widget = self.query_one("#power-alerts", Static)
+        gpu = self.gpu_index if session.sampler is not None and session.sampler.state == "ok" else None
+        alerts = session.alerts.active(gpu)
+        _show(widget, bool(alerts))
+        if not alerts:
+            return
+        width = max(20, self.size.width - 2)
+        lines = []
+        for alert in alerts[:3]:
+            style = "bold $error" if alert.severity == "critical" else "bold $warning"
+            if alert.clearing:
+                style = "$text-muted"
+            ago = "" if not alert.clearing else f" (lasted {alert.last_seen - alert.since:.0f} s, clearing)"
+            line = Content.assemble(("▲ " if alert.severity == "critical" else "△ ", style), (alert.message, style),
+                                    (ago, "$text-muted"), (" — ", "$text-muted"), (alert.hint, "$text"))
+            lines.append(line.truncate(width, ellipsis=True))
+        if len(alerts) > 3:
+            lines[-1] = lines[-1].truncate(width - 12, ellipsis=True) + Content.styled(
+                f"  +{len(alerts) - 3} more", "$text-muted")
+        self._set_lines("#power-alerts", lines)
+
+    # ---- charts ---------------------------------------------------------------------------------------------------
+    def _x_span(self, sampler, now: float) -> float:
+        """The window shown: the chosen one, or less while the session is younger (so the chart is never blank)."""
+        elapsed = now - sampler.started_at
+        return max(MIN_WINDOW_S, min(self.window_s, elapsed))
+
+    def _draw_charts(self, session, now: float, telemetry_ok: bool, force: bool = False) -> None:
+        power_chart = self.query_one("#power-chart", BrailleChart)
+        clock_chart = self.query_one("#clock-chart", BrailleChart)
+        util_chart = self.query_one("#util-chart", BrailleChart)
+        if not telemetry_ok:
+            for chart, title in ((power_chart, "Power"), (clock_chart, "Clocks"), (util_chart, "Util / temp")):
+                _set_title(chart, title)
+                self._set_subtitle(chart, "")
+                chart.plot(series=[], x_range=(-self.window_s, 0), y_range=(0, 1), empty_text="no telemetry")
+            return
+        sampler = session.sampler
+        span = self._x_span(sampler, now)
+        x_range = (-span, 0.0)
+        x_labels = [(-span, f"-{window_label(span)}"), (-span / 2, f"-{window_label(span / 2)}"), (0.0, "now")]
+        label = window_label(span)
+        self._draw_power(power_chart, session, now, span, x_range, x_labels, label)
+        # The side charts are narrower: they move by a cell less often, so they redraw less often (≤ every 2 s).
+        side_cells = max(1, clock_chart.size.width - 5)
+        side_interval = min(MAX_SIDE_INTERVAL_S, max(PLOT_INTERVAL_S, span / side_cells))
+        if not force and now - self._last_side_plot < side_interval - 0.05:
+            return
+        self._last_side_plot = now
+        history = self._history(sampler, now, span)
+        self._draw_clocks(clock_chart, sampler, history, now, x_range, x_labels, label)
+        if self.has_class("-tall"):
+            self._draw_util(util_chart, session, history, now, x_range, x_labels, label)
+
+    def _history(self, sampler, now: float, span: float):
+        if span <= sampler.history_minutes * 60:
+            return sampler.recent_history(self.gpu_index, now - span)
+        return sampler.history_1hz(self.gpu_index, now - span)
+
+    def _draw_power(self, chart: BrailleChart, session, now: float, span: float, x_range, x_labels,
+                    label: str) -> None:
+        sampler = session.sampler
+        index = self.gpu_index
+        snapshot = sampler.latest(index)
+        limit = snapshot.power_limit_w if snapshot is not None else None
+        threshold = session.alerts.thresholds.power_threshold_w(limit)
+        y_top = max(limit or 0.0, 100.0)
+        if span <= sampler.history_minutes * 60:
+            columns = chart.dot_columns((0.0, y_top))
+            slices = sampler.power_columns(index, now - span, now, columns)
+            width = span / columns
+            means = [(-span + (c + 0.5) * width, mean) for c, mean, _ in slices]
+            peaks = [(-span + (c + 0.5) * width, peak) for c, _, peak in slices]
+            per_column = span * 50 / columns  # 20 ms samples
+        else:
+            means = [(p.ts - now, p.power_w) for p in sampler.history_1hz(index, now - span)]
+            peaks, per_column = [], 1.0
+        top = max([limit or 0.0] + [w for _, w in peaks or means if w is not None])
+        y_range = (0.0, top * 1.05 if top else 100.0)
+        hlines = []
+        if threshold is not None and threshold != limit:
+            hlines.append(HLine(threshold, "chart--threshold"))
+        if limit:
+            hlines.append(HLine(limit, "chart--limit"))
+        series = []
+        if per_column > 2:  # several samples per dot column: show their peaks behind the mean
+            series.append(Series(peaks, "chart--peak", aggregate="max", max_gap=1.0))
+        series.append(Series(means, "chart--series-1", max_gap=1.0))
+        chart.plot(series=series, x_range=x_range, y_range=y_range, hlines=hlines,
+                   bands=self._request_bands(session, now, span), x_labels=x_labels, empty_text="waiting for samples")
+        _set_title(chart, f"Power W · GPU {index} · {label} · {self._trace_rate(sampler)}")
+        self._set_subtitle(chart, self._power_legend(chart.size.width, len(series) > 1, limit, threshold))
+
+    @staticmethod
+    def _power_legend(width: int, peaks: bool, limit: float | None, threshold: float | None) -> Content:
+        wide = width >= 70
+        legend = [Content.styled("━ mean", "$warning")]
+        if peaks:
+            legend.append(Content.styled("⠒ peak", "$text-muted"))
+        if limit:
+            legend.append(Content.styled(f"┄ limit {limit:.0f}" if wide else "┄ limit", "$error"))
+        if threshold is not None and threshold != limit:
+            legend.append(Content.styled(f"┄ alert {threshold:.0f}" if wide else "┄ alert", "$warning"))
+        legend.append(Content.styled("█ requests" if wide else "█ req", "$primary"))
+        if wide:
+            legend.append(Content.styled("w window", "$text-muted"))
+        return Content(" ").join(legend)
+
+    def _trace_rate(self, sampler) -> str:
+        trace = sampler.trace_stats(self.gpu_index)
+        median = trace.get("median_dt_s")
+        return f"{median * 1000:.0f} ms" if median else "no samples"
+
+    def _request_bands(self, session, now: float, span: float) -> list[tuple[float, float]]:
+        start = now - span
+        intervals = []
+        for record in session.ledger.records(RECENT_REQUESTS):
+            if record.gpu is not None and record.gpu != self.gpu_index:
+                continue
+            begin = record.t_upstream_start or record.t_arrival
+            end = record.t_end if record.t_end is not None else now
+            if end >= start and begin <= now:
+                intervals.append((max(begin, start) - now, min(end, now) - now))
+        return merge_intervals(intervals)
+
+    def _draw_clocks(self, chart: BrailleChart, sampler, history, now: float, x_range, x_labels, label) -> None:
+        static = sampler.statics()[self.gpu_index]
+        sm = [(p.ts - now, p.sm_clock_mhz) for p in history]
+        mem = [(p.ts - now, p.mem_clock_mhz) for p in history]
+        top = max([static.max_sm_clock_mhz or 0, static.max_mem_clock_mhz or 0]
+                  + [v for _, v in sm + mem if v is not None])
+        chart.plot(series=[Series(mem, "chart--series-3", max_gap=5.0), Series(sm, "chart--series-2", max_gap=5.0)],
+                   x_range=x_range, y_range=(0.0, (top or 1000) * 1.05), x_labels=x_labels)
+        _set_title(chart, f"Clocks MHz · last {label}")
+        self._set_subtitle(chart, Content(" ").join([Content.styled("━ SM", "$primary"),
+                                                Content.styled("━ mem", "$secondary")]))
+
+    def _draw_util(self, chart: BrailleChart, session, history, now: float, x_range, x_labels, label) -> None:
+        util = [(p.ts - now, p.util_pct) for p in history]
+        temp = [(p.ts - now, p.temp_c) for p in history]
+        alert_c = session.alerts.thresholds.temp_alert_c
+        top = max([100.0, alert_c] + [v for _, v in temp if v is not None])
+        chart.plot(series=[Series(util, "chart--series-4", max_gap=5.0), Series(temp, "chart--series-1", max_gap=5.0)],
+                   x_range=x_range, y_range=(0.0, top * 1.05), hlines=[HLine(alert_c, "chart--threshold")],
+                   x_labels=x_labels)
+        _set_title(chart, f"Util % · Temp °C · last {label}")
+        self._set_subtitle(chart, Content(" ").join([Content.styled("━ util", "$success"),
+                                                Content.styled("━ temp", "$warning"),
+                                                Content.styled(f"┄ alert {alert_c:.0f} °C", "$warning")]))
+
+    # ---- bottom: the requests behind the energy, and who holds the VRAM --------------------------------------------
+    def _show_requests(self, session) -> None:
+        records = [r for r in session.ledger.records(RECENT_REQUESTS)
+                   if r.status != "active" and (r.gpu is None or r.gpu == self.gpu_index)][-7:]
+        header = Content.styled(f"{'time':8}  {'model':16} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9}"
+                                f" {'J/tok':>6} {'avg W':>6}", "bold $text-muted")
+        lines = [Content.styled(f"Recent requests on GPU {self.gpu_index}", "bold"), header]
+        for record in reversed(records):
+            duration = record.duration_ms
+            seconds = (duration or 0) / 1000
+            avg_w = record.energy_j / seconds if seconds > 0 and record.energy_j else None
+            status_style = "$success" if record.status == "ok" else "$error"
+            lines.append(Content.assemble(
+                (time.strftime("%H:%M:%S", time.localtime(record.t_arrival)) + "  ", "$text-muted"),
+                (f"{(record.agent or record.model)[:16]:16} ", "$text"),
+                (f"{record.status:9} ", status_style),
+                (f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
+                 f"{fmt.ratio(record.joules_per_token, 2):>6} {fmt.num(avg_w, 0):>6}", "$text"),
+            ))
+        if not records:
+            lines.append(Content.styled("no finished request yet: energy per request shows here", "$text-muted"))
+        self._set_text("#power-requests", lines)
+
+    def _show_processes(self, snapshot) -> None:
+        lines = [Content.styled("Processes on this GPU", "bold")]
+        processes = snapshot.processes if snapshot is not None else []
+        for process in sorted(processes, key=lambda p: -(p.vram_mib or 0))[:7]:
+            runner = Content.styled(" ollama runner", "$accent") if process.is_ollama_runner else Content("")
+            lines.append(Content.assemble((f"{process.pid:>7} ", "$text-muted"), (f"{process.name[:18]:18} ", "$text"),
+                                          (f"{fmt.mib(process.vram_mib):>10}", "$text")) + runner)
+        if not processes:
+            lines.append(Content.styled("no compute process", "$text-muted"))
+        self._set_text("#power-processes", lines)
