@@ -83,6 +83,15 @@ def app_for(session: Session) -> ClawApp:
     return ClawApp(session, refresh_hz=0, gateway_label="127.0.0.1:18789")
 
 
+async def until(pilot, predicate, timeout: float = 10.0) -> None:
+    """Let the app work until `predicate()` holds (on a loaded machine a message may take a while)."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the app did not reach the expected state")
+
+
 async def settle(pilot) -> None:
     for _ in range(200):  # the hidden panes mount just after the first frame
         if pilot.app.panes_ready:
@@ -237,6 +246,9 @@ def test_models_parameter_form(snap_compare, frozen_session, size):
         pilot.app.query_one("#models-tabs", TabbedContent).active = "models-tab-parameters"
         await settle(pilot)
         pilot.app.query_one("#param-num_ctx", Input).value = "8192"
+        editor = pilot.app.query_one(ModelfileEditor)
+        await until(pilot, lambda: "PARAMETER num_ctx 8192" in editor.text)
+        await until(pilot, lambda: "edited" in str(pilot.app.query_one("#models-current").content))
         await settle(pilot)
 
     assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
@@ -266,6 +278,8 @@ def test_models_rebuild_dialog(snap_compare, frozen_session, size):
         await pilot.press("ctrl+r")
         await settle(pilot)
         pilot.app.screen.query_one("#rebuild-name", Input).value = "qwen3:32b"  # an existing name: a warning
+        check = pilot.app.screen.query_one("#rebuild-check")
+        await until(pilot, lambda: "exists" in str(check.content))
         await settle(pilot)
 
     assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)

@@ -108,8 +108,8 @@ def test_an_operator_session_in_a_real_terminal(terminal, tmp_path):
     terminal.wait_for("qwen3:8b", "Ask something")
     terminal.type("Why is the sky blue?")
     terminal.send("Enter")
-    screen = terminal.wait_for("TTFT", "tok/s", "J/tok", timeout=60)
-    assert "Why is the sky blue?" in screen
+    terminal.wait_for("Why is the sky blue?")  # the turn shows at once
+    terminal.wait_for("TTFT", "tok/s", "J/tok", timeout=60)
 
     # Requests: the answer is in the log; Enter opens its details, Esc closes them.
     terminal.send("F5")
@@ -135,7 +135,7 @@ def test_an_operator_session_in_a_real_terminal(terminal, tmp_path):
 
     # Agents and help.
     terminal.send("F4")
-    terminal.wait_for("support", "coder", "requests")
+    terminal.wait_for("support", "coder", "J/tok")
     terminal.send("?")
     terminal.wait_for("keys", "Everywhere", "Governor", "command palette")
     terminal.send("Escape")

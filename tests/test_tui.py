@@ -21,6 +21,7 @@ from claw_tui.ui.screens.confirm import ConfirmScreen
 from claw_tui.ui.screens.help import HelpScreen
 from claw_tui.ui.screens.rebuild import RebuildScreen
 from claw_tui.ui.screens.request_detail import RequestDetailScreen
+from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from tests.conftest import demo_config, start_demo_session
 
@@ -428,7 +429,8 @@ async def test_agents_create_edit_delete_are_saved_and_served_at_once(configured
         await wait_for(lambda: "triage" in table.rows)
 
         saved = tomllib.loads(path.read_text())
-        agent = next(a for a in saved["agents"] if a["name"] == "triage")
+        assert [a["name"] for a in saved["agents"]] == ["triage"]  # the demo's sample agents stay out of the file
+        agent = saved["agents"][0]
         assert agent == {"name": "triage", "model": "qwen3:8b", "system": "Sort tickets by urgency.",
                          "options": {"temperature": 0.1, "num_ctx": 4096}, "max_tokens": 64}
         assert "this comment must survive" in path.read_text()
@@ -533,3 +535,37 @@ async def test_a_failing_task_becomes_a_notification_not_a_crash(demo_runner):
         app.query_one(ChatPane).load_models()
         await wait_for(lambda: any("unexpected shape" in n for n in notifications(app)))
         assert app.is_running
+
+
+# ---- starting ----------------------------------------------------------------------------------------------------------
+async def test_the_first_frame_comes_before_the_session_and_the_panes_follow(tmp_path):
+    config = demo_config()
+    config.store.path = str(tmp_path / "sessions.db")
+    starter = SessionStarter(config, demo=True, listen=("127.0.0.1", 0))
+    app = ClawApp(starter=starter)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(lambda: app.panes_ready, timeout=30)
+            assert "DEMO" in app.sub_title and "gateway 127.0.0.1:" in app.sub_title
+            await pilot.press("f2")
+            await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
+    finally:
+        starter.stop()
+
+
+async def test_a_core_that_cannot_start_ends_the_console_with_the_reason(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = demo_config()
+        config.store.path = str(tmp_path / "sessions.db")
+        starter = SessionStarter(config, demo=True, listen=("127.0.0.1", port))
+        app = ClawApp(starter=starter)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(lambda: not app.is_running or app.return_code == 1, timeout=30)
+            await pilot.pause()
+    assert app.return_code == 1
+    assert str(port) in starter.error and "another claw" in starter.error

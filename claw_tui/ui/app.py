@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.theme import Theme
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from claw_tui.config import ConfigError, update_ui
-from claw_tui.session import Session
+from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
@@ -20,7 +22,12 @@ from claw_tui.ui.panes.deferred import DeferredPane, pane_class
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.themes import load_themes
 
+if TYPE_CHECKING:  # the core is imported by whoever starts it; the console's first frame does not wait for it
+    from claw_tui.session import Session
+
 log = logging.getLogger(__name__)
+
+STARTING = "Starting claw: the gateway, the backends and the GPU telemetry…"
 
 # (id, title, class); the first is shown at start, the others are imported and mounted just after the first frame.
 PANES = (
@@ -51,45 +58,92 @@ class ClawApp(ReportsWorkerErrors, App):
         Binding("ctrl+q", "quit", "Quit", show=True, priority=True),
     ]
 
-    def __init__(self, session: Session, *, refresh_hz: float | None = None,
-                 clock: Callable[[], float] | None = None, gateway_label: str | None = None) -> None:
+    def __init__(self, session: Session | None = None, *, starter: SessionStarter | None = None,
+                 refresh_hz: float | None = None, clock: Callable[[], float] | None = None,
+                 gateway_label: str | None = None) -> None:
+        """Over a running `session`, or over one that `starter` starts once the first frame is on the screen."""
         super().__init__()
+        if session is None and starter is None:
+            raise ValueError("ClawApp needs a session or a starter")
         self.session = session
-        self.clock = clock or session.clock
+        self.starter = starter
+        self.config = session.config if session is not None else starter.config
+        self._clock = clock
         self.gateway_label = gateway_label
-        self.refresh_hz = refresh_hz if refresh_hz is not None else session.config.ui.refresh_hz
-        # The console is a client of its own gateway; with auth on, it carries the session's internal token.
-        self.gateway = GatewayClient(session.gateway_url, session.gateway_headers())
+        self.refresh_hz = refresh_hz if refresh_hz is not None else self.config.ui.refresh_hz
+        self.gateway = self._gateway_client()
         self._refresh_timer = None
         self._theme_notice: str | None = None
         # Before the first frame: a theme set after mounting restyles every widget (a visible delay).
         for theme in load_themes():
             self.register_theme(theme)
-        configured = session.config.ui.theme
+        configured = self.config.ui.theme
         if configured in self.available_themes:
             self.theme = configured
         elif configured:
             self._theme_notice = f"theme '{configured}' not found; using {self.theme}"
 
+    def _gateway_client(self) -> GatewayClient:
+        # The console is a client of its own gateway; with auth on, it carries the session's internal token.
+        if self.session is None:
+            return GatewayClient("")
+        return GatewayClient(self.session.gateway_url, self.session.gateway_headers())
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        if self._clock is not None:
+            return self._clock
+        return self.session.clock if self.session is not None else time.time
+
     @property
     def gateway_url(self) -> str:
-        return self.session.gateway_url
+        return self.session.gateway_url if self.session is not None else ""
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="")
         with TabbedContent(id="panes", initial="power"):
             for index, (pane_id, title, path) in enumerate(PANES, start=1):
                 with TabPane(f"[dim]F{index}[/] {title}", id=pane_id):
-                    if index == 1:
-                        yield pane_class(path)(id=f"{pane_id}-pane")
+                    if self.session is None:
+                        if index == 1:
+                            yield Static(STARTING, id="starting", classes="hint")
                     else:
-                        yield DeferredPane(path, f"{pane_id}-pane")
+                        yield self._pane_widget(index, pane_id, path)
         yield Footer()
+
+    @staticmethod
+    def _pane_widget(index: int, pane_id: str, path: str):
+        if index == 1:
+            return pane_class(path)(id=f"{pane_id}-pane")
+        return DeferredPane(path, f"{pane_id}-pane")
 
     def on_mount(self) -> None:
         if self._theme_notice:
             self.notify(self._theme_notice, severity="warning")
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self.session is None:
+            self.sub_title = "starting the gateway and telemetry…"
+            self.run_worker(self._start_session, thread=True, group="session-start", exit_on_error=False)
+        else:
+            self._session_running()
+
+    def _start_session(self) -> None:
+        session = self.starter.start()
+        if session is None:
+            self.call_from_thread(self.exit, return_code=1)
+            return
+        self.call_from_thread(self._mount_panes, session)
+
+    async def _mount_panes(self, session: Session) -> None:
+        self.session = session
+        await self.gateway.aclose()
+        self.gateway = self._gateway_client()
+        await self.query_one("#starting").remove()
+        for index, (pane_id, _, path) in enumerate(PANES, start=1):
+            await self.query_one(f"#{pane_id}", TabPane).mount(self._pane_widget(index, pane_id, path))
+        self._session_running()
+
+    def _session_running(self) -> None:
         self.update_header()
         for notice in self.session.notices:
             self.notify(notice, severity="warning", timeout=10)
@@ -98,6 +152,12 @@ class ClawApp(ReportsWorkerErrors, App):
 
     async def on_unmount(self) -> None:
         await self.gateway.aclose()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Until the session runs there is no governor to toggle and nothing to export.
+        if self.session is None and action in ("toggle_governor", "export_summary"):
+            return False
+        return True
 
     def update_header(self) -> None:
         demo = "DEMO · " if self.session.demo else ""
@@ -120,6 +180,8 @@ class ClawApp(ReportsWorkerErrors, App):
         return self.screen_stack[0].query_one(f"#{pane_id}-pane")
 
     def refresh_active_pane(self) -> None:
+        if self.session is None:
+            return
         try:
             pane = self.active_pane()
         except NoMatches:  # not composed yet, or being taken down
@@ -174,11 +236,11 @@ class ClawApp(ReportsWorkerErrors, App):
 
     # ---- themes ------------------------------------------------------------------------------------------------
     def _remember_theme(self, theme: Theme) -> None:
-        ui = self.session.config.ui
+        ui = self.config.ui
         if ui.theme == theme.name:
             return
         ui.theme = theme.name
-        path = self.session.config.path
+        path = self.config.path
         if path is None:
             return
         try:
@@ -212,7 +274,7 @@ class ClawApp(ReportsWorkerErrors, App):
             yield PaletteCommand(f"Show {title}", f"switch to the {title} pane (F{index})",
                                  lambda pane_id=pane_id: self.action_show_pane(pane_id))
         for name in sorted(self.available_themes):
-            if name.startswith("claw-") or name == self.session.config.ui.theme:
+            if name.startswith("claw-") or name == self.config.ui.theme:
                 yield PaletteCommand(f"Theme: {name}", "switch the colours; the choice is saved in the config",
                                      lambda name=name: self.action_set_theme(name))
         if hasattr(self, "action_toggle_governor"):

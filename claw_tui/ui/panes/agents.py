@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 from claw_tui.config import AgentConfig, ConfigError, update_agents
 from claw_tui.gateway.agents import Agent
 from claw_tui.ledger import RequestRecord
+from claw_tui.session import DEMO_AGENTS
 from claw_tui.summary import group_metrics
 from claw_tui.ui import format as fmt
 from claw_tui.ui.client import GatewayError
@@ -130,7 +131,7 @@ class AgentsPane(Pane):
                 continue
             for column, value in zip(COLUMNS, values):
                 if str(table.get_cell(key, column)) != str(value):
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, value, update_width=True)
         self._show_selected()
         hint = self.query_one("#agents-hint", Static)
         hint.update("No agents yet: press n to create one (clients then call it like a model)." if not rows else "")
@@ -217,9 +218,11 @@ class AgentsPane(Pane):
         """Write the agents to the config file, then serve them; on a write error nothing changes."""
         session = self.app.session
         path = session.config.path
+        # The demo's sample agents are served, never written into the operator's config file.
+        to_save = [a for a in agents if not (session.demo and Agent.from_config(a) in DEMO_AGENTS)]
         if path is not None:
             try:
-                update_agents(path, agents)
+                update_agents(path, to_save)
             except (ConfigError, OSError) as exc:
                 self.notify(f"agents not saved: {exc}", severity="error", timeout=10)
                 return False

@@ -478,4 +478,4 @@ def sync_table(table: DataTable, columns: tuple[str, ...], rows: dict[str, tuple
             continue
         for column, value in zip(columns, values):
             if str(table.get_cell(key, column)) != str(value):
-                table.update_cell(key, column, value)
+                table.update_cell(key, column, value, update_width=True)

@@ -209,7 +209,7 @@ class RequestsPane(Pane):
             else:
                 for column in self._columns:
                     if column != "time" and str(table.get_cell(record.id, column)) != str(cells[column]):
-                        table.update_cell(record.id, column, cells[column])
+                        table.update_cell(record.id, column, cells[column], update_width=True)
             if record.status != "active" and record.energy_final:
                 self._finished.add(record.id)
         if added:
