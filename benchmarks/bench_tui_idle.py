@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=125.0,
                         help="seconds before measuring; past 120 s the Power pane's 2-minute window is full")
     parser.add_argument("--sizes", default="80x24,200x50")
+    parser.add_argument("--parallel", action="store_true", help="run the baseline and the sizes side by side")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", default="", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -101,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     common = ["--source", args.source, "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     sizes = args.sizes.split(",")
-    # The runs are independent processes measuring their own CPU time: run them side by side.
-    with ThreadPoolExecutor(max_workers=len(sizes) + 1) as pool:
+    # Independent processes, each measuring its own CPU time; side by side only when asked (on a machine with few
+    # cores the runs then share caches and cores, which adds noise).
+    with ThreadPoolExecutor(max_workers=len(sizes) + 1 if args.parallel else 1) as pool:
         baseline_run = pool.submit(run_child, common)
         size_runs = {size: pool.submit(run_child, [*common, "--size", size]) for size in sizes}
         baseline = baseline_run.result()

@@ -7,6 +7,7 @@ Keys: [ and ] switch GPU (or click a GPU in the bar), w / W change the time wind
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -77,6 +78,35 @@ def window_label(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+class PowerColumns:
+    """Mean and peak power per chart column on a grid fixed in time, kept between draws: each draw adds only the
+    samples that arrived since the last one (about 50 a second) instead of going over the whole window again."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._columns: dict[int, list[float]] = {}  # column number -> [sum W, count, peak W]
+        self._last_ts = -math.inf
+
+    def update(self, sampler, index: int, now: float, span: float, columns: int) -> list[tuple[float, float, float]]:
+        """(x relative to now, mean W, peak W) of each column of the window that has samples."""
+        width = span / columns
+        key = (id(sampler), index, round(width, 9))
+        first = math.floor((now - span) / width)
+        if key != self._key:
+            self._key, self._columns, self._last_ts = key, {}, first * width
+        for sample in sampler.power_trace(index, self._last_ts):
+            column = self._columns.setdefault(math.floor(sample.ts / width), [0.0, 0, -math.inf])
+            column[0] += sample.watts
+            column[1] += 1
+            if sample.watts > column[2]:
+                column[2] = sample.watts
+            self._last_ts = sample.ts
+        for number in [n for n in self._columns if n < first]:
+            del self._columns[number]
+        return [((number + 0.5) * width - now, total / count, peak)
+                for number, (total, count, peak) in sorted(self._columns.items())]
+
+
 def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     merged: list[tuple[float, float]] = []
     for start, end in sorted(intervals):
@@ -141,6 +171,7 @@ class PowerPane(Pane):
         self._last_values = -float("inf")
         self._last_side_plot = -float("inf")
         self._shown: dict[str, list] = {}
+        self._power_columns = PowerColumns()
         self.chart_draws = 0  # how many times the charts were rebuilt (benchmarks and tests read it)
 
     def compose(self) -> ComposeResult:
@@ -413,10 +444,9 @@ class PowerPane(Pane):
         y_top = max(limit or 0.0, 100.0)
         if span <= sampler.history_minutes * 60:
             columns = chart.dot_columns((0.0, y_top))
-            slices = sampler.power_columns(index, now - span, now, columns)
-            width = span / columns
-            means = [(-span + (c + 0.5) * width, mean) for c, mean, _ in slices]
-            peaks = [(-span + (c + 0.5) * width, peak) for c, _, peak in slices]
+            slices = self._power_columns.update(sampler, index, now, span, columns)
+            means = [(x, mean) for x, mean, _ in slices]
+            peaks = [(x, peak) for x, _, peak in slices]
             per_column = span * 50 / columns  # 20 ms samples
         else:
             means = [(p.ts - now, p.power_w) for p in sampler.history_1hz(index, now - span)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import groupby
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -25,6 +26,7 @@ from textual.widgets import Static
 # Braille dot bits, indexed [column within the cell][row within the cell, top to bottom].
 _DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 _BRAILLE_BASE = 0x2800
+_BLANK_BRAILLE = chr(_BRAILLE_BASE)
 # _RUN_MASKS[column][first][last]: the bits of dots first..last (rows within a cell) of one dot column.
 _RUN_MASKS = tuple(
     tuple(tuple(sum(_DOT_BITS[c][r] for r in range(first, last + 1)) for last in range(4)) for first in range(4))
@@ -336,18 +338,15 @@ class BrailleChart(Widget):
     @staticmethod
     def _row_segments(bits: list[int], owner: list[str | None], band: list[bool],
                       cell_styles: dict[tuple[str | None, bool], Style]) -> list[Segment]:
-        segments: list[Segment] = []
-        run_chars: list[str] = []
-        run_key: tuple | None = None
-        for cell, value in enumerate(bits):
-            key = (owner[cell] if value else None, band[cell])
-            if key != run_key and run_chars:
-                segments.append(Segment("".join(run_chars), cell_styles[run_key]))
-                run_chars = []
-            run_key = key
-            run_chars.append(chr(_BRAILLE_BASE + value) if value else " ")
-        if run_chars:
-            segments.append(Segment("".join(run_chars), cell_styles[run_key]))
+        """One row of cells as segments, one per run of cells that look the same."""
+        text = "".join([chr(_BRAILLE_BASE + value) for value in bits]).replace(_BLANK_BRAILLE, " ")
+        keys = [(who if value else None, shaded) for value, who, shaded in zip(bits, owner, band)]
+        segments = []
+        start = 0
+        for key, run in groupby(keys):
+            length = sum(1 for _ in run)
+            segments.append(Segment(text[start:start + length], cell_styles[key]))
+            start += length
         return segments
 
     def _x_axis_text(self, plot_w: int) -> str:
