@@ -192,7 +192,7 @@ def test_tui_face_uses_the_replay_as_its_telemetry_source(monkeypatch, tmp_path)
     seen = {}
 
     def run(app):
-        sampler = app.session.sampler
+        sampler = app.starter.start().sampler  # what the console does once its first frame is up
         seen.update(kind=sampler.kind, state=sampler.state, gpus=[s.name for s in sampler.statics()])
 
     monkeypatch.setattr(ClawApp, "run", run)
