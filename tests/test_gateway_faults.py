@@ -312,7 +312,8 @@ def test_500_concurrent_streams_lose_and_reorder_nothing(tmp_path):
                 *content, final = chunks
                 assert final["done"] and final["eval_count"] == len(content) == 24
                 assert "".join(c["message"]["content"] for c in content) == text
-                stamps = [c["created_at"] for c in chunks]
+                # Go trims trailing zeros of the nanoseconds, so compare instants, not strings.
+                stamps = [rfc3339_ns(c["created_at"]) for c in chunks]
                 assert stamps == sorted(stamps)
             done = wait_until(lambda: len([r for r in records(session) if r.status == "ok"]) >= n and records(session), timeout=60)
             assert len([r for r in done if r.status == "ok"]) == n
@@ -431,3 +432,9 @@ def test_agent_with_a_missing_model_falls_back(tmp_path):
             assert response.headers["X-Claw-Model-Downgraded"] == "qwen3:8b"
         finally:
             runner.stop()
+
+
+def rfc3339_ns(text: str) -> tuple[str, int]:
+    """(seconds part, nanoseconds) of an RFC 3339 UTC time such as 2026-11-21T12:38:37.3415Z."""
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    return seconds, int(fraction.ljust(9, "0")[:9] or 0)

@@ -97,7 +97,7 @@ async def settle(pilot) -> None:
         if pilot.app.panes_ready:
             break
         await pilot.pause(0.02)
-    for field in pilot.app.query("Input, TextArea"):
+    for field in [*pilot.app.query("Input, TextArea"), *pilot.app.screen.query("Input, TextArea")]:
         field.cursor_blink = False  # a blinking cursor would make the picture depend on timing
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()

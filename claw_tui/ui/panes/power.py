@@ -193,6 +193,9 @@ class PowerPane(Pane):
     def on_show(self) -> None:
         self.call_after_refresh(self._take_focus)
 
+    def focus_main(self) -> None:
+        self.focus()  # the pane itself takes the keys ([ ] w W)
+
     def _take_focus(self) -> None:
         """Hold the focus while shown (unless a field has it), so that [ ] and w reach the pane without a click."""
         tabs = next((node for node in self.ancestors if isinstance(node, TabbedContent)), None)
