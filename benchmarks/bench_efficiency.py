@@ -26,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from claw_tui.bench import (  # noqa: E402
+from claw_tui.bench import (
     Bench,
     BenchConfig,
     build_bench_summary,
@@ -34,9 +34,9 @@ from claw_tui.bench import (  # noqa: E402
     gateway_records,
     synthetic_prompts,
 )
-from claw_tui.config import load_config  # noqa: E402
-from claw_tui.export import compare, render_compare  # noqa: E402
-from claw_tui.session import Session, SessionOptions, SessionThread  # noqa: E402
+from claw_tui.config import load_config
+from claw_tui.export import compare, render_compare
+from claw_tui.session import Session, SessionOptions, SessionThread
 
 MODEL = "qwen3:8b"
 
@@ -63,8 +63,15 @@ def measure_idle(window_s: float) -> dict:
         runner = start(Path(tmp))
         try:
             client = httpx.Client(base_url=runner.session.gateway_url, timeout=60)
-            client.post("/api/chat", json={"model": MODEL, "stream": False, "options": {"num_predict": 8},
-                                           "messages": [{"role": "user", "content": "hi"}]})
+            client.post(
+                "/api/chat",
+                json={
+                    "model": MODEL,
+                    "stream": False,
+                    "options": {"num_predict": 8},
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
             time.sleep(4)  # let the power settle after the request
             off = idle_power_over(client, window_s)
             client.post("/claw/v1/governor", json={"enabled": True, "idle_after_s": 0.5})
@@ -84,8 +91,7 @@ def measure_idle(window_s: float) -> dict:
 async def bench_once(url: str, governor_on: bool, requests: int, rate: float, idle_after: float) -> dict:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         await client.post("/claw/v1/governor", json={"enabled": governor_on, "idle_after_s": idle_after})
-        cfg = BenchConfig(url=url, model=MODEL, workload="short", concurrency=4, requests=requests, rate=rate,
-                          seed=7)
+        cfg = BenchConfig(url=url, model=MODEL, workload="short", concurrency=4, requests=requests, rate=rate, seed=7)
         before = await claw_summary(client)
         bench = Bench(cfg, synthetic_prompts("short", seed=7))
         await bench.run()
@@ -102,9 +108,16 @@ def measure_bench(requests: int, rate: float, idle_after: float) -> tuple[dict, 
             runner = start(Path(tmp))
             try:
                 url = runner.session.gateway_url
-                httpx.post(url + "/api/chat", timeout=60, json={  # load the model outside the measured window
-                    "model": MODEL, "stream": False, "options": {"num_predict": 4},
-                    "messages": [{"role": "user", "content": "hi"}]})
+                httpx.post(
+                    url + "/api/chat",
+                    timeout=60,
+                    json={  # load the model outside the measured window
+                        "model": MODEL,
+                        "stream": False,
+                        "options": {"num_predict": 4},
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                )
                 time.sleep(3)
                 runs[governor_on] = asyncio.run(bench_once(url, governor_on, requests, rate, idle_after))
             finally:
@@ -123,22 +136,32 @@ def main() -> None:
     idle = measure_idle(args.idle_window)
     print(f"1. Idle power, simulated H200 with {MODEL} resident ({args.idle_window:g} s windows)")
     print(f"   governor off (full clocks)        {idle['off']:7.1f} W   (baseline)")
-    print(f"   governor on (SM locked 345 MHz)   {idle['on']:7.1f} W   ratio {idle['on'] / idle['off']:.3f}, "
-          f"saves {idle['off'] - idle['on']:.1f} W")
-    print(f"   deep idle (models unloaded too)   {idle['deep']:7.1f} W   ratio {idle['deep'] / idle['off']:.3f}, "
-          f"saves {idle['off'] - idle['deep']:.1f} W")
-    print(f"   governor's own figures: idle {idle['governor']['idle_power_w_normal']} W normal, "
-          f"{idle['governor']['idle_power_w_downclocked']} W downclocked")
+    print(
+        f"   governor on (SM locked 345 MHz)   {idle['on']:7.1f} W   ratio {idle['on'] / idle['off']:.3f}, "
+        f"saves {idle['off'] - idle['on']:.1f} W"
+    )
+    print(
+        f"   deep idle (models unloaded too)   {idle['deep']:7.1f} W   ratio {idle['deep'] / idle['off']:.3f}, "
+        f"saves {idle['off'] - idle['deep']:.1f} W"
+    )
+    print(
+        f"   governor's own figures: idle {idle['governor']['idle_power_w_normal']} W normal, "
+        f"{idle['governor']['idle_power_w_downclocked']} W downclocked"
+    )
 
     off, on = measure_bench(args.requests, args.rate, args.idle_after)
-    print(f"\n2. claw bench, {args.requests} short requests, Poisson arrivals {args.rate:g}/s, concurrency 4, "
-          f"governor idle_after_s {args.idle_after:g}")
+    print(
+        f"\n2. claw bench, {args.requests} short requests, Poisson arrivals {args.rate:g}/s, concurrency 4, "
+        f"governor idle_after_s {args.idle_after:g}"
+    )
     for label, run in (("governor off", off), ("governor on", on)):
         e, eff, g = run["energy"], run["efficiency"], run["governor"]
-        print(f"   {label:13} {run['session']['duration_s']:6.1f} s  {e['total_j']:8.1f} J  "
-              f"tokens/J {eff['tokens_per_joule']:.4f}  (requests alone {eff['active_tokens_per_joule']:.4f})  "
-              f"idle {e['idle_power_w']:.1f} W  TTFT p50 {run['ttft_ms']['p50']:.0f} ms "
-              f"p95 {run['ttft_ms']['p95']:.0f} ms  downclocked {g.get('downclocked_s') or 0:.1f} s")
+        print(
+            f"   {label:13} {run['session']['duration_s']:6.1f} s  {e['total_j']:8.1f} J  "
+            f"tokens/J {eff['tokens_per_joule']:.4f}  (requests alone {eff['active_tokens_per_joule']:.4f})  "
+            f"idle {e['idle_power_w']:.1f} W  TTFT p50 {run['ttft_ms']['p50']:.0f} ms "
+            f"p95 {run['ttft_ms']['p95']:.0f} ms  downclocked {g.get('downclocked_s') or 0:.1f} s"
+        )
     ratio = on["efficiency"]["tokens_per_joule"] / off["efficiency"]["tokens_per_joule"]
     print(f"   tokens/J on/off ratio: {ratio:.3f}\n")
     print(render_compare(compare(off, on), "governor-off", "governor-on"), end="")

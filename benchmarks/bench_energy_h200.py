@@ -27,15 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from claw_tui.ledger import Ledger  # noqa: E402
-from claw_tui.telemetry.nvml import NvmlSource  # noqa: E402
-from claw_tui.telemetry.sampler import TelemetrySampler  # noqa: E402
+import itertools
+
+from claw_tui.ledger import Ledger
+from claw_tui.telemetry.nvml import NvmlSource
+from claw_tui.telemetry.sampler import TelemetrySampler
 
 IDLE_BEFORE_S = 8.0
 IDLE_AFTER_S = 8.0
 BURSTS = ((3.0, 1.5), (2.0, 1.0), (4.0, 2.0), (1.0, 1.0), (3.0, 0.0))  # (load s, rest s)
 
-LOAD = r'''
+LOAD = r"""
 import json, sys, time, torch
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
@@ -52,17 +54,26 @@ for load_s, rest_s in json.loads(sys.argv[1]):
     print(json.dumps({"end": time.time()}), flush=True)
     time.sleep(rest_s)
 print("done", flush=True)
-'''
+"""
 
 
 # --dry-run: the same flow with a CPU stand-in for the load (no torch), e.g. against tests/fake_nvml on PYTHONPATH.
-DRY_LOAD = LOAD.replace("import json, sys, time, torch", "import json, sys, time").replace(
-    """a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+DRY_LOAD = (
+    LOAD.replace("import json, sys, time, torch", "import json, sys, time")
+    .replace(
+        """a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 (a @ b); torch.cuda.synchronize()
-""", "").replace("""        for _ in range(10):
+""",
+        "",
+    )
+    .replace(
+        """        for _ in range(10):
             a @ b
-        torch.cuda.synchronize()""", "        time.sleep(0.01)")
+        torch.cuda.synchronize()""",
+        "        time.sleep(0.01)",
+    )
+)
 
 
 def read_counter(nvml, handle) -> tuple[float, float]:
@@ -73,8 +84,9 @@ def read_counter(nvml, handle) -> tuple[float, float]:
 
 
 def run_load(ledger: Ledger, log, script: str) -> list:
-    child = subprocess.Popen([sys.executable, "-c", script, json.dumps(BURSTS)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(BURSTS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "ready"
     log(f"load process ready (CUDA context up) at {time.time():.3f}")
     time.sleep(2.0)  # the resident context's idle level
@@ -88,12 +100,14 @@ def run_load(ledger: Ledger, log, script: str) -> list:
         event = json.loads(line)
         if "start" in event:
             record = ledger.open_request(model="bf16-matmul", endpoint="/bench", t_arrival=event["start"])
-            ledger.clock = lambda: event["start"]  # stamp the upstream start with the burst's own start time
+            ledger.clock = lambda event=event: event[
+                "start"
+            ]  # stamp the upstream start with the burst's own start time
             ledger.mark_upstream_start(record, gpu=0)
             ledger.clock = clock
             records.append(record)
         else:
-            ledger.clock = lambda: event["end"]
+            ledger.clock = lambda event=event: event["end"]
             ledger.finish(records[-1], "ok", 200)
             ledger.clock = clock
     child.wait(timeout=60)
@@ -135,11 +149,14 @@ def main() -> int:
     first_w = trace[0].watts
     counter_delta = end_counter[1] - start_counter[1]
     # The counter was read a moment before the first and after the last sample: cut those edges (idle power there).
-    counter_window = counter_delta - first_w * (energy.first_ts - start_counter[0]) - energy.last_watts * (
-        end_counter[0] - energy.last_ts)
+    counter_window = (
+        counter_delta
+        - first_w * (energy.first_ts - start_counter[0])
+        - energy.last_watts * (end_counter[0] - energy.last_ts)
+    )
     totals = ledger.totals()
     error_pct = (totals["total_j"] - counter_window) / counter_window * 100
-    dts = [b.ts - a.ts for a, b in zip(trace, trace[1:])]
+    dts = [b.ts - a.ts for a, b in itertools.pairwise(trace)]
     span = energy.last_ts - energy.first_ts
     stats = sampler.trace_stats(0)
     check = sampler.energy_check(0)
@@ -165,19 +182,29 @@ def main() -> int:
             "duplicates_dropped": stats["dropped_duplicates"],
         },
         "peak_w": max(s.watts for s in trace),
-        "requests": [{"duration_s": round(r.duration_ms / 1000, 3), "energy_j": round(r.energy_j, 1),
-                      "avg_w": round(r.energy_j / (r.duration_ms / 1000), 1), "final": r.energy_final}
-                     for r in records],
+        "requests": [
+            {
+                "duration_s": round(r.duration_ms / 1000, 3),
+                "energy_j": round(r.energy_j, 1),
+                "avg_w": round(r.energy_j / (r.duration_ms / 1000), 1),
+                "final": r.energy_final,
+            }
+            for r in records
+        ],
         "process_cpu_pct_of_a_core": round(cpu / wall * 100, 3),
         "polls": sampler.polls,
         "counter_reads": sampler.energy_reads,
     }
     (out / "bench_energy_h200.json").write_text(json.dumps(results, indent=2))
     log(json.dumps(results, indent=2))
-    log(f"== session energy {totals['total_j']:.1f} J vs energy counter {counter_window:.1f} J over the same "
-        f"{span:.1f} s: {error_pct:+.3f}% (target within 1%)")
-    log(f"== power trace: {len(trace)} samples, median {statistics.median(dts) * 1000:.2f} ms apart, "
-        f"max {max(dts) * 1000:.1f} ms, {stats['gaps']} gaps (target 20 ms)")
+    log(
+        f"== session energy {totals['total_j']:.1f} J vs energy counter {counter_window:.1f} J over the same "
+        f"{span:.1f} s: {error_pct:+.3f}% (target within 1%)"
+    )
+    log(
+        f"== power trace: {len(trace)} samples, median {statistics.median(dts) * 1000:.2f} ms apart, "
+        f"max {max(dts) * 1000:.1f} ms, {stats['gaps']} gaps (target 20 ms)"
+    )
     log(f"== sampler's own counter check: {check['error_pct']:+.3f}% over {check['readings']} counter reads")
     log(f"== process CPU (sampler + energy thread + ledger): {cpu / wall * 100:.3f}% of a core")
     (out / "bench_energy_h200.txt").write_text("\n".join(lines) + "\n")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.gateway_load import (  # noqa: E402
+from benchmarks.gateway_load import (
     ROOT,
     Process,
     encode_request,
@@ -66,25 +66,44 @@ def start_litellm(port: int, sim_url: str, workdir: Path) -> Process:
         "  telemetry: false\n"
         "  turn_off_message_logging: true\n"
         "general_settings:\n"
-        "  dangerously_permit_weak_or_unset_master_key: true\n")
-    proxy = Process("litellm", [str(ensure_litellm()), "--config", str(config), "--host", "127.0.0.1",
-                                "--port", str(port), "--num_workers", "1"],
-                    env={"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}, cwd=workdir)
+        "  dangerously_permit_weak_or_unset_master_key: true\n"
+    )
+    proxy = Process(
+        "litellm",
+        [
+            str(ensure_litellm()),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env={"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
+        cwd=workdir,
+    )
     proxy.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
     return proxy
 
 
 def ollama_body(tokens: int, stream: bool = False) -> dict:
-    return {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}], "stream": stream,
-            "options": {"num_predict": tokens, "sim_tokens": tokens}}
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say something short."}],
+        "stream": stream,
+        "options": {"num_predict": tokens, "sim_tokens": tokens},
+    }
 
 
 def openai_body(tokens: int) -> dict:
     return {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": tokens}
 
 
-async def measure_overhead(targets: dict[str, tuple[int, bytes]], baseline: str, concurrency: int,
-                           requests: int, rounds: int) -> dict:
+async def measure_overhead(
+    targets: dict[str, tuple[int, bytes]], baseline: str, concurrency: int, requests: int, rounds: int
+) -> dict:
     per_round: dict[str, list] = {name: [] for name in targets}
     for round_index in range(rounds):
         names = list(targets) if round_index % 2 == 0 else list(reversed(targets))
@@ -108,8 +127,10 @@ async def measure_overhead(targets: dict[str, tuple[int, bytes]], baseline: str,
 
 
 async def measure_streams(direct_port: int, claw_port: int, claw: Process, tokens: int, concurrency: int) -> dict:
-    request = {name: encode_request(port, "/api/chat", ollama_body(tokens, stream=True))
-               for name, port in (("direct", direct_port), ("claw", claw_port))}
+    request = {
+        name: encode_request(port, "/api/chat", ollama_body(tokens, stream=True))
+        for name, port in (("direct", direct_port), ("claw", claw_port))
+    }
     out = {}
     for name in ("direct", "claw", "direct", "claw"):
         port = direct_port if name == "direct" else claw_port
@@ -120,16 +141,19 @@ async def measure_streams(direct_port: int, claw_port: int, claw: Process, token
         entry["chunks_per_s"].append(run.chunks / run.elapsed_s)
         if name == "claw":
             entry["claw_cpu_us_per_chunk"].append(cpu / run.chunks * 1e6)
-    return {name: {key: round(median(values), 1) for key, values in entry.items() if values}
-            for name, entry in out.items()}
+    return {
+        name: {key: round(median(values), 1) for key, values in entry.items() if values} for name, entry in out.items()
+    }
 
 
 def print_table(title: str, rows: dict) -> None:
     print(f"\n{title}")
     print(f"  {'target':<16}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'+p50 ms':>10}{'+p99 ms':>10}")
     for name, row in rows.items():
-        print(f"  {name:<16}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}{row['rps']:>9.0f}"
-              f"{row['overhead_p50_ms']:>10.3f}{row['overhead_p99_ms']:>10.3f}")
+        print(
+            f"  {name:<16}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}{row['rps']:>9.0f}"
+            f"{row['overhead_p50_ms']:>10.3f}{row['overhead_p99_ms']:>10.3f}"
+        )
 
 
 def main() -> int:
@@ -141,8 +165,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stream-tokens", type=int, default=2000)
     parser.add_argument("--skip-litellm", action="store_true")
-    parser.add_argument("--telemetry", choices=("replay", "none", "nvml"), default="replay",
-                        help="claw's telemetry: a replayed H200 trace (default), none, or the real GPU")
+    parser.add_argument(
+        "--telemetry",
+        choices=("replay", "none", "nvml"),
+        default="replay",
+        help="claw's telemetry: a replayed H200 trace (default), none, or the real GPU",
+    )
     parser.add_argument("--gc-stats", action="store_true", help="record claw's garbage-collector pauses")
     parser.add_argument("-o", "--output", type=Path, help="write the results as JSON")
     args = parser.parse_args()
@@ -151,20 +179,26 @@ def main() -> int:
     processes: list[Process] = []
     results: dict = {}
     telemetry = {"telemetry": args.telemetry, "trace": TRACE}
-    gc_files = {name: workdir / f"gc-{name}.json" for name in ("claw_ollama", "claw_openai")} if args.gc_stats \
-        else {}
+    gc_files = {name: workdir / f"gc-{name}.json" for name in ("claw_ollama", "claw_openai")} if args.gc_stats else {}
     try:
         sim_port, fast_port = free_port(), free_port()
         processes.append(start_sim(sim_port, speed=args.speed))
         processes.append(start_sim(fast_port, speed=1000.0))
         sim_url = f"http://127.0.0.1:{sim_port}"
         ports = {name: free_port() for name in ("claw_ollama", "claw_openai", "claw_fast", "litellm")}
-        processes.append(claw_ollama := start_claw(ports["claw_ollama"], sim_url, "ollama", workdir,
-                                                   gc_stats=gc_files.get("claw_ollama"), **telemetry))
-        processes.append(start_claw(ports["claw_openai"], sim_url, "openai", workdir,
-                                    gc_stats=gc_files.get("claw_openai"), **telemetry))
-        processes.append(claw_fast := start_claw(ports["claw_fast"], f"http://127.0.0.1:{fast_port}", "ollama",
-                                                 workdir, **telemetry))
+        processes.append(
+            claw_ollama := start_claw(
+                ports["claw_ollama"], sim_url, "ollama", workdir, gc_stats=gc_files.get("claw_ollama"), **telemetry
+            )
+        )
+        processes.append(
+            start_claw(
+                ports["claw_openai"], sim_url, "openai", workdir, gc_stats=gc_files.get("claw_openai"), **telemetry
+            )
+        )
+        processes.append(
+            claw_fast := start_claw(ports["claw_fast"], f"http://127.0.0.1:{fast_port}", "ollama", workdir, **telemetry)
+        )
         if not args.skip_litellm:
             processes.append(start_litellm(ports["litellm"], sim_url, workdir))
 
@@ -179,31 +213,41 @@ def main() -> int:
             "claw": (ports["claw_openai"], encode_request(ports["claw_openai"], "/v1/chat/completions", chat)),
         }
         if not args.skip_litellm:
-            openai_targets["litellm"] = (ports["litellm"],
-                                         encode_request(ports["litellm"], "/v1/chat/completions", chat))
+            openai_targets["litellm"] = (
+                ports["litellm"],
+                encode_request(ports["litellm"], "/v1/chat/completions", chat),
+            )
 
-        results.update({
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "settings": vars(args) | {"output": str(args.output) if args.output else None},
-        })
+        results.update(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "settings": vars(args) | {"output": str(args.output) if args.output else None},
+            }
+        )
         for concurrency, requests in ((1, args.requests), (16, args.requests_16)):
             for surface, targets in (("ollama", ollama_targets), ("openai", openai_targets)):
                 rows = asyncio.run(measure_overhead(targets, "direct", concurrency, requests, args.rounds))
                 results[f"{surface}_c{concurrency}"] = rows
-                print_table(f"{surface} surface, concurrency {concurrency} ({requests} requests x {args.rounds})",
-                            rows)
+                print_table(f"{surface} surface, concurrency {concurrency} ({requests} requests x {args.rounds})", rows)
                 if "litellm" in rows:
                     claw_over = max(rows["claw"]["overhead_p50_ms"], 0.001)
                     ratio = rows["litellm"]["overhead_p50_ms"] / claw_over
                     results[f"{surface}_c{concurrency}"]["litellm_over_claw_p50"] = round(ratio, 1)
                     print(f"  LiteLLM's added p50 latency is {ratio:.1f}x claw's")
         for concurrency in (1, 8):
-            streams = asyncio.run(measure_streams(fast_port, ports["claw_fast"], claw_fast, args.stream_tokens,
-                                                  concurrency))
+            streams = asyncio.run(
+                measure_streams(fast_port, ports["claw_fast"], claw_fast, args.stream_tokens, concurrency)
+            )
             results[f"stream_c{concurrency}"] = streams
-            print(f"\nstreamed chunks/s, {concurrency} stream(s) of {args.stream_tokens} tokens: "
-                  f"direct {streams['direct']['chunks_per_s']:.0f}, claw {streams['claw']['chunks_per_s']:.0f} "
-                  f"({streams['claw']['claw_cpu_us_per_chunk']:.1f} us of gateway CPU per chunk)")
+            print(
+                f"\nstreamed chunks/s, {concurrency} stream(s) of {args.stream_tokens} tokens: "
+                f"direct {streams['direct']['chunks_per_s']:.0f}, claw {streams['claw']['chunks_per_s']:.0f} "
+                f"({streams['claw']['claw_cpu_us_per_chunk']:.1f} us of gateway CPU per chunk)"
+            )
         results["claw_ollama_cpu_s"] = round(claw_ollama.cpu_seconds(), 2)
     finally:
         for process in reversed(processes):

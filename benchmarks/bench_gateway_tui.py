@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.gateway_load import (  # noqa: E402
+from benchmarks.gateway_load import (
     ROOT,
     Process,
     encode_request,
@@ -38,6 +38,7 @@ MODEL = "llama3.2:3b"
 
 
 # ---- the child: a console face (or none) over a Session in a thread --------------------------------------------
+
 
 def serve_face(port: int, sim_url: str, with_tui: bool, workdir: Path) -> None:
     from claw_tui.config import BackendConfig, load_config
@@ -76,20 +77,26 @@ async def _run_console(session) -> None:
 
 # ---- the parent: measure ---------------------------------------------------------------------------------------
 
+
 async def measure(targets: dict[str, int], body: dict, concurrency: int, requests: int, rounds: int) -> dict:
     runs: dict[str, list] = {name: [] for name in targets}
     for index in range(rounds):
         order = list(targets) if index % 2 == 0 else list(reversed(targets))
         for name in order:
             port = targets[name]
-            runs[name].append(await load(port, encode_request(port, "/api/chat", body), concurrency=concurrency,
-                                         requests=requests))
+            runs[name].append(
+                await load(port, encode_request(port, "/api/chat", body), concurrency=concurrency, requests=requests)
+            )
     base = runs["direct"]
-    return {name: {"p50_ms": round(median([r.p50_ms for r in rs]), 3),
-                   "p99_ms": round(median([r.p99_ms for r in rs]), 3),
-                   "overhead_p50_ms": round(median([r.p50_ms - b.p50_ms for r, b in zip(rs, base)]), 3),
-                   "overhead_p99_ms": round(median([r.p99_ms - b.p99_ms for r, b in zip(rs, base)]), 3)}
-            for name, rs in runs.items()}
+    return {
+        name: {
+            "p50_ms": round(median([r.p50_ms for r in rs]), 3),
+            "p99_ms": round(median([r.p99_ms for r in rs]), 3),
+            "overhead_p50_ms": round(median([r.p50_ms - b.p50_ms for r, b in zip(rs, base)]), 3),
+            "overhead_p99_ms": round(median([r.p99_ms - b.p99_ms for r, b in zip(rs, base)]), 3),
+        }
+        for name, rs in runs.items()
+    }
 
 
 def main() -> int:
@@ -118,16 +125,35 @@ def main() -> int:
         ports = {"headless": free_port(), "tui": free_port()}
         faces = {}
         for face, port in ports.items():
-            faces[face] = Process(f"face-{face}", [sys.executable, __file__, "--face", face, "--port", str(port),
-                                                   "--sim-url", sim_url, "--workdir", str(workdir)])
+            faces[face] = Process(
+                f"face-{face}",
+                [
+                    sys.executable,
+                    __file__,
+                    "--face",
+                    face,
+                    "--port",
+                    str(port),
+                    "--sim-url",
+                    sim_url,
+                    "--workdir",
+                    str(workdir),
+                ],
+            )
             faces[face].wait_http(f"http://127.0.0.1:{port}/api/version")
             processes.append(faces[face])
         time.sleep(2)  # the console's first frames
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}], "stream": False,
-                "options": {"num_predict": args.tokens, "sim_tokens": args.tokens}}
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Say something short."}],
+            "stream": False,
+            "options": {"num_predict": args.tokens, "sim_tokens": args.tokens},
+        }
         targets = {"direct": sim_port, "headless": ports["headless"], "tui": ports["tui"]}
-        results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                         "settings": {k: v for k, v in vars(args).items() if k not in ("face", "output")}}
+        results: dict = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "settings": {k: v for k, v in vars(args).items() if k not in ("face", "output")},
+        }
         for concurrency, requests in ((1, args.requests), (16, args.requests_16)):
             cpu_before = {face: p.cpu_seconds() for face, p in faces.items()}
             rows = asyncio.run(measure(targets, body, concurrency, requests, args.rounds))
@@ -136,8 +162,10 @@ def main() -> int:
             print(f"\nconcurrency {concurrency} ({requests} requests x {args.rounds} rounds)")
             print(f"  {'face':<10}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>10}{'+p99 ms':>10}")
             for name, row in rows.items():
-                print(f"  {name:<10}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}{row['overhead_p50_ms']:>10.3f}"
-                      f"{row['overhead_p99_ms']:>10.3f}")
+                print(
+                    f"  {name:<10}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}{row['overhead_p50_ms']:>10.3f}"
+                    f"{row['overhead_p99_ms']:>10.3f}"
+                )
             print(f"  process CPU during the runs (s): {idle_cpu}")
         cpu0 = {face: p.cpu_seconds() for face, p in faces.items()}
         time.sleep(5)

@@ -24,11 +24,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from claw_tui.config import load_config  # noqa: E402
-from claw_tui.governor import NvmlClockControl  # noqa: E402
-from claw_tui.session import Session, SessionOptions, SessionThread  # noqa: E402
-from claw_tui.summary import percentile  # noqa: E402
-from tests.fake_nvml.pynvml import FakeNvml  # noqa: E402
+from claw_tui.config import load_config
+from claw_tui.governor import NvmlClockControl
+from claw_tui.session import Session, SessionOptions, SessionThread
+from claw_tui.summary import percentile
+from tests.fake_nvml.pynvml import FakeNvml
 
 MODEL = "qwen3:8b"
 IDLE_AFTER_S = 0.05
@@ -40,16 +40,24 @@ def start(tmp: Path, sim_speed: float, clock_control=None) -> SessionThread:
     config.telemetry.poll_interval_s = 0.05
     config.governor.idle_after_s = IDLE_AFTER_S
     config.governor.state_file = str(tmp / "governor.json")
-    options = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=tmp / "sessions.db", sim_speed=sim_speed,
-                             clock_control=clock_control)
+    options = SessionOptions(
+        demo=True,
+        listen=("127.0.0.1", 0),
+        store_path=tmp / "sessions.db",
+        sim_speed=sim_speed,
+        clock_control=clock_control,
+    )
     runner = SessionThread(Session(config, options))
     runner.start()
     return runner
 
 
 def stream_ttft(client: httpx.Client) -> tuple[float, str]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello in five words."}],
-            "options": {"num_predict": 16}}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello in five words."}],
+        "options": {"num_predict": 16},
+    }
     started = time.perf_counter()
     ttft = None
     with client.stream("POST", "/api/chat", json=body) as response:
@@ -97,16 +105,20 @@ def main() -> None:
     parser.add_argument("--sim-speed", type=float, default=20.0)
     args = parser.parse_args()
     results = {}
-    for label, make_control in (("simulated GPU", lambda: None), ("NVML path (fake driver)",
-                                                                    lambda: NvmlClockControl(FakeNvml()))):
+    for label, make_control in (
+        ("simulated GPU", lambda: None),
+        ("NVML path (fake driver)", lambda: NvmlClockControl(FakeNvml())),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             runner = start(Path(tmp), args.sim_speed, make_control())
             try:
                 results[label] = run_pairs(runner, args.pairs)
             finally:
                 runner.stop()
-    print(f"TTFT added by a wake from downclocked — {args.pairs} interleaved pairs per clock control, "
-          f"sim speed {args.sim_speed:g}, model {MODEL}")
+    print(
+        f"TTFT added by a wake from downclocked — {args.pairs} interleaved pairs per clock control, "
+        f"sim speed {args.sim_speed:g}, model {MODEL}"
+    )
     for label, sides in results.items():
         woken, off = sides["woken"], sides["off"]
         print(f"\n{label}")
@@ -114,11 +126,15 @@ def main() -> None:
             added = statistics.median(woken[kind]) - statistics.median(off[kind])
             paired = [w - o for w, o in zip(woken[kind], off[kind])]
             print(f"  {kind:7} TTFT ms  after wake: {describe(woken[kind])}   governor off: {describe(off[kind])}")
-            print(f"          added by the wake: {added:+.2f} ms (difference of medians), "
-                  f"median of paired differences {statistics.median(paired):+.2f} ms, "
-                  f"ratio {statistics.median(woken[kind]) / statistics.median(off[kind]):.3f}")
-        print(f"  the wake itself (clock reset in the request's path): {describe(woken['wake'])} ms "
-              f"over {len(woken['wake'])} wakes")
+            print(
+                f"          added by the wake: {added:+.2f} ms (difference of medians), "
+                f"median of paired differences {statistics.median(paired):+.2f} ms, "
+                f"ratio {statistics.median(woken[kind]) / statistics.median(off[kind]):.3f}"
+            )
+        print(
+            f"  the wake itself (clock reset in the request's path): {describe(woken['wake'])} ms "
+            f"over {len(woken['wake'])} wakes"
+        )
         verdict = "meets" if statistics.median(woken["gateway"]) - statistics.median(off["gateway"]) < 5 else "MISSES"
         print(f"  target < 5 ms added: {verdict}")
 

@@ -20,8 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from claw_tui.telemetry.nvml import NvmlSource  # noqa: E402
-from claw_tui.telemetry.replay import ReplaySource  # noqa: E402
+from claw_tui.telemetry.nvml import NvmlSource
+from claw_tui.telemetry.replay import ReplaySource
 
 FIXTURE = ROOT / "tests" / "fixtures" / "traces" / "h200_decode_burst.jsonl.gz"
 SAMPLER_RATES_HZ = {"power_samples": 4.0, "snapshot": 4.0, "energy_counter_j": 2.0}
@@ -36,12 +36,16 @@ def time_call(fn: Callable[[], Any], repeat: int) -> dict:
         fn()
         times.append((time.perf_counter() - start) * 1e6)
     times.sort()
-    return {"median_us": round(statistics.median(times), 2), "p99_us": round(times[int(0.99 * (len(times) - 1))], 2),
-            "n": repeat}
+    return {
+        "median_us": round(statistics.median(times), 2),
+        "p99_us": round(times[int(0.99 * (len(times) - 1))], 2),
+        "n": repeat,
+    }
 
 
 def raw_nvml_costs(nvml: Any, handle: Any) -> dict:
     """Median cost of each raw NVML call claw makes, on one GPU."""
+
     def newest_sample_us() -> int:
         return max(s.timeStamp for s in nvml.nvmlDeviceGetSamples(handle, nvml.NVML_TOTAL_POWER_SAMPLES, 0)[1])
 
@@ -51,6 +55,7 @@ def raw_nvml_costs(nvml: Any, handle: Any) -> dict:
                 return nvml.nvmlDeviceGetSamples(handle, nvml.NVML_TOTAL_POWER_SAMPLES, ts)
             except nvml.NVMLError:
                 return None
+
         return call
 
     def guarded(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -59,12 +64,15 @@ def raw_nvml_costs(nvml: Any, handle: Any) -> dict:
                 return fn(*args)
             except nvml.NVMLError:
                 return None
+
         return call
 
     calls = {
         "nvmlDeviceGetPowerUsage": (guarded(nvml.nvmlDeviceGetPowerUsage, handle), 2000),
         "nvmlDeviceGetFieldValues[POWER_INSTANT]": (
-            guarded(nvml.nvmlDeviceGetFieldValues, handle, [nvml.NVML_FI_DEV_POWER_INSTANT]), 2000),
+            guarded(nvml.nvmlDeviceGetFieldValues, handle, [nvml.NVML_FI_DEV_POWER_INSTANT]),
+            2000,
+        ),
         "nvmlDeviceGetSamples(ts=0, full buffer)": (samples_since(0), 200),
         "nvmlDeviceGetSamples(ts=newest, nothing new)": (samples_since(newest_sample_us()), 200),
         "nvmlDeviceGetTotalEnergyConsumption": (guarded(nvml.nvmlDeviceGetTotalEnergyConsumption, handle), 100),
@@ -73,8 +81,7 @@ def raw_nvml_costs(nvml: Any, handle: Any) -> dict:
         "nvmlDeviceGetTemperature": (guarded(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU), 2000),
         "nvmlDeviceGetMemoryInfo": (guarded(nvml.nvmlDeviceGetMemoryInfo, handle), 2000),
         "nvmlDeviceGetPerformanceState": (guarded(nvml.nvmlDeviceGetPerformanceState, handle), 2000),
-        "nvmlDeviceGetCurrentClocksEventReasons": (
-            guarded(nvml.nvmlDeviceGetCurrentClocksEventReasons, handle), 2000),
+        "nvmlDeviceGetCurrentClocksEventReasons": (guarded(nvml.nvmlDeviceGetCurrentClocksEventReasons, handle), 2000),
         "nvmlDeviceGetComputeRunningProcesses": (guarded(nvml.nvmlDeviceGetComputeRunningProcesses, handle), 2000),
         "nvmlDeviceGetEnforcedPowerLimit": (guarded(nvml.nvmlDeviceGetEnforcedPowerLimit, handle), 500),
     }
@@ -97,12 +104,18 @@ def source_costs(source: Any, index: int = 0) -> dict:
     }
 
 
-def sampler_cpu_share(source: Any, gpus: list[int], seconds: float, *, sleep: Callable[[float], None] = time.sleep,
-                      clock: Callable[[], float] = time.monotonic) -> dict:
+def sampler_cpu_share(
+    source: Any,
+    gpus: list[int],
+    seconds: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
     """Poll a source at the sampler's rates for `seconds`; CPU time of this process per wall second."""
     periods = {name: 1.0 / hz for name, hz in SAMPLER_RATES_HZ.items()}
-    due = {name: 0.0 for name in periods}
-    last_ts = {i: 0.0 for i in gpus}
+    due = dict.fromkeys(periods, 0.0)
+    last_ts = dict.fromkeys(gpus, 0.0)
     polls = 0
     start_wall, start_cpu = clock(), time.process_time()
     while (now := clock() - start_wall) < seconds:
@@ -123,8 +136,12 @@ def sampler_cpu_share(source: Any, gpus: list[int], seconds: float, *, sleep: Ca
         sleep(max(0.0, min(due.values()) - (clock() - start_wall)))
     cpu = time.process_time() - start_cpu
     wall = clock() - start_wall
-    return {"seconds": round(wall, 2), "polls": polls, "cpu_us_per_poll": round(cpu / polls * 1e6, 1),
-            "core_pct": round(cpu / wall * 100, 3)}
+    return {
+        "seconds": round(wall, 2),
+        "polls": polls,
+        "cpu_us_per_poll": round(cpu / polls * 1e6, 1),
+        "core_pct": round(cpu / wall * 100, 3),
+    }
 
 
 def fake_nvml_source() -> tuple[Any, Any]:
@@ -148,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus = [s.index for s in replay.open()]
         results["replay"] = {"calls": source_costs(replay), "sampler": sampler_cpu_share(replay, gpus, args.seconds)}
     if args.source in ("fake", "all"):
-        fake, source = fake_nvml_source()
+        _fake, source = fake_nvml_source()
         source.open()
         results["fake_nvml"] = {"calls": source_costs(source), "sampler": sampler_cpu_share(source, [0], args.seconds)}
     if args.source == "nvml":
@@ -176,8 +193,10 @@ def print_results(results: dict) -> None:
             for call, cost in block.get(section, {}).items():
                 print(f"  {call:48s} median {cost['median_us']:10.2f} µs   p99 {cost['p99_us']:10.2f} µs")
         sampler = block["sampler"]
-        print(f"  sampler rates {SAMPLER_RATES_HZ}: {sampler['polls']} polls in {sampler['seconds']} s, "
-              f"{sampler['cpu_us_per_poll']} µs CPU per poll, {sampler['core_pct']} % of a core")
+        print(
+            f"  sampler rates {SAMPLER_RATES_HZ}: {sampler['polls']} polls in {sampler['seconds']} s, "
+            f"{sampler['cpu_us_per_poll']} µs CPU per poll, {sampler['core_pct']} % of a core"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from claw_tui.ledger import Ledger  # noqa: E402
-from claw_tui.telemetry.sampler import TelemetrySampler  # noqa: E402
+from claw_tui.ledger import Ledger
+from claw_tui.telemetry.sampler import TelemetrySampler
 
 TRACE = ROOT / "tests" / "fixtures" / "traces" / "h200_decode_burst.jsonl.gz"
 TARGET_PCT = 1.0
@@ -67,10 +67,12 @@ def fake_nvml_source(gpus: int):
                     FakeNvml.advance(self, (now_us - object.__getattribute__(self, "now_us")) / 1e6)
                 busy(cost)
                 return target(*args, **kwargs)
+
             return call
 
-    fake = CostlyNvml([FakeGpu(uuid=f"GPU-{i}", watts=120.0 + 50 * i, processes=[(4242, 16 * 1024**3)])
-                       for i in range(gpus)])
+    fake = CostlyNvml(
+        [FakeGpu(uuid=f"GPU-{i}", watts=120.0 + 50 * i, processes=[(4242, 16 * 1024**3)]) for i in range(gpus)]
+    )
     fake.now_us = int(time.time() * 1e6) - 3_000_000
     fake.advance(3.0)
     return NvmlSource(nvml=fake, process_describer=lambda pid: ("ollama", True))
@@ -102,9 +104,18 @@ def run_sampler(kind: str, seconds: float, energy_interval_s: float, gpus: int =
     polls, reads = sampler.polls - polls0, sampler.energy_reads - reads0
     stats = [sampler.trace_stats(i) for i in range(sampler.gpu_count)]
     sampler.stop()
-    return {"source": kind, "gpus": sampler.gpu_count, "energy_interval_s": energy_interval_s,
-            "seconds": round(wall, 2), "cpu_s": round(cpu, 4), "core_pct": round(cpu / wall * 100, 3),
-            "polls": polls, "energy_reads": reads, "trace": stats, "state": sampler.state}
+    return {
+        "source": kind,
+        "gpus": sampler.gpu_count,
+        "energy_interval_s": energy_interval_s,
+        "seconds": round(wall, 2),
+        "cpu_s": round(cpu, 4),
+        "core_pct": round(cpu / wall * 100, 3),
+        "polls": polls,
+        "energy_reads": reads,
+        "trace": stats,
+        "state": sampler.state,
+    }
 
 
 def baseline(seconds: float) -> dict:
@@ -116,8 +127,12 @@ def baseline(seconds: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=("replay", "fake-nvml", "nvml", "all"), default="all",
-                        help="all = replay and fake-nvml (no GPU needed)")
+    parser.add_argument(
+        "--source",
+        choices=("replay", "fake-nvml", "nvml", "all"),
+        default="all",
+        help="all = replay and fake-nvml (no GPU needed)",
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--gpus", type=int, default=1, help="GPUs of the fake NVML")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -131,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
             run["sampler_pct"] = round(run["core_pct"] - results["baseline"]["core_pct"], 3)
             results["runs"].append(run)
             trace = run["trace"][0] if run["trace"] else {}
-            print(f"{kind:9} gpus {run['gpus']}  counter every {energy_interval_s:.1f} s: "
-                  f"{run['sampler_pct']:.3f}% of a core  ({run['polls']} polls, {run['energy_reads']} counter reads "
-                  f"in {run['seconds']} s; trace {trace.get('rate_hz')} Hz, {trace.get('gaps')} gaps)  "
-                  f"{'OK' if run['sampler_pct'] < TARGET_PCT else 'OVER TARGET'}")
+            print(
+                f"{kind:9} gpus {run['gpus']}  counter every {energy_interval_s:.1f} s: "
+                f"{run['sampler_pct']:.3f}% of a core  ({run['polls']} polls, {run['energy_reads']} counter reads "
+                f"in {run['seconds']} s; trace {trace.get('rate_hz')} Hz, {trace.get('gaps')} gaps)  "
+                f"{'OK' if run['sampler_pct'] < TARGET_PCT else 'OVER TARGET'}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

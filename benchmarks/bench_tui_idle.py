@@ -6,8 +6,9 @@
 Each measurement runs in its own process: a Session (demo: simulated GPU and Ollama; or replay: a real H200 trace
 looping) started in its background thread, then either nothing (baseline) or ClawApp run headless at the configured
 4 Hz refresh with the Power pane in front. After a warm-up (by default long enough to fill the 2-minute chart
-window, so that the charts hold a full window of samples as in steady use), the process CPU time over the window is divided by the
-wall time. The console's cost is the difference: target < 3% of one core (SPEC: TUI idle at 4 Hz refresh).
+window, so that the charts hold a full window of samples as in steady use), the process CPU time over the window is
+divided by the wall time. The console's cost is the difference: target < 3% of one core
+(SPEC: TUI idle at 4 Hz refresh).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def start_session(source: str, store: Path):
     from claw_tui.session import Session, SessionOptions, SessionThread
 
     config = load_config(None)
-    options = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=store,
-                             replay_path=str(TRACE) if source == "replay" else None)
+    options = SessionOptions(
+        demo=True, listen=("127.0.0.1", 0), store_path=store, replay_path=str(TRACE) if source == "replay" else None
+    )
     runner = SessionThread(Session(config, options))
     runner.start()
     return runner
@@ -88,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("demo", "replay"), default="demo")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--warmup", type=float, default=125.0,
-                        help="seconds before measuring; past 120 s the Power pane's 2-minute window is full")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=125.0,
+        help="seconds before measuring; past 120 s the Power pane's 2-minute window is full",
+    )
     parser.add_argument("--sizes", default="80x24,200x50")
     parser.add_argument("--parallel", action="store_true", help="run the baseline and the sizes side by side")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -117,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         cost = run["core_pct"] - baseline["core_pct"]
         worst = max(worst, cost)
         results["console"][size] = {**run, "console_pct": cost}
-        print(f"console {size:>7}, Power pane, 4 Hz: {run['core_pct']:.2f}% total, "
-              f"{cost:.2f}% for the console (target < {TARGET_PCT}%)")
+        print(
+            f"console {size:>7}, Power pane, 4 Hz: {run['core_pct']:.2f}% total, "
+            f"{cost:.2f}% for the console (target < {TARGET_PCT}%)"
+        )
     results["worst_console_pct"] = worst
     print(f"worst: {worst:.2f}% of a core -> {'OK' if worst < TARGET_PCT else 'OVER TARGET'}")
     if args.json:

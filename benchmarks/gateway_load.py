@@ -34,15 +34,17 @@ def free_port() -> int:
 class Process:
     """A server process started for a benchmark, stopped (SIGTERM, then SIGKILL) when done."""
 
-    def __init__(self, name: str, args: list[str], *, env: dict | None = None, cwd: Path = ROOT,
-                 log: Path | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], *, env: dict | None = None, cwd: Path = ROOT, log: Path | None = None
+    ) -> None:
         self.name = name
         self.log_path = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"claw-bench-{name}-{os.getpid()}.log"
         self._log = open(self.log_path, "w")
         python_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         full_env = dict(os.environ, PYTHONPATH=python_path, PYTHONUNBUFFERED="1", **(env or {}))
-        self.proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -82,8 +84,20 @@ class Process:
 
 
 def start_sim(port: int, *, speed: float, parallel: int = 64, openai_only: bool = False) -> Process:
-    args = [sys.executable, "-m", "claw_tui", "sim", "--port", str(port), "--speed", str(speed),
-            "--parallel", str(parallel), "--max-queue", "4096"]
+    args = [
+        sys.executable,
+        "-m",
+        "claw_tui",
+        "sim",
+        "--port",
+        str(port),
+        "--speed",
+        str(speed),
+        "--parallel",
+        str(parallel),
+        "--max-queue",
+        "4096",
+    ]
     if openai_only:
         args.append("--openai-only")
     sim = Process(f"sim-{port}", args)
@@ -91,16 +105,26 @@ def start_sim(port: int, *, speed: float, parallel: int = 64, openai_only: bool 
     return sim
 
 
-def start_claw(port: int, backend_url: str, kind: str, workdir: Path, *, telemetry: str = "none",
-               trace: Path | None = None, max_in_flight: int = 256, gc_stats: Path | None = None) -> Process:
+def start_claw(
+    port: int,
+    backend_url: str,
+    kind: str,
+    workdir: Path,
+    *,
+    telemetry: str = "none",
+    trace: Path | None = None,
+    max_in_flight: int = 256,
+    gc_stats: Path | None = None,
+) -> Process:
     """`claw serve` in front of one backend; telemetry "none", "replay" (of `trace`) or "nvml"."""
     config = workdir / f"claw-{port}.toml"
     telemetry = f'source = "{telemetry}"\n' + (f'replay_file = "{trace}"\n' if telemetry == "replay" else "")
     config.write_text(
         f'[gateway]\nlisten = "127.0.0.1:{port}"\nmax_in_flight = {max_in_flight}\nqueue_size = 1024\n'
         f'[[backends]]\nname = "sim"\nkind = "{kind}"\nurl = "{backend_url}"\n'
-        f'[telemetry]\n{telemetry}'
-        f'[store]\npath = "{workdir / f"sessions-{port}.db"}"\n')
+        f"[telemetry]\n{telemetry}"
+        f'[store]\npath = "{workdir / f"sessions-{port}.db"}"\n'
+    )
     if gc_stats is not None:
         args = [sys.executable, str(ROOT / "benchmarks" / "gc_probe.py"), "serve", "--config", str(config)]
         claw = Process(f"claw-{port}", args, env={"CLAW_GC_STATS": str(gc_stats)})
@@ -112,11 +136,14 @@ def start_claw(port: int, backend_url: str, kind: str, workdir: Path, *, telemet
 
 # ---- the load generator ----------------------------------------------------------------------------------------
 
+
 def encode_request(port: int, path: str, body: dict, headers: dict | None = None) -> bytes:
     data = json.dumps(body).encode()
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{extra}"
-            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -155,7 +182,7 @@ class Run:
 
     def percentile_ms(self, q: float) -> float:
         ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000
+        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] * 1000
 
     @property
     def p50_ms(self) -> float:

@@ -28,8 +28,10 @@ def _dump() -> None:
     target = os.environ.get("CLAW_GC_STATS")
     if not target:
         return
-    stats = {f"gen{gen}": {"count": len(ms), "max_ms": round(max(ms, default=0.0), 2),
-                           "total_ms": round(sum(ms), 1)} for gen, ms in _pauses.items()}
+    stats = {
+        f"gen{gen}": {"count": len(ms), "max_ms": round(max(ms, default=0.0), 2), "total_ms": round(sum(ms), 1)}
+        for gen, ms in _pauses.items()
+    }
     Path(target).write_text(json.dumps(stats))
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.test_tmux_operator import Tmux, claw_command
 
-BASELINE_APP = textwrap.dedent('''
+BASELINE_APP = textwrap.dedent("""
     from textual.app import App
     from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
@@ -52,16 +52,19 @@ BASELINE_APP = textwrap.dedent('''
             self.query_one("#tabs").active = pane
 
     Baseline().run()
-''')
+""")
 
-CLAW_PANES = (("F5", "status: all"), ("F3", "PARAMETER"), ("F4", "coder"), ("F2", "Ask something"),
-              ("F1", "power"))
-BASELINE_PANES = (("F5", "content of pane 5"), ("F3", "content of pane 3"), ("F4", "content of pane 4"),
-                  ("F2", "content of pane 2"), ("F1", "content of pane 1"))
+CLAW_PANES = (("F5", "status: all"), ("F3", "PARAMETER"), ("F4", "coder"), ("F2", "Ask something"), ("F1", "power"))
+BASELINE_PANES = (
+    ("F5", "content of pane 5"),
+    ("F3", "content of pane 3"),
+    ("F4", "content of pane 4"),
+    ("F2", "content of pane 2"),
+    ("F1", "content of pane 1"),
+)
 
 
-def first_frame(command: list[str], env: dict[str, str], marker: str,
-                ready_marker: str) -> tuple[float, float, Tmux]:
+def first_frame(command: list[str], env: dict[str, str], marker: str, ready_marker: str) -> tuple[float, float, Tmux]:
     """Seconds from starting the process to the first screen that shows `marker`, and to the one that shows
     `ready_marker` (live data); the terminal stays open."""
     tmux = Tmux(width=120, height=36)
@@ -156,8 +159,10 @@ def main() -> int:
         results[name] = {
             "first_frame_ms": {"median": median_ms(frames), "max": 1000 * max(frames)},
             "ready_ms": {"median": median_ms(readies), "max": 1000 * max(readies)},
-            "pane_switch_ms": {"median": median_ms(switches), "p95": 1000 * sorted(switches)[
-                int(0.95 * (len(switches) - 1))]},
+            "pane_switch_ms": {
+                "median": median_ms(switches),
+                "p95": 1000 * sorted(switches)[int(0.95 * (len(switches) - 1))],
+            },
             "idle_cpu_pct": cpu,
             "rss_mib": rss,
         }
@@ -178,7 +183,9 @@ def main() -> int:
         rows.append((f"{key} process CPU", claw["idle_cpu_pct"][key][0], base["idle_cpu_pct"][base_key][0], "%"))
     for label, value, baseline, unit in rows:
         print(f"{label:24}{value:>10.1f}{unit:>2}{baseline:>10.1f}{unit:>2}{value / baseline if baseline else 0:>8.2f}")
-    print("\nCPU in % of one core while nobody types, at the default 4 Hz refresh. The UI thread is the event loop that")
+    print(
+        "\nCPU in % of one core while nobody types, at the default 4 Hz refresh. The UI thread is the event loop that"
+    )
     print("draws the panes; the process adds claw's session (gateway, simulator, telemetry sampler, demo traffic).")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -28,12 +28,26 @@ LONG_SHARE_IN_MIXED = 0.2
 ENERGY_WAIT_S = 10.0
 
 TOPICS = (
-    "the water cycle", "public key cryptography", "sourdough fermentation", "how GPUs schedule warps",
-    "the history of the printing press", "solar panel efficiency", "garbage collection in Python",
-    "the French revolution", "how vaccines train the immune system", "TCP congestion control",
-    "photosynthesis", "how a compiler optimises loops", "plate tectonics", "the rules of chess openings",
-    "container orchestration", "the economics of renewable energy", "how noise-cancelling headphones work",
-    "the life cycle of stars", "database indexing", "the causes of inflation",
+    "the water cycle",
+    "public key cryptography",
+    "sourdough fermentation",
+    "how GPUs schedule warps",
+    "the history of the printing press",
+    "solar panel efficiency",
+    "garbage collection in Python",
+    "the French revolution",
+    "how vaccines train the immune system",
+    "TCP congestion control",
+    "photosynthesis",
+    "how a compiler optimises loops",
+    "plate tectonics",
+    "the rules of chess openings",
+    "container orchestration",
+    "the economics of renewable energy",
+    "how noise-cancelling headphones work",
+    "the life cycle of stars",
+    "database indexing",
+    "the causes of inflation",
 )
 SHORT_TEMPLATES = (
     "Explain {topic} in two sentences.",
@@ -73,8 +87,11 @@ def synthetic_prompt(kind: str, rng: random.Random) -> BenchPrompt:
         text = rng.choice(SHORT_TEMPLATES).format(topic=topic)
         return BenchPrompt([{"role": "user", "content": text}], max_tokens=rng.randint(64, 160), kind="short")
     sentences = [rng.choice(FILLER) for _ in range(rng.randint(90, 160))]  # ~1,500-2,600 tokens of context
-    text = (f"Here is a long field report about {topic}.\n\n" + " ".join(sentences) +
-            "\n\nSummarise the report in detail, then list its open questions.")
+    text = (
+        f"Here is a long field report about {topic}.\n\n"
+        + " ".join(sentences)
+        + "\n\nSummarise the report in detail, then list its open questions."
+    )
     return BenchPrompt([{"role": "user", "content": text}], max_tokens=rng.randint(384, 640), kind="long")
 
 
@@ -115,7 +132,7 @@ def load_workload_file(path: str | Path) -> list[BenchPrompt]:
         elif isinstance(item.get("prompt"), str) and item["prompt"]:
             messages = [{"role": "user", "content": item["prompt"]}]
         else:
-            raise WorkloadError(f"{where}: needs \"prompt\" (a string) or \"messages\" (a list)")
+            raise WorkloadError(f'{where}: needs "prompt" (a string) or "messages" (a list)')
         max_tokens = item.get("max_tokens", 256)
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
             raise WorkloadError(f"{where}: max_tokens must be a positive integer")
@@ -178,12 +195,22 @@ async def send_one(client: httpx.AsyncClient, cfg: BenchConfig, prompt: BenchPro
     last_token: float | None = None
     if cfg.api == "openai":
         path = "/v1/chat/completions"
-        body = {"model": model, "messages": prompt.messages, "max_tokens": prompt.max_tokens, "stream": True,
-                "stream_options": {"include_usage": True}, **prompt.options}
+        body = {
+            "model": model,
+            "messages": prompt.messages,
+            "max_tokens": prompt.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **prompt.options,
+        }
     else:
         path = "/api/chat"
-        body = {"model": model, "messages": prompt.messages, "stream": True,
-                "options": {"num_predict": prompt.max_tokens, **prompt.options}}
+        body = {
+            "model": model,
+            "messages": prompt.messages,
+            "stream": True,
+            "options": {"num_predict": prompt.max_tokens, **prompt.options},
+        }
     try:
         async with client.stream("POST", path, json=body) as response:
             result.http_status = response.status_code
@@ -247,8 +274,10 @@ def _parse_line(line: str, api: str) -> dict | None:
     if api == "openai":
         text = "".join((c.get("delta") or {}).get("content") or "" for c in obj.get("choices") or [])
         usage = obj.get("usage")
-        return {"text": text, "usage": (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
-                if usage else None}
+        return {
+            "text": text,
+            "usage": (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)) if usage else None,
+        }
     message = obj.get("message") or {}
     text = message.get("content") or message.get("thinking") or obj.get("response") or ""
     usage = (obj.get("prompt_eval_count", 0), obj.get("eval_count", 0)) if obj.get("done") else None
@@ -260,8 +289,9 @@ class Bench:
     """Runs the load: a closed loop of `concurrency` workers, or open-loop Poisson arrivals at `rate` per second
     with at most `concurrency` in flight. Stops after `requests` requests or `duration_s` seconds."""
 
-    def __init__(self, cfg: BenchConfig, prompts: Iterator[BenchPrompt],
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self, cfg: BenchConfig, prompts: Iterator[BenchPrompt], on_progress: Callable[[int, int], None] | None = None
+    ) -> None:
         self.cfg = cfg
         self.prompts = prompts
         self.on_progress = on_progress
@@ -296,8 +326,9 @@ class Bench:
         limits = httpx.Limits(max_connections=cfg.concurrency + 4, max_keepalive_connections=cfg.concurrency + 4)
         deadline = time.monotonic() + cfg.duration_s if cfg.duration_s else None
         self.started_at = time.time()
-        async with httpx.AsyncClient(base_url=cfg.url, timeout=timeout, limits=limits,
-                                     headers=self._headers()) as client:
+        async with httpx.AsyncClient(
+            base_url=cfg.url, timeout=timeout, limits=limits, headers=self._headers()
+        ) as client:
             if cfg.rate:
                 await self._open_loop(client, deadline)
             else:
@@ -368,8 +399,15 @@ async def gateway_records(client: httpx.AsyncClient, ids: set[str], wait_s: floa
 
 
 ENERGY_KEYS = ("total_j", "idle_j", "active_j", "idle_s", "active_s")
-GOVERNOR_SUMS = ("downclocked_s", "wakes", "idle_j_downclocked", "idle_s_downclocked", "idle_j_normal",
-                 "idle_s_normal", "models_unloaded")
+GOVERNOR_SUMS = (
+    "downclocked_s",
+    "wakes",
+    "idle_j_downclocked",
+    "idle_s_downclocked",
+    "idle_j_normal",
+    "idle_s_normal",
+    "models_unloaded",
+)
 
 
 def _delta(after: dict, before: dict, key: str) -> float | None:
@@ -401,8 +439,9 @@ def window_governor(before: dict | None, after: dict | None) -> dict:
     return out
 
 
-def build_bench_summary(cfg: BenchConfig, bench: Bench, records: list[dict], before: dict | None,
-                        after: dict | None, demo: bool) -> dict:
+def build_bench_summary(
+    cfg: BenchConfig, bench: Bench, records: list[dict], before: dict | None, after: dict | None, demo: bool
+) -> dict:
     """The bench run as a `claw.summary/1` document, with a `bench` section of client-side measurements."""
     energy, counter_j = window_energy(before, after)
     by_id = {r["id"]: record_from_json(r) for r in records}
@@ -411,13 +450,20 @@ def build_bench_summary(cfg: BenchConfig, bench: Bench, records: list[dict], bef
     for result in results:
         record = by_id.get(result.request_id or "")
         if record is None:  # not a claw gateway, or the record aged out: keep the client's view
-            record = record_from_json({
-                "id": result.request_id or uuid.uuid4().hex[:16], "model": result.model, "status": result.status,
-                "completion_tokens": result.completion_tokens, "prompt_tokens": result.prompt_tokens,
-                "times": {"arrival": result.started,
-                          "first_token": result.started + result.ttft_s if result.ttft_s is not None else None,
-                          "end": result.started + (result.latency_s or 0.0)},
-            })
+            record = record_from_json(
+                {
+                    "id": result.request_id or uuid.uuid4().hex[:16],
+                    "model": result.model,
+                    "status": result.status,
+                    "completion_tokens": result.completion_tokens,
+                    "prompt_tokens": result.prompt_tokens,
+                    "times": {
+                        "arrival": result.started,
+                        "first_token": result.started + result.ttft_s if result.ttft_s is not None else None,
+                        "end": result.started + (result.latency_s or 0.0),
+                    },
+                }
+            )
         stored.append(record)
     duration = bench.ended_at - bench.started_at
     itl_ms = [x * 1000 for r in results for x in r.itl_s]
@@ -442,12 +488,14 @@ def build_bench_summary(cfg: BenchConfig, bench: Bench, records: list[dict], bef
         "errors": bench.errors,
         "error_samples": sorted({r.error for r in results if r.error})[:5],
         "client_ttft_ms": percentiles([r.ttft_s * 1000 for r in results if r.ttft_s is not None]),
-        "client_latency_ms": percentiles([r.latency_s * 1000 for r in results
-                                          if r.latency_s is not None and r.status == "ok"]),
+        "client_latency_ms": percentiles(
+            [r.latency_s * 1000 for r in results if r.latency_s is not None and r.status == "ok"]
+        ),
         "itl_ms": percentiles(itl_ms),
         "client_tokens_per_s": round(completion / duration, 3) if duration > 0 else None,
-        "energy_measured": bool(after) and (after.get("energy") or {}).get("total_j") is not None
-                           and bool(energy["total_j"]),
+        "energy_measured": bool(after)
+        and (after.get("energy") or {}).get("total_j") is not None
+        and bool(energy["total_j"]),
         "records_matched": sum(1 for r in results if r.request_id in by_id),
     }
     return build_summary(
@@ -475,7 +523,8 @@ def render_report(summary: dict) -> str:
 
     lines = [
         f"claw bench: {b['requests_sent']} requests ({b['errors']} errors) to {b['model']} via {b['url']} "
-        f"[{b['workload']}, concurrency {b['concurrency']}" + (f", {b['rate_per_s']:g}/s" if b["rate_per_s"] else "")
+        f"[{b['workload']}, concurrency {b['concurrency']}"
+        + (f", {b['rate_per_s']:g}/s" if b["rate_per_s"] else "")
         + f"] in {summary['session']['duration_s']:.1f} s",
         f"  TTFT ms        {ms(b['client_ttft_ms'])}",
         f"  ITL ms         {ms(b['itl_ms'])}",
@@ -494,8 +543,10 @@ def render_report(summary: dict) -> str:
         ]
         g = summary["governor"]
         if g.get("enabled") or g.get("downclocked_s"):
-            lines.append(f"  governor       {g.get('mode')}: downclocked {num(g.get('downclocked_s'), '.1f', ' s')}, "
-                         f"{g.get('wakes') or 0} wakes, wake P95 {num(g.get('wake_latency_ms_p95'), '.2f', ' ms')}")
+            lines.append(
+                f"  governor       {g.get('mode')}: downclocked {num(g.get('downclocked_s'), '.1f', ' s')}, "
+                f"{g.get('wakes') or 0} wakes, wake P95 {num(g.get('wake_latency_ms_p95'), '.2f', ' ms')}"
+            )
     else:
         lines.append("  energy         not measured (the URL is not a claw gateway with GPU telemetry)")
     if b["error_samples"]:

@@ -171,12 +171,15 @@ class BackendConfig:
 @dataclass
 class TelemetryConfig:
     source: str = setting(
-        "auto", "auto (NVML if present, else none), nvml, sim, replay or none",
+        "auto",
+        "auto (NVML if present, else none), nvml, sim, replay or none",
         choices=("auto", "nvml", "sim", "replay", "none"),
     )
-    replay_file: str = setting("", "recorded trace played when source = \"replay\"")
+    replay_file: str = setting("", 'recorded trace played when source = "replay"')
     poll_interval_s: float = setting(0.25, "seconds between two polls of clocks, util, temperature", above=0)
-    energy_interval_s: float = setting(1.0, "seconds between two reads of the energy counter (each read costs ~3 ms of CPU)", above=0)
+    energy_interval_s: float = setting(
+        1.0, "seconds between two reads of the energy counter (each read costs ~3 ms of CPU)", above=0
+    )
     power_alert_w: float = setting(0.0, "alert above this power; 0 = 95% of the power limit", at_least=0)
     temp_alert_c: float = setting(87.0, "alert above this GPU temperature", above=0)
     history_minutes: float = setting(10.0, "minutes of full-rate history kept in memory", above=0)
@@ -494,7 +497,9 @@ def check_listen(gateway: GatewayConfig) -> None:
     try:
         gateway.host_port()
     except ValueError as exc:
-        raise _SchemaError(("gateway", "listen"), f"invalid listen address {json.dumps(gateway.listen)}: {exc}")
+        raise _SchemaError(
+            ("gateway", "listen"), f"invalid listen address {json.dumps(gateway.listen)}: {exc}"
+        ) from None
 
 
 def check_tokens(gateway: GatewayConfig) -> None:
@@ -504,8 +509,9 @@ def check_tokens(gateway: GatewayConfig) -> None:
                 raise _SchemaError(("gateway", key, index), "a token must not be empty")
     for model, fallback in gateway.fallback_models.items():
         if not isinstance(fallback, str) or not fallback.strip():
-            raise _SchemaError(("gateway", "fallback_models", model),
-                               f"expected the name of a model, got {describe_value(fallback)}")
+            raise _SchemaError(
+                ("gateway", "fallback_models", model), f"expected the name of a model, got {describe_value(fallback)}"
+            )
 
 
 def check_backend(backend: BackendConfig, key_path: KeyPath) -> None:

@@ -16,10 +16,32 @@ from claw_tui.summary import SCHEMA
 FORMATS = ("json", "md", "csv")
 
 CSV_COLUMNS = (
-    "id", "status", "http_status", "model", "agent", "backend", "endpoint", "surface", "stream",
-    "arrival", "ttft_ms", "duration_ms", "prompt_tokens", "completion_tokens", "decode_tokens_per_s",
-    "energy_j", "prefill_j", "decode_j", "tokens_per_joule", "joules_per_token", "wake_ms", "energy_final",
-    "server_load_ms", "server_prompt_eval_ms", "server_eval_ms", "error",
+    "id",
+    "status",
+    "http_status",
+    "model",
+    "agent",
+    "backend",
+    "endpoint",
+    "surface",
+    "stream",
+    "arrival",
+    "ttft_ms",
+    "duration_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "decode_tokens_per_s",
+    "energy_j",
+    "prefill_j",
+    "decode_j",
+    "tokens_per_joule",
+    "joules_per_token",
+    "wake_ms",
+    "energy_final",
+    "server_load_ms",
+    "server_prompt_eval_ms",
+    "server_eval_ms",
+    "error",
 )
 
 
@@ -37,14 +59,36 @@ def records_to_csv(records: Sequence[RequestRecord]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in sorted(records, key=lambda r: r.t_arrival):
-        writer.writerow([
-            r.id, r.status, _cell(r.http_status), r.model, r.agent or "", r.backend or "", r.endpoint, r.surface,
-            int(r.stream), _iso(r.t_arrival), _cell(r.ttft_ms), _cell(r.duration_ms), r.prompt_tokens,
-            r.completion_tokens, _cell(r.decode_tokens_per_s), _cell(r.energy_j, 6), _cell(r.prefill_j, 6),
-            _cell(r.decode_j, 6), _cell(r.tokens_per_joule, 4), _cell(r.joules_per_token, 4), _cell(r.wake_ms),
-            int(r.energy_final), _cell(r.server_load_ms), _cell(r.server_prompt_eval_ms), _cell(r.server_eval_ms),
-            r.error or "",
-        ])
+        writer.writerow(
+            [
+                r.id,
+                r.status,
+                _cell(r.http_status),
+                r.model,
+                r.agent or "",
+                r.backend or "",
+                r.endpoint,
+                r.surface,
+                int(r.stream),
+                _iso(r.t_arrival),
+                _cell(r.ttft_ms),
+                _cell(r.duration_ms),
+                r.prompt_tokens,
+                r.completion_tokens,
+                _cell(r.decode_tokens_per_s),
+                _cell(r.energy_j, 6),
+                _cell(r.prefill_j, 6),
+                _cell(r.decode_j, 6),
+                _cell(r.tokens_per_joule, 4),
+                _cell(r.joules_per_token, 4),
+                _cell(r.wake_ms),
+                int(r.energy_final),
+                _cell(r.server_load_ms),
+                _cell(r.server_prompt_eval_ms),
+                _cell(r.server_eval_ms),
+                r.error or "",
+            ]
+        )
     return out.getvalue()
 
 
@@ -81,87 +125,135 @@ def to_markdown(summary: dict) -> str:
     s, e, eff = summary["session"], summary["energy"], summary["efficiency"]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.get("started_at") or 0))
     demo = " (demo: simulated GPU)" if s.get("demo") else ""
-    lines = [f"# claw efficiency summary — session {s.get('id')}", "",
-             f"Host `{s.get('host', '')}`{demo}, started {started}, {_fmt(s.get('duration_s'), 1, ' s')}."]
+    lines = [
+        f"# claw efficiency summary — session {s.get('id')}",
+        "",
+        f"Host `{s.get('host', '')}`{demo}, started {started}, {_fmt(s.get('duration_s'), 1, ' s')}.",
+    ]
     if s.get("state") == "crashed":
         lines.append("The session ended without a clean stop; figures are those saved last (at most a second old).")
     if s.get("approximate"):
         lines.append("Energy was rebuilt from 1 Hz telemetry (the session saved no totals): treat it as approximate.")
     if summary.get("bench"):
         b = summary["bench"]
-        lines.append(f"Bench run: model `{b.get('model')}`, workload {b.get('workload')}, "
-                     f"concurrency {b.get('concurrency')}, {b.get('requests_sent')} requests.")
-    gpus = ", ".join(f"GPU {g.get('index')} {g.get('name')} (limit {_fmt(g.get('power_limit_w'), 0, ' W')})"
-                     for g in summary.get("gpus") or [])
+        lines.append(
+            f"Bench run: model `{b.get('model')}`, workload {b.get('workload')}, "
+            f"concurrency {b.get('concurrency')}, {b.get('requests_sent')} requests."
+        )
+    gpus = ", ".join(
+        f"GPU {g.get('index')} {g.get('name')} (limit {_fmt(g.get('power_limit_w'), 0, ' W')})"
+        for g in summary.get("gpus") or []
+    )
     lines += ["", f"GPUs: {gpus or 'none measured'}.", "", "## Headline", ""]
-    lines += _table(("metric", "value"), [
-        ("tokens per joule", _fmt(eff.get("tokens_per_joule"), 3)),
-        ("joules per token", _fmt(eff.get("joules_per_token"), 3)),
-        ("tokens per joule, active only", _fmt(eff.get("active_tokens_per_joule"), 3)),
-        ("tokens per second", _fmt(eff.get("tokens_per_s"), 2)),
-        ("average power", _fmt(e.get("avg_power_w"), 1, " W")),
-        ("idle power", _fmt(e.get("idle_power_w"), 1, " W")),
-        ("P95 latency", _fmt(summary["latency_ms"].get("p95"), 0, " ms")),
-        ("P95 TTFT", _fmt(summary["ttft_ms"].get("p95"), 0, " ms")),
-    ])
+    lines += _table(
+        ("metric", "value"),
+        [
+            ("tokens per joule", _fmt(eff.get("tokens_per_joule"), 3)),
+            ("joules per token", _fmt(eff.get("joules_per_token"), 3)),
+            ("tokens per joule, active only", _fmt(eff.get("active_tokens_per_joule"), 3)),
+            ("tokens per second", _fmt(eff.get("tokens_per_s"), 2)),
+            ("average power", _fmt(e.get("avg_power_w"), 1, " W")),
+            ("idle power", _fmt(e.get("idle_power_w"), 1, " W")),
+            ("P95 latency", _fmt(summary["latency_ms"].get("p95"), 0, " ms")),
+            ("P95 TTFT", _fmt(summary["ttft_ms"].get("p95"), 0, " ms")),
+        ],
+    )
     lines += ["", "## Energy", ""]
-    lines += _table(("", "joules", "seconds", "mean power"), [
-        ("total", _fmt(e.get("total_j")), _fmt((e.get("idle_s") or 0) + (e.get("active_s") or 0)),
-         _fmt(e.get("avg_power_w"), 1, " W")),
-        ("requests (active)", _fmt(e.get("active_j")), _fmt(e.get("active_s")), _fmt(e.get("active_power_w"), 1, " W")),
-        ("idle", _fmt(e.get("idle_j")), _fmt(e.get("idle_s")), _fmt(e.get("idle_power_w"), 1, " W")),
-    ])
+    lines += _table(
+        ("", "joules", "seconds", "mean power"),
+        [
+            (
+                "total",
+                _fmt(e.get("total_j")),
+                _fmt((e.get("idle_s") or 0) + (e.get("active_s") or 0)),
+                _fmt(e.get("avg_power_w"), 1, " W"),
+            ),
+            (
+                "requests (active)",
+                _fmt(e.get("active_j")),
+                _fmt(e.get("active_s")),
+                _fmt(e.get("active_power_w"), 1, " W"),
+            ),
+            ("idle", _fmt(e.get("idle_j")), _fmt(e.get("idle_s")), _fmt(e.get("idle_power_w"), 1, " W")),
+        ],
+    )
     check = "not available (no energy counter)"
     if e.get("counter_j") is not None:
-        check = (f"energy counter {_fmt(e['counter_j'])} J vs integral of the power samples {_fmt(e['integral_j'])} J "
-                 f"(difference {_fmt(e.get('counter_minus_integral_j'))} J, "
-                 f"{_fmt(e.get('counter_vs_integral_pct'), 2, '%')})")
+        check = (
+            f"energy counter {_fmt(e['counter_j'])} J vs integral of the power samples {_fmt(e['integral_j'])} J "
+            f"(difference {_fmt(e.get('counter_minus_integral_j'))} J, "
+            f"{_fmt(e.get('counter_vs_integral_pct'), 2, '%')})"
+        )
     lines += ["", f"Cross-check: {check}. Power standard deviation {_fmt(e.get('power_stddev_w'), 1, ' W')}."]
     r, t = summary["requests"], summary["tokens"]
     by_status = ", ".join(f"{k} {v}" for k, v in r.get("by_status", {}).items()) or "none"
-    lines += ["", "## Requests and latency", "",
-              f"{r['total']} requests ({by_status}); {_fmt(t['prompt'])} prompt and {_fmt(t['completion'])} "
-              "completion tokens.", ""]
-    lines += _table(("", "p50", "p95", "p99"), [
-        ("latency (ms)", *(_fmt(summary["latency_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
-        ("TTFT (ms)", *(_fmt(summary["ttft_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
-    ])
+    lines += [
+        "",
+        "## Requests and latency",
+        "",
+        f"{r['total']} requests ({by_status}); {_fmt(t['prompt'])} prompt and {_fmt(t['completion'])} "
+        "completion tokens.",
+        "",
+    ]
+    lines += _table(
+        ("", "p50", "p95", "p99"),
+        [
+            ("latency (ms)", *(_fmt(summary["latency_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
+            ("TTFT (ms)", *(_fmt(summary["ttft_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
+        ],
+    )
     for key, title in (("by_model", "model"), ("by_agent", "agent")):
         rows = summary.get(key) or []
         if not rows:
             continue
         lines += ["", f"## By {title}", ""]
-        lines += _table((title, "requests", "errors", "tokens", "energy J", "tokens/J", "J/token", "P95 latency ms",
-                         "P95 TTFT ms"), [
-            (f"`{row[title]}`", _fmt(row["requests"]["total"]), _fmt(row["requests"]["errors"]),
-             _fmt(row["tokens"]["completion"]), _fmt(row["energy_j"]),
-             _fmt(row["efficiency"]["tokens_per_joule"], 3), _fmt(row["efficiency"]["joules_per_token"], 3),
-             _fmt(row["latency_ms"]["p95"], 0), _fmt(row["ttft_ms"]["p95"], 0))
-            for row in rows
-        ])
+        lines += _table(
+            (title, "requests", "errors", "tokens", "energy J", "tokens/J", "J/token", "P95 latency ms", "P95 TTFT ms"),
+            [
+                (
+                    f"`{row[title]}`",
+                    _fmt(row["requests"]["total"]),
+                    _fmt(row["requests"]["errors"]),
+                    _fmt(row["tokens"]["completion"]),
+                    _fmt(row["energy_j"]),
+                    _fmt(row["efficiency"]["tokens_per_joule"], 3),
+                    _fmt(row["efficiency"]["joules_per_token"], 3),
+                    _fmt(row["latency_ms"]["p95"], 0),
+                    _fmt(row["ttft_ms"]["p95"], 0),
+                )
+                for row in rows
+            ],
+        )
     g = summary.get("governor") or {}
     lines += ["", "## Idle downclock governor", ""]
     if g.get("mode") == "dry-run":
-        lines += ["Dry run: no clock was changed. \"Downclocked\" is the time the governor would have held the "
-                  "clocks low, and its idle power is what the GPU drew meanwhile at normal clocks.", ""]
-    lines += _table(("", "value"), [
-        ("enabled at export", "yes" if g.get("enabled") else "no"),
-        ("mode", str(g.get("mode") or "n/a")),
-        ("time downclocked", _fmt(g.get("downclocked_s"), 1, " s")),
-        ("wakes", _fmt(g.get("wakes"))),
-        ("wake latency P95", _fmt(g.get("wake_latency_ms_p95"), 2, " ms")),
-        ("idle power, downclocked", _fmt(g.get("idle_power_w_downclocked"), 1, " W")),
-        ("idle power, normal clocks", _fmt(g.get("idle_power_w_normal"), 1, " W")),
-        ("models unloaded", _fmt(g.get("models_unloaded"))),
-    ])
+        lines += [
+            'Dry run: no clock was changed. "Downclocked" is the time the governor would have held the '
+            "clocks low, and its idle power is what the GPU drew meanwhile at normal clocks.",
+            "",
+        ]
+    lines += _table(
+        ("", "value"),
+        [
+            ("enabled at export", "yes" if g.get("enabled") else "no"),
+            ("mode", str(g.get("mode") or "n/a")),
+            ("time downclocked", _fmt(g.get("downclocked_s"), 1, " s")),
+            ("wakes", _fmt(g.get("wakes"))),
+            ("wake latency P95", _fmt(g.get("wake_latency_ms_p95"), 2, " ms")),
+            ("idle power, downclocked", _fmt(g.get("idle_power_w_downclocked"), 1, " W")),
+            ("idle power, normal clocks", _fmt(g.get("idle_power_w_normal"), 1, " W")),
+            ("models unloaded", _fmt(g.get("models_unloaded"))),
+        ],
+    )
     alerts = summary.get("alerts") or {}
     fired = [(k, v) for k, v in alerts.items() if isinstance(v, dict) and v.get("episodes")]
     lines += ["", "## Alerts", ""]
     if not fired:
         lines.append("None.")
     for kind, alert in fired:
-        lines.append(f"- **{kind}**: {alert['episodes']} times, {_fmt(alert['seconds'], 0, ' s')} in all — "
-                     f"{alert['hint']}")
+        lines.append(
+            f"- **{kind}**: {alert['episodes']} times, {_fmt(alert['seconds'], 0, ' s')} in all — {alert['hint']}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -204,8 +296,10 @@ def load_summary(path: str | Path) -> dict:
     except ValueError as exc:
         raise SummaryFormatError(f"{path} is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise SummaryFormatError(f"{path} is not a claw summary (expected \"schema\": \"{SCHEMA}\"; "
-                                 "make one with 'claw export' or 'claw bench -o')")
+        raise SummaryFormatError(
+            f'{path} is not a claw summary (expected "schema": "{SCHEMA}"; '
+            "make one with 'claw export' or 'claw bench -o')"
+        )
     return data
 
 
@@ -256,7 +350,7 @@ class CompareRow:
 
     @property
     def verdict(self) -> str:
-        """"better", "worse", "same" (within 1%) or "n/a"."""
+        """ "better", "worse", "same" (within 1%) or "n/a"."""
         delta = self.delta
         if delta is None:
             return "n/a"
@@ -266,8 +360,15 @@ class CompareRow:
         return "better" if (delta > 0) == self.metric.higher_is_better else "worse"
 
     def to_json(self) -> dict:
-        return {"metric": self.metric.label, "unit": self.metric.unit, "before": self.before, "after": self.after,
-                "delta": _round(self.delta, 6), "delta_pct": _round(self.delta_pct, 2), "verdict": self.verdict}
+        return {
+            "metric": self.metric.label,
+            "unit": self.metric.unit,
+            "before": self.before,
+            "after": self.after,
+            "delta": _round(self.delta, 6),
+            "delta_pct": _round(self.delta_pct, 2),
+            "verdict": self.verdict,
+        }
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -289,6 +390,7 @@ def compare(before: dict, after: dict) -> list[CompareRow]:
 
 def render_compare(rows: list[CompareRow], before_name: str, after_name: str) -> str:
     """A plain-text table: metric, before, after, delta (and %), better/worse."""
+
     def num(value: float | None, metric: Metric, signed: bool = False) -> str:
         if value is None:
             return "n/a"
@@ -298,8 +400,16 @@ def render_compare(rows: list[CompareRow], before_name: str, after_name: str) ->
     table = [("metric", "A: " + before_name, "B: " + after_name, "delta (B-A)", "%", "B is")]
     for row in rows:
         pct = f"{row.delta_pct:+.1f}%" if row.delta_pct is not None else ""
-        table.append((row.metric.label, num(row.before, row.metric), num(row.after, row.metric),
-                      num(row.delta, row.metric, signed=True), pct, row.verdict))
+        table.append(
+            (
+                row.metric.label,
+                num(row.before, row.metric),
+                num(row.after, row.metric),
+                num(row.delta, row.metric, signed=True),
+                pct,
+                row.verdict,
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = []
     for i, r in enumerate(table):

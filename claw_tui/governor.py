@@ -146,12 +146,12 @@ class NvmlClockControl:
         self._lock = threading.Lock()
         try:
             nvml.nvmlInit()
-        except Exception as exc:  # noqa: BLE001 - any failure here means no usable NVML
+        except Exception as exc:
             raise ClockControlError(f"NVML unavailable: {_nvml_text(exc)}") from exc
         try:
             count = int(nvml.nvmlDeviceGetCount())
             self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.close()
             raise ClockControlError(f"NVML: cannot list GPUs: {_nvml_text(exc)}") from exc
         self._lowest: dict[int, int] = {}
@@ -170,14 +170,14 @@ class NvmlClockControl:
             mem_clocks = nvml.nvmlDeviceGetSupportedMemoryClocks(handle)
             sm_clocks = nvml.nvmlDeviceGetSupportedGraphicsClocks(handle, max(mem_clocks))
             return int(min(sm_clocks))
-        except Exception:  # noqa: BLE001 - NotSupported: let the driver clamp a low request
+        except Exception:
             return 0
 
     def lock_sm_clock(self, gpu: int, mhz: int) -> int:
         with self._lock:
             try:
                 self._nvml.nvmlDeviceSetGpuLockedClocks(self._handles[gpu], mhz, mhz)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._error("lock the SM clock", gpu, exc) from exc
         return mhz
 
@@ -185,34 +185,38 @@ class NvmlClockControl:
         with self._lock:
             try:
                 self._nvml.nvmlDeviceResetGpuLockedClocks(self._handles[gpu])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._error("reset the clocks", gpu, exc) from exc
 
     def _error(self, what: str, gpu: int, exc: BaseException) -> ClockControlError:
-        permission = getattr(exc, "value", None) == getattr(self._nvml, "NVML_ERROR_NO_PERMISSION",
-                                                             NVML_ERROR_NO_PERMISSION)
+        permission = getattr(exc, "value", None) == getattr(
+            self._nvml, "NVML_ERROR_NO_PERMISSION", NVML_ERROR_NO_PERMISSION
+        )
         if permission:
             who = "root without CAP_SYS_ADMIN (a container?)" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-            return ClockControlError(f"NVML refused to {what} on GPU {gpu}: clock control needs root with "
-                                     f"CAP_SYS_ADMIN (running as {who})", permission=True)
+            return ClockControlError(
+                f"NVML refused to {what} on GPU {gpu}: clock control needs root with CAP_SYS_ADMIN (running as {who})",
+                permission=True,
+            )
         return ClockControlError(f"NVML could not {what} on GPU {gpu}: {_nvml_text(exc)}")
 
     def close(self) -> None:
         try:
             self._nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - the driver may already be gone
+        except Exception:
             pass
 
 
 def _nvml_text(exc: BaseException) -> str:
     try:
         return str(exc) or type(exc).__name__
-    except Exception:  # noqa: BLE001 - str() of an NVMLError may call into a missing library
+    except Exception:
         return type(exc).__name__
 
 
-def clock_control_for(config: GovernorConfig, *, sim_gpus: Sequence[Any] | None = None,
-                      nvml: Any = None) -> ClockControl:
+def clock_control_for(
+    config: GovernorConfig, *, sim_gpus: Sequence[Any] | None = None, nvml: Any = None
+) -> ClockControl:
     """The simulator's control in demo mode; NVML when allowed and possible; else a dry run that says why."""
     if sim_gpus:
         return SimClockControl(sim_gpus)
@@ -237,8 +241,14 @@ class StateFile:
 
     def write(self, gpus: list[int], mhz: int, kind: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"pid": os.getpid(), "host": socket.gethostname(), "kind": kind, "gpus": gpus, "mhz": mhz,
-                "since": time.time()}
+        data = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "kind": kind,
+            "gpus": gpus,
+            "mhz": mhz,
+            "since": time.time(),
+        }
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
             json.dump(data, handle)
@@ -442,8 +452,10 @@ class Governor:
             try:
                 control, own = (self._reset_control or NvmlClockControl)(), False
             except ClockControlError as exc:
-                self._notice(f"GPU clocks may be locked by a previous claw run but NVML is not usable ({exc}); "
-                             "run 'sudo nvidia-smi -rgc'")
+                self._notice(
+                    f"GPU clocks may be locked by a previous claw run but NVML is not usable ({exc}); "
+                    "run 'sudo nvidia-smi -rgc'"
+                )
                 return
         gpus = note.get("gpus") if isinstance(note.get("gpus"), list) else control.gpus()
         try:
@@ -451,8 +463,9 @@ class Governor:
                 if gpu in control.gpus():
                     await asyncio.to_thread(control.reset_clocks, gpu)
         except ClockControlError as exc:
-            self._notice(f"GPU clocks left locked by a previous claw run could not be reset ({exc}); "
-                         "run 'sudo nvidia-smi -rgc'")
+            self._notice(
+                f"GPU clocks left locked by a previous claw run could not be reset ({exc}); run 'sudo nvidia-smi -rgc'"
+            )
             return
         finally:
             if not own:
@@ -463,8 +476,9 @@ class Governor:
         self._event("recovered", {"pid": pid, "gpus": gpus})
 
     # ---- commands ----------------------------------------------------------------------------------------------
-    async def set_enabled(self, enabled: bool, *, idle_after_s: float | None = None,
-                          unload_after_s: float | None = None) -> dict:
+    async def set_enabled(
+        self, enabled: bool, *, idle_after_s: float | None = None, unload_after_s: float | None = None
+    ) -> dict:
         if idle_after_s is not None:
             self.config.idle_after_s = float(idle_after_s)
         if unload_after_s is not None:
@@ -508,8 +522,7 @@ class Governor:
                 self.wake_ms.append(wake_ms)
                 if record is not None:
                     record.wake_ms = wake_ms
-                self._event("wake", {"wake_ms": round(wake_ms, 3),
-                                     "request": getattr(record, "id", None)})
+                self._event("wake", {"wake_ms": round(wake_ms, 3), "request": getattr(record, "id", None)})
         self._mark_busy()
 
     def _mark_busy(self) -> None:
@@ -558,8 +571,13 @@ class Governor:
         if self.state == "idle_pending" and idle_for >= self.config.idle_after_s and now >= self._retry_at:
             await self._downclock()
         unload_after = self.config.unload_after_s
-        if (unload_after > 0 and idle_for >= unload_after and not self._unloaded_this_idle
-                and self._unload_models is not None and self._unload_task is None):
+        if (
+            unload_after > 0
+            and idle_for >= unload_after
+            and not self._unloaded_this_idle
+            and self._unload_models is not None
+            and self._unload_task is None
+        ):
             self._unloaded_this_idle = True
             self._unload_task = asyncio.create_task(self._unload())
 
@@ -634,7 +652,7 @@ class Governor:
     async def _unload(self) -> None:
         try:
             names = await self._unload_models()
-        except Exception as exc:  # noqa: BLE001 - a backend that is down must not break the governor
+        except Exception as exc:
             self._notice(f"governor: unloading models failed: {exc}")
             names = []
         self.unloaded_models = names
@@ -679,7 +697,7 @@ class Governor:
         if self._on_event is not None:
             try:
                 self._on_event(f"governor.{kind}", data)
-            except Exception:  # noqa: BLE001 - recording must not break control
+            except Exception:
                 log.exception("recording a governor event failed")
 
     def _account_enabled(self, now: float) -> None:

@@ -88,7 +88,7 @@ class AppServer:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
             except Exception:  # a server that failed is stopped all the same
                 pass

@@ -358,7 +358,9 @@ class Ledger:
 
     def energy_by_gpu(self) -> dict[int, GpuEnergy]:
         with self._lock:
-            return {index: GpuEnergy(**{k: getattr(g, k) for k in GpuEnergy.__slots__}) for index, g in self._gpus.items()}
+            return {
+                index: GpuEnergy(**{k: getattr(g, k) for k in GpuEnergy.__slots__}) for index, g in self._gpus.items()
+            }
 
     def totals(self) -> dict:
         """Session energy so far: total, idle and active (= Σ requests) joules, and the time each covered."""

@@ -44,10 +44,21 @@ log = logging.getLogger(__name__)
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 DEMO_AGENTS = (
-    Agent(name="support", model="qwen3:8b", system="You answer customer support tickets briefly and kindly.",
-          max_tokens=400, description="demo agent"),
-    Agent(name="coder", model="qwen3:32b", system="You are a careful senior engineer.", max_tokens=1200,
-          options={"temperature": 0.2}, description="demo agent"),
+    Agent(
+        name="support",
+        model="qwen3:8b",
+        system="You answer customer support tickets briefly and kindly.",
+        max_tokens=400,
+        description="demo agent",
+    ),
+    Agent(
+        name="coder",
+        model="qwen3:32b",
+        system="You are a careful senior engineer.",
+        max_tokens=1200,
+        options={"temperature": 0.2},
+        description="demo agent",
+    ),
 )
 
 
@@ -91,7 +102,10 @@ class Session:
         # Live alerts with their hints (the console, /claw/v1/status), and time spent in each condition (export).
         self.alerts = AlertMonitor(
             AlertThresholds(power_alert_w=config.telemetry.power_alert_w, temp_alert_c=config.telemetry.temp_alert_c),
-            clock=self.clock, on_raise=self._alert_raised, on_clear=self._alert_cleared)
+            clock=self.clock,
+            on_raise=self._alert_raised,
+            on_clear=self._alert_cleared,
+        )
         self.alert_totals = AlertTracker(config.telemetry.power_alert_w, config.telemetry.temp_alert_c)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._counter_base: tuple[float, list[float]] | None = None
@@ -141,12 +155,17 @@ class Session:
     def _start_store(self) -> None:
         if not self.options.use_store:
             return
-        path = self.options.store_path or (Path(self.config.store.path).expanduser() if self.config.store.path
-                                           else None)
+        path = self.options.store_path or (
+            Path(self.config.store.path).expanduser() if self.config.store.path else None
+        )
         store = SessionStore(path)
         try:
-            store.start(demo=self.demo, info={"version": __version__},
-                        retention_days=self.config.store.retention_days, started_at=self.started_at)
+            store.start(
+                demo=self.demo,
+                info={"version": __version__},
+                retention_days=self.config.store.retention_days,
+                started_at=self.started_at,
+            )
         except Exception as exc:  # a broken store must not stop the console; say so
             self.notices.append(f"session store unavailable ({store.path}): {exc}")
             return
@@ -169,8 +188,11 @@ class Session:
         from claw_tui.sim.gpu import SimGPU
         from claw_tui.sim.server import SimServer
 
-        self.sim = SimServer([SimGPU(seed=self.options.sim_seed, clock=self.clock)], seed=self.options.sim_seed,
-                             speed=self.options.sim_speed)
+        self.sim = SimServer(
+            [SimGPU(seed=self.options.sim_seed, clock=self.clock)],
+            seed=self.options.sim_seed,
+            speed=self.options.sim_speed,
+        )
         await self.sim.start()
         self._stops.append(("simulator", self.sim.stop))
 
@@ -200,9 +222,13 @@ class Session:
         except TelemetryError as exc:
             self.notices.append(str(exc))
             source = None
-        sampler = TelemetrySampler(source, poll_interval_s=cfg.poll_interval_s,
-                                   energy_interval_s=cfg.energy_interval_s, history_minutes=cfg.history_minutes,
-                                   clock=self.clock)
+        sampler = TelemetrySampler(
+            source,
+            poll_interval_s=cfg.poll_interval_s,
+            energy_interval_s=cfg.energy_interval_s,
+            history_minutes=cfg.history_minutes,
+            clock=self.clock,
+        )
         sampler.add_power_listener(self.ledger.add_power)
         sampler.add_gpus_listener(self._telemetry_gpus_changed)
         sampler.add_poll_listener(self.alerts.observe)
@@ -214,8 +240,7 @@ class Session:
             # No GPU here: keep working without telemetry, and say so once.
             sampler.stop()
             sampler = TelemetrySampler(None)
-            self.notices.append(
-                "no NVIDIA GPU telemetry (NVML unavailable): energy is not measured; try 'claw --demo'")
+            self.notices.append("no NVIDIA GPU telemetry (NVML unavailable): energy is not measured; try 'claw --demo'")
         elif sampler.state == "error":
             self.notices.append(f"telemetry: {sampler.message}")
         elif source is None:
@@ -235,10 +260,12 @@ class Session:
         cfg = self.config.governor
         control = self.options.clock_control or clock_control_for(cfg, sim_gpus=self.sim.gpus if self.sim else None)
         # The simulated GPU dies with the process: only real clocks need the crash note.
-        state_file = None if self.sim is not None and self.options.clock_control is None else StateFile(
-            Path(cfg.state_file).expanduser() if cfg.state_file else default_state_file())
+        state_file = None
+        if self.sim is None or self.options.clock_control is not None:
+            state_file = StateFile(Path(cfg.state_file).expanduser() if cfg.state_file else default_state_file())  # noqa: ASYNC240
         governor = Governor(
-            cfg, control,
+            cfg,
+            control,
             in_flight=self.ledger.in_flight,
             last_activity=self._last_request_end,
             unload_models=lambda: unload_resident_models(self.backends),
@@ -295,8 +322,9 @@ class Session:
                 continue
             first = self.sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
             first_w = first[0].watts if first and first[0].ts == gpu.first_ts else gpu.last_watts
-            total += aligned_counter_j(start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts,
-                                       gpu.last_watts)
+            total += aligned_counter_j(
+                start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts, gpu.last_watts
+            )
         return total
 
     def _start_stats(self) -> None:
@@ -345,8 +373,15 @@ class Session:
             self.backends = [Backend(name="sim", kind="ollama", url=self.sim.url, gpu=0)]
         else:
             self.backends = [
-                Backend(name=b.name, kind=b.kind, url=b.url, weight=b.weight, gpu=b.gpu, api_key=b.api_key,
-                        health_interval_s=b.health_interval_s)
+                Backend(
+                    name=b.name,
+                    kind=b.kind,
+                    url=b.url,
+                    weight=b.weight,
+                    gpu=b.gpu,
+                    api_key=b.api_key,
+                    health_interval_s=b.health_interval_s,
+                )
                 for b in self.config.backends
             ]
         for backend in self.backends:
@@ -354,8 +389,7 @@ class Session:
             backend.connect_timeout_s = cfg.connect_timeout_s
             backend.open()
         self._stops.append(("backends", self._close_backends))
-        self.gateway = Gateway(backends=self.backends, ledger=self.ledger, agents=self.agents, session=self,
-                               config=cfg)
+        self.gateway = Gateway(backends=self.backends, ledger=self.ledger, agents=self.agents, session=self, config=cfg)
         if self.governor is not None:
             self.gateway.before_forward.append(self.governor.wake)
         self.server = AppServer(self.gateway.app, host, port)

@@ -129,16 +129,22 @@ class SessionStore:
         self.error: str | None = None
         self.pruned = 0
 
-    def start(self, *, demo: bool, info: dict | None = None, retention_days: float = 0,
-              started_at: float | None = None) -> None:
+    def start(
+        self, *, demo: bool, info: dict | None = None, retention_days: float = 0, started_at: float | None = None
+    ) -> None:
         if started_at is not None:
             self.started_at = started_at
         self._conn = connect(self.path)
         with self._conn:
             self._conn.execute(
                 "INSERT INTO sessions (id, started_at, host, demo, info) VALUES (?, ?, ?, ?, ?)",
-                (self.session_id, self.started_at, socket.gethostname(), int(demo),
-                 json.dumps({**(info or {}), "pid": os.getpid()})),
+                (
+                    self.session_id,
+                    self.started_at,
+                    socket.gethostname(),
+                    int(demo),
+                    json.dumps({**(info or {}), "pid": os.getpid()}),
+                ),
             )
         if retention_days > 0:
             self._queue.put(("prune", retention_days))
@@ -158,13 +164,31 @@ class SessionStore:
 
     # ---- producers (any thread) ------------------------------------------------------------------------------
     def save_request(self, record: RequestRecord) -> None:
-        self._queue.put(("request", record.id, record.t_arrival, record.model, record.agent, record.status,
-                         json.dumps(record.to_json())))
+        self._queue.put(
+            (
+                "request",
+                record.id,
+                record.t_arrival,
+                record.model,
+                record.agent,
+                record.status,
+                json.dumps(record.to_json()),
+            )
+        )
 
     def save_telemetry(self, snapshots: list[GpuSnapshot]) -> None:
         rows = [
-            (s.ts, s.index, s.power_w, s.energy_j, s.sm_clock_mhz, s.mem_clock_mhz, s.util_pct, s.temp_c,
-             s.vram_used_mib)
+            (
+                s.ts,
+                s.index,
+                s.power_w,
+                s.energy_j,
+                s.sm_clock_mhz,
+                s.mem_clock_mhz,
+                s.util_pct,
+                s.temp_c,
+                s.vram_used_mib,
+            )
             for s in snapshots
         ]
         self._queue.put(("telemetry", rows))
@@ -214,11 +238,13 @@ class SessionStore:
                     [(self.session_id, *row) for row in values[0]],
                 )
             elif kind == "event":
-                conn.execute("INSERT INTO events (session_id, ts, kind, data) VALUES (?, ?, ?, ?)",
-                             (self.session_id, *values))
+                conn.execute(
+                    "INSERT INTO events (session_id, ts, kind, data) VALUES (?, ?, ?, ?)", (self.session_id, *values)
+                )
             elif kind == "stats":
-                conn.execute("UPDATE sessions SET stats = ?, stats_at = ? WHERE id = ?",
-                             (values[0], values[1], self.session_id))
+                conn.execute(
+                    "UPDATE sessions SET stats = ?, stats_at = ? WHERE id = ?", (values[0], values[1], self.session_id)
+                )
             elif kind == "end":
                 conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (values[0], self.session_id))
             elif kind == "prune":
@@ -262,7 +288,7 @@ class StoredSession:
         return max(candidates)
 
     def state(self, now: float | None = None) -> str:
-        """"ended" (a clean stop), "running" (written to in the last seconds) or "crashed"."""
+        """ "ended" (a clean stop), "running" (written to in the last seconds) or "crashed"."""
         return session_state(self.ended_at, self.host, self.info, self.last_seen, now)
 
     def session_json(self) -> dict:
@@ -313,10 +339,15 @@ def open_reader(path: Path) -> sqlite3.Connection:
 def list_sessions(path: Path, limit: int = 50) -> list[dict]:
     conn = open_reader(path)
     try:
-        rows = [dict(row) for row in conn.execute(
-            "SELECT s.id, s.started_at, s.ended_at, s.host, s.demo, s.info, s.stats_at, "
-            "(SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id) AS requests "
-            "FROM sessions s ORDER BY s.started_at DESC LIMIT ?", (limit,))]
+        rows = [
+            dict(row)
+            for row in conn.execute(
+                "SELECT s.id, s.started_at, s.ended_at, s.host, s.demo, s.info, s.stats_at, "
+                "(SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id) AS requests "
+                "FROM sessions s ORDER BY s.started_at DESC LIMIT ?",
+                (limit,),
+            )
+        ]
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the session store {path}: {exc}") from None
     finally:
@@ -335,16 +366,18 @@ def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
         if row is None:
             raise StoreError("the session store holds no sessions yet")
         return row[0]
-    rows = conn.execute("SELECT id FROM sessions WHERE id LIKE ? ORDER BY started_at DESC LIMIT 3",
-                        (wanted.replace("%", "") + "%",)).fetchall()
+    rows = conn.execute(
+        "SELECT id FROM sessions WHERE id LIKE ? ORDER BY started_at DESC LIMIT 3", (wanted.replace("%", "") + "%",)
+    ).fetchall()
     exact = [r[0] for r in rows if r[0] == wanted]
     if exact:
         return exact[0]
     if not rows:
         raise StoreError(f"no session '{wanted}' in the store (claw export --list shows them)")
     if len(rows) > 1:
-        raise StoreError(f"'{wanted}' matches several sessions ({', '.join(r[0] for r in rows)}, ...): "
-                         "give more of the id")
+        raise StoreError(
+            f"'{wanted}' matches several sessions ({', '.join(r[0] for r in rows)}, ...): give more of the id"
+        )
     return rows[0][0]
 
 
@@ -353,24 +386,39 @@ def load_session(path: Path, session_id: str | None = None) -> StoredSession:
     try:
         sid = resolve_session_id(conn, session_id)
         row = conn.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
-        records = [record_from_json(json.loads(r["record"])) for r in conn.execute(
-            "SELECT record FROM requests WHERE session_id = ? ORDER BY t_arrival", (sid,))]
-        telemetry = [dict(r) for r in conn.execute(
-            "SELECT ts, gpu, power_w, energy_j, sm_clock_mhz, mem_clock_mhz, util_pct, temp_c, vram_used_mib "
-            "FROM telemetry WHERE session_id = ? ORDER BY ts, gpu", (sid,))]
-        events = [{"ts": r["ts"], "kind": r["kind"], "data": _json_or_empty(r["data"])} for r in conn.execute(
-            "SELECT ts, kind, data FROM events WHERE session_id = ? ORDER BY ts", (sid,))]
+        records = [
+            record_from_json(json.loads(r["record"]))
+            for r in conn.execute("SELECT record FROM requests WHERE session_id = ? ORDER BY t_arrival", (sid,))
+        ]
+        telemetry = [
+            dict(r)
+            for r in conn.execute(
+                "SELECT ts, gpu, power_w, energy_j, sm_clock_mhz, mem_clock_mhz, util_pct, temp_c, vram_used_mib "
+                "FROM telemetry WHERE session_id = ? ORDER BY ts, gpu",
+                (sid,),
+            )
+        ]
+        events = [
+            {"ts": r["ts"], "kind": r["kind"], "data": _json_or_empty(r["data"])}
+            for r in conn.execute("SELECT ts, kind, data FROM events WHERE session_id = ? ORDER BY ts", (sid,))
+        ]
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read session {session_id or 'latest'}: {exc}") from None
     finally:
         conn.close()
     keys = row.keys()
     return StoredSession(
-        id=row["id"], started_at=row["started_at"], ended_at=row["ended_at"], host=row["host"] or "",
-        demo=bool(row["demo"]), info=_json_or_empty(row["info"]),
+        id=row["id"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        host=row["host"] or "",
+        demo=bool(row["demo"]),
+        info=_json_or_empty(row["info"]),
         stats=_json_or_empty(row["stats"]) if "stats" in keys and row["stats"] else None,
         stats_at=row["stats_at"] if "stats_at" in keys else None,
-        records=records, telemetry=telemetry, events=events,
+        records=records,
+        telemetry=telemetry,
+        events=events,
     )
 
 

@@ -6,6 +6,7 @@ bench runs (`claw bench`), so `claw compare` can put any two side by side.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -159,8 +160,16 @@ def build_summary(
     return summary
 
 
-def aligned_counter_j(start_j: float, start_ts: float, end_j: float, end_ts: float, first_ts: float,
-                      first_w: float, last_ts: float, last_w: float) -> float:
+def aligned_counter_j(
+    start_j: float,
+    start_ts: float,
+    end_j: float,
+    end_ts: float,
+    first_ts: float,
+    first_w: float,
+    last_ts: float,
+    last_w: float,
+) -> float:
     """An energy counter's delta cut to the window [first_ts, last_ts] that the power samples' integral covers.
 
     The counter is read at start_ts and end_ts, a few to tens of ms away from the first and last 20 ms sample;
@@ -172,16 +181,21 @@ def aligned_counter_j(start_j: float, start_ts: float, end_j: float, end_ts: flo
 # ---- alerts ------------------------------------------------------------------------------------------------------
 ALERT_HINTS = {
     "power": "the GPU runs at its power limit: lower num_ctx or set OLLAMA_KV_CACHE_TYPE=q8_0, or cap the power "
-             "(nvidia-smi -pl) where tokens/J peaks",
+    "(nvidia-smi -pl) where tokens/J peaks",
     "temperature": "the GPU runs hot: check airflow and inlet temperature, or lower the power limit",
     "hw_slowdown": "hardware slowdown (power brake or thermal): check the power supply and cooling "
-                   "(nvidia-smi -q -d PERFORMANCE)",
+    "(nvidia-smi -q -d PERFORMANCE)",
     "thermal": "the driver slows the clocks for heat: improve cooling or lower the power limit",
     "power_cap": "clocks are held back by the power cap: expected under heavy load; if constant, a lower cap "
-                 "often gives more tokens per joule",
+    "often gives more tokens per joule",
 }
-REASON_KINDS = {"hw_slowdown": "hw_slowdown", "hw_power_brake": "hw_slowdown", "sw_thermal": "thermal",
-                "hw_thermal": "thermal", "sw_power_cap": "power_cap"}
+REASON_KINDS = {
+    "hw_slowdown": "hw_slowdown",
+    "hw_power_brake": "hw_slowdown",
+    "sw_thermal": "thermal",
+    "hw_thermal": "thermal",
+    "sw_power_cap": "power_cap",
+}
 
 
 @dataclass
@@ -211,8 +225,15 @@ class AlertTracker:
         for s in snapshots:
             self.add_reading(s.index, s.ts, s.power_w, s.temp_c, s.clock_event_reasons, s.power_limit_w)
 
-    def add_reading(self, gpu: int, ts: float, power_w: float | None, temp_c: float | None,
-                    reasons: Iterable[str], power_limit_w: float | None) -> None:
+    def add_reading(
+        self,
+        gpu: int,
+        ts: float,
+        power_w: float | None,
+        temp_c: float | None,
+        reasons: Iterable[str],
+        power_limit_w: float | None,
+    ) -> None:
         last = self._last_ts.get(gpu)
         dt = min(max(ts - last, 0.0), 5.0) if last is not None else 1.0
         self._last_ts[gpu] = ts
@@ -239,8 +260,12 @@ class AlertTracker:
         threshold = self.power_threshold_w(self._limit_w)
         out = {}
         for kind, alert in self._alerts.items():
-            row = {"seconds": round(alert.seconds, 1), "episodes": alert.episodes, "active": alert.active,
-                   "hint": ALERT_HINTS[kind]}
+            row = {
+                "seconds": round(alert.seconds, 1),
+                "episodes": alert.episodes,
+                "active": alert.active,
+                "hint": ALERT_HINTS[kind],
+            }
             if kind == "power":
                 row.update(threshold_w=_round(threshold, 1), max_w=_round(alert.peak, 1))
             elif kind == "temperature":
@@ -294,7 +319,7 @@ def energy_from_telemetry(rows: list[dict], records: Sequence[RequestRecord]) ->
     for row in rows:
         by_gpu.setdefault(row["gpu"], []).append(row)
     for gpu_rows in by_gpu.values():
-        for a, b in zip(gpu_rows, gpu_rows[1:]):
+        for a, b in itertools.pairwise(gpu_rows):
             if a["power_w"] is not None and b["power_w"] is not None and b["ts"] > a["ts"]:
                 total_j += (b["ts"] - a["ts"]) * (a["power_w"] + b["power_w"]) / 2
                 seconds += b["ts"] - a["ts"]
@@ -308,8 +333,16 @@ def energy_from_telemetry(rows: list[dict], records: Sequence[RequestRecord]) ->
     active_j = min(sum(r.energy_j for r in records), total_j) if total_j else sum(r.energy_j for r in records)
     active_s = min(_union_seconds(records), seconds) if seconds else 0.0
     total_j = max(total_j, active_j)
-    return ({"total_j": total_j, "idle_j": total_j - active_j, "active_j": active_j,
-             "idle_s": max(seconds - active_s, 0.0), "active_s": active_s}, counter_j)
+    return (
+        {
+            "total_j": total_j,
+            "idle_j": total_j - active_j,
+            "active_j": active_j,
+            "idle_s": max(seconds - active_s, 0.0),
+            "active_s": active_s,
+        },
+        counter_j,
+    )
 
 
 def _union_seconds(records: Sequence[RequestRecord]) -> float:

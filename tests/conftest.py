@@ -39,8 +39,13 @@ def demo_config(**gateway) -> Config:
 
 
 def start_demo_session(tmp_path, config: Config | None = None, **options) -> SessionThread:
-    opts = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=tmp_path / "sessions.db",
-                          sim_speed=options.pop("sim_speed", FAST_SIM), **options)
+    opts = SessionOptions(
+        demo=True,
+        listen=("127.0.0.1", 0),
+        store_path=tmp_path / "sessions.db",
+        sim_speed=options.pop("sim_speed", FAST_SIM),
+        **options,
+    )
     runner = SessionThread(Session(config or demo_config(), opts))
     runner.start()
     return runner

@@ -1,8 +1,8 @@
 """Gateway test rigs: simulated backends (SimServer) on a loop of their own, and Sessions configured in front of them.
 
-    with SimBackends([{}, {"openai_only": True}]) as sims:
-        runner = start_gateway(tmp_path, sims, kinds=["ollama", "openai"], max_in_flight=4)
-        ... sims.call(lambda: sims.state(0).fail_next(2)) ...
+with SimBackends([{}, {"openai_only": True}]) as sims:
+    runner = start_gateway(tmp_path, sims, kinds=["ollama", "openai"], max_in_flight=4)
+    ... sims.call(lambda: sims.state(0).fail_next(2)) ...
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class SimBackends:
         self.ports: list[int] = []
         self._thread = threading.Thread(target=self.loop.run_forever, name="sim-backends", daemon=True)
 
-    def __enter__(self) -> "SimBackends":
+    def __enter__(self) -> SimBackends:
         self._thread.start()
         self.run(self._start())
         return self
@@ -58,6 +58,7 @@ class SimBackends:
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run `fn` on the simulators' loop (their state is not thread-safe) and return its result."""
+
         async def wrapper():
             return fn()
 
@@ -93,14 +94,26 @@ class SimBackends:
         self.loop.close()
 
 
-def gateway_config(sims: SimBackends, *, kinds: list[str] | None = None, weights: list[float] | None = None,
-                   agents: list[AgentConfig] | None = None, health_interval_s: float = 0.2,
-                   **gateway: Any) -> Config:
+def gateway_config(
+    sims: SimBackends,
+    *,
+    kinds: list[str] | None = None,
+    weights: list[float] | None = None,
+    agents: list[AgentConfig] | None = None,
+    health_interval_s: float = 0.2,
+    **gateway: Any,
+) -> Config:
     config = load_config(None)
     config.telemetry.poll_interval_s = 0.05
     config.backends = [
-        BackendConfig(name=f"b{i}", kind=(kinds or ["ollama"] * len(sims.servers))[i], url=sims.url(i), gpu=i,
-                      weight=(weights or [1.0] * len(sims.servers))[i], health_interval_s=health_interval_s)
+        BackendConfig(
+            name=f"b{i}",
+            kind=(kinds or ["ollama"] * len(sims.servers))[i],
+            url=sims.url(i),
+            gpu=i,
+            weight=(weights or [1.0] * len(sims.servers))[i],
+            health_interval_s=health_interval_s,
+        )
         for i in range(len(sims.servers))
     ]
     config.agents = agents or []
@@ -111,8 +124,9 @@ def gateway_config(sims: SimBackends, *, kinds: list[str] | None = None, weights
 
 def start_gateway(tmp_path, sims: SimBackends, config: Config | None = None, **config_options: Any) -> SessionThread:
     """A Session (not demo) whose backends are the simulators, with their GPUs as telemetry."""
-    options = SessionOptions(listen=("127.0.0.1", 0), store_path=tmp_path / "sessions.db",
-                             telemetry_source=sims.telemetry())
+    options = SessionOptions(
+        listen=("127.0.0.1", 0), store_path=tmp_path / "sessions.db", telemetry_source=sims.telemetry()
+    )
     runner = SessionThread(Session(config or gateway_config(sims, **config_options), options))
     runner.start()
     return runner

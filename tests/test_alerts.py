@@ -17,8 +17,18 @@ class FakeClock:
 
 
 def snap(**fields) -> GpuSnapshot:
-    values = dict(index=0, name="NVIDIA H200", ts=0.0, power_w=120.0, power_limit_w=700.0, temp_c=40.0,
-                  sm_clock_mhz=1980, vram_used_mib=1000.0, vram_total_mib=143771.0, clock_event_reasons=[])
+    values = {
+        "index": 0,
+        "name": "NVIDIA H200",
+        "ts": 0.0,
+        "power_w": 120.0,
+        "power_limit_w": 700.0,
+        "temp_c": 40.0,
+        "sm_clock_mhz": 1980,
+        "vram_used_mib": 1000.0,
+        "vram_total_mib": 143771.0,
+        "clock_event_reasons": [],
+    }
     values.update(fields)
     return GpuSnapshot(**values)
 
@@ -71,12 +81,15 @@ def test_temperature_warning_then_critical():
     assert hot.severity == "critical"
 
 
-@pytest.mark.parametrize("reason, severity, hint", [
-    ("hw_slowdown", "critical", "check cooling/airflow and the PSU"),
-    ("sw_thermal", "warning", "check cooling/airflow"),
-    ("hw_thermal", "critical", "check cooling/airflow"),
-    ("hw_power_brake", "critical", "check the power supply"),
-])
+@pytest.mark.parametrize(
+    "reason, severity, hint",
+    [
+        ("hw_slowdown", "critical", "check cooling/airflow and the PSU"),
+        ("sw_thermal", "warning", "check cooling/airflow"),
+        ("hw_thermal", "critical", "check cooling/airflow"),
+        ("hw_power_brake", "critical", "check the power supply"),
+    ],
+)
 def test_slowdown_reasons_alert_with_their_hint(reason, severity, hint):
     [slow] = gpu_conditions(snap(clock_event_reasons=[reason], sm_clock_mhz=1200), None, 700.0, AlertThresholds())
     assert slow.kind == "slowdown" and slow.severity == severity and hint in slow.hint
@@ -108,8 +121,12 @@ def power(mean: float, reasons=()) -> list:
 def test_alert_raises_after_the_condition_holds_and_clears_after_it_is_gone():
     clock = FakeClock()
     raised, cleared = [], []
-    monitor = AlertMonitor(AlertThresholds(raise_after_s=2.0, clear_after_s=5.0), clock=clock,
-                           on_raise=raised.append, on_clear=cleared.append)
+    monitor = AlertMonitor(
+        AlertThresholds(raise_after_s=2.0, clear_after_s=5.0),
+        clock=clock,
+        on_raise=raised.append,
+        on_clear=cleared.append,
+    )
     for _ in range(7):  # 1.5 s over the threshold: not yet
         monitor.update(power(690.0))
         clock.now += 0.25

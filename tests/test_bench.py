@@ -24,8 +24,14 @@ def claw(*args: str, tmp_path: Path, timeout: float = 120) -> subprocess.Complet
     config = tmp_path / "config.toml"
     if not config.exists():
         config.write_text(f'[store]\npath = "{tmp_path / "sessions.db"}"\n[telemetry]\npoll_interval_s = 0.05\n')
-    return subprocess.run([sys.executable, "-m", "claw_tui", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=dict(os.environ, CLAW_CONFIG=str(config)))
+    return subprocess.run(
+        [sys.executable, "-m", "claw_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=dict(os.environ, CLAW_CONFIG=str(config)),
+    )
 
 
 @pytest.fixture
@@ -37,8 +43,22 @@ def gateway(tmp_path):
 
 def test_bench_against_a_running_gateway_matches_its_records(gateway, tmp_path):
     out = tmp_path / "run.json"
-    result = claw("bench", "--url", gateway.gateway_url, "--model", "qwen3:8b", "--workload", "short",
-                  "--concurrency", "3", "--requests", "9", "-o", str(out), tmp_path=tmp_path)
+    result = claw(
+        "bench",
+        "--url",
+        gateway.gateway_url,
+        "--model",
+        "qwen3:8b",
+        "--workload",
+        "short",
+        "--concurrency",
+        "3",
+        "--requests",
+        "9",
+        "-o",
+        str(out),
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     for needle in ("TTFT ms", "ITL ms", "latency ms", "tokens/s", "tokens/J", "9 requests (0 errors)"):
         assert needle in result.stdout
@@ -56,13 +76,28 @@ def test_bench_against_a_running_gateway_matches_its_records(gateway, tmp_path):
     e = summary["energy"]
     assert e["total_j"] >= e["active_j"] > 0 and e["idle_j"] >= 0
     assert summary["efficiency"]["tokens_per_joule"] == pytest.approx(
-        summary["tokens"]["completion"] / e["total_j"], rel=1e-3)
+        summary["tokens"]["completion"] / e["total_j"], rel=1e-3
+    )
     assert summary["by_model"][0]["model"] == "qwen3:8b"
 
 
 def test_bench_openai_surface_and_an_agent(gateway, tmp_path):
-    result = claw("bench", "--url", gateway.gateway_url, "--model", "support", "--api", "openai",
-                  "--requests", "4", "--concurrency", "2", "--workload", "short", tmp_path=tmp_path)
+    result = claw(
+        "bench",
+        "--url",
+        gateway.gateway_url,
+        "--model",
+        "support",
+        "--api",
+        "openai",
+        "--requests",
+        "4",
+        "--concurrency",
+        "2",
+        "--workload",
+        "short",
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = httpx.get(gateway.gateway_url + "/claw/v1/requests?limit=10").json()["requests"]
     assert len(records) == 4 and {r["agent"] for r in records} == {"support"}
@@ -71,8 +106,23 @@ def test_bench_openai_surface_and_an_agent(gateway, tmp_path):
 
 def test_two_demo_runs_and_compare_reproduce_the_governor_workflow(tmp_path):
     """Bursty traffic (open-loop arrivals with gaps): the governor downclocks in the gaps and idle power drops."""
-    common = ("--demo", "--sim-speed", "20", "--model", "qwen3:8b", "--workload", "short", "--rate", "1.5",
-              "--requests", "6", "--concurrency", "2", "--seed", "3")
+    common = (
+        "--demo",
+        "--sim-speed",
+        "20",
+        "--model",
+        "qwen3:8b",
+        "--workload",
+        "short",
+        "--rate",
+        "1.5",
+        "--requests",
+        "6",
+        "--concurrency",
+        "2",
+        "--seed",
+        "3",
+    )
     off, on = tmp_path / "off.json", tmp_path / "on.json"
     first = claw("bench", *common, "--governor", "off", "-o", str(off), tmp_path=tmp_path)
     second = claw("bench", *common, "--governor", "on", "--idle-after", "0.1", "-o", str(on), tmp_path=tmp_path)
@@ -92,11 +142,25 @@ def test_two_demo_runs_and_compare_reproduce_the_governor_workflow(tmp_path):
 
 def test_duration_bound_runs_and_a_jsonl_workload(gateway, tmp_path):
     workload = tmp_path / "prompts.jsonl"
-    workload.write_text("# two requests\n"
-                        '{"prompt": "Say hi", "max_tokens": 8}\n\n'
-                        '{"messages": [{"role": "user", "content": "Count to three"}], "model": "llama3.2:3b"}\n')
-    result = claw("bench", "--url", gateway.gateway_url, "--model", "qwen3:8b", "--workload", str(workload),
-                  "--duration", "1.0", "--concurrency", "2", tmp_path=tmp_path)
+    workload.write_text(
+        "# two requests\n"
+        '{"prompt": "Say hi", "max_tokens": 8}\n\n'
+        '{"messages": [{"role": "user", "content": "Count to three"}], "model": "llama3.2:3b"}\n'
+    )
+    result = claw(
+        "bench",
+        "--url",
+        gateway.gateway_url,
+        "--model",
+        "qwen3:8b",
+        "--workload",
+        str(workload),
+        "--duration",
+        "1.0",
+        "--concurrency",
+        "2",
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = httpx.get(gateway.gateway_url + "/claw/v1/requests?limit=1000").json()["requests"]
     assert len(records) >= 4 and {r["model"] for r in records} == {"qwen3:8b", "llama3.2:3b"}
@@ -106,13 +170,12 @@ def test_bench_errors_are_clear(tmp_path, gateway):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"nothing": 1}\n')
     result = claw("bench", "--url", gateway.gateway_url, "--workload", str(bad), tmp_path=tmp_path)
-    assert result.returncode == 2 and f"{bad}:2: needs \"prompt\"" in result.stderr
+    assert result.returncode == 2 and f'{bad}:2: needs "prompt"' in result.stderr
     unknown = claw("bench", "--url", gateway.gateway_url, "--workload", "huge", tmp_path=tmp_path)
     assert unknown.returncode == 2 and "unknown workload 'huge'" in unknown.stderr
     nowhere = claw("bench", "--url", "http://127.0.0.1:9", "--requests", "1", tmp_path=tmp_path)
     assert nowhere.returncode == 1 and "cannot reach the gateway" in nowhere.stderr
-    missing = claw("bench", "--url", gateway.gateway_url, "--model", "no-such", "--requests", "2",
-                   tmp_path=tmp_path)
+    missing = claw("bench", "--url", gateway.gateway_url, "--model", "no-such", "--requests", "2", tmp_path=tmp_path)
     assert missing.returncode == 1 and "2 requests (2 errors)" in missing.stdout
     assert "model 'no-such' not found" in missing.stdout
     for output in (result, unknown, nowhere, missing):
@@ -135,6 +198,7 @@ def test_bench_against_a_server_that_is_not_claw_reports_latency_only(tmp_path):
                 holder["stop"] = asyncio.Event()
                 ready.set()
                 await holder["stop"].wait()
+
         holder["loop"] = asyncio.new_event_loop()
         holder["loop"].run_until_complete(main())
 
@@ -143,8 +207,20 @@ def test_bench_against_a_server_that_is_not_claw_reports_latency_only(tmp_path):
     assert ready.wait(30)
     try:
         out = tmp_path / "plain.json"
-        result = claw("bench", "--url", holder["url"], "--model", "qwen3:8b", "--requests", "3", "--workload",
-                      "short", "-o", str(out), tmp_path=tmp_path)
+        result = claw(
+            "bench",
+            "--url",
+            holder["url"],
+            "--model",
+            "qwen3:8b",
+            "--requests",
+            "3",
+            "--workload",
+            "short",
+            "-o",
+            str(out),
+            tmp_path=tmp_path,
+        )
     finally:
         holder["loop"].call_soon_threadsafe(holder["stop"].set)
         thread.join(10)
@@ -169,9 +245,13 @@ def test_synthetic_workloads_are_seeded_and_mixed():
 
 def test_workload_file_errors_name_the_line(tmp_path):
     path = tmp_path / "w.jsonl"
-    for text, needle in (("not json\n", ":1: not JSON"), ("[1]\n", ":1: expected a JSON object"),
-                         ('{"prompt": "a", "max_tokens": 0}\n', ":1: max_tokens"), ("\n# only\n", "no requests"),
-                         ('{"prompt": "a", "options": 3}\n', ":1: options")):
+    for text, needle in (
+        ("not json\n", ":1: not JSON"),
+        ("[1]\n", ":1: expected a JSON object"),
+        ('{"prompt": "a", "max_tokens": 0}\n', ":1: max_tokens"),
+        ("\n# only\n", "no requests"),
+        ('{"prompt": "a", "options": 3}\n', ":1: options"),
+    ):
         path.write_text(text)
         with pytest.raises(WorkloadError, match=needle):
             load_workload_file(path)
@@ -182,8 +262,22 @@ def test_governor_switch_is_checked(tmp_path):
     runner = start_demo_session(tmp_path, config)
     try:
         url = runner.session.gateway_url
-        result = claw("bench", "--url", url, "--governor", "on", "--idle-after", "5", "--requests", "1",
-                      "--model", "qwen3:8b", "--workload", "short", tmp_path=tmp_path)
+        result = claw(
+            "bench",
+            "--url",
+            url,
+            "--governor",
+            "on",
+            "--idle-after",
+            "5",
+            "--requests",
+            "1",
+            "--model",
+            "qwen3:8b",
+            "--workload",
+            "short",
+            tmp_path=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
         status = httpx.get(url + "/claw/v1/governor").json()
         assert status["enabled"] is True and status["idle_after_s"] == 5

@@ -45,10 +45,17 @@ def write_config(tmp_path: Path, backend_url: str, extra: str = "", port: int | 
 
 
 def doctor(config: Path, *args: str, **env: str) -> tuple[int, dict[str, dict], str]:
-    environment = dict(os.environ, CLAW_CONFIG=str(config),
-                       PYTHONPATH=os.pathsep.join([str(FAKE_NVML_DIR), str(REPO)]), **env)
-    result = subprocess.run([sys.executable, "-m", "claw_tui", "doctor", "--json", *args], capture_output=True,
-                            text=True, timeout=60, env=environment, cwd=REPO)
+    environment = dict(
+        os.environ, CLAW_CONFIG=str(config), PYTHONPATH=os.pathsep.join([str(FAKE_NVML_DIR), str(REPO)]), **env
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "claw_tui", "doctor", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        cwd=REPO,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     return result.returncode, checks, result.stderr
@@ -70,9 +77,14 @@ def test_a_ready_box_passes_with_warnings_only(tmp_path, backend):
 
 def test_the_text_report_has_one_line_per_check(tmp_path, backend):
     config = write_config(tmp_path, backend.sim.url)
-    result = subprocess.run([sys.executable, "-m", "claw_tui", "doctor"], capture_output=True, text=True,
-                            timeout=60, cwd=REPO, env=dict(os.environ, CLAW_CONFIG=str(config),
-                                                           PYTHONPATH=f"{FAKE_NVML_DIR}{os.pathsep}{REPO}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "claw_tui", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=dict(os.environ, CLAW_CONFIG=str(config), PYTHONPATH=f"{FAKE_NVML_DIR}{os.pathsep}{REPO}"),
+    )
     lines = result.stdout.splitlines()
     assert result.returncode == 0
     assert any(line.startswith("PASS  NVML") for line in lines)
@@ -103,9 +115,11 @@ def test_backend_down_and_missing_agent_models_fail(tmp_path, backend):
     down = write_config(tmp_path, f"http://127.0.0.1:{free_port()}")
     code, checks, _ = doctor(down)
     assert code == 1 and checks["backend sim"]["status"] == "fail" and "unreachable" in checks["backend sim"]["detail"]
-    agents = write_config(tmp_path, backend.sim.url,
-                          '[[agents]]\nname = "writer"\nmodel = "no-such-model:70b"\n'
-                          '[[agents]]\nname = "helper"\nmodel = "qwen3:8b"\n')
+    agents = write_config(
+        tmp_path,
+        backend.sim.url,
+        '[[agents]]\nname = "writer"\nmodel = "no-such-model:70b"\n[[agents]]\nname = "helper"\nmodel = "qwen3:8b"\n',
+    )
     code, checks, _ = doctor(agents)
     assert code == 1
     assert checks["agent models"]["status"] == "fail"
@@ -154,7 +168,9 @@ def test_a_broken_config_fails_with_file_and_line(tmp_path, backend):
 
 def test_demo_doctor_needs_no_gpu(tmp_path):
     config = tmp_path / "config.toml"
-    config.write_text(f'[gateway]\nlisten = "127.0.0.1:{free_port()}"\n[store]\npath = "{tmp_path / "s.db"}"\n'
-                      f'[governor]\nstate_file = "{tmp_path / "locked.json"}"\n')
+    config.write_text(
+        f'[gateway]\nlisten = "127.0.0.1:{free_port()}"\n[store]\npath = "{tmp_path / "s.db"}"\n'
+        f'[governor]\nstate_file = "{tmp_path / "locked.json"}"\n'
+    )
     code, checks, _ = doctor(config, "--demo", FAKE_NVML_ABSENT="1")
     assert code == 0 and all(c["status"] == "pass" for c in checks.values())

@@ -24,15 +24,23 @@ from tests.conftest import demo_config, start_demo_session, wait_until
 
 SPEC_KEYS = {
     "session": {"id", "started_at", "ended_at", "duration_s", "host", "demo"},
-    "energy": {"total_j", "idle_j", "active_j", "counter_j", "integral_j", "avg_power_w", "idle_power_w",
-               "active_power_w", "power_stddev_w"},
+    "energy": {
+        "total_j",
+        "idle_j",
+        "active_j",
+        "counter_j",
+        "integral_j",
+        "avg_power_w",
+        "idle_power_w",
+        "active_power_w",
+        "power_stddev_w",
+    },
     "tokens": {"prompt", "completion"},
     "efficiency": {"tokens_per_joule", "joules_per_token", "tokens_per_s"},
     "latency_ms": {"p50", "p95", "p99"},
     "ttft_ms": {"p50", "p95", "p99"},
     "requests": {"total", "ok", "errors", "by_status"},
-    "governor": {"enabled", "downclocked_s", "wake_latency_ms_p95", "idle_power_w_downclocked",
-                 "idle_power_w_normal"},
+    "governor": {"enabled", "downclocked_s", "wake_latency_ms_p95", "idle_power_w_downclocked", "idle_power_w_normal"},
 }
 
 
@@ -40,8 +48,14 @@ def claw(*args: str, env: dict | None = None, cwd: Path | None = None) -> subpro
     for value in (env or {}).values():
         if value.endswith(".toml") and not Path(value).exists():
             Path(value).write_text("")
-    return subprocess.run([sys.executable, "-m", "claw_tui", *args], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, **(env or {})), cwd=cwd or Path(__file__).parent.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "claw_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, **(env or {})),
+        cwd=cwd or Path(__file__).parent.parent,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +78,7 @@ def finished_session(tmp_path_factory):
 
 
 def test_live_summary_has_the_spec_schema_and_adds_up(finished_session):
-    _, session, summary = finished_session
+    _, _session, summary = finished_session
     assert summary["schema"] == SCHEMA
     for section, keys in SPEC_KEYS.items():
         assert keys <= set(summary[section]), section
@@ -130,13 +144,36 @@ def test_export_errors_are_one_clear_line(tmp_path):
 def summary_with(total_j: float, idle_w: float, p95_ms: float, completion: int) -> dict:
     from claw_tui.ledger import RequestRecord
 
-    records = [RequestRecord(id=str(i), model="m", endpoint="/api/chat", status="ok", completion_tokens=completion,
-                             energy_j=total_j / 20, t_arrival=0.0, t_first_token=0.1, t_end=p95_ms / 1000)
-               for i in range(10)]
-    return build_summary(session={"id": "s", "duration_s": 100.0}, gpus=[], records=records,
-                         energy={"total_j": total_j, "idle_j": total_j / 2, "active_j": total_j / 2,
-                                 "idle_s": total_j / 2 / idle_w, "active_s": 10.0},
-                         counter_j=None, power_stddev_w=None, governor=None, alerts={})
+    records = [
+        RequestRecord(
+            id=str(i),
+            model="m",
+            endpoint="/api/chat",
+            status="ok",
+            completion_tokens=completion,
+            energy_j=total_j / 20,
+            t_arrival=0.0,
+            t_first_token=0.1,
+            t_end=p95_ms / 1000,
+        )
+        for i in range(10)
+    ]
+    return build_summary(
+        session={"id": "s", "duration_s": 100.0},
+        gpus=[],
+        records=records,
+        energy={
+            "total_j": total_j,
+            "idle_j": total_j / 2,
+            "active_j": total_j / 2,
+            "idle_s": total_j / 2 / idle_w,
+            "active_s": 10.0,
+        },
+        counter_j=None,
+        power_stddev_w=None,
+        governor=None,
+        alerts={},
+    )
 
 
 def test_compare_says_better_or_worse_per_metric(tmp_path):
@@ -161,8 +198,11 @@ def test_compare_refuses_files_that_are_not_summaries(tmp_path):
     good.write_text(json.dumps(summary_with(1000, 100, 100, 10)))
     (tmp_path / "other.json").write_text('{"hello": 1}')
     (tmp_path / "broken.json").write_text("{")
-    for name, needle in (("other.json", "not a claw summary"), ("broken.json", "is not JSON"),
-                         ("missing.json", "cannot read")):
+    for name, needle in (
+        ("other.json", "not a claw summary"),
+        ("broken.json", "is not JSON"),
+        ("missing.json", "cannot read"),
+    ):
         result = claw("compare", str(good), str(tmp_path / name))
         assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(SummaryFormatError):
@@ -182,11 +222,24 @@ def test_alert_tracker_counts_episodes_and_time():
     tracker = AlertTracker(power_alert_w=0, temp_alert_c=85)
 
     def snap(ts, watts, temp, reasons=()):
-        return GpuSnapshot(index=0, name="H200", ts=ts, power_w=watts, power_limit_w=700, temp_c=temp,
-                           clock_event_reasons=list(reasons))
+        return GpuSnapshot(
+            index=0,
+            name="H200",
+            ts=ts,
+            power_w=watts,
+            power_limit_w=700,
+            temp_c=temp,
+            clock_event_reasons=list(reasons),
+        )
 
-    readings = [snap(0, 100, 40), snap(1, 690, 60, ["sw_power_cap"]), snap(2, 695, 86, ["sw_power_cap"]),
-                snap(3, 300, 70), snap(4, 680, 88, ["hw_slowdown"]), snap(5, 100, 50)]
+    readings = [
+        snap(0, 100, 40),
+        snap(1, 690, 60, ["sw_power_cap"]),
+        snap(2, 695, 86, ["sw_power_cap"]),
+        snap(3, 300, 70),
+        snap(4, 680, 88, ["hw_slowdown"]),
+        snap(5, 100, 50),
+    ]
     for reading in readings:
         tracker.add([reading])
     alerts = tracker.to_json()
@@ -196,9 +249,18 @@ def test_alert_tracker_counts_episodes_and_time():
     assert alerts["power_cap"]["seconds"] == 2.0 and alerts["hw_slowdown"]["episodes"] == 1
     assert "num_ctx" in alerts["power"]["hint"]
     assert alerts["total_episodes"] == 6
-    md = to_markdown(build_summary(session={"id": "x"}, gpus=[], records=[],
-                                   energy={"total_j": 0, "idle_j": 0, "active_j": 0}, counter_j=None,
-                                   power_stddev_w=None, governor=None, alerts=alerts))
+    md = to_markdown(
+        build_summary(
+            session={"id": "x"},
+            gpus=[],
+            records=[],
+            energy={"total_j": 0, "idle_j": 0, "active_j": 0},
+            counter_j=None,
+            power_stddev_w=None,
+            governor=None,
+            alerts=alerts,
+        )
+    )
     assert "**power**: 2 times" in md and "**hw_slowdown**" in md
 
 
@@ -218,8 +280,11 @@ async def wait_for(predicate, timeout: float = 10.0):
 async def test_f7_writes_the_summary_and_shows_where(tmp_path):
     runner = start_demo_session(tmp_path, export_dir=tmp_path / "exports")
     try:
-        httpx.post(runner.session.gateway_url + "/api/chat", timeout=30, json={
-            "model": "qwen3:8b", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
+        httpx.post(
+            runner.session.gateway_url + "/api/chat",
+            timeout=30,
+            json={"model": "qwen3:8b", "stream": False, "messages": [{"role": "user", "content": "hi"}]},
+        )
         app = ClawApp(runner.session, refresh_hz=0)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("f7")
@@ -270,10 +335,21 @@ async def test_f6_toggles_the_governor_and_the_header_says_so(tmp_path):
 
 
 def test_energy_workflow_modules_stay_free_of_textual():
-    modules = ["claw_tui.governor", "claw_tui.bench", "claw_tui.export", "claw_tui.commands.export",
-               "claw_tui.commands.compare", "claw_tui.commands.bench", "claw_tui.commands.doctor"]
-    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + \
-        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'textual')))\n"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).parent.parent)
+    modules = [
+        "claw_tui.governor",
+        "claw_tui.bench",
+        "claw_tui.export",
+        "claw_tui.commands.export",
+        "claw_tui.commands.compare",
+        "claw_tui.commands.bench",
+        "claw_tui.commands.doctor",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'textual')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent
+    )
     assert result.stdout.strip() == ""

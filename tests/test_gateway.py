@@ -49,7 +49,9 @@ def test_openai_sdk_non_stream(demo, oai):
 
 def test_openai_sdk_stream_with_usage(demo, oai):
     stream = oai.chat.completions.create(
-        model="qwen3:8b", messages=[{"role": "user", "content": "Tell me about GPUs"}], stream=True,
+        model="qwen3:8b",
+        messages=[{"role": "user", "content": "Tell me about GPUs"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -83,8 +85,7 @@ def test_openai_unknown_model_is_a_404_in_openai_shape(oai):
 
 
 def test_ollama_sdk_chat_stream(demo, ol):
-    parts = list(ol.chat(model="qwen3:8b", messages=[{"role": "user", "content": "Why is the sky blue?"}],
-                         stream=True))
+    parts = list(ol.chat(model="qwen3:8b", messages=[{"role": "user", "content": "Why is the sky blue?"}], stream=True))
     assert parts[-1].done and parts[-1].eval_count > 0 and parts[-1].eval_duration > 0
     text = "".join(p.message.content for p in parts)
     assert text
@@ -128,17 +129,32 @@ def test_requests_endpoint_lists_metered_records(demo, oai, ol):
     records = body["requests"]
     assert len(records) == 2
     for record in records:
-        for field in ("id", "agent", "model", "backend", "status", "http_status", "prompt_tokens",
-                      "completion_tokens", "ttft_ms", "duration_ms", "energy_j", "prefill_j", "decode_j",
-                      "tokens_per_joule"):
+        for field in (
+            "id",
+            "agent",
+            "model",
+            "backend",
+            "status",
+            "http_status",
+            "prompt_tokens",
+            "completion_tokens",
+            "ttft_ms",
+            "duration_ms",
+            "energy_j",
+            "prefill_j",
+            "decode_j",
+            "tokens_per_joule",
+        ):
             assert field in record
         assert record["completion_tokens"] > 0 and record["energy_j"] > 0 and record["status"] == "ok"
     assert {r["surface"] for r in records} == {"openai", "ollama"}
 
 
 def test_response_headers_name_request_backend_and_model(demo):
-    response = httpx.post(demo.gateway_url + "/api/chat",
-                          json={"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "stream": False})
+    response = httpx.post(
+        demo.gateway_url + "/api/chat",
+        json={"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "stream": False},
+    )
     assert response.status_code == 200
     assert response.headers["X-Claw-Backend"] == "sim"
     assert response.headers["X-Claw-Model"] == "qwen3:8b"
@@ -155,12 +171,15 @@ def test_stream_is_relayed_chunk_by_chunk(demo):
     assert lines[-1]["eval_count"] == len(lines) - 1
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"{not json", "invalid JSON body"),
-    (b"", "missing request body"),
-    (b"[1, 2]", "request body must be a JSON object"),
-    (b'{"messages": []}', "model is required"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"{not json", "invalid JSON body"),
+        (b"", "missing request body"),
+        (b"[1, 2]", "request body must be a JSON object"),
+        (b'{"messages": []}', "model is required"),
+    ],
+)
 def test_malformed_requests_get_ollama_shaped_400(demo, payload, message):
     response = httpx.post(demo.gateway_url + "/api/chat", content=payload)
     assert response.status_code == 400
@@ -182,8 +201,20 @@ def test_status_and_summary_use_spec_field_names(demo, ol):
     assert status["gpus"][0]["power_w"] > 0
     summary = httpx.get(demo.gateway_url + "/claw/v1/summary").json()
     assert summary["schema"] == "claw.summary/1"
-    for key in ("session", "gpus", "energy", "tokens", "efficiency", "latency_ms", "ttft_ms", "requests",
-                "by_model", "by_agent", "governor", "alerts"):
+    for key in (
+        "session",
+        "gpus",
+        "energy",
+        "tokens",
+        "efficiency",
+        "latency_ms",
+        "ttft_ms",
+        "requests",
+        "by_model",
+        "by_agent",
+        "governor",
+        "alerts",
+    ):
         assert key in summary
     energy = summary["energy"]
     assert energy["active_j"] + energy["idle_j"] == pytest.approx(energy["total_j"], abs=0.01)
@@ -201,8 +232,11 @@ def test_session_energy_is_conserved_across_many_requests(demo, ol):
 
 
 def test_client_disconnect_mid_stream_is_recorded_as_cancelled(demo):
-    body = {"model": "qwen3:32b", "messages": [{"role": "user", "content": "a long answer please"}],
-            "options": {"num_predict": 2000}}
+    body = {
+        "model": "qwen3:32b",
+        "messages": [{"role": "user", "content": "a long answer please"}],
+        "options": {"num_predict": 2000},
+    }
     with httpx.stream("POST", demo.gateway_url + "/api/chat", json=body) as response:
         for _ in response.iter_lines():
             break

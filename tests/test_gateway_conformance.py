@@ -26,8 +26,13 @@ def rigs(tmp_path_factory):
             "openai": start_gateway(tmp_path_factory.mktemp("openai"), openai_sim, kinds=["openai"]),
         }
         try:
-            yield {kind: (runner.session, sim) for kind, runner, sim in
-                   (("ollama", runners["ollama"], ollama_sim), ("openai", runners["openai"], openai_sim))}
+            yield {
+                kind: (runner.session, sim)
+                for kind, runner, sim in (
+                    ("ollama", runners["ollama"], ollama_sim),
+                    ("openai", runners["openai"], openai_sim),
+                )
+            }
         finally:
             for runner in runners.values():
                 runner.stop()
@@ -49,6 +54,7 @@ def finished(session, request_id: str):
 
 def last_record(session):
     """The newest request, once it has finished."""
+
     def ready():
         records = session.ledger.records()
         return records[-1] if records and records[-1].status != "active" else None
@@ -58,15 +64,15 @@ def last_record(session):
 
 # ---- ollama SDK ------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def ol(rig):
     return ollama.Client(host=rig[1].gateway_url)
 
 
 def test_ollama_chat_stream_and_whole(rig, ol):
-    kind, session, _ = rig
-    parts = list(ol.chat(model="qwen3:8b", messages=[{"role": "user", "content": "Why is the sky blue?"}],
-                         stream=True))
+    _kind, session, _ = rig
+    parts = list(ol.chat(model="qwen3:8b", messages=[{"role": "user", "content": "Why is the sky blue?"}], stream=True))
     assert parts[-1].done and parts[-1].done_reason == "stop"
     assert parts[-1].eval_count > 0 and parts[-1].eval_duration > 0 and parts[-1].prompt_eval_count > 0
     assert "".join(p.message.content for p in parts)
@@ -79,7 +85,7 @@ def test_ollama_chat_stream_and_whole(rig, ol):
 
 
 def test_ollama_generate_stream_and_whole(rig, ol):
-    kind, session, _ = rig
+    _kind, session, _ = rig
     parts = list(ol.generate(model="qwen3:8b", prompt="Count to three", stream=True))
     assert parts[-1].done and "".join(p.response for p in parts)
     whole = ol.generate(model="qwen3:8b", prompt="Count to three", system="Be brief.")
@@ -90,7 +96,7 @@ def test_ollama_generate_stream_and_whole(rig, ol):
 
 
 def test_ollama_embed(rig, ol):
-    kind, session, _ = rig
+    _kind, session, _ = rig
     result = ol.embed(model="nomic-embed-text", input=["first text", "second text"])
     assert len(result.embeddings) == 2 and len(result.embeddings[0]) > 100
     assert result.embeddings[0] != result.embeddings[1]
@@ -99,7 +105,7 @@ def test_ollama_embed(rig, ol):
 
 
 def test_ollama_list_show_and_ps(rig, ol):
-    kind, session, _ = rig
+    _kind, _session, _ = rig
     names = {m.model for m in ol.list().models}
     assert {"qwen3:8b", "nomic-embed-text:latest"} <= names
     shown = ol.show("qwen3:8b")
@@ -110,12 +116,16 @@ def test_ollama_list_show_and_ps(rig, ol):
 
 
 def test_ollama_model_management(rigs):
-    session, sim = rigs["ollama"]
+    session, _sim = rigs["ollama"]
     ol = ollama.Client(host=session.gateway_url)
     progress = list(ol.pull("llama3.2:3b", stream=True))
     assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
-    statuses = [p.status for p in ol.create(model="llama-terse", from_="llama3.2:3b", system="Be terse.",
-                                            parameters={"temperature": 0.2}, stream=True)]
+    statuses = [
+        p.status
+        for p in ol.create(
+            model="llama-terse", from_="llama3.2:3b", system="Be terse.", parameters={"temperature": 0.2}, stream=True
+        )
+    ]
     assert statuses[-1] == "success"
     shown = ol.show("llama-terse")
     assert "Be terse." in shown.modelfile and "temperature" in shown.parameters
@@ -146,6 +156,7 @@ def test_ollama_unknown_model_is_404(rig, ol):
 
 # ---- openai SDK ------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def oai(rig):
     client = openai.OpenAI(base_url=rig[1].gateway_url + "/v1", api_key="unused", max_retries=0)
@@ -154,7 +165,7 @@ def oai(rig):
 
 
 def test_openai_chat_whole(rig, oai):
-    kind, session, _ = rig
+    _kind, session, _ = rig
     completion = oai.chat.completions.create(model="qwen3:8b", messages=[{"role": "user", "content": "Say hi"}])
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.role == "assistant" and completion.choices[0].message.content
@@ -167,11 +178,13 @@ def test_openai_chat_whole(rig, oai):
 
 @pytest.mark.parametrize("include_usage", [True, False])
 def test_openai_chat_stream(rig, oai, include_usage):
-    kind, session, _ = rig
+    _kind, session, _ = rig
     options = {"stream_options": {"include_usage": True}} if include_usage else {}
-    chunks = list(oai.chat.completions.create(model="qwen3:8b", stream=True,
-                                              messages=[{"role": "user", "content": "Tell me about GPUs"}],
-                                              **options))
+    chunks = list(
+        oai.chat.completions.create(
+            model="qwen3:8b", stream=True, messages=[{"role": "user", "content": "Tell me about GPUs"}], **options
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -196,7 +209,7 @@ def test_openai_models(rig, oai):
 
 
 def test_openai_embeddings(rig, oai):
-    kind, session, _ = rig
+    _kind, _session, _ = rig
     result = oai.embeddings.create(model="nomic-embed-text", input=["alpha", "beta"])
     assert [d.index for d in result.data] == [0, 1]
     assert len(result.data[0].embedding) > 100
@@ -216,9 +229,11 @@ def test_openai_unknown_model_is_404_in_openai_shape(rig, oai):
 
 
 def test_headers_name_request_backend_and_model(rig):
-    kind, session, _ = rig
-    response = httpx.post(session.gateway_url + "/api/chat", json={
-        "model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "stream": False})
+    _kind, session, _ = rig
+    response = httpx.post(
+        session.gateway_url + "/api/chat",
+        json={"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "stream": False},
+    )
     assert response.status_code == 200
     assert response.headers["X-Claw-Backend"] == "b0"
     assert response.headers["X-Claw-Model"] == "qwen3:8b"
@@ -226,7 +241,7 @@ def test_headers_name_request_backend_and_model(rig):
 
 
 def test_root_and_version(rig):
-    kind, session, _ = rig
+    _kind, session, _ = rig
     root = httpx.get(session.gateway_url + "/")
     assert root.status_code == 200 and root.text == "Ollama is running"
     assert httpx.head(session.gateway_url + "/").status_code == 200

@@ -47,6 +47,7 @@ def newest_finished(session):
 
 # ---- a backend dying -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("surface", ["ollama", "openai"])
 def test_backend_killed_mid_stream(one, surface):
     session, sims = one
@@ -107,8 +108,10 @@ def test_backend_down_moves_traffic_to_the_other_and_comes_back(tmp_path):
             assert state("b1")["state"] == "up"
             sims.start_server(0)
             wait_until(lambda: state("b0")["state"] == "up", timeout=10)
-            backends = {post(session.gateway_url, "/api/chat", chat_body(f"r{i}", stream=False)).headers[
-                "X-Claw-Backend"] for i in range(8)}
+            backends = {
+                post(session.gateway_url, "/api/chat", chat_body(f"r{i}", stream=False)).headers["X-Claw-Backend"]
+                for i in range(8)
+            }
             assert backends == {"b0", "b1"}
         finally:
             runner.stop()
@@ -116,8 +119,9 @@ def test_backend_down_moves_traffic_to_the_other_and_comes_back(tmp_path):
 
 def test_backend_down_falls_back_to_another_model(tmp_path):
     with SimBackends([{}, {}]) as sims:
-        created = httpx.post(sims.url(0) + "/api/create", json={"model": "special", "from": "llama3.2:3b",
-                                                                "stream": False})
+        created = httpx.post(
+            sims.url(0) + "/api/create", json={"model": "special", "from": "llama3.2:3b", "stream": False}
+        )
         assert created.status_code == 200
         config = gateway_config(sims, retries=1, fallback_models={"special": "qwen3:8b"})
         runner = start_gateway(tmp_path, sims, config)
@@ -156,6 +160,7 @@ def test_only_backend_down_is_a_clean_502(tmp_path):
 
 # ---- clients going away ---------------------------------------------------------------------------------------
 
+
 def _open_stream(url: str, path: str, body: dict):
     """Send a streamed request and return the open response (the caller closes it to go away)."""
     client = httpx.Client(timeout=30)
@@ -192,8 +197,9 @@ def test_disconnect_while_waiting_for_the_first_token_cancels_upstream(one, surf
 def test_disconnect_mid_stream_cancels_upstream(one, surface):
     session, sims = one
     path = "/api/chat" if surface == "ollama" else "/v1/chat/completions"
-    body = chat_body("a long answer please", stream=True, options={"num_predict": 5000, "sim_tokens": 5000},
-                     max_tokens=5000)
+    body = chat_body(
+        "a long answer please", stream=True, options={"num_predict": 5000, "sim_tokens": 5000}, max_tokens=5000
+    )
     client, response = _open_stream(session.gateway_url, path, body)
     lines = response.iter_lines()
     for _ in range(3):
@@ -231,6 +237,7 @@ def test_disconnect_while_queued_leaves_the_queue(tmp_path):
 
 
 # ---- timeouts -------------------------------------------------------------------------------------------------
+
 
 def test_first_token_timeout_is_a_504(tmp_path):
     with SimBackends([{}]) as sims:
@@ -282,6 +289,7 @@ def test_total_timeout_ends_a_long_stream(tmp_path):
 
 # ---- 500 concurrent streams ----------------------------------------------------------------------------------
 
+
 def test_500_concurrent_streams_lose_and_reorder_nothing(tmp_path):
     n = 500
     with SimBackends([{"num_parallel": 512, "max_queue": 2048}]) as sims:
@@ -290,8 +298,12 @@ def test_500_concurrent_streams_lose_and_reorder_nothing(tmp_path):
             session = runner.session
 
             def body(i: int, stream: bool) -> dict:
-                return chat_body(f"stream number {i}", model="llama3.2:3b", stream=stream,
-                                 options={"seed": 7, "temperature": 0, "sim_tokens": 24})
+                return chat_body(
+                    f"stream number {i}",
+                    model="llama3.2:3b",
+                    stream=stream,
+                    options={"seed": 7, "temperature": 0, "sim_tokens": 24},
+                )
 
             async def one(http: aiohttp.ClientSession, url: str, i: int, stream: bool):
                 async with http.post(url + "/api/chat", json=body(i, stream)) as response:
@@ -315,7 +327,9 @@ def test_500_concurrent_streams_lose_and_reorder_nothing(tmp_path):
                 # Go trims trailing zeros of the nanoseconds, so compare instants, not strings.
                 stamps = [rfc3339_ns(c["created_at"]) for c in chunks]
                 assert stamps == sorted(stamps)
-            done = wait_until(lambda: len([r for r in records(session) if r.status == "ok"]) >= n and records(session), timeout=60)
+            done = wait_until(
+                lambda: len([r for r in records(session) if r.status == "ok"]) >= n and records(session), timeout=60
+            )
             assert len([r for r in done if r.status == "ok"]) == n
             wait_until(lambda: all(b.in_flight == 0 for b in session.backends), timeout=30)
         finally:
@@ -350,10 +364,16 @@ BAD_OPENAI = [
     (b"{oops", 400, "invalid JSON body"),
     (b'{"model": "qwen3:8b"}', 400, "'messages' is required"),
     (b'{"model": "qwen3:8b", "messages": []}', 400, "must not be empty"),
-    (b'{"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "max_tokens": "10"}', 400,
-     "'max_tokens' must be an integer"),
-    (b'{"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "temperature": true}', 400,
-     "'temperature' must be a number"),
+    (
+        b'{"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "max_tokens": "10"}',
+        400,
+        "'max_tokens' must be an integer",
+    ),
+    (
+        b'{"model": "qwen3:8b", "messages": [{"role": "user", "content": "x"}], "temperature": true}',
+        400,
+        "'temperature' must be a number",
+    ),
     (b'{"model": "nope:1b", "messages": [{"role": "user", "content": "x"}]}', 404, "not found"),
 ]
 

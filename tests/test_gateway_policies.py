@@ -55,6 +55,7 @@ def record_of(session, response):
 
 # ---- auth ------------------------------------------------------------------------------------------------------
 
+
 def test_bearer_tokens_header_query_and_admin(gateway):
     session = gateway(tokens=[TOKEN], admin_tokens=[ADMIN])
     url = session.gateway_url
@@ -75,8 +76,10 @@ def test_bearer_tokens_header_query_and_admin(gateway):
     forbidden = post(url, "/api/pull", pull, headers={"Authorization": f"Bearer {TOKEN}"})
     assert forbidden.status_code == 403 and "admin token" in forbidden.json()["error"]
     assert post(url, "/api/pull", pull, headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
-    assert post(url, "/api/chat", chat_body("hi", stream=False),
-                headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+    assert (
+        post(url, "/api/chat", chat_body("hi", stream=False), headers={"Authorization": f"Bearer {ADMIN}"}).status_code
+        == 200
+    )
 
 
 def test_sdks_authenticate_with_the_token(gateway):
@@ -90,8 +93,12 @@ def test_sdks_authenticate_with_the_token(gateway):
     # claw's own faces get a session token
     assert httpx.get(session.gateway_url + "/api/tags", headers=session.gateway_headers()).status_code == 200
     # with no admin tokens configured, a client token may manage models
-    pulled = post(session.gateway_url, "/api/pull", {"model": "llama3.2:3b", "stream": False},
-                  headers={"Authorization": f"Bearer {TOKEN}"})
+    pulled = post(
+        session.gateway_url,
+        "/api/pull",
+        {"model": "llama3.2:3b", "stream": False},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert pulled.status_code == 200
 
 
@@ -116,20 +123,26 @@ def test_serve_refuses_a_public_listen_without_a_token(tmp_path):
         port = sock.getsockname()[1]
     config = tmp_path / "config.toml"
     config.write_text(f'[store]\npath = "{tmp_path / "s.db"}"\n')
-    result = subprocess.run([sys.executable, "-m", "claw_tui", "serve", "--demo", "--listen", f"0.0.0.0:{port}"],
-                            capture_output=True, text=True, timeout=60,
-                            env=dict(os.environ, CLAW_CONFIG=str(config)))
+    result = subprocess.run(
+        [sys.executable, "-m", "claw_tui", "serve", "--demo", "--listen", f"0.0.0.0:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, CLAW_CONFIG=str(config)),
+    )
     assert result.returncode == 1
     assert "refusing to listen on 0.0.0.0" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---- limits ----------------------------------------------------------------------------------------------------
 
+
 def test_rate_limit_per_token(gateway):
     session = gateway(tokens=[TOKEN, "other-token"], rate_limit_rpm=6, rate_limit_burst=2)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    statuses = [post(session.gateway_url, "/api/chat", chat_body("hi", stream=False), headers=headers)
-                for _ in range(3)]
+    statuses = [
+        post(session.gateway_url, "/api/chat", chat_body("hi", stream=False), headers=headers) for _ in range(3)
+    ]
     assert [r.status_code for r in statuses] == [200, 200, 429]
     limited = statuses[-1]
     assert int(limited.headers["Retry-After"]) >= 1
@@ -137,8 +150,9 @@ def test_rate_limit_per_token(gateway):
     record = record_of(session, limited)
     assert record.status == "rejected" and record.http_status == 429
     # another token has its own bucket
-    other = post(session.gateway_url, "/api/chat", chat_body("hi", stream=False),
-                 headers={"Authorization": "Bearer other-token"})
+    other = post(
+        session.gateway_url, "/api/chat", chat_body("hi", stream=False), headers={"Authorization": "Bearer other-token"}
+    )
     assert other.status_code == 200
     oai = post(session.gateway_url, "/v1/chat/completions", chat_body("hi"), headers=headers)
     assert oai.status_code == 429 and oai.json()["error"]["type"] == "rate_limit_error"
@@ -240,8 +254,9 @@ def test_degraded_backend_leaves_rotation(tmp_path):
             sims.call(lambda: sims.state(1).fail_next(3, status=500))
             for i in range(6):
                 post(session.gateway_url, "/api/chat", chat_body(f"fail{i}", stream=False))
-            states = {b["name"]: b["state"] for b in httpx.get(session.gateway_url + "/claw/v1/backends").json()[
-                "backends"]}
+            states = {
+                b["name"]: b["state"] for b in httpx.get(session.gateway_url + "/claw/v1/backends").json()["backends"]
+            }
             assert states == {"b0": "degraded", "b1": "degraded"}
         finally:
             runner.stop()
@@ -249,10 +264,12 @@ def test_degraded_backend_leaves_rotation(tmp_path):
 
 # ---- the degradation ladder ------------------------------------------------------------------------------------
 
+
 def _fail_until_ladder(session, sims, n=5):
     sims.call(lambda: sims.state(0).fail_next(n, status=500))
-    statuses = [post(session.gateway_url, "/api/chat", chat_body(f"failing {i}", stream=False)).status_code
-                for i in range(n)]
+    statuses = [
+        post(session.gateway_url, "/api/chat", chat_body(f"failing {i}", stream=False)).status_code for i in range(n)
+    ]
     assert statuses[:-1] == [500] * (n - 1)  # the last failure may already be answered by a ladder step
     assert session.gateway.ladder.active()
 
@@ -273,25 +290,31 @@ def test_ladder_serves_identical_answers_from_the_cache(gateway, sims):
 
 
 def test_ladder_downgrades_to_the_fallback_then_replies_static(gateway, sims):
-    session = gateway(retries=0, degrade_to_fallback=True, static_reply="We are overloaded, please retry.",
-                      fallback_models={"qwen3:32b": "qwen3:8b"})
+    session = gateway(
+        retries=0,
+        degrade_to_fallback=True,
+        static_reply="We are overloaded, please retry.",
+        fallback_models={"qwen3:32b": "qwen3:8b"},
+    )
     _fail_until_ladder(session, sims)
     downgraded = post(session.gateway_url, "/api/chat", chat_body("hi", model="qwen3:32b", stream=False))
     assert downgraded.status_code == 200
     assert downgraded.headers["X-Claw-Model-Downgraded"] == "qwen3:8b"
     # no fallback for this model: the static reply, in each surface's shape
     ol = ollama.Client(host=session.gateway_url)
-    assert ol.chat(model="llama3.2:3b", messages=[{"role": "user", "content": "x"}]).message.content == \
-        "We are overloaded, please retry."
+    assert (
+        ol.chat(model="llama3.2:3b", messages=[{"role": "user", "content": "x"}]).message.content
+        == "We are overloaded, please retry."
+    )
     parts = list(ol.chat(model="llama3.2:3b", messages=[{"role": "user", "content": "x"}], stream=True))
     assert parts[-1].done and "".join(p.message.content for p in parts) == "We are overloaded, please retry."
     oai = openai.OpenAI(base_url=session.gateway_url + "/v1", api_key="x", max_retries=0)
     completion = oai.chat.completions.create(model="llama3.2:3b", messages=[{"role": "user", "content": "x"}])
     assert completion.choices[0].message.content == "We are overloaded, please retry."
-    chunks = list(oai.chat.completions.create(model="llama3.2:3b", stream=True,
-                                              messages=[{"role": "user", "content": "x"}]))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
-        "We are overloaded, please retry."
+    chunks = list(
+        oai.chat.completions.create(model="llama3.2:3b", stream=True, messages=[{"role": "user", "content": "x"}])
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "We are overloaded, please retry."
     raw = post(session.gateway_url, "/api/generate", {"model": "llama3.2:3b", "prompt": "x", "stream": False})
     assert raw.headers["X-Claw-Degraded"] == "static" and raw.json()["response"] == "We are overloaded, please retry."
     assert record_of(session, raw).status == "rejected"
@@ -302,11 +325,13 @@ def test_ladder_is_off_until_the_error_rate_is_high(gateway, sims):
     sims.call(lambda: sims.state(0).fail_next(1, status=500))
     failed = post(session.gateway_url, "/api/chat", chat_body("hi", stream=False))
     assert failed.status_code == 500  # one failure in a handful is no reason to degrade
-    assert post(session.gateway_url, "/api/chat", chat_body("hi", stream=False)).json()["message"]["content"] != \
-        "static"
+    assert (
+        post(session.gateway_url, "/api/chat", chat_body("hi", stream=False)).json()["message"]["content"] != "static"
+    )
 
 
 # ---- identical and superseded requests ------------------------------------------------------------------------
+
 
 def test_singleflight_shares_one_upstream_request(gateway, sims):
     session = gateway(singleflight=True)
@@ -322,8 +347,10 @@ def test_singleflight_shares_one_upstream_request(gateway, sims):
     assert all(r.status == "ok" and r.completion_tokens > 0 for r in records)
     assert len({r.id for r in records}) == 5
     # different requests are not shared
-    a, b = post(session.gateway_url, "/api/chat", chat_body("one")), post(session.gateway_url, "/api/chat",
-                                                                          chat_body("two"))
+    a, b = (
+        post(session.gateway_url, "/api/chat", chat_body("one")),
+        post(session.gateway_url, "/api/chat", chat_body("two")),
+    )
     assert "X-Claw-Singleflight" not in a.headers and "X-Claw-Singleflight" not in b.headers
 
 
@@ -347,8 +374,10 @@ def test_supersede_answers_the_replaced_turn_409(gateway, sims):
 def test_supersede_by_history_and_only_before_the_first_token(gateway, sims):
     session = gateway(supersede=True)
     history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there"}]
-    turn = lambda text: {"model": "qwen3:8b", "messages": history + [{"role": "user", "content": text}],
-                         "stream": False}
+
+    def turn(text: str) -> dict:
+        return {"model": "qwen3:8b", "messages": [*history, {"role": "user", "content": text}], "stream": False}
+
     sims.call(lambda: sims.state(0).stall_next(2.0, after_chunks=0))
     with ThreadPoolExecutor(1) as pool:
         older = pool.submit(post, session.gateway_url, "/api/chat", turn("what is a watt"))
@@ -357,23 +386,28 @@ def test_supersede_by_history_and_only_before_the_first_token(gateway, sims):
         assert older.result(10).status_code == 409 and newer.status_code == 200
     # a turn already answering is not replaced
     with ThreadPoolExecutor(1) as pool:
-        streaming = pool.submit(post, session.gateway_url, "/api/chat",
-                                dict(turn("long answer"), stream=True, options={"sim_tokens": 200}))
+        streaming = pool.submit(
+            post, session.gateway_url, "/api/chat", dict(turn("long answer"), stream=True, options={"sim_tokens": 200})
+        )
         wait_until(lambda: any(r.t_first_token and r.status == "active" for r in session.ledger.records()))
         assert post(session.gateway_url, "/api/chat", turn("another")).status_code == 200
         assert streaming.result(10).status_code == 200
 
 
 def test_context_is_trimmed_to_the_agent_budget(tmp_path, sims):
-    agents = [AgentConfig(name="brief", model="qwen3:8b", system="You are brief.", max_context_tokens=60),
-              AgentConfig(name="roomy", model="qwen3:8b", system="You are brief.")]
+    agents = [
+        AgentConfig(name="brief", model="qwen3:8b", system="You are brief.", max_context_tokens=60),
+        AgentConfig(name="roomy", model="qwen3:8b", system="You are brief."),
+    ]
     runner = start_gateway(tmp_path, sims, agents=agents)
     try:
         url = runner.session.gateway_url
         history = []
         for i in range(12):
-            history += [{"role": "user", "content": f"question number {i} about power and clocks"},
-                        {"role": "assistant", "content": f"answer number {i} about watts and joules"}]
+            history += [
+                {"role": "user", "content": f"question number {i} about power and clocks"},
+                {"role": "assistant", "content": f"answer number {i} about watts and joules"},
+            ]
         history.append({"role": "user", "content": "and the last question?"})
         trimmed = post(url, "/api/chat", {"model": "brief", "messages": history, "stream": False})
         full = post(url, "/api/chat", {"model": "roomy", "messages": history, "stream": False})
@@ -388,6 +422,7 @@ def test_context_is_trimmed_to_the_agent_budget(tmp_path, sims):
 
 
 # ---- warm-up and metrics ---------------------------------------------------------------------------------------
+
 
 def test_warm_up_loads_models_at_start(tmp_path, sims):
     runner = start_gateway(tmp_path, sims, warmup_prompt="Hello", warmup_models=["llama3.2:3b", "missing:1b"])
@@ -422,6 +457,6 @@ def test_metrics_in_prometheus_format_per_session(gateway):
     assert 'claw_backend_state{backend="b0",state="up"} 1.0' in text
     assert 'claw_backend_in_flight_requests{backend="b0"} 0.0' in text
     assert 'claw_gpu_power_watts{gpu="0",name="NVIDIA H200"}' in text
-    assert 'claw_in_flight_requests 0.0' in text
+    assert "claw_in_flight_requests 0.0" in text
     other = httpx.get(second.gateway_url + "/metrics").text
     assert 'model="qwen3:8b",status="ok"' not in other  # a registry per session

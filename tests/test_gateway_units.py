@@ -41,6 +41,7 @@ class FakeClock:
 
 # ---- rate limits --------------------------------------------------------------------------------------------
 
+
 def test_token_bucket_refills_at_its_rate():
     bucket = TokenBucket.full(rate_per_s=2.0, capacity=3, now=0.0)
     assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
@@ -73,6 +74,7 @@ def test_rate_limiter_off_and_bounded():
 
 
 # ---- auth ------------------------------------------------------------------------------------------------------
+
 
 def test_authenticator_roles():
     auth = Authenticator(["user-1", "user-2"], ["admin-1"])
@@ -113,6 +115,7 @@ def test_listen_safety():
 
 
 # ---- admission ---------------------------------------------------------------------------------------------------
+
 
 async def test_admission_queue_order_limit_and_503():
     queue = AdmissionQueue(limit=2, queue_size=2, timeout_s=5, name="b0")
@@ -172,6 +175,7 @@ async def test_vram_gate_waits_for_pressure_to_drop():
 
 # ---- routing and health -----------------------------------------------------------------------------------------
 
+
 def backend(name: str, weight: float = 1.0, gpu: int | None = None, models=("m",)) -> Backend:
     b = Backend(name=name, kind="ollama", url=f"http://{name}", weight=weight, gpu=gpu)
     b.set_models([{"name": m, "model": m} for m in models])
@@ -187,8 +191,12 @@ def test_router_spreads_by_weight():
 
 
 def test_router_scores_gpu_type_utilisation_temperature_and_in_flight():
-    assert gpu_class_factor("NVIDIA H200") > gpu_class_factor("NVIDIA H100 80GB HBM3") > gpu_class_factor(
-        "NVIDIA A100-SXM4-80GB") > gpu_class_factor("NVIDIA L4")
+    assert (
+        gpu_class_factor("NVIDIA H200")
+        > gpu_class_factor("NVIDIA H100 80GB HBM3")
+        > gpu_class_factor("NVIDIA A100-SXM4-80GB")
+        > gpu_class_factor("NVIDIA L4")
+    )
     assert gpu_class_factor(None) == gpu_class_factor("Mystery GPU") == 1.0
     assert temperature_factor(60) == 1.0 and temperature_factor(85) < 1.0 and temperature_factor(95) == 0.1
     b = backend("b")
@@ -240,6 +248,7 @@ def test_weight_zero_takes_a_backend_out_of_rotation():
 
 # ---- ladder, cache, singleflight -----------------------------------------------------------------------------
 
+
 def test_error_rate_window():
     clock = FakeClock()
     window = ErrorRateWindow(window_s=10, min_samples=4, clock=clock)
@@ -267,7 +276,10 @@ def test_ladder_needs_a_step_and_a_high_rate():
 def test_answer_cache_ttl_and_size():
     clock = FakeClock()
     cache = AnswerCache(ttl_s=5, max_entries=2, clock=clock)
-    answer = lambda: StoredAnswer(200, b"application/json", [b"{}"], "m", "b0")
+
+    def answer() -> StoredAnswer:
+        return StoredAnswer(200, b"application/json", [b"{}"], "m", "b0")
+
     cache.put("a", answer())
     cache.put("b", answer())
     cache.put("c", answer())
@@ -315,6 +327,7 @@ async def _read_all(flight) -> bytes:
 
 # ---- context trimming and supersede --------------------------------------------------------------------------
 
+
 def test_trim_keeps_system_and_newest_turns():
     messages = [{"role": "system", "content": "s" * 40}]
     for i in range(10):
@@ -354,11 +367,25 @@ def test_superseder_interrupts_only_a_turn_without_a_first_token():
 
 # ---- meters and relays ---------------------------------------------------------------------------------------
 
+
 def ollama_lines(n: int) -> list[bytes]:
-    lines = [json.dumps({"model": "m", "message": {"role": "assistant", "content": f"t{i}"}, "done": False},
-                        separators=(",", ":")).encode() + b"\n" for i in range(n)]
-    final = {"model": "m", "message": {"role": "assistant", "content": ""}, "done_reason": "stop", "done": True,
-             "prompt_eval_count": 7, "eval_count": n, "eval_duration": 5_000_000, "prompt_eval_duration": 1_000_000}
+    lines = [
+        json.dumps(
+            {"model": "m", "message": {"role": "assistant", "content": f"t{i}"}, "done": False}, separators=(",", ":")
+        ).encode()
+        + b"\n"
+        for i in range(n)
+    ]
+    final = {
+        "model": "m",
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": "stop",
+        "done": True,
+        "prompt_eval_count": 7,
+        "eval_count": n,
+        "eval_duration": 5_000_000,
+        "prompt_eval_duration": 1_000_000,
+    }
     return lines + [json.dumps(final).encode() + b"\n"]
 
 
@@ -368,7 +395,7 @@ def test_ndjson_meter_reads_split_chunks(cut):
     meter = NdjsonMeter(lambda: firsts.append(1))
     data = b"".join(ollama_lines(5))
     for start in range(0, len(data), cut):
-        meter.feed(data[start:start + cut])
+        meter.feed(data[start : start + cut])
     meter.close()
     assert meter.content_chunks == 5 and firsts == [1]
     assert meter.final["eval_count"] == 5 and meter.error is None
@@ -389,10 +416,30 @@ def openai_events(include_tool: bool = False) -> bytes:
     for word in ("Hello", " world"):
         events.append(sse({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}))
     if include_tool:
-        events.append(sse({"choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "id": "c", "type": "function", "function": {"name": "get", "arguments": '{"a":'}}]}}]}))
-        events.append(sse({"choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"arguments": ' 1}'}}]}}]}))
+        events.append(
+            sse(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {
+                                "tool_calls": [
+                                    {
+                                        "index": 0,
+                                        "id": "c",
+                                        "type": "function",
+                                        "function": {"name": "get", "arguments": '{"a":'},
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                }
+            )
+        )
+        events.append(
+            sse({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}}]})
+        )
     events.append(sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     events.append(sse({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}))
     return b"".join(events) + b"data: [DONE]\n\n"
@@ -403,7 +450,7 @@ def test_sse_meter_passes_events_and_strips_usage_unless_asked(keep_usage):
     firsts = []
     meter = SseMeter(lambda: firsts.append(1), keep_usage_event=keep_usage)
     data = openai_events()
-    out = b"".join(meter.feed(data[i:i + 9]) for i in range(0, len(data), 9)) + meter.rest()
+    out = b"".join(meter.feed(data[i : i + 9]) for i in range(0, len(data), 9)) + meter.rest()
     assert firsts == [1] and meter.usage["completion_tokens"] == 2 and meter.finish_reason == "stop"
     assert (b'"usage"' in out) is keep_usage
     assert out.endswith(b"data: [DONE]\n\n") and out.count(b"data: ") == data.count(b"data: ") - (not keep_usage)

@@ -134,8 +134,13 @@ def test_dry_run_never_calls_a_setter(tmp_path):
     async def scenario():
         in_flight = [0]
         control = DryRunClockControl("test")
-        governor = Governor(governor_config(idle_after_s=0.05), control, in_flight=lambda: in_flight[0],
-                            state_file=StateFile(tmp_path / "s.json"), tick_s=0.01)
+        governor = Governor(
+            governor_config(idle_after_s=0.05),
+            control,
+            in_flight=lambda: in_flight[0],
+            state_file=StateFile(tmp_path / "s.json"),
+            tick_s=0.01,
+        )
         await governor.start()
         await asyncio.sleep(0.2)
         assert governor.state == "downclocked"
@@ -186,8 +191,12 @@ def test_post_governor_toggles_and_rejects_bad_bodies(demo):
     wait_until(lambda: gpu.locked_sm_clock() is not None, timeout=10)
     off = httpx.post(url, json={"enabled": False}).json()
     assert off["state"] == "off" and gpu.locked_sm_clock() is None  # disabling resets at once
-    for body, needle in ((b"{nope", "invalid JSON"), (b'{"enabled": "yes"}', "enabled"),
-                         (b'{"enabled": true, "idle_after_s": -1}', "idle_after_s"), (b"[]", "JSON object")):
+    for body, needle in (
+        (b"{nope", "invalid JSON"),
+        (b'{"enabled": "yes"}', "enabled"),
+        (b'{"enabled": true, "idle_after_s": -1}', "idle_after_s"),
+        (b"[]", "JSON object"),
+    ):
         response = httpx.post(url, content=body)
         assert response.status_code == 400 and needle in response.json()["error"]
     assert httpx.get(url).json()["state"] == "off"
@@ -219,8 +228,9 @@ def test_no_downclock_while_the_gpu_is_busy_outside_the_gateway(tmp_path):
     async def scenario():
         control = DryRunClockControl("test")
         busy = [True]
-        governor = Governor(governor_config(idle_after_s=0.05), control, in_flight=lambda: 0,
-                            gpu_busy=lambda gpu: busy[0], tick_s=0.01)
+        governor = Governor(
+            governor_config(idle_after_s=0.05), control, in_flight=lambda: 0, gpu_busy=lambda gpu: busy[0], tick_s=0.01
+        )
         await governor.start()
         await asyncio.sleep(0.2)
         assert governor.state == "active" and control.calls == []
@@ -248,8 +258,9 @@ def run_recovery(tmp_path, note: dict | str | None, control, reset_control=None)
         path.write_text(note if isinstance(note, str) else json.dumps(note))
 
     async def scenario():
-        governor = Governor(GovernorConfig(), control, in_flight=lambda: 0, state_file=StateFile(path),
-                            reset_control=reset_control)
+        governor = Governor(
+            GovernorConfig(), control, in_flight=lambda: 0, state_file=StateFile(path), reset_control=reset_control
+        )
         await governor.recover_left_locks()
         return governor
 
@@ -258,8 +269,9 @@ def run_recovery(tmp_path, note: dict | str | None, control, reset_control=None)
 
 def test_start_resets_clocks_left_locked_by_a_dead_run(tmp_path):
     fake = FakeNvml(gpus=2)
-    governor = run_recovery(tmp_path, {"pid": dead_pid(), "gpus": [0, 1], "mhz": 345, "kind": "nvml"},
-                            NvmlClockControl(fake))
+    governor = run_recovery(
+        tmp_path, {"pid": dead_pid(), "gpus": [0, 1], "mhz": 345, "kind": "nvml"}, NvmlClockControl(fake)
+    )
     assert fake.setter_calls() == [(RESET, (0,)), (RESET, (1,))]
     assert not (tmp_path / "governor-locked.json").exists()
     assert "reset GPU clocks left locked" in governor.notices[0]
@@ -267,8 +279,12 @@ def test_start_resets_clocks_left_locked_by_a_dead_run(tmp_path):
 
 def test_recovery_resets_even_when_the_governor_now_runs_dry(tmp_path):
     fake = FakeNvml()
-    run_recovery(tmp_path, {"pid": dead_pid(), "gpus": [0]}, DryRunClockControl("allow_clock_control = false"),
-                 reset_control=lambda: NvmlClockControl(fake))
+    run_recovery(
+        tmp_path,
+        {"pid": dead_pid(), "gpus": [0]},
+        DryRunClockControl("allow_clock_control = false"),
+        reset_control=lambda: NvmlClockControl(fake),
+    )
     assert fake.setter_calls() == [(RESET, (0,))]
     assert not (tmp_path / "governor-locked.json").exists()
 

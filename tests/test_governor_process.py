@@ -45,13 +45,22 @@ def serve(tmp_path):
         f'[governor]\nenabled = true\nidle_after_s = 0.2\nallow_clock_control = true\nstate_file = "{state_file}"\n'
         f'[[backends]]\nname = "ollama"\nurl = "http://127.0.0.1:{free_port()}"\n'
     )
-    env = dict(os.environ, CLAW_CONFIG=str(config), FAKE_NVML_LOG=str(log),
-               PYTHONPATH=os.pathsep.join([str(FAKE_NVML_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        CLAW_CONFIG=str(config),
+        FAKE_NVML_LOG=str(log),
+        PYTHONPATH=os.pathsep.join([str(FAKE_NVML_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
     processes = []
 
     def start() -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "claw_tui", "serve", "--port", str(free_port())],
-                                   stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "claw_tui", "serve", "--port", str(free_port())],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         processes.append(process)
         return process
 

@@ -15,8 +15,21 @@ from claw_tui.telemetry.types import GpuProcess, GpuSnapshot
 from tests.test_nvml_source import FakeGpu, FakeNvml
 
 BURST = Path(__file__).parent / "fixtures" / "traces" / "h200_decode_burst.jsonl.gz"
-SPEC_KEYS = {"index", "name", "power_w", "power_limit_w", "energy_j", "sm_clock_mhz", "mem_clock_mhz", "util_pct",
-             "temp_c", "vram_used_mib", "vram_total_mib", "pstate", "clock_event_reasons"}
+SPEC_KEYS = {
+    "index",
+    "name",
+    "power_w",
+    "power_limit_w",
+    "energy_j",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "util_pct",
+    "temp_c",
+    "vram_used_mib",
+    "vram_total_mib",
+    "pstate",
+    "clock_event_reasons",
+}
 
 
 @pytest.fixture
@@ -90,13 +103,15 @@ def test_table_from_replay(capsys):
 def test_table_shows_na_for_missing_fields():
     snap = GpuSnapshot(index=1, name="Old GPU", ts=0.0, processes=[GpuProcess(7, "ollama", None, True)])
     line = gpu_cmd.format_gpu_line(snap)
-    assert line == ("[1] Old GPU | N/A / N/A W | N/A J | SM N/A MHz  mem N/A MHz | N/A % | N/A °C | "
-                    "N/A / N/A MiB | N/A | -")
+    assert line == (
+        "[1] Old GPU | N/A / N/A W | N/A J | SM N/A MHz  mem N/A MHz | N/A % | N/A °C | N/A / N/A MiB | N/A | -"
+    )
     assert gpu_cmd.format_process_line(snap.processes[0]) == "    └ ollama (pid 7)  N/A MiB  [ollama runner]"
 
 
-@pytest.mark.parametrize(("joules", "text"), [(12.34, "12.3 J"), (4927.6, "4.93 kJ"), (2.5e6, "2.50 MJ"),
-                                              (None, "N/A J")])
+@pytest.mark.parametrize(
+    ("joules", "text"), [(12.34, "12.3 J"), (4927.6, "4.93 kJ"), (2.5e6, "2.50 MJ"), (None, "N/A J")]
+)
 def test_energy_units(joules, text):
     assert gpu_cmd.format_energy(joules) == text
 
@@ -108,8 +123,9 @@ def test_no_driver_is_one_line_and_exit_1(capsys, fake_pynvml):
     fake_pynvml.init_error = FakeNvml.NVML_ERROR_DRIVER_NOT_LOADED
     code, out, err = run(capsys)
     assert code == 1 and out == ""
-    assert err == ("claw: no NVIDIA GPU/driver found (NVML: Driver Not Loaded); "
-                   "try 'claw --demo' or 'claw gpu --replay FILE'\n")
+    assert err == (
+        "claw: no NVIDIA GPU/driver found (NVML: Driver Not Loaded); try 'claw --demo' or 'claw gpu --replay FILE'\n"
+    )
 
 
 def test_no_library_with_json_is_the_same_line(capsys, fake_pynvml):
@@ -193,7 +209,7 @@ def test_watch_survives_a_lost_gpu(capsys, monkeypatch, fake_pynvml):
 
 def test_record_from_replay_then_read_it_back(capsys, tmp_path):
     out_file = tmp_path / "rec.jsonl.gz"
-    code, out, err = run(capsys, "--replay", str(BURST), "--record", str(out_file), "--seconds", "0.6")
+    code, out, _err = run(capsys, "--replay", str(BURST), "--record", str(out_file), "--seconds", "0.6")
     assert code == 0
     assert out.startswith(f"recorded 0.6 s to {out_file}")
     assert "GPU 0:" in out and "power samples (median Δt 2" in out and "energy counter Δ" in out
@@ -205,8 +221,9 @@ def test_record_from_replay_then_read_it_back(capsys, tmp_path):
 
 
 def test_record_to_an_unwritable_path_is_one_line(capsys, tmp_path):
-    code, _, err = run(capsys, "--replay", str(BURST), "--record", str(tmp_path / "no" / "such" / "dir.jsonl"),
-                       "--seconds", "0.1")
+    code, _, err = run(
+        capsys, "--replay", str(BURST), "--record", str(tmp_path / "no" / "such" / "dir.jsonl"), "--seconds", "0.1"
+    )
     assert code == 1 and err.startswith("claw: cannot write trace") and err.count("\n") == 1
 
 

@@ -21,7 +21,7 @@ class FakeClock:
 
 
 def samples(start: float, end: float, watts, step: float = 0.02) -> list[PowerSample]:
-    n = int(round((end - start) / step))
+    n = round((end - start) / step)
     return [PowerSample(start + i * step, watts(start + i * step) if callable(watts) else watts) for i in range(n + 1)]
 
 
@@ -134,7 +134,7 @@ def test_conservation_holds_for_any_request_pattern(spans, seed, lag):
         ledger.finish(record, "ok")
     trace = samples(0, 15, lambda t: 80 + 400 * rng.random())
     for i in range(0, len(trace), 37):  # delivered in uneven batches, like a sampler
-        ledger.add_power(0, trace[i:i + 37])
+        ledger.add_power(0, trace[i : i + 37])
     totals = ledger.totals()
     attributed = sum(r.energy_j for r, *_ in records)
     assert attributed + totals["idle_j"] == pytest.approx(totals["total_j"], rel=1e-9, abs=1e-9)

@@ -92,7 +92,7 @@ def test_parsed_modelfile_writes_back_to_the_same_text(modelfile):
 @PROPERTY_SETTINGS
 @given(modelfiles)
 def test_every_valid_modelfile_becomes_a_create_request(modelfile):
-    body = to_create_request(modelfile, "new-model", adapter_digests={a: "sha256:0" for a in modelfile.adapters})
+    body = to_create_request(modelfile, "new-model", adapter_digests=dict.fromkeys(modelfile.adapters, "sha256:0"))
     assert body["from"] == modelfile.from_
     assert validate_options(body.get("parameters", {})) == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,14 @@ from claw_tui.telemetry.types import TelemetryError
 # ----- a fake NVML module -------------------------------------------------------------------------------------------
 
 ERROR_NAMES = {
-    1: "Uninitialized", 3: "Not Supported", 4: "Insufficient Permissions", 6: "Not Found",
-    9: "Driver Not Loaded", 12: "NVML Shared Library Not Found", 15: "GPU is lost", 999: "Unknown Error",
+    1: "Uninitialized",
+    3: "Not Supported",
+    4: "Insufficient Permissions",
+    6: "Not Found",
+    9: "Driver Not Loaded",
+    12: "NVML Shared Library Not Found",
+    15: "GPU is lost",
+    999: "Unknown Error",
 }
 SAMPLE_PERIOD_US = 20_000
 BUFFER_SAMPLES = 119
@@ -212,10 +219,17 @@ class FakeNvml:
 
 
 ALL_SNAPSHOT_FUNCTIONS = {
-    "nvmlDeviceGetFieldValues", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetEnforcedPowerLimit",
-    "nvmlDeviceGetPowerManagementLimit", "nvmlDeviceGetClockInfo", "nvmlDeviceGetUtilizationRates",
-    "nvmlDeviceGetTemperature", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetPerformanceState",
-    "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetComputeRunningProcesses",
+    "nvmlDeviceGetFieldValues",
+    "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetEnforcedPowerLimit",
+    "nvmlDeviceGetPowerManagementLimit",
+    "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetMemoryInfo",
+    "nvmlDeviceGetPerformanceState",
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetComputeRunningProcesses",
 }
 
 
@@ -250,8 +264,12 @@ def test_open_reads_static_facts_in_claw_units(fake):
 
 
 def test_static_facts_tolerate_not_supported(fake):
-    fake.gpus[0].unsupported |= {"nvmlDeviceGetPowerManagementLimitConstraints", "nvmlDeviceGetMaxClockInfo",
-                                 "nvmlDeviceGetSupportedMemoryClocks", "nvmlDeviceGetUUID"}
+    fake.gpus[0].unsupported |= {
+        "nvmlDeviceGetPowerManagementLimitConstraints",
+        "nvmlDeviceGetMaxClockInfo",
+        "nvmlDeviceGetSupportedMemoryClocks",
+        "nvmlDeviceGetUUID",
+    }
     [static] = make_source(fake).open()
     assert static.power_limit_min_w is None and static.power_limit_max_w is None
     assert static.max_sm_clock_mhz is None and static.supported_sm_clocks_mhz == ()
@@ -285,8 +303,17 @@ def test_snapshot_fields_not_supported_are_none(fake):
     source.open()
     fake.gpus[0].unsupported |= ALL_SNAPSHOT_FUNCTIONS | {"POWER_INSTANT"}
     snap = source.snapshot(0)
-    for name in ("power_w", "power_limit_w", "sm_clock_mhz", "mem_clock_mhz", "util_pct", "mem_util_pct",
-                 "temp_c", "vram_used_mib", "pstate"):
+    for name in (
+        "power_w",
+        "power_limit_w",
+        "sm_clock_mhz",
+        "mem_clock_mhz",
+        "util_pct",
+        "mem_util_pct",
+        "temp_c",
+        "vram_used_mib",
+        "pstate",
+    ):
         assert getattr(snap, name) is None, name
     assert snap.vram_total_mib == 143771.0  # from the static facts read at open
     assert snap.clock_event_reasons == [] and snap.processes == []
@@ -332,12 +359,15 @@ def test_processes_with_vram_and_ollama_runner_marked(fake):
     ]
 
 
-@pytest.mark.parametrize(("name", "cmdline", "expected"), [
-    ("ollama", "/usr/local/bin/ollama runner --model /root/.ollama/models/blobs/sha256-1 --port 40000", True),
-    ("ollama_llama_server", "", True),
-    ("ollama", "/usr/local/bin/ollama serve", False),
-    ("python3", "python3 train.py --runner fast", False),
-])
+@pytest.mark.parametrize(
+    ("name", "cmdline", "expected"),
+    [
+        ("ollama", "/usr/local/bin/ollama runner --model /root/.ollama/models/blobs/sha256-1 --port 40000", True),
+        ("ollama_llama_server", "", True),
+        ("ollama", "/usr/local/bin/ollama serve", False),
+        ("python3", "python3 train.py --runner fast", False),
+    ],
+)
 def test_ollama_runner_detection(name, cmdline, expected):
     assert is_ollama_runner(name, cmdline) is expected
 
@@ -355,7 +385,7 @@ def test_first_call_returns_the_buffer_in_watts_and_seconds(fake):
     assert samples[0].ts == (START_US + 20_000) / 1e6
     assert all(s.watts == 118.25 for s in samples)
     # Epoch seconds in a float resolve ~0.2 µs, so compare to the microsecond.
-    assert [round((b.ts - a.ts) * 1000, 3) for a, b in zip(samples, samples[1:])] == [20.0] * 49
+    assert [round((b.ts - a.ts) * 1000, 3) for a, b in itertools.pairwise(samples)] == [20.0] * 49
 
 
 def test_successive_calls_have_no_gaps_or_duplicates(fake):
@@ -372,7 +402,7 @@ def test_successive_calls_have_no_gaps_or_duplicates(fake):
         collected += batch
     stamps = [round(s.ts * 1e6) for s in collected]
     assert stamps == sorted(set(stamps))
-    assert all(b - a == SAMPLE_PERIOD_US for a, b in zip(stamps, stamps[1:]))
+    assert all(b - a == SAMPLE_PERIOD_US for a, b in itertools.pairwise(stamps))
     assert len(stamps) == int(4.07 / 0.02)
 
 
@@ -450,10 +480,13 @@ def test_several_gpus_are_kept_apart():
 # ----- failures and recovery --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "reason"), [
-    (12, "NVML Shared Library Not Found"),
-    (9, "Driver Not Loaded"),
-])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (12, "NVML Shared Library Not Found"),
+        (9, "Driver Not Loaded"),
+    ],
+)
 def test_init_failure_is_nvml_unavailable_with_the_reason(fake, code, reason):
     fake.init_error = code
     with pytest.raises(NvmlUnavailable) as caught:
@@ -490,8 +523,7 @@ def test_lost_gpu_raises_then_recovers_after_reopen(fake):
     fake.advance(0.2)
     assert len(source.power_samples(0, 0.0)) == 10
     fake.lost = True
-    for read in (lambda: source.snapshot(0), lambda: source.power_samples(0, 0.0),
-                 lambda: source.energy_counter_j(0)):
+    for read in (lambda: source.snapshot(0), lambda: source.power_samples(0, 0.0), lambda: source.energy_counter_j(0)):
         with pytest.raises(TelemetryError, match="GPU is lost"):
             read()
     with pytest.raises(TelemetryError):

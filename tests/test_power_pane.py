@@ -12,7 +12,7 @@ from rich.segment import Segment
 from claw_tui.telemetry.replay import load_trace, write_trace
 from claw_tui.telemetry.types import GpuSnapshot
 from claw_tui.ui.app import ClawApp
-from claw_tui.ui.panes.power import PowerPane, grid_lines, Cell, merge_intervals
+from claw_tui.ui.panes.power import Cell, PowerPane, grid_lines, merge_intervals
 from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series, bucket, nice_step
 from tests.test_sampler_replay import BURST, POWER_CAP, default_config, play, replay_session
 
@@ -52,8 +52,26 @@ async def test_pane_shows_state_energy_and_the_requests_behind_it(burst_runner):
         await pilot.pause()
         pane = app.query_one(PowerPane)
         stats = str(app.query_one("#power-stats").render())
-        for word in ("GPU 0", "H200", "power", "/700 W", "σ60s", "SM", "mem", "util", "temp", "VRAM", "P-state",
-                     "energy", "idle", "tokens/J", "reasons", "governor off", "in flight", "replay 50 Hz"):
+        for word in (
+            "GPU 0",
+            "H200",
+            "power",
+            "/700 W",
+            "σ60s",
+            "SM",
+            "mem",
+            "util",
+            "temp",
+            "VRAM",
+            "P-state",
+            "energy",
+            "idle",
+            "tokens/J",
+            "reasons",
+            "governor off",
+            "in flight",
+            "replay 50 Hz",
+        ):
             assert word in stats, word
         assert pane.has_class("-tall") and pane.has_class("-wide")
         requests = str(app.query_one("#power-requests").render())
@@ -102,7 +120,7 @@ async def test_clock_chart_is_not_blank_a_few_seconds_after_start(tmp_path):
 async def test_power_alert_is_shown_with_its_hint(tmp_path):
     runner, clock = replay_session(tmp_path, POWER_CAP)
     try:
-        marks = dict((label, t) for t, label in load_trace(POWER_CAP).marks)
+        marks = {label: t for t, label in load_trace(POWER_CAP).marks}
         play(runner.session, clock, POWER_CAP, seconds=marks["load_end"] - 0.5)
         app = app_for(runner.session)
         async with app.run_test(size=(160, 40)) as pilot:
@@ -116,7 +134,7 @@ async def test_power_alert_is_shown_with_its_hint(tmp_path):
         runner.stop()
 
 
-# ----- keys, selection, redraw discipline -------------------------------------------------------------------------------
+# ----- keys, selection, redraw discipline -----------------------------------------------------------------------------
 
 
 async def test_gpu_keys_and_clicks_switch_gpu(tmp_path):
@@ -208,7 +226,7 @@ async def test_number_keys_still_switch_panes_from_the_power_pane(burst_runner):
         assert app.query_one("#panes").active == "requests"
 
 
-# ----- no telemetry, lost telemetry, N/A fields ---------------------------------------------------------------------------
+# ----- no telemetry, lost telemetry, N/A fields -----------------------------------------------------------------------
 
 
 async def test_no_telemetry_says_so_without_a_traceback(tmp_path):
@@ -238,8 +256,14 @@ async def test_lost_gpu_shows_the_error_and_recovers(tmp_path):
     config = default_config()
     config.telemetry.poll_interval_s = 3600
     source = SyntheticSource(clock)
-    runner = SessionThread(Session(config, SessionOptions(demo=True, listen=("127.0.0.1", 0), clock=clock,
-                                                           store_path=tmp_path / "b.db", telemetry_source=source)))
+    runner = SessionThread(
+        Session(
+            config,
+            SessionOptions(
+                demo=True, listen=("127.0.0.1", 0), clock=clock, store_path=tmp_path / "b.db", telemetry_source=source
+            ),
+        )
+    )
     runner.start()
     try:
         sampler = runner.session.sampler
@@ -281,9 +305,18 @@ async def test_fields_the_gpu_does_not_support_show_na(tmp_path):
     clock = FakeClock()
     config = default_config()
     config.telemetry.poll_interval_s = 3600
-    runner = SessionThread(Session(config, SessionOptions(demo=True, listen=("127.0.0.1", 0), clock=clock,
-                                                           store_path=tmp_path / "s.db",
-                                                           telemetry_source=Sparse(clock))))
+    runner = SessionThread(
+        Session(
+            config,
+            SessionOptions(
+                demo=True,
+                listen=("127.0.0.1", 0),
+                clock=clock,
+                store_path=tmp_path / "s.db",
+                telemetry_source=Sparse(clock),
+            ),
+        )
+    )
     runner.start()
     try:
         for _ in range(8):
@@ -299,7 +332,7 @@ async def test_fields_the_gpu_does_not_support_show_na(tmp_path):
         runner.stop()
 
 
-# ----- pieces ---------------------------------------------------------------------------------------------------------------
+# ----- pieces ---------------------------------------------------------------------------------------------------------
 
 
 def test_grid_uses_as_many_columns_as_fit():
@@ -315,7 +348,15 @@ def test_window_labels():
     from claw_tui.ui.panes.power import window_label
 
     assert [window_label(s) for s in (10, 27.3, 60, 90, 120, 3027, 3600, 5400)] == [
-        "10 s", "27 s", "1 min", "1.5 min", "2 min", "50 min", "1 h", "1.5 h"]
+        "10 s",
+        "27 s",
+        "1 min",
+        "1.5 min",
+        "2 min",
+        "50 min",
+        "1 h",
+        "1.5 h",
+    ]
 
 
 def test_merge_intervals():
@@ -346,9 +387,13 @@ async def test_braille_chart_draws_lines_at_the_right_height():
     app = ChartApp()
     async with app.run_test(size=(30, 8)) as pilot:
         chart = app.query_one(BrailleChart)
-        chart.plot(series=[Series([(x / 10, 100.0) for x in range(11)], "chart--series-1")],
-                   x_range=(0, 1), y_range=(0, 100), hlines=[HLine(0.0, "chart--limit")],
-                   x_labels=[(0, "a"), (1, "b")])
+        chart.plot(
+            series=[Series([(x / 10, 100.0) for x in range(11)], "chart--series-1")],
+            x_range=(0, 1),
+            y_range=(0, 100),
+            hlines=[HLine(0.0, "chart--limit")],
+            x_labels=[(0, "a"), (1, "b")],
+        )
         await pilot.pause()
         rows = [chart.render_line(y).text for y in range(6)]
         assert rows[0].startswith("100┤") and rows[4].startswith("  0┤")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_idle_levels_no_context_vs_resident_context():
 
 def test_decode_burst_shape_follows_its_marks():
     trace = load_trace(BURST)
-    marks = dict((label, t) for t, label in trace.marks)
+    marks = {label: t for t, label in trace.marks}
     start, end = marks["load_start"], marks["load_end"]
     samples = trace.power[0]
     assert window_mean_w(samples, 0.5, start - 0.5) < 135
@@ -98,7 +99,7 @@ def test_decode_burst_shape_follows_its_marks():
 
 def test_power_cap_trace_shows_the_limit_at_work():
     trace = load_trace(POWER_CAP)
-    marks = dict((label, t) for t, label in trace.marks)
+    marks = {label: t for t, label in trace.marks}
     capped = [s for t, s in trace.snapshots[0] if marks["load_start"] + 0.5 < t < marks["load_end"]]
     assert capped and all(s["clock_event_reasons"] == ["sw_power_cap"] for s in capped)
     assert all(s["sm_clock_mhz"] < trace.statics[0].max_sm_clock_mhz for s in capped)
@@ -145,13 +146,13 @@ def test_replay_loops_seamlessly():
     trace = source.trace
     got = poll(source, clock, 3 * trace.duration_s)
     stamps = [s.ts for s in got]
-    dts = [b - a for a, b in zip(stamps, stamps[1:])]
+    dts = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(dts) > 0.005  # no duplicate and no overlap anywhere (the driver's own jitter goes down to ~8 ms)
     assert max(dts) < 0.1
     recorded = [t for t, _ in trace.power[0]]
     seam = ORIGIN + source.period_s + recorded[0]
     i = stamps.index(seam)
-    median = statistics.median(b - a for a, b in zip(recorded, recorded[1:]))
+    median = statistics.median(b - a for a, b in itertools.pairwise(recorded))
     assert stamps[i] - stamps[i - 1] == pytest.approx(median, abs=1e-6)
     assert len(got) == pytest.approx(3 * len(trace.power[0]), abs=2)
     second_pass = [s for s in got if seam <= s.ts < seam + source.period_s]
@@ -165,11 +166,12 @@ def test_energy_counter_keeps_rising_across_loops():
     for _ in range(int(3 * duration / 0.5)):
         readings.append(source.energy_counter_j(0))
         clock.sleep(0.5)
-    assert all(b >= a for a, b in zip(readings, readings[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(readings))
     per_pass = readings[int(duration / 0.5)] - readings[0]
     [stats] = summarize_trace(source.trace)
-    assert per_pass == pytest.approx(stats.counter_delta_j * duration / (source.trace.energy[0][-1][0] -
-                                                                           source.trace.energy[0][0][0]), rel=0.02)
+    assert per_pass == pytest.approx(
+        stats.counter_delta_j * duration / (source.trace.energy[0][-1][0] - source.trace.energy[0][0][0]), rel=0.02
+    )
     # Within the recording the replayed counter is the recorded one.
     t, joules = source.trace.energy[0][10]
     clock.t = ORIGIN + t
@@ -200,7 +202,7 @@ def test_start_ts_pins_the_origin():
 
 def test_snapshots_follow_the_trace():
     source, clock = open_replay()
-    marks = dict((label, t) for t, label in source.trace.marks)
+    marks = {label: t for t, label in source.trace.marks}
     clock.t = ORIGIN + 1.0
     idle = source.snapshot(0)
     clock.t = ORIGIN + marks["request1_decode"] + 1.0
@@ -255,8 +257,9 @@ def test_record_from_replay_and_read_back(tmp_path):
     source = ReplaySource(BURST, clock=clock)
     out = tmp_path / "copy.jsonl"
     progress = []
-    stats = record_trace(source, out, 8.0, clock=clock, sleep=clock.sleep,
-                         on_progress=lambda done, total: progress.append(done))
+    stats = record_trace(
+        source, out, 8.0, clock=clock, sleep=clock.sleep, on_progress=lambda done, total: progress.append(done)
+    )
     copy = load_trace(out)
     original = load_trace(BURST)
     assert copy.header["source"] == "replay" and copy.statics == original.statics
@@ -311,8 +314,14 @@ def test_trapezoid_energy():
 
 # ----- broken files ---------------------------------------------------------------------------------------------
 
-HEADER = {"type": "header", "version": 1, "source": "nvml", "host": "h", "recorded_at": 0.0,
-          "gpus": [{"index": 0, "name": "NVIDIA H200"}]}
+HEADER = {
+    "type": "header",
+    "version": 1,
+    "source": "nvml",
+    "host": "h",
+    "recorded_at": 0.0,
+    "gpus": [{"index": 0, "name": "NVIDIA H200"}],
+}
 
 
 def write_lines(path: Path, records: list) -> Path:
@@ -378,12 +387,15 @@ def test_gz_name_on_plain_text(tmp_path):
 
 
 def test_unknown_record_types_are_skipped(tmp_path):
-    path = write_lines(tmp_path / "u.jsonl", [
-        HEADER,
-        {"type": "power", "gpu": 0, "t": 0.1, "samples": [[0.02, 80.0], [0.04, 81.0]]},
-        {"type": "future-thing", "x": 1},
-        {"type": "end", "t": 1.0},
-    ])
+    path = write_lines(
+        tmp_path / "u.jsonl",
+        [
+            HEADER,
+            {"type": "power", "gpu": 0, "t": 0.1, "samples": [[0.02, 80.0], [0.04, 81.0]]},
+            {"type": "future-thing", "x": 1},
+            {"type": "end", "t": 1.0},
+        ],
+    )
     trace = load_trace(path)
     assert trace.power[0] == [(0.02, 80.0), (0.04, 81.0)]
     assert trace.statics == [GpuStatic(index=0, name="NVIDIA H200")]
@@ -393,7 +405,7 @@ def test_statistics_module_sanity():
     # The fixtures' spacing is what the NVML reference documents (20 ms).
     trace = load_trace(IDLE)
     times = [t for t, _ in trace.power[0]]
-    assert statistics.median(b - a for a, b in zip(times, times[1:])) == pytest.approx(0.02, abs=0.0005)
+    assert statistics.median(b - a for a, b in itertools.pairwise(times)) == pytest.approx(0.02, abs=0.0005)
 
 
 def test_two_gpu_trace_from_nvml_replays_each_gpu(tmp_path):
@@ -406,7 +418,7 @@ def test_two_gpu_trace_from_nvml_replays_each_gpu(tmp_path):
     def sleep(seconds: float) -> None:
         clock.sleep(seconds)
         fake.advance(seconds)
-        fake.now_us = int(round(clock.t * 1e6))
+        fake.now_us = round(clock.t * 1e6)
 
     out = tmp_path / "two.jsonl.gz"
     stats = record_trace(make_source(fake), out, 3.0, clock=clock, sleep=sleep)

@@ -3,6 +3,7 @@ own thread, counter vs sample integral, recovery after the source fails, and 1 H
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -53,8 +54,10 @@ class SyntheticSource:
         if self.fail:
             raise TelemetryError("NVML: the GPU is lost (GPU 0): it fell off the bus or hung; reopen when it returns")
         self.opened += 1
-        return [GpuStatic(index=i, name=f"Synthetic {i}", power_limit_w=700.0, vram_total_mib=1000.0)
-                for i in range(self.gpus)]
+        return [
+            GpuStatic(index=i, name=f"Synthetic {i}", power_limit_w=700.0, vram_total_mib=1000.0)
+            for i in range(self.gpus)
+        ]
 
     def _check(self) -> None:
         if self.fail:
@@ -62,9 +65,19 @@ class SyntheticSource:
 
     def snapshot(self, index: int) -> GpuSnapshot:
         self._check()
-        return GpuSnapshot(index=index, name=f"Synthetic {index}", ts=self.clock(), power_w=self.watts(self.clock()),
-                           power_limit_w=700.0, sm_clock_mhz=1980, mem_clock_mhz=3201, util_pct=50.0, temp_c=40.0,
-                           vram_used_mib=100.0, vram_total_mib=1000.0)
+        return GpuSnapshot(
+            index=index,
+            name=f"Synthetic {index}",
+            ts=self.clock(),
+            power_w=self.watts(self.clock()),
+            power_limit_w=700.0,
+            sm_clock_mhz=1980,
+            mem_clock_mhz=3201,
+            util_pct=50.0,
+            temp_c=40.0,
+            vram_used_mib=100.0,
+            vram_total_mib=1000.0,
+        )
 
     def power_samples(self, index: int, since_ts: float) -> list[PowerSample]:
         self._check()
@@ -151,7 +164,7 @@ def test_trace_has_every_20ms_sample_once_even_when_the_driver_repeats_them():
     trace = sampler.power_trace(0)
     times = [s.ts for s in trace]
     assert times == sorted(set(times))
-    assert all(abs((b - a) - PERIOD) < 1e-6 for a, b in zip(times, times[1:]))
+    assert all(abs((b - a) - PERIOD) < 1e-6 for a, b in itertools.pairwise(times))
     stats = sampler.trace_stats(0)
     assert stats["gaps"] == 0 and stats["dropped_duplicates"] > 0
     assert stats["rate_hz"] == pytest.approx(50.0) and stats["median_dt_s"] == pytest.approx(PERIOD)
@@ -213,7 +226,7 @@ def test_energy_counter_is_read_at_most_twice_a_second():
     time.sleep(1.3)
     sampler.stop()
     assert 2 <= len(calls) <= 4
-    assert all(b - a >= 0.45 for a, b in zip(calls, calls[1:]))
+    assert all(b - a >= 0.45 for a, b in itertools.pairwise(calls))
 
 
 def test_counter_and_sample_integral_agree_over_the_same_window():
@@ -273,8 +286,9 @@ def test_session_meters_energy_again_after_telemetry_recovers(tmp_path):
     source = SyntheticSource(clock, watts=lambda t: 300.0)
     config = default_config()
     config.telemetry.poll_interval_s = 3600  # the test drives the sampler
-    options = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=tmp_path / "s.db", clock=clock,
-                             telemetry_source=source)
+    options = SessionOptions(
+        demo=True, listen=("127.0.0.1", 0), store_path=tmp_path / "s.db", clock=clock, telemetry_source=source
+    )
     runner = SessionThread(Session(config, options))
     runner.start()
     try:
@@ -321,7 +335,7 @@ def test_a_source_that_raises_anything_never_kills_the_sampler():
     assert sampler.state == "error" and "driver bug" in sampler.message
 
 
-# ----- 1 Hz telemetry in the session store -------------------------------------------------------------------------------
+# ----- 1 Hz telemetry in the session store ----------------------------------------------------------------------------
 
 
 def test_1hz_telemetry_is_persisted_to_the_session_store(tmp_path):
@@ -337,11 +351,13 @@ def test_1hz_telemetry_is_persisted_to_the_session_store(tmp_path):
     stepped(runner.session.sampler, clock, 10.0)
     runner.stop()  # the store flushes on stop
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT ts, gpu, power_w, energy_j, sm_clock_mhz, temp_c FROM telemetry"
-                            " WHERE session_id = ? ORDER BY ts", (session_id,)).fetchall()
+        rows = conn.execute(
+            "SELECT ts, gpu, power_w, energy_j, sm_clock_mhz, temp_c FROM telemetry WHERE session_id = ? ORDER BY ts",
+            (session_id,),
+        ).fetchall()
     assert 10 <= len(rows) <= 11
     times = [r[0] for r in rows]
-    assert all(0.99 <= b - a <= 1.01 for a, b in zip(times, times[1:]))
+    assert all(0.99 <= b - a <= 1.01 for a, b in itertools.pairwise(times))
     assert all(r[1] == 0 and r[2] == 250.0 and r[4] == 1980 and r[5] == 40.0 for r in rows)
     assert rows[-1][3] > rows[0][3]  # the energy counter rises
 

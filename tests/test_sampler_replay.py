@@ -51,15 +51,31 @@ def replay_session(tmp_path, trace: Path, config: Config | None = None, **option
     config = config or default_config()
     config.telemetry.poll_interval_s = 3600  # the sampler thread sleeps: play() ticks it
     source = ReplaySource(trace, clock=clock, start_ts=START, loop=False)
-    opts = SessionOptions(demo=True, listen=("127.0.0.1", 0), store_path=tmp_path / "sessions.db", clock=clock,
-                          telemetry_source=source, sim_seed=7, sim_speed=50, **options)
+    opts = SessionOptions(
+        demo=True,
+        listen=("127.0.0.1", 0),
+        store_path=tmp_path / "sessions.db",
+        clock=clock,
+        telemetry_source=source,
+        sim_seed=7,
+        sim_speed=50,
+        **options,
+    )
     runner = SessionThread(Session(config, opts))
     runner.start()
     return runner, clock
 
 
-def play(session: Session, clock: FakeClock, trace: Path, *, seconds: float | None = None, step: float = 0.25,
-         model: str = "qwen3:32b", tokens: int = 400) -> list[RequestRecord]:
+def play(
+    session: Session,
+    clock: FakeClock,
+    trace: Path,
+    *,
+    seconds: float | None = None,
+    step: float = 0.25,
+    model: str = "qwen3:32b",
+    tokens: int = 400,
+) -> list[RequestRecord]:
     """Advance the clock through the trace, ticking the sampler, and run the trace's marked requests through the
     ledger (opened at `requestN_prefill`, first token at `requestN_decode`, finished at `requestN_end`)."""
     loaded = load_trace(trace)
@@ -140,7 +156,7 @@ def test_power_cap_trace_raises_a_power_alert_with_the_cap_hint(tmp_path):
     runner, clock = replay_session(tmp_path, POWER_CAP)
     try:
         session = runner.session
-        marks = dict((label, t) for t, label in load_trace(POWER_CAP).marks)
+        marks = {label: t for t, label in load_trace(POWER_CAP).marks}
         play(session, clock, POWER_CAP, seconds=marks["load_end"] - 0.5)
         [alert] = session.summary_json()["alerts"]["active"]
         assert alert["kind"] == "power" and alert["gpu"] == 0
@@ -169,7 +185,7 @@ def test_idle_trace_raises_no_alert(tmp_path):
         runner.stop()
 
 
-# ----- --replay on every face ------------------------------------------------------------------------------------------
+# ----- --replay on every face -----------------------------------------------------------------------------------------
 
 
 def test_replay_is_a_global_flag_and_a_subcommand_flag():
@@ -202,8 +218,12 @@ def test_tui_face_uses_the_replay_as_its_telemetry_source(monkeypatch, tmp_path)
 
 
 def test_gpu_command_replays_from_the_global_flag():
-    result = subprocess.run([sys.executable, "-m", "claw_tui", "--replay", str(BURST), "gpu", "--json"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "claw_tui", "--replay", str(BURST), "gpu", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     [gpu] = json.loads(result.stdout)["gpus"]
     assert gpu["name"] == "NVIDIA H200" and gpu["power_limit_w"] == 700.0
@@ -216,10 +236,15 @@ def test_serve_replays_from_the_global_flag(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'[store]\npath = "{tmp_path / "sessions.db"}"\n')
     env = dict(os.environ, CLAW_CONFIG=str(config))
-    process = subprocess.Popen([sys.executable, "-m", "claw_tui", "--replay", str(BURST), "serve", "--demo",
-                                "--port", str(port)], stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "claw_tui", "--replay", str(BURST), "serve", "--demo", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def status():
             try:
                 return httpx.get(url + "/claw/v1/status", timeout=1).json()

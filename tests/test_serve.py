@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import ollama
@@ -31,7 +30,9 @@ def serve_process(tmp_path):
     env = dict(os.environ, CLAW_CONFIG=str(config))
     process = subprocess.Popen(
         [sys.executable, "-m", "claw_tui", "serve", "--demo", "--port", str(port), "--sim-speed", "20"],
-        stderr=subprocess.PIPE, text=True, env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -77,8 +78,13 @@ def test_serve_reports_a_taken_port(tmp_path):
         config = tmp_path / "config.toml"
         config.write_text(f'[store]\npath = "{tmp_path / "sessions.db"}"\n')
         env = dict(os.environ, CLAW_CONFIG=str(config))
-        result = subprocess.run([sys.executable, "-m", "claw_tui", "serve", "--demo", "--port", str(port)],
-                                capture_output=True, text=True, timeout=30, env=env)
+        result = subprocess.run(
+            [sys.executable, "-m", "claw_tui", "serve", "--demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -306,7 +306,7 @@ def test_concurrent_use_from_threads_is_safe():
                 gpu.set_phase(handle, "prefill")
                 gpu.snapshot()
                 gpu.end_work(handle)
-        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(3)]

@@ -25,8 +25,14 @@ SPEED = 40.0
 FAST_MODEL = "llama3.2:3b"
 SLOW_MODEL = "qwen3:32b"
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
-METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
-           "eval_duration")
+METRICS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # One shared server for the tests that do not need a pristine one (starting and stopping uvicorn costs ~0.3 s);
@@ -133,8 +139,12 @@ async def test_show_has_model_info_parameters_and_modelfile(client, http):
 
 
 async def test_chat_stream_and_non_stream_give_the_same_answer(client):
-    parts = [part async for part in await client.chat(model=FAST_MODEL, messages=[
-        {"role": "user", "content": "Explain GPU power management"}], stream=True)]
+    parts = [
+        part
+        async for part in await client.chat(
+            model=FAST_MODEL, messages=[{"role": "user", "content": "Explain GPU power management"}], stream=True
+        )
+    ]
     assert len(parts) > 10
     assert all(not p.done for p in parts[:-1])
     final = parts[-1]
@@ -147,7 +157,9 @@ async def test_chat_stream_and_non_stream_give_the_same_answer(client):
 
 
 async def test_generate_stream_chunks_have_ollama_shapes(http):
-    async with http.stream("POST", "/api/generate", json={"model": FAST_MODEL, "prompt": "Hello there, what is a GPU?"}) as r:
+    async with http.stream(
+        "POST", "/api/generate", json={"model": FAST_MODEL, "prompt": "Hello there, what is a GPU?"}
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"] == "application/x-ndjson"
         lines = [json.loads(line) async for line in r.aiter_lines() if line]
@@ -163,8 +175,9 @@ async def test_generate_stream_chunks_have_ollama_shapes(http):
 async def test_thinking_models_think_unless_told_not_to(client):
     thought = await client.chat(model="qwen3:8b", messages=[{"role": "user", "content": "What is a KV cache?"}])
     assert thought.message.thinking and thought.message.content
-    plain = await client.chat(model="qwen3:8b", messages=[{"role": "user", "content": "What is a KV cache?"}],
-                              think=False)
+    plain = await client.chat(
+        model="qwen3:8b", messages=[{"role": "user", "content": "What is a KV cache?"}], think=False
+    )
     assert not plain.message.thinking
     with pytest.raises(ollama.ResponseError) as err:
         await client.chat(model=FAST_MODEL, messages=[{"role": "user", "content": "x"}], think=True)
@@ -173,8 +186,7 @@ async def test_thinking_models_think_unless_told_not_to(client):
 
 async def test_same_request_same_text_and_options_change_it(client):
     async def answer(**options) -> str:
-        result = await client.generate(model=FAST_MODEL, prompt="Briefly: what is load balancing?",
-                                       options=options)
+        result = await client.generate(model=FAST_MODEL, prompt="Briefly: what is load balancing?", options=options)
         return result.response
 
     first = await answer()
@@ -200,9 +212,18 @@ async def test_stop_option_cuts_the_answer(client):
 async def test_final_timings_are_nanoseconds_consistent_with_wall_time(http, sim):
     await http.post("/api/generate", json={"model": "qwen3:8b", "keep_alive": 0})  # make the next load cold
     started = time.monotonic()
-    reply = (await http.post("/api/generate", json={
-        "model": "qwen3:8b", "prompt": "Describe schedulers " * 200, "stream": False, "think": False,
-        "options": {"sim_tokens": 600}})).json()
+    reply = (
+        await http.post(
+            "/api/generate",
+            json={
+                "model": "qwen3:8b",
+                "prompt": "Describe schedulers " * 200,
+                "stream": False,
+                "think": False,
+                "options": {"sim_tokens": 600},
+            },
+        )
+    ).json()
     wall_ns = (time.monotonic() - started) * 1e9
     for key in METRICS:
         assert isinstance(reply[key], int), key
@@ -231,8 +252,9 @@ async def test_prefill_time_grows_with_the_prompt(client):
 
 async def test_locked_low_clock_slows_decode(client, sim):
     async def decode_rate() -> float:
-        reply = await client.generate(model=SLOW_MODEL, prompt="Explain clocks", think=False,
-                                      options={"sim_tokens": 400})
+        reply = await client.generate(
+            model=SLOW_MODEL, prompt="Explain clocks", think=False, options={"sim_tokens": 400}
+        )
         return reply.eval_count / reply.eval_duration
 
     await sim.state.preload(SLOW_MODEL)
@@ -281,8 +303,11 @@ async def test_generation_moves_gpu_power(http, sim):
         (b'{"model": 7}', 400, "json: cannot unmarshal number into Go struct field ChatRequest.model of type string"),
         (json.dumps(chat_body("nope:1b")).encode(), 404, "model 'nope:1b' not found"),
         (json.dumps(chat_body("nomic-embed-text")).encode(), 400, '"nomic-embed-text" does not support chat'),
-        (json.dumps(chat_body(options={"temperature": "hot"})).encode(), 500,
-         'option "temperature" must be of type float32'),
+        (
+            json.dumps(chat_body(options={"temperature": "hot"})).encode(),
+            500,
+            'option "temperature" must be of type float32',
+        ),
         (json.dumps(chat_body(options={"num_ctx": "big"})).encode(), 500, 'option "num_ctx" must be of type integer'),
         (json.dumps(chat_body(keep_alive="10")).encode(), 400, 'time: missing unit in duration "10"'),
     ],
@@ -370,9 +395,16 @@ async def test_go_durations():
 
 
 async def test_create_new_format_then_show_and_use_it(client, http):
-    statuses = [s.status async for s in await client.create(
-        model="qwen3-green", from_="qwen3:8b", system="Answer briefly.",
-        parameters={"num_ctx": 8192, "temperature": 0.2, "stop": ["<|im_end|>"]}, stream=True)]
+    statuses = [
+        s.status
+        async for s in await client.create(
+            model="qwen3-green",
+            from_="qwen3:8b",
+            system="Answer briefly.",
+            parameters={"num_ctx": 8192, "temperature": 0.2, "stop": ["<|im_end|>"]},
+            stream=True,
+        )
+    ]
     assert any(s.startswith("using existing layer sha256:") for s in statuses)
     assert any(s.startswith("creating new layer sha256:") for s in statuses)
     assert statuses[-2:] == ["writing manifest", "success"]
@@ -386,8 +418,9 @@ async def test_create_new_format_then_show_and_use_it(client, http):
     assert shown.modelinfo["general.architecture"] == "qwen3"
     assert "SYSTEM Answer briefly." in shown.modelfile
 
-    reply = await client.chat(model="qwen3-green", messages=[{"role": "user", "content": "hi"}], think=False,
-                              options={"sim_tokens": 400})
+    reply = await client.chat(
+        model="qwen3-green", messages=[{"role": "user", "content": "hi"}], think=False, options={"sim_tokens": 400}
+    )
     assert reply.message.content
     rate = reply.eval_count / (reply.eval_duration / 1e9)
     assert 0.6 * 140 * SPEED < rate < 1.1 * 140 * SPEED  # the base's speed (qwen3:8b), not another model's
@@ -433,8 +466,12 @@ async def test_pull_restores_a_deleted_catalogue_model_and_refuses_unknown(clien
     statuses = [p async for p in await client.pull("qwen2:7b", stream=True)]
     assert statuses[0].status == "pulling manifest"
     assert any(p.status.startswith("pulling ") and p.digest and p.total for p in statuses[1:])
-    assert [p.status for p in statuses[-4:]] == ["verifying sha256 digest", "writing manifest",
-                                                  "removing unused layers", "success"]
+    assert [p.status for p in statuses[-4:]] == [
+        "verifying sha256 digest",
+        "writing manifest",
+        "removing unused layers",
+        "success",
+    ]
     assert "qwen2:7b" in {m.model for m in (await client.list()).models}
     with pytest.raises(ollama.ResponseError, match="pull model manifest: file does not exist"):
         await client.pull("no-such-model:13b")
@@ -507,9 +544,12 @@ async def test_disconnect_while_queued_gives_the_place_back(narrow):
 
 async def test_parallel_requests_share_the_gpu(sim, client):
     await sim.state.preload(FAST_MODEL)
-    replies = await asyncio.gather(*[
-        client.generate(model=FAST_MODEL, prompt=f"Question {i} about throughput", options={"sim_tokens": 200})
-        for i in range(4)])
+    replies = await asyncio.gather(
+        *[
+            client.generate(model=FAST_MODEL, prompt=f"Question {i} about throughput", options={"sim_tokens": 200})
+            for i in range(4)
+        ]
+    )
     assert all(r.eval_count == 200 for r in replies)
     assert sim.state.in_flight == 0 and sim.state.pending == 0
 
@@ -568,8 +608,11 @@ async def test_stall_next_delays_the_first_token(sim, http):
 async def test_openai_chat_stream_with_usage(sim):
     client = openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key="x")
     stream = await client.chat.completions.create(
-        model=FAST_MODEL, messages=[{"role": "user", "content": "Why is the sky blue?"}], stream=True,
-        stream_options={"include_usage": True})
+        model=FAST_MODEL,
+        messages=[{"role": "user", "content": "Why is the sky blue?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert all(c.choices[0].delta.role is None for c in chunks[1:-1] if c.choices)
@@ -580,12 +623,14 @@ async def test_openai_chat_stream_with_usage(sim):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
     whole = await client.chat.completions.create(
-        model=FAST_MODEL, messages=[{"role": "user", "content": "Why is the sky blue?"}])
+        model=FAST_MODEL, messages=[{"role": "user", "content": "Why is the sky blue?"}]
+    )
     assert whole.object == "chat.completion" and whole.id.startswith("chatcmpl-")
     assert whole.choices[0].message.content == text
     assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
     limited = await client.chat.completions.create(
-        model=FAST_MODEL, messages=[{"role": "user", "content": "Why?"}], max_tokens=4)
+        model=FAST_MODEL, messages=[{"role": "user", "content": "Why?"}], max_tokens=4
+    )
     assert limited.choices[0].finish_reason == "length" and limited.usage.completion_tokens == 4
 
 
@@ -613,8 +658,12 @@ async def test_openai_models_embeddings_completions_and_errors(sim):
     assert completion.choices[0].finish_reason == "length" and completion.usage.completion_tokens == 6
     with pytest.raises(openai.NotFoundError) as err:
         await client.chat.completions.create(model="ghost", messages=[{"role": "user", "content": "x"}])
-    assert err.value.body == {"message": "model 'ghost' not found", "type": "not_found_error", "param": None,
-                              "code": None}
+    assert err.value.body == {
+        "message": "model 'ghost' not found",
+        "type": "not_found_error",
+        "param": None,
+        "code": None,
+    }
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(model="nomic-embed-text", messages=[{"role": "user", "content": "x"}])
 
@@ -658,8 +707,12 @@ def run_claw_sim_until_sigint() -> None:
         "raise SystemExit(args.run(args))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", harness, "sim", "--port", "0", "--speed", "10", "--seed", "3"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", harness, "sim", "--port", "0", "--speed", "10", "--seed", "3"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stderr.readline()
         url = re.search(r"http://[\d.]+:\d+", line).group(0)
@@ -670,4 +723,3 @@ def run_claw_sim_until_sigint() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
-

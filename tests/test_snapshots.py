@@ -34,8 +34,12 @@ def seeded_requests(session: Session, clock: FrozenClock) -> None:
     from claw_tui.telemetry.types import PowerSample
 
     ledger = session.ledger
-    plans = [("qwen3:8b", None, "ok", 0.35, 2.1, 40, 180), ("qwen3:32b", "support", "ok", 1.2, 6.5, 300, 260),
-             ("qwen3:8b", "support", "error", 0.0, 0.4, 12, 0), ("llama3.2:3b", None, "cancelled", 0.2, 1.0, 20, 35)]
+    plans = [
+        ("qwen3:8b", None, "ok", 0.35, 2.1, 40, 180),
+        ("qwen3:32b", "support", "ok", 1.2, 6.5, 300, 260),
+        ("qwen3:8b", "support", "error", 0.0, 0.4, 12, 0),
+        ("llama3.2:3b", None, "cancelled", 0.2, 1.0, 20, 35),
+    ]
     for index, (model, agent, status, ttft, duration, prompt, completion) in enumerate(plans):
         start = clock.now
         # Fixed ids: the widest request log and the details title show them.
@@ -46,7 +50,9 @@ def seeded_requests(session: Session, clock: FrozenClock) -> None:
         clock.now = start + duration
         record.prompt_tokens, record.completion_tokens = prompt, completion
         ledger.finish(record, status, 200 if status == "ok" else 500)
-        ledger.add_power(0, [PowerSample(start + i * 0.02, 380.0 + (i % 7) * 3) for i in range(int(duration / 0.02) + 3)])
+        ledger.add_power(
+            0, [PowerSample(start + i * 0.02, 380.0 + (i % 7) * 3) for i in range(int(duration / 0.02) + 3)]
+        )
         clock.now += 1.0
 
 
@@ -56,11 +62,18 @@ def frozen_session(tmp_path_factory):
     clock = FrozenClock(START)
     config = demo_config()
     config.telemetry.poll_interval_s = 3600  # the test drives the sampler itself
-    config.agents = [AgentConfig(name="support", model="qwen3:8b", system="You answer support tickets."),
-                     AgentConfig(name="coder", model="qwen3:32b", max_tokens=2048)]
-    options = SessionOptions(demo=True, listen=("127.0.0.1", 0),
-                             store_path=tmp_path_factory.mktemp("snapshots") / "s.db", sim_seed=7,
-                             sim_speed=50, clock=clock)
+    config.agents = [
+        AgentConfig(name="support", model="qwen3:8b", system="You answer support tickets."),
+        AgentConfig(name="coder", model="qwen3:32b", max_tokens=2048),
+    ]
+    options = SessionOptions(
+        demo=True,
+        listen=("127.0.0.1", 0),
+        store_path=tmp_path_factory.mktemp("snapshots") / "s.db",
+        sim_seed=7,
+        sim_speed=50,
+        clock=clock,
+    )
     runner = SessionThread(Session(config, options))
     runner.start()
     sampler = runner.session.sampler
@@ -131,7 +144,7 @@ def test_power_pane_power_cap_alert(snap_compare, tmp_path):
 
     runner, clock = replay_session(tmp_path, POWER_CAP)
     try:
-        marks = dict((label, t) for t, label in load_trace(POWER_CAP).marks)
+        marks = {label: t for t, label in load_trace(POWER_CAP).marks}
         play(runner.session, clock, POWER_CAP, seconds=marks["load_end"] - 0.5)
         assert snap_compare(app_for(runner.session), terminal_size=(120, 36), run_before=settle)
     finally:
@@ -210,11 +223,15 @@ def test_chat_pane_with_an_answer(snap_compare, frozen_session, size):
         await pilot.press("f2")
         await settle(pilot)
         pane = pilot.app.query_one(ChatPane)
-        turn = Turn("why is the sky blue?", answer=ANSWER, thinking="The user asks about colour of the sky.",
-                    stats=stats_line(record))
+        turn = Turn(
+            "why is the sky blue?",
+            answer=ANSWER,
+            thinking="The user asks about colour of the sky.",
+            stats=stats_line(record),
+        )
         pane.conversations["qwen3:8b"] = Conversation(
-            messages=[{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": ANSWER}],
-            turns=[turn])
+            messages=[{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": ANSWER}], turns=[turn]
+        )
         await pane.show_conversation()
         pane._update_status()
         await settle(pilot)

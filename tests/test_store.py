@@ -43,19 +43,26 @@ def test_kill_9_loses_at_most_about_a_second(tmp_path):
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "claw_tui", "serve", "--demo", "--port", str(port), "--sim-speed", "20"],
-        stderr=subprocess.DEVNULL, env=dict(os.environ, CLAW_CONFIG=str(config)))
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, CLAW_CONFIG=str(config)),
+    )
     try:
+
         def up():
             try:
                 return httpx.get(url + "/api/version", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return process.poll() is not None
+
         wait_until(up, timeout=30)
         finished: list[tuple[str, float]] = []
         started = time.monotonic()
         while time.monotonic() - started < 3.0:
-            response = httpx.post(url + "/api/chat", timeout=30, json={
-                "model": "qwen3:8b", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
+            response = httpx.post(
+                url + "/api/chat",
+                timeout=30,
+                json={"model": "qwen3:8b", "stream": False, "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert response.status_code == 200
             finished.append((response.headers["x-claw-request-id"], time.time()))
         killed_at = time.time()
@@ -84,8 +91,14 @@ def test_kill_9_loses_at_most_about_a_second(tmp_path):
 def make_old_session(db, days_ago: float) -> str:
     store = SessionStore(db)
     store.start(demo=True, started_at=time.time() - days_ago * DAY)
-    record = RequestRecord(id=f"old{days_ago}", model="m", endpoint="/api/chat", status="ok",
-                           t_arrival=time.time() - days_ago * DAY, t_end=time.time() - days_ago * DAY + 1)
+    record = RequestRecord(
+        id=f"old{days_ago}",
+        model="m",
+        endpoint="/api/chat",
+        status="ok",
+        t_arrival=time.time() - days_ago * DAY,
+        t_end=time.time() - days_ago * DAY + 1,
+    )
     store.save_request(record)
     store.save_event("governor.downclock", {"mhz": 345})
     store.stop()
@@ -135,13 +148,25 @@ def test_a_store_from_before_the_stats_column_still_loads(tmp_path):
                                 temp_c REAL, vram_used_mib REAL);
         CREATE TABLE events (session_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, data TEXT);
     """)
-    record = RequestRecord(id="r1", model="qwen3:8b", endpoint="/api/chat", status="ok", completion_tokens=10,
-                           energy_j=20.0, t_arrival=1000.5, t_upstream_start=1000.5, t_end=1001.5)
+    record = RequestRecord(
+        id="r1",
+        model="qwen3:8b",
+        endpoint="/api/chat",
+        status="ok",
+        completion_tokens=10,
+        energy_j=20.0,
+        t_arrival=1000.5,
+        t_upstream_start=1000.5,
+        t_end=1001.5,
+    )
     conn.execute("INSERT INTO sessions VALUES ('s1', 1000, 1010, 'box', 0, '{}')")
-    conn.execute("INSERT INTO requests VALUES ('s1', 'r1', 1000.5, 'qwen3:8b', NULL, 'ok', ?)",
-                 (json.dumps(record.to_json()),))
-    conn.executemany("INSERT INTO telemetry VALUES ('s1', ?, 0, ?, ?, 1980, 3201, 0, 30, 500)",
-                     [(1000 + t, 100.0, 5000.0 + 100 * t) for t in range(11)])
+    conn.execute(
+        "INSERT INTO requests VALUES ('s1', 'r1', 1000.5, 'qwen3:8b', NULL, 'ok', ?)", (json.dumps(record.to_json()),)
+    )
+    conn.executemany(
+        "INSERT INTO telemetry VALUES ('s1', ?, 0, ?, ?, 1980, 3201, 0, 30, 500)",
+        [(1000 + t, 100.0, 5000.0 + 100 * t) for t in range(11)],
+    )
     conn.commit()
     conn.close()
     stored = load_session(db, "s1")
@@ -157,11 +182,29 @@ def test_a_store_from_before_the_stats_column_still_loads(tmp_path):
 
 
 def test_records_round_trip_through_the_store_shape():
-    record = RequestRecord(id="abc", model="qwen3:8b", endpoint="/v1/chat/completions", surface="openai",
-                           agent="support", backend="sim", status="ok", http_status=200, prompt_tokens=12,
-                           completion_tokens=40, t_arrival=100.0, t_queue_exit=100.001, t_upstream_start=100.002,
-                           t_first_token=100.2, t_end=101.0, server_eval_ms=700.0, wake_ms=1.5, energy_j=80.0,
-                           prefill_j=10.0, decode_j=70.0, energy_final=True)
+    record = RequestRecord(
+        id="abc",
+        model="qwen3:8b",
+        endpoint="/v1/chat/completions",
+        surface="openai",
+        agent="support",
+        backend="sim",
+        status="ok",
+        http_status=200,
+        prompt_tokens=12,
+        completion_tokens=40,
+        t_arrival=100.0,
+        t_queue_exit=100.001,
+        t_upstream_start=100.002,
+        t_first_token=100.2,
+        t_end=101.0,
+        server_eval_ms=700.0,
+        wake_ms=1.5,
+        energy_j=80.0,
+        prefill_j=10.0,
+        decode_j=70.0,
+        energy_final=True,
+    )
     assert record_from_json(json.loads(json.dumps(record.to_json()))).to_json() == record.to_json()
 
 
@@ -174,7 +217,7 @@ def test_readers_say_what_is_wrong(tmp_path):
         load_session(db)
     first = make_old_session(db, 1)
     second = make_old_session(db, 0.5)
-    common = os.path.commonprefix([first, second])
+    common = os.path.commonprefix([first, second])  # noqa: RUF071 - ids share a textual prefix
     with pytest.raises(StoreError, match="matches several"):
         load_session(db, common[:4])
     with pytest.raises(StoreError, match="no session 'zzz'"):

@@ -31,15 +31,30 @@ class Tmux:
         self.width, self.height = width, height
 
     def tmux(self, *args: str, check: bool = True) -> str:
-        result = subprocess.run([TMUX or "tmux", "-L", self.socket, *args], capture_output=True, text=True,
-                                check=check, timeout=10)
+        result = subprocess.run(
+            [TMUX or "tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check, timeout=10
+        )
         return result.stdout
 
     def start(self, command: list[str], env: dict[str, str], cwd: Path) -> None:
         shell_command = " ".join(_quote(part) for part in command)
         env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", self.target, "-x", str(self.width), "-y",
-                  str(self.height), "-c", str(cwd), *env_args, shell_command)
+        self.tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            self.target,
+            "-x",
+            str(self.width),
+            "-y",
+            str(self.height),
+            "-c",
+            str(cwd),
+            *env_args,
+            shell_command,
+        )
         self.tmux("set-option", "-t", self.target, "remain-on-exit", "on")
         # Detached sessions otherwise follow tmux's default-size; the test wants exactly this terminal.
         self.tmux("set-option", "-t", self.target, "window-size", "manual")
@@ -68,8 +83,9 @@ class Tmux:
         raise AssertionError(f"{texts} not on the screen within {timeout}s:\n{screen}")
 
     def pane_status(self) -> tuple[bool, int | None]:
-        out = self.tmux("display-message", "-p", "-t", self.target, "#{pane_dead} #{pane_dead_status}",
-                        check=False).split()
+        out = self.tmux(
+            "display-message", "-p", "-t", self.target, "#{pane_dead} #{pane_dead_status}", check=False
+        ).split()
         dead = bool(out) and out[0] == "1"
         return dead, int(out[1]) if dead and len(out) > 1 and out[1].isdigit() else None
 
@@ -85,8 +101,13 @@ def claw_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     """`python -m claw_tui --demo` with a config of its own: any free port, a store in tmp_path."""
     config = tmp_path / "claw.toml"
     config.write_text(f'[gateway]\nlisten = "127.0.0.1:0"\n\n[store]\npath = "{tmp_path / "sessions.db"}"\n')
-    env = {"TERM": "xterm-256color", "PYTHONPATH": str(REPO), "CLAW_CONFIG": str(config),
-           "HOME": os.environ.get("HOME", str(tmp_path)), "COLORTERM": "truecolor"}
+    env = {
+        "TERM": "xterm-256color",
+        "PYTHONPATH": str(REPO),
+        "CLAW_CONFIG": str(config),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "COLORTERM": "truecolor",
+    }
     return [sys.executable, "-m", "claw_tui", "--demo", "--config", str(config)], env
 
 

@@ -397,7 +397,7 @@ async def test_load_and_unload_a_model_through_the_gateway(demo_runner):
     assert len(generate) == 2 and all(r.status == "ok" for r in generate)
 
 
-# ---- agents ------------------------------------------------------------------------------------------------------------
+# ---- agents ----------------------------------------------------------------------------------------------------------
 async def fill_agent_form(pilot, **fields) -> AgentFormScreen:
     screen = await wait_for(lambda: isinstance(pilot.app.screen, AgentFormScreen) and pilot.app.screen)
     for field, value in fields.items():
@@ -431,11 +431,20 @@ async def test_agents_create_edit_delete_are_saved_and_served_at_once(configured
         saved = tomllib.loads(path.read_text())
         assert [a["name"] for a in saved["agents"]] == ["triage"]  # the demo's sample agents stay out of the file
         agent = saved["agents"][0]
-        assert agent == {"name": "triage", "model": "qwen3:8b", "system": "Sort tickets by urgency.",
-                         "options": {"temperature": 0.1, "num_ctx": 4096}, "max_tokens": 64}
+        assert agent == {
+            "name": "triage",
+            "model": "qwen3:8b",
+            "system": "Sort tickets by urgency.",
+            "options": {"temperature": 0.1, "num_ctx": 4096},
+            "max_tokens": 64,
+        }
         assert "this comment must survive" in path.read_text()
-        status, answer = await gateway_json(session, "POST", "/api/chat", {
-            "model": "triage", "messages": [{"role": "user", "content": "printer on fire"}], "stream": False})
+        status, answer = await gateway_json(
+            session,
+            "POST",
+            "/api/chat",
+            {"model": "triage", "messages": [{"role": "user", "content": "printer on fire"}], "stream": False},
+        )
         assert status == 200 and answer["eval_count"] <= 64
         await wait_for(lambda: str(table.get_cell("triage", "requests")) == "1")
 
@@ -443,16 +452,22 @@ async def test_agents_create_edit_delete_are_saved_and_served_at_once(configured
         await pilot.press("e")
         await fill_agent_form(pilot, **{"max-tokens": "32", "fallback": "llama3.2:3b"})
         await wait_for(lambda: any(a.name == "triage" and a.max_tokens == 32 for a in session.agents))
-        assert next(a for a in tomllib.loads(path.read_text())["agents"] if a["name"] == "triage")[
-            "fallback"] == "llama3.2:3b"
+        assert (
+            next(a for a in tomllib.loads(path.read_text())["agents"] if a["name"] == "triage")["fallback"]
+            == "llama3.2:3b"
+        )
 
         await pilot.press("d")
         await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await wait_for(lambda: "triage" not in table.rows)
     assert all(a["name"] != "triage" for a in tomllib.loads(path.read_text()).get("agents", []))
-    status, error = await gateway_json(session, "POST", "/api/chat", {
-        "model": "triage", "messages": [{"role": "user", "content": "hi"}], "stream": False})
+    status, error = await gateway_json(
+        session,
+        "POST",
+        "/api/chat",
+        {"model": "triage", "messages": [{"role": "user", "content": "hi"}], "stream": False},
+    )
     assert status == 404 and "not found" in error["error"]
 
 
@@ -476,12 +491,16 @@ async def test_agent_form_refuses_names_that_would_hide_a_model_or_clash(demo_ru
         assert [a.name for a in demo_runner.session.agents] == ["support", "coder"]
 
 
-# ---- requests ----------------------------------------------------------------------------------------------------------
+# ---- requests --------------------------------------------------------------------------------------------------------
 async def test_requests_newest_first_filters_and_details(demo_runner):
     session = demo_runner.session
     for model in ("qwen3:8b", "llama3.2:3b", "no-such-model"):
-        await gateway_json(session, "POST", "/api/chat", {
-            "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False})
+        await gateway_json(
+            session,
+            "POST",
+            "/api/chat",
+            {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False},
+        )
     app = ClawApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
@@ -503,8 +522,12 @@ async def test_requests_newest_first_filters_and_details(demo_runner):
         await pilot.press("escape")
         await wait_for(lambda: table.row_count == 3)
         table.focus()
-        await gateway_json(session, "POST", "/api/chat", {
-            "model": "qwen3:8b", "messages": [{"role": "user", "content": "again"}], "stream": False})
+        await gateway_json(
+            session,
+            "POST",
+            "/api/chat",
+            {"model": "qwen3:8b", "messages": [{"role": "user", "content": "again"}], "stream": False},
+        )
         await wait_for(lambda: table.row_count == 4)
         latest = session.ledger.records()[-1]
         assert table.coordinate_to_cell_key((0, 0)).row_key.value == latest.id
@@ -513,8 +536,17 @@ async def test_requests_newest_first_filters_and_details(demo_runner):
         await pilot.press("enter")
         screen = await wait_for(lambda: isinstance(app.screen, RequestDetailScreen) and app.screen)
         details = text_of(screen.query_one("#request-details", Static))
-        for expected in ("arrival", "queue exit", "upstream start", "first token", "end", "prompt eval",
-                         "prefill", "decode", "tokens/J"):
+        for expected in (
+            "arrival",
+            "queue exit",
+            "upstream start",
+            "first token",
+            "end",
+            "prompt eval",
+            "prefill",
+            "decode",
+            "tokens/J",
+        ):
             assert expected in details
         assert latest.id in text_of(screen.query_one(".dialog-title", Static))
         await pilot.press("escape")
@@ -528,7 +560,6 @@ async def test_a_failing_task_becomes_a_notification_not_a_crash(demo_runner):
         raise RuntimeError("unexpected shape from the backend")
 
     async with app.run_test(size=(100, 30)) as pilot:
-
         await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         app.gateway.tags = broken_tags
         await pilot.press("f2")
@@ -537,7 +568,7 @@ async def test_a_failing_task_becomes_a_notification_not_a_crash(demo_runner):
         assert app.is_running
 
 
-# ---- starting ----------------------------------------------------------------------------------------------------------
+# ---- starting --------------------------------------------------------------------------------------------------------
 async def test_the_first_frame_comes_before_the_session_and_the_panes_follow(tmp_path):
     config = demo_config()
     config.store.path = str(tmp_path / "sessions.db")

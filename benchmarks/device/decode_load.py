@@ -27,9 +27,11 @@ PREFILL_TOKENS = 4096
 
 
 def main() -> None:
-    schedule = {"idle_before_s": float(sys.argv[1]) if len(sys.argv) > 1 else 5.0,
-                "load_s": float(sys.argv[2]) if len(sys.argv) > 2 else 15.0,
-                "mode": sys.argv[3] if len(sys.argv) > 3 else "decode"}
+    schedule = {
+        "idle_before_s": float(sys.argv[1]) if len(sys.argv) > 1 else 5.0,
+        "load_s": float(sys.argv[2]) if len(sys.argv) > 2 else 15.0,
+        "mode": sys.argv[3] if len(sys.argv) > 3 else "decode",
+    }
     torch.manual_seed(0)
     device = torch.device("cuda")
     weights = [torch.randn(HIDDEN, HIDDEN, device=device, dtype=torch.bfloat16) * 0.01 for _ in range(LAYERS)]

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 OUT = Path(os.environ.get("OUT", "/tmp/claw-energy-out"))
 WORK = Path("/tmp/claw-energy")
 
-GUARD = '''
+GUARD = """
 import pynvml as _nvml
 
 def _refuse(name):
@@ -38,9 +38,9 @@ def _refuse(name):
 for _name in dir(_nvml):
     if _name.startswith(("nvmlDeviceSet", "nvmlDeviceReset", "nvmlDeviceClear")):
         setattr(_nvml, _name, _refuse(_name))
-'''
+"""
 
-LOAD = '''
+LOAD = """
 import sys, time, torch
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
@@ -55,7 +55,7 @@ for burst_s, rest_s in ((3.0, 3.0), (2.0, 4.0), (4.0, 3.0)):
     print(f"burst {burst_s}s done at {time.time():.3f}", flush=True)
     time.sleep(rest_s)
 print("done", flush=True)
-'''
+"""
 
 
 def free_port() -> int:
@@ -65,8 +65,9 @@ def free_port() -> int:
 
 
 def claw(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "claw_tui", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "claw_tui", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -92,7 +93,8 @@ def main() -> None:
     (WORK / "guard" / "sitecustomize.py").write_text(GUARD)
     sim_port, gateway_port = free_port(), free_port()
     config = WORK / "config.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         [gateway]
         listen = "127.0.0.1:{gateway_port}"
         [telemetry]
@@ -101,17 +103,26 @@ def main() -> None:
         enabled = true
         idle_after_s = 1.0
         allow_clock_control = false
-        state_file = "{WORK / 'governor.json'}"
+        state_file = "{WORK / "governor.json"}"
         [store]
-        path = "{WORK / 'sessions.db'}"
+        path = "{WORK / "sessions.db"}"
         [[backends]]
         name = "sim"
         url = "http://127.0.0.1:{sim_port}"
-    """))
-    env = dict(os.environ, CLAW_CONFIG=str(config),
-               PYTHONPATH=os.pathsep.join([str(WORK / "guard"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    sim = subprocess.Popen([sys.executable, "-m", "claw_tui", "sim", "--port", str(sim_port)], env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """)
+    )
+    env = dict(
+        os.environ,
+        CLAW_CONFIG=str(config),
+        PYTHONPATH=os.pathsep.join([str(WORK / "guard"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "claw_tui", "sim", "--port", str(sim_port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     serve = None
     try:
         wait_http(f"http://127.0.0.1:{sim_port}/api/version")
@@ -120,8 +131,9 @@ def main() -> None:
         print(doctor.stdout, flush=True)
 
         serve_log = open(OUT / "serve.log", "w")
-        serve = subprocess.Popen([sys.executable, "-m", "claw_tui", "serve"], env=env, cwd=ROOT,
-                                 stdout=serve_log, stderr=subprocess.STDOUT)
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "claw_tui", "serve"], env=env, cwd=ROOT, stdout=serve_log, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{gateway_port}"
         wait_http(url + "/api/version")
         time.sleep(3)  # idle with the governor on: it "downclocks" (dry run) after 1 s
@@ -129,8 +141,25 @@ def main() -> None:
 
         load_log = open(OUT / "load.log", "w")
         load = subprocess.Popen([sys.executable, "-c", LOAD], stdout=load_log, stderr=subprocess.STDOUT, env=env)
-        bench = claw("bench", "--url", url, "--model", "qwen3:8b", "--workload", "short", "--requests", "24",
-                     "--rate", "1.2", "--concurrency", "2", "-o", str(OUT / "bench.json"), env=env, timeout=300)
+        bench = claw(
+            "bench",
+            "--url",
+            url,
+            "--model",
+            "qwen3:8b",
+            "--workload",
+            "short",
+            "--requests",
+            "24",
+            "--rate",
+            "1.2",
+            "--concurrency",
+            "2",
+            "-o",
+            str(OUT / "bench.json"),
+            env=env,
+            timeout=300,
+        )
         (OUT / "bench.txt").write_text(bench.stdout + bench.stderr + f"\nexit status {bench.returncode}\n")
         print(bench.stdout, flush=True)
         load.wait(timeout=120)
@@ -143,8 +172,17 @@ def main() -> None:
             exported = claw("export", "--format", fmt, "-o", str(OUT / name), env=env)
             print(exported.stderr.strip(), flush=True)
         summary = json.loads((OUT / "summary.json").read_text())
-        print(json.dumps({"energy": summary["energy"], "governor": summary["governor"],
-                          "efficiency": summary["efficiency"], "requests": summary["requests"]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "energy": summary["energy"],
+                    "governor": summary["governor"],
+                    "efficiency": summary["efficiency"],
+                    "requests": summary["requests"],
+                },
+                indent=2,
+            )
+        )
     finally:
         for process in (serve, sim):
             if process is not None and process.poll() is None:

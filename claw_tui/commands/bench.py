@@ -47,20 +47,30 @@ def positive_float(text: str) -> float:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="load generator through the gateway: latency percentiles, tokens/s, tokens/J",
+        "bench",
+        help="load generator through the gateway: latency percentiles, tokens/s, tokens/J",
         description="Sends chat requests through claw's gateway and reads the energy of each from the gateway's "
-                    "records. Writes a summary (-o) that 'claw compare' reads.")
+        "records. Writes a summary (-o) that 'claw compare' reads.",
+    )
     add_common_options(parser)
     parser.add_argument("--url", help="gateway URL (default: the configured [gateway] listen address)")
     parser.add_argument("--model", help="model or agent (default: a loaded model, else the first one listed)")
-    parser.add_argument("--workload", default="mixed", metavar="short|long|mixed|FILE.jsonl",
-                        help="built-in prompts (mixed = 80%% short, 20%% long) or a JSONL file of requests")
+    parser.add_argument(
+        "--workload",
+        default="mixed",
+        metavar="short|long|mixed|FILE.jsonl",
+        help="built-in prompts (mixed = 80%% short, 20%% long) or a JSONL file of requests",
+    )
     parser.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight at once")
     total = parser.add_mutually_exclusive_group()
     total.add_argument("--requests", type=positive_int, help=f"how many requests (default {DEFAULT_REQUESTS})")
     total.add_argument("--duration", type=positive_float, metavar="S", help="send for this many seconds")
-    parser.add_argument("--rate", type=positive_float, metavar="R",
-                        help="open loop: Poisson arrivals at R requests/s (idle gaps, as real traffic has)")
+    parser.add_argument(
+        "--rate",
+        type=positive_float,
+        metavar="R",
+        help="open loop: Poisson arrivals at R requests/s (idle gaps, as real traffic has)",
+    )
     parser.add_argument("--api", choices=("ollama", "openai"), default="ollama", help="which surface to call")
     parser.add_argument("--governor", choices=("on", "off"), help="switch the gateway's idle governor first")
     parser.add_argument("--idle-after", type=float, metavar="S", help="with --governor on: downclock after S idle")
@@ -104,8 +114,9 @@ def bench_in_demo(args, config, prompts) -> int:
     from claw_tui.session import Session, SessionOptions, SessionThread
 
     with tempfile.TemporaryDirectory(prefix="claw-bench-") as tmp:
-        options = SessionOptions(demo=True, listen=("127.0.0.1", 0), use_store=False, sim_speed=args.sim_speed,
-                                 export_dir=Path(tmp))
+        options = SessionOptions(
+            demo=True, listen=("127.0.0.1", 0), use_store=False, sim_speed=args.sim_speed, export_dir=Path(tmp)
+        )
         config.gateway.tokens = []
         runner = SessionThread(Session(config, options))
         try:
@@ -114,8 +125,9 @@ def bench_in_demo(args, config, prompts) -> int:
             print(f"claw: {exc}", file=sys.stderr)
             return EXIT_FAILED
         try:
-            print(f"claw bench: demo gateway on {runner.session.gateway_url} (simulated H200 and Ollama)",
-                  file=sys.stderr)
+            print(
+                f"claw bench: demo gateway on {runner.session.gateway_url} (simulated H200 and Ollama)", file=sys.stderr
+            )
             return asyncio.run(bench(args, prompts, runner.session.gateway_url, "", demo=True))
         finally:
             runner.stop()
@@ -159,9 +171,15 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 
-            self._bar = RichProgress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn(),
-                                     console=Console(stderr=True), transient=True)
+            self._bar = RichProgress(
+                TextColumn("[bold]bench"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[errors]} errors"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._task = self._bar.add_task(label, total=total, errors=0)
             self._bar.start()
 
@@ -188,8 +206,10 @@ async def bench(args, prompts, url: str, token: str, *, demo: bool) -> int:
         try:
             await client.get("/api/version", timeout=10)
         except httpx.HTTPError as exc:
-            print(f"claw: cannot reach the gateway at {url}: {exc or type(exc).__name__} "
-                  "(is claw running? try --demo)", file=sys.stderr)
+            print(
+                f"claw: cannot reach the gateway at {url}: {exc or type(exc).__name__} (is claw running? try --demo)",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
         model = args.model or await pick_model(client)
         if model is None:
@@ -201,13 +221,22 @@ async def bench(args, prompts, url: str, token: str, *, demo: bool) -> int:
                 print(f"claw: {problem}", file=sys.stderr)
                 return EXIT_FAILED
         requests = args.requests or (None if args.duration else DEFAULT_REQUESTS)
-        cfg = BenchConfig(url=url, model=model, workload=args.workload, concurrency=args.concurrency,
-                          requests=requests, duration_s=args.duration, rate=args.rate, api=args.api,
-                          seed=args.seed, timeout_s=args.timeout, token=token)
+        cfg = BenchConfig(
+            url=url,
+            model=model,
+            workload=args.workload,
+            concurrency=args.concurrency,
+            requests=requests,
+            duration_s=args.duration,
+            rate=args.rate,
+            api=args.api,
+            seed=args.seed,
+            timeout_s=args.timeout,
+            token=token,
+        )
         before = await claw_summary(client)
         if before is None:
-            print(f"claw: {url} is not a claw gateway (no /claw/v1/summary): latency only, no energy",
-                  file=sys.stderr)
+            print(f"claw: {url} is not a claw gateway (no /claw/v1/summary): latency only, no energy", file=sys.stderr)
         progress = Progress(requests, cfg.total_label())
         runner = Bench(cfg, prompts, on_progress=progress.update)
         try:
@@ -220,7 +249,7 @@ async def bench(args, prompts, url: str, token: str, *, demo: bool) -> int:
     summary = build_bench_summary(cfg, runner, records, before, after, demo)
     sys.stdout.write(render_report(summary))
     if args.output:
-        path = Path(args.output).expanduser()
+        path = Path(args.output).expanduser()  # noqa: ASYNC240 - the run is over, nothing waits
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(to_json(summary))

@@ -11,8 +11,12 @@ from claw_tui.config import Config, ConfigError, load_config_for_cli
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Let `claw serve --demo` work as well as `claw --demo serve` (SUPPRESS keeps the top-level value)."""
     parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
-    parser.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
-                        help="use the built-in simulator (simulated GPU + Ollama)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the built-in simulator (simulated GPU + Ollama)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging")
 
 

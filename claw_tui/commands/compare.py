@@ -16,8 +16,10 @@ EXIT_BAD_INPUT = 2
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "compare", help="before/after table of two summaries (claw export / claw bench -o)",
-        description="Deltas are B minus A; each metric says whether B is better or worse (within 1%%: same).")
+        "compare",
+        help="before/after table of two summaries (claw export / claw bench -o)",
+        description="Deltas are B minus A; each metric says whether B is better or worse (within 1%%: same).",
+    )
     add_common_options(parser)
     parser.add_argument("before", metavar="A.json", help="the summary before the change")
     parser.add_argument("after", metavar="B.json", help="the summary after the change")
@@ -41,8 +43,7 @@ def run_compare(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     rows = compare(before, after)
     if args.json:
-        print(json.dumps({"before": args.before, "after": args.after, "rows": [r.to_json() for r in rows]},
-                         indent=2))
+        print(json.dumps({"before": args.before, "after": args.after, "rows": [r.to_json() for r in rows]}, indent=2))
         return EXIT_OK
     print(f"A: {describe(before, args.before)}")
     print(f"B: {describe(after, args.after)}")

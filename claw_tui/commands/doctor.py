@@ -8,6 +8,7 @@ gateway port free, the session store writable. Read-only: nothing here changes a
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -42,9 +43,11 @@ class Check:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("doctor", help="readiness checklist (NVML, backends, models, clocks, port, config)",
-                                   description="Each line is PASS, WARN or FAIL; the exit status is 1 when "
-                                               "anything failed (warnings alone: 0).")
+    parser = subparsers.add_parser(
+        "doctor",
+        help="readiness checklist (NVML, backends, models, clocks, port, config)",
+        description="Each line is PASS, WARN or FAIL; the exit status is 1 when anything failed (warnings alone: 0).",
+    )
     add_common_options(parser)
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
     parser.set_defaults(run=run_doctor)
@@ -55,9 +58,16 @@ def run_doctor(args: argparse.Namespace) -> int:
     config, checks = check_config(getattr(args, "config", None))
     checks += run_checks(config, demo=demo)
     if args.json:
-        print(json.dumps({"checks": [asdict(c) for c in checks],
-                          "failed": sum(c.status == "fail" for c in checks),
-                          "warnings": sum(c.status == "warn" for c in checks)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "checks": [asdict(c) for c in checks],
+                    "failed": sum(c.status == "fail" for c in checks),
+                    "warnings": sum(c.status == "warn" for c in checks),
+                },
+                indent=2,
+            )
+        )
     else:
         print(render(checks), end="")
     return EXIT_FAILED if any(c.status == "fail" for c in checks) else EXIT_OK
@@ -73,8 +83,10 @@ def render(checks: list[Check]) -> str:
     failed = sum(c.status == "fail" for c in checks)
     warned = sum(c.status == "warn" for c in checks)
     verdict = "ready" if not failed else "not ready"
-    lines.append(f"\n{verdict}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}, "
-                 f"{len(checks) - failed - warned} passed")
+    lines.append(
+        f"\n{verdict}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}, "
+        f"{len(checks) - failed - warned} passed"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -85,8 +97,13 @@ def check_config(cli_path: str | None) -> tuple[Config, list[Check]]:
         config = load_config_for_cli(cli_path)
     except ConfigError as exc:
         return Config(), [
-            Check("config", "fail", str(exc), "fix the file (claw config show prints the effective config); "
-                                              "the other checks use the defaults")]
+            Check(
+                "config",
+                "fail",
+                str(exc),
+                "fix the file (claw config show prints the effective config); the other checks use the defaults",
+            )
+        ]
     note = source if path.exists() else f"{source}; no file there, so the defaults"
     return config, [Check("config", "pass", f"{path} ({note})")]
 
@@ -98,7 +115,7 @@ def run_checks(config: Config, *, demo: bool = False, nvml=None) -> list[Check]:
         checks.append(check_time_sync(source, statics))
         try:
             source.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
+        except Exception:
             pass
     checks.append(check_clock_control(config, demo, nvml))
     checks.append(check_left_locked(config))
@@ -120,8 +137,14 @@ def open_telemetry(config: Config, demo: bool, nvml, checks: list[Check]):
         checks.append(Check("NVML", "pass", "demo: a simulated NVIDIA H200 instead of NVML"))
         return source, statics
     if config.telemetry.source == "none":
-        checks.append(Check("NVML", "warn", "telemetry is off in the config (source = \"none\")",
-                            "energy is not measured; set [telemetry] source = \"auto\""))
+        checks.append(
+            Check(
+                "NVML",
+                "warn",
+                'telemetry is off in the config (source = "none")',
+                'energy is not measured; set [telemetry] source = "auto"',
+            )
+        )
         return None, []
     from claw_tui.telemetry.nvml import NvmlSource
 
@@ -129,13 +152,20 @@ def open_telemetry(config: Config, demo: bool, nvml, checks: list[Check]):
     try:
         statics = source.open()
     except TelemetryError as exc:
-        checks.append(Check("NVML", "fail", str(exc),
-                            "install the NVIDIA driver (nvidia-smi must work), or try 'claw --demo'"))
+        checks.append(
+            Check("NVML", "fail", str(exc), "install the NVIDIA driver (nvidia-smi must work), or try 'claw --demo'")
+        )
         return None, []
     names = ", ".join(f"{s.name}" for s in statics)
     driver = statics[0].driver if statics else ""
-    checks.append(Check("NVML", "pass", f"{len(statics)} GPU{'s' if len(statics) != 1 else ''}: {names}"
-                                        + (f" (driver {driver})" if driver else "")))
+    checks.append(
+        Check(
+            "NVML",
+            "pass",
+            f"{len(statics)} GPU{'s' if len(statics) != 1 else ''}: {names}"
+            + (f" (driver {driver})" if driver else ""),
+        )
+    )
     return source, statics
 
 
@@ -150,10 +180,14 @@ def check_time_sync(source, statics) -> Check:
             return Check("power samples", "fail", f"GPU {static.index}: {exc}")
         now = time.time()
         if not samples:
-            return Check("power samples", "warn", f"GPU {static.index} returned no buffered power samples",
-                         "energy falls back to 1 instant reading per poll (coarser attribution)")
+            return Check(
+                "power samples",
+                "warn",
+                f"GPU {static.index} returned no buffered power samples",
+                "energy falls back to 1 instant reading per poll (coarser attribution)",
+            )
         age = now - samples[-1].ts
-        spacings += [b.ts - a.ts for a, b in zip(samples, samples[1:])]
+        spacings += [b.ts - a.ts for a, b in itertools.pairwise(samples)]
         if worst is None or abs(age) > abs(worst[0]):
             worst = (age, static.index)
     age, index = worst
@@ -172,12 +206,20 @@ def check_clock_control(config: Config, demo: bool, nvml) -> Check:
     if demo:
         return Check(name, "pass", "demo: the governor locks the simulated GPU's clocks")
     if not config.governor.allow_clock_control:
-        return Check(name, "warn", "the governor runs as a dry run (allow_clock_control = false in [governor])",
-                     "to let F6 really downclock: allow_clock_control = true, and run claw as root")
+        return Check(
+            name,
+            "warn",
+            "the governor runs as a dry run (allow_clock_control = false in [governor])",
+            "to let F6 really downclock: allow_clock_control = true, and run claw as root",
+        )
     if os.geteuid() != 0:
-        return Check(name, "warn", f"allow_clock_control = true but claw runs as uid {os.geteuid()}: NVML needs "
-                                   "root to lock clocks, so the governor will run as a dry run",
-                     "run claw as root (e.g. a systemd unit for claw serve)")
+        return Check(
+            name,
+            "warn",
+            f"allow_clock_control = true but claw runs as uid {os.geteuid()}: NVML needs "
+            "root to lock clocks, so the governor will run as a dry run",
+            "run claw as root (e.g. a systemd unit for claw serve)",
+        )
     return Check(name, "pass", "root and allow_clock_control = true: the governor can lock the SM clock")
 
 
@@ -189,8 +231,12 @@ def check_left_locked(config: Config) -> Check:
     pid = note.get("pid")
     if isinstance(pid, int) and pid_alive(pid):
         return Check("locked clocks", "pass", f"a running claw (pid {pid}) holds the GPU clocks downclocked")
-    return Check("locked clocks", "fail", f"a claw run that died (pid {pid}) left GPU clocks locked ({path})",
-                 "start claw once (it resets them at start) or run 'sudo nvidia-smi -rgc'")
+    return Check(
+        "locked clocks",
+        "fail",
+        f"a claw run that died (pid {pid}) left GPU clocks locked ({path})",
+        "start claw once (it resets them at start) or run 'sudo nvidia-smi -rgc'",
+    )
 
 
 def check_backends(config: Config) -> list[Check]:
@@ -211,25 +257,38 @@ def check_backends(config: Config) -> list[Check]:
                     models = [m.get("id") for m in response.json().get("data") or []]
                     what = "OpenAI-compatible"
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            checks.append(Check(name, "fail", f"{backend.url} unreachable: {exc or type(exc).__name__}",
-                                "start the server (ollama serve) or fix [[backends]] url"))
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"{backend.url} unreachable: {exc or type(exc).__name__}",
+                    "start the server (ollama serve) or fix [[backends]] url",
+                )
+            )
             continue
         present.update(m for m in models if m)
         if models:
             shown = ", ".join(models[:4]) + (f" (+{len(models) - 4})" if len(models) > 4 else "")
             checks.append(Check(name, "pass", f"{backend.url} up ({what}); {len(models)} models: {shown}"))
         else:
-            checks.append(Check(name, "warn", f"{backend.url} up ({what}) but has no models",
-                                "pull one: ollama pull qwen3:8b"))
+            checks.append(
+                Check(name, "warn", f"{backend.url} up ({what}) but has no models", "pull one: ollama pull qwen3:8b")
+            )
     if not config.backends:
         checks.append(Check("backends", "fail", "no [[backends]] configured", "add one (claw config init)"))
-    missing = [(a.name, a.model) for a in config.agents
-               if a.model not in present and f"{a.model}:latest" not in present]
+    missing = [
+        (a.name, a.model) for a in config.agents if a.model not in present and f"{a.model}:latest" not in present
+    ]
     if config.agents and present:
         if missing:
-            checks.append(Check("agent models", "fail",
-                                "; ".join(f"agent '{n}' uses {m}, which no backend has" for n, m in missing),
-                                "ollama pull " + " ".join(sorted({m for _, m in missing}))))
+            checks.append(
+                Check(
+                    "agent models",
+                    "fail",
+                    "; ".join(f"agent '{n}' uses {m}, which no backend has" for n, m in missing),
+                    "ollama pull " + " ".join(sorted({m for _, m in missing})),
+                )
+            )
         else:
             checks.append(Check("agent models", "pass", f"every agent's model is present ({len(config.agents)})"))
     return checks
@@ -249,12 +308,20 @@ def check_port(config: Config) -> Check:
     try:
         status = httpx.get(f"http://{url_host}:{port}/claw/v1/status", timeout=STATUS_TIMEOUT_S).json()
         session = status["session"]["id"]
-        return Check("gateway port", "warn", f"{host}:{port} is taken by a running claw (session {session})",
-                     "that claw is the gateway; a second one needs another [gateway] listen")
+        return Check(
+            "gateway port",
+            "warn",
+            f"{host}:{port} is taken by a running claw (session {session})",
+            "that claw is the gateway; a second one needs another [gateway] listen",
+        )
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         pass
-    return Check("gateway port", "fail", f"cannot listen on {host}:{port}: {reason}",
-                 "stop what holds it (ss -ltnp) or set another [gateway] listen")
+    return Check(
+        "gateway port",
+        "fail",
+        f"cannot listen on {host}:{port}: {reason}",
+        "stop what holds it (ss -ltnp) or set another [gateway] listen",
+    )
 
 
 def check_store(config: Config) -> Check:
@@ -264,8 +331,12 @@ def check_store(config: Config) -> Check:
         folder = next((p for p in path.parents if p.exists()), None)
         if folder is not None and os.access(folder, os.W_OK):
             return Check("session store", "pass", f"{path} will be created at the first start ({keep})")
-        return Check("session store", "fail", f"{path} cannot be created ({folder} is not writable)",
-                     "fix the permissions or set [store] path")
+        return Check(
+            "session store",
+            "fail",
+            f"{path} cannot be created ({folder} is not writable)",
+            "fix the permissions or set [store] path",
+        )
     try:
         conn = sqlite3.connect(path, timeout=3)
         try:

@@ -18,12 +18,18 @@ EXIT_FAILED = 1
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "export", help="efficiency summary of a session (JSON, Markdown, or CSV of its requests)",
+        "export",
+        help="efficiency summary of a session (JSON, Markdown, or CSV of its requests)",
         description="Reads the session store: the newest session unless --session names one (an id or a unique "
-                    "prefix). Sessions that crashed are exported from what they saved last.")
+        "prefix). Sessions that crashed are exported from what they saved last.",
+    )
     add_common_options(parser)
-    parser.add_argument("--format", choices=FORMATS, default="json",
-                        help="json (schema claw.summary/1), md (for people) or csv (one row per request)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="json (schema claw.summary/1), md (for people) or csv (one row per request)",
+    )
     parser.add_argument("--session", metavar="ID", help="session id or unique prefix (default: the newest)")
     parser.add_argument("-o", "--output", metavar="PATH", help="file or folder to write (default: stdout)")
     parser.add_argument("--store", metavar="PATH", help="session store file (default: from the config)")

@@ -31,15 +31,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_options(parser)
     parser.add_argument("--json", action="store_true", help='print {"gpus": [...]} as JSON')
     parser.add_argument("--watch", action="store_true", help="refresh until ctrl-c")
-    parser.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
-                        help="seconds between refreshes with --watch (default 1)")
+    parser.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes with --watch (default 1)",
+    )
     parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
-    parser.add_argument("--record", metavar="FILE",
-                        help="record a telemetry trace (JSON lines; gzip if FILE ends in .gz)")
-    parser.add_argument("--seconds", type=_positive_float, default=10.0, metavar="N",
-                        help="how long to record (default 10)")
-    parser.add_argument("--replay", metavar="FILE", default=argparse.SUPPRESS,
-                        help="read telemetry from a recorded trace instead of the GPU")
+    parser.add_argument(
+        "--record", metavar="FILE", help="record a telemetry trace (JSON lines; gzip if FILE ends in .gz)"
+    )
+    parser.add_argument(
+        "--seconds", type=_positive_float, default=10.0, metavar="N", help="how long to record (default 10)"
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="read telemetry from a recorded trace instead of the GPU",
+    )
     parser.set_defaults(run=run_gpu)
 
 
@@ -180,17 +191,19 @@ def format_table(snapshots: list[GpuSnapshot], statics: list[GpuStatic], kind: s
 
 def format_gpu_line(snap: GpuSnapshot) -> str:
     reasons = ",".join(snap.clock_event_reasons) or "-"
-    return " | ".join((
-        f"[{snap.index}] {snap.name}",
-        f"{_num(snap.power_w, '.0f')} / {_num(snap.power_limit_w, '.0f')} W",
-        format_energy(snap.energy_j),
-        f"SM {_num(snap.sm_clock_mhz)} MHz  mem {_num(snap.mem_clock_mhz)} MHz",
-        f"{_num(snap.util_pct, '.0f')} %",
-        f"{_num(snap.temp_c, '.0f')} °C",
-        f"{_num(snap.vram_used_mib, '.0f')} / {_num(snap.vram_total_mib, '.0f')} MiB",
-        snap.pstate or "N/A",
-        reasons,
-    ))
+    return " | ".join(
+        (
+            f"[{snap.index}] {snap.name}",
+            f"{_num(snap.power_w, '.0f')} / {_num(snap.power_limit_w, '.0f')} W",
+            format_energy(snap.energy_j),
+            f"SM {_num(snap.sm_clock_mhz)} MHz  mem {_num(snap.mem_clock_mhz)} MHz",
+            f"{_num(snap.util_pct, '.0f')} %",
+            f"{_num(snap.temp_c, '.0f')} °C",
+            f"{_num(snap.vram_used_mib, '.0f')} / {_num(snap.vram_total_mib, '.0f')} MiB",
+            snap.pstate or "N/A",
+            reasons,
+        )
+    )
 
 
 def format_process_line(process) -> str:
@@ -227,6 +240,7 @@ def _progress_printer(err: IO[str]) -> Callable[[float, float], None]:
     def show_progress(elapsed: float, total: float) -> None:
         err.write(f"\rrecording {elapsed:5.1f} / {total:.1f} s")
         err.flush()
+
     return show_progress
 
 
@@ -239,8 +253,10 @@ def format_record_summary(path: str, stats: list[TraceStats]) -> str:
         line = f"  GPU {s.gpu}: {s.samples} power samples (median Δt {dt}, {s.gaps} gaps), mean power {mean} W"
         if s.counter_delta_j is not None and s.integral_j is not None:
             error = s.counter_error_pct
-            line += (f", energy counter Δ {s.counter_delta_j:.1f} J vs sample integral {s.integral_j:.1f} J"
-                     f" ({'N/A' if error is None else format(error, '+.2f')} %)")
+            line += (
+                f", energy counter Δ {s.counter_delta_j:.1f} J vs sample integral {s.integral_j:.1f} J"
+                f" ({'N/A' if error is None else format(error, '+.2f')} %)"
+            )
         else:
             line += ", no energy counter"
         lines.append(line)

@@ -25,8 +25,9 @@ def register(subparsers) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--listen", type=parse_listen, metavar="HOST:PORT", help="listen address")
     where.add_argument("--port", type=int, metavar="N", help="listen on 127.0.0.1:N (or the configured host)")
-    parser.add_argument("--replay", metavar="FILE", default=argparse.SUPPRESS,
-                        help="use a recorded GPU trace as the telemetry source")
+    parser.add_argument(
+        "--replay", metavar="FILE", default=argparse.SUPPRESS, help="use a recorded GPU trace as the telemetry source"
+    )
     parser.add_argument("--sim-speed", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.set_defaults(run=run_serve)
 
@@ -39,8 +40,11 @@ def listen_address(args, config) -> tuple[str, int]:
 
 
 def run_serve(args) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     config = load_config_or_exit(args)
     from claw_tui.runtime import run
 
@@ -55,8 +59,12 @@ async def serve(args, config) -> int:
     from claw_tui.runtime import freeze_startup_heap
     from claw_tui.session import Session, SessionOptions
 
-    options = SessionOptions(demo=args.demo, replay_path=getattr(args, "replay", None), listen=listen_address(args, config),
-                             sim_speed=args.sim_speed)
+    options = SessionOptions(
+        demo=args.demo,
+        replay_path=getattr(args, "replay", None),
+        listen=listen_address(args, config),
+        sim_speed=args.sim_speed,
+    )
     session = Session(config, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,15 +19,28 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
-    parser.add_argument("--openai-only", action="store_true",
-                        help="serve only the OpenAI-compatible /v1 API, like vLLM or llama.cpp")
+    parser.add_argument(
+        "--openai-only", action="store_true", help="serve only the OpenAI-compatible /v1 API, like vLLM or llama.cpp"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for answers and GPU noise (default 0)")
-    parser.add_argument("--speed", type=_positive_float, default=1.0,
-                        help="multiply every rate and divide every delay (default 1.0 = real H200 speed)")
-    parser.add_argument("--parallel", type=_positive_int, default=2,
-                        help="requests generating at once per model (OLLAMA_NUM_PARALLEL; default 2)")
-    parser.add_argument("--max-queue", type=_non_negative_int, default=16,
-                        help="pending requests before 503 (OLLAMA_MAX_QUEUE; default 16)")
+    parser.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="multiply every rate and divide every delay (default 1.0 = real H200 speed)",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=_positive_int,
+        default=2,
+        help="requests generating at once per model (OLLAMA_NUM_PARALLEL; default 2)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=_non_negative_int,
+        default=16,
+        help="pending requests before 503 (OLLAMA_MAX_QUEUE; default 16)",
+    )
     parser.set_defaults(run=run_sim)
 
 

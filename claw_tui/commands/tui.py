@@ -20,8 +20,13 @@ def run_tui(args) -> int:
     from claw_tui.ui.app import ClawApp
     from claw_tui.ui.startup import SessionStarter
 
-    starter = SessionStarter(config, demo=args.demo, replay_path=getattr(args, "replay", None),
-                             demo_traffic=args.demo, on_started=freeze_startup_heap)
+    starter = SessionStarter(
+        config,
+        demo=args.demo,
+        replay_path=getattr(args, "replay", None),
+        demo_traffic=args.demo,
+        on_started=freeze_startup_heap,
+    )
     try:
         ClawApp(starter=starter).run()
     finally:

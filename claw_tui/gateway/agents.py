@@ -20,7 +20,7 @@ class Agent:
     description: str = ""
 
     @classmethod
-    def from_config(cls, cfg) -> "Agent":
+    def from_config(cls, cfg) -> Agent:
         return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__ if hasattr(cfg, name)})
 
     def as_tag(self) -> dict:

@@ -62,8 +62,16 @@ class Route:
 class Gateway(ModelEndpoints, ClawEndpoints):
     """Routing state and policies; the instance is the ASGI app the Session serves (`gateway.app`)."""
 
-    def __init__(self, *, backends: list[Backend], ledger: Ledger, agents: list[Agent], session: Any = None,
-                 config: GatewayConfig | None = None, first_token_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        backends: list[Backend],
+        ledger: Ledger,
+        agents: list[Agent],
+        session: Any = None,
+        config: GatewayConfig | None = None,
+        first_token_timeout_s: float | None = None,
+    ) -> None:
         quiet_http_client_logs()
         cfg = config or GatewayConfig()
         if first_token_timeout_s is not None:
@@ -82,22 +90,32 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         if self.auth.enabled:
             self.auth.add_token(self.internal_token, admin=True)
         self.rate = RateLimiter(cfg.rate_limit_rpm, cfg.rate_limit_burst)
-        self.vram = VramGate(cfg.vram_admission_pct, self._vram_pct, timeout_s=cfg.queue_timeout_s,
-                             max_waiting=max(1, cfg.queue_size))
+        self.vram = VramGate(
+            cfg.vram_admission_pct, self._vram_pct, timeout_s=cfg.queue_timeout_s, max_waiting=max(1, cfg.queue_size)
+        )
         self.router = Router(backends, self._gpu_view, pressure=lambda gpu: self.vram.over(gpu) is not None)
         self.metrics = GatewayMetrics()
-        self.metrics.add_live(LiveCollector(lambda: self.backends, self._gpus_json, ledger.totals,
-                                            lambda: self.active))
+        self.metrics.add_live(LiveCollector(lambda: self.backends, self._gpus_json, ledger.totals, lambda: self.active))
         ledger.add_finalized_listener(self.metrics.observe)
-        self.upstream = Upstream(ledger, self.router, self.vram, retries=cfg.retries,
-                                 first_token_timeout_s=cfg.first_token_timeout_s,
-                                 idle_timeout_s=cfg.idle_timeout_s, before_forward=self.before_forward,
-                                 on_retry=lambda b: self.metrics.retries.labels(b.name).inc())
+        self.upstream = Upstream(
+            ledger,
+            self.router,
+            self.vram,
+            retries=cfg.retries,
+            first_token_timeout_s=cfg.first_token_timeout_s,
+            idle_timeout_s=cfg.idle_timeout_s,
+            before_forward=self.before_forward,
+            on_retry=lambda b: self.metrics.retries.labels(b.name).inc(),
+        )
         self.cache = AnswerCache(cfg.cache_ttl_s)
         self.flights = Singleflight() if cfg.singleflight else None
         self.superseder = Superseder() if cfg.supersede else None
-        self.ladder = DegradationLadder(cfg.error_rate_threshold, cache=self.cache.enabled,
-                                        fallback=cfg.degrade_to_fallback, static_reply=cfg.static_reply)
+        self.ladder = DegradationLadder(
+            cfg.error_rate_threshold,
+            cache=self.cache.enabled,
+            fallback=cfg.degrade_to_fallback,
+            static_reply=cfg.static_reply,
+        )
         self.fallback_models = {k: v for k, v in cfg.fallback_models.items() if isinstance(v, str) and v}
         self.health = HealthChecker(backends)
         self.active = 0
@@ -109,7 +127,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._id_counter = 0
 
     @property
-    def app(self) -> "Gateway":
+    def app(self) -> Gateway:
         return self
 
     def set_agents(self, agents: list[Agent]) -> None:
@@ -137,8 +155,12 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         headers = {**self.client_headers(), "X-Claw-Client": "warmup"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=self.config.first_token_timeout_s) as c:
             for model in models:
-                body = {"model": model, "prompt": self.config.warmup_prompt, "stream": False,
-                        "options": {"num_predict": 1}}
+                body = {
+                    "model": model,
+                    "prompt": self.config.warmup_prompt,
+                    "stream": False,
+                    "options": {"num_predict": 1},
+                }
                 try:
                     response = await c.post("/api/generate", json=body)
                     result = "ok" if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"
@@ -194,8 +216,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                 raise GatewayError(404, f"no such endpoint: {ex.method} {ex.path}")
             if ex.method not in route.methods:
                 allowed = ", ".join(sorted(route.methods))
-                raise GatewayError(405, f"{ex.method} is not allowed on {ex.path} (use {allowed})",
-                                   headers={"Allow": allowed})
+                raise GatewayError(
+                    405, f"{ex.method} is not allowed on {ex.path} (use {allowed})", headers={"Allow": allowed}
+                )
             if self.auth.enabled:
                 try:
                     self.auth.check(ex.path, bearer_token(scope["headers"], scope.get("query_string", b"")))
@@ -217,8 +240,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         except Exception:
             log.exception("%s %s failed", ex.method, ex.path)
             if not ex.started:
-                await ex.respond_error(GatewayError(500, "internal gateway error (see the claw log)",
-                                                    error_type="api_error"))
+                await ex.respond_error(
+                    GatewayError(500, "internal gateway error (see the claw log)", error_type="api_error")
+                )
         finally:
             ex.close()
 
@@ -235,8 +259,14 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         agent = self.agents.get(requested)
         model = agent.model if agent else requested
         record = self.ledger.open_request(
-            id=self._next_id(), model=model, endpoint=ex.path, surface=surface,
-            agent=agent.name if agent else None, stream=stream, client=ex.header(CLIENT_HEADER) or ex.client_host)
+            id=self._next_id(),
+            model=model,
+            endpoint=ex.path,
+            surface=surface,
+            agent=agent.name if agent else None,
+            stream=stream,
+            client=ex.header(CLIENT_HEADER) or ex.client_host,
+        )
         ex.request_id = record.id
         self.active += 1
         try:
@@ -287,8 +317,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             first = self.fallback_models.get(first)
         return chain
 
-    def _prepare(self, surface: str, op: str, body: dict, raw: bytes,
-                 agent: Agent | None) -> tuple[dict, bytes | None, int]:
+    def _prepare(
+        self, surface: str, op: str, body: dict, raw: bytes, agent: Agent | None
+    ) -> tuple[dict, bytes | None, int]:
         """The body to send for this agent (system prompt, options, limits, trimmed context)."""
         if agent is None:
             return body, raw, 0
@@ -306,18 +337,38 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             body = dict(body, model=agent.model)
         return body, None, trimmed
 
-    async def _answer(self, ex: Exchange, surface: str, op: str, body: dict, raw: bytes, stream: bool,
-                      requested: str, agent: Agent | None, record: RequestRecord) -> None:
+    async def _answer(
+        self,
+        ex: Exchange,
+        surface: str,
+        op: str,
+        body: dict,
+        raw: bytes,
+        stream: bool,
+        requested: str,
+        agent: Agent | None,
+        record: RequestRecord,
+    ) -> None:
         cfg = self.config
         identity = self._identity(ex) if (self.rate.enabled or self.superseder is not None) else ""
         if self.rate.enabled:
             self.rate.check(identity)
         send_body, send_raw, trimmed = self._prepare(surface, op, body, raw, agent)
-        call = Call(surface=surface, op=op, path=ex.path, body=send_body, raw=send_raw, stream=stream,
-                    model=record.model, requested=requested, record=record, agent=agent,
-                    fallbacks=self.fallbacks_for(record.model, agent),
-                    include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-                    deadline=time.monotonic() + cfg.total_timeout_s)
+        call = Call(
+            surface=surface,
+            op=op,
+            path=ex.path,
+            body=send_body,
+            raw=send_raw,
+            stream=stream,
+            model=record.model,
+            requested=requested,
+            record=record,
+            agent=agent,
+            fallbacks=self.fallbacks_for(record.model, agent),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            deadline=time.monotonic() + cfg.total_timeout_s,
+        )
         extra: list[tuple[bytes, bytes]] = [(b"x-claw-context-trimmed", str(trimmed).encode())] if trimmed else []
         key = request_key(ex.path, body) if (self.cache.enabled or self.flights is not None) else None
 
@@ -341,8 +392,11 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                 opened = await self.upstream.open(call)
             except GatewayError as exc:
                 self._outcome(exc)
-                if self.ladder.any_step and self.ladder.active() and await self._degraded_reply(
-                        ex, call, key, extra, after_failure=exc, allow_fallback=False):
+                if (
+                    self.ladder.any_step
+                    and self.ladder.active()
+                    and await self._degraded_reply(ex, call, key, extra, after_failure=exc, allow_fallback=False)
+                ):
                     return
                 raise
             if turn is not None:
@@ -352,8 +406,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             if turn is not None:
                 self.superseder.end(turn)
 
-    def _begin_turn(self, ex: Exchange, identity: str, requested: str, body: dict,
-                    record: RequestRecord) -> Turn | None:
+    def _begin_turn(
+        self, ex: Exchange, identity: str, requested: str, body: dict, record: RequestRecord
+    ) -> Turn | None:
         if self.superseder is None:
             return None
         key = conversation_key(identity, requested, body, ex.header(CONVERSATION_HEADER))
@@ -374,15 +429,20 @@ class Gateway(ModelEndpoints, ClawEndpoints):
 
     def _headers(self, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         record = call.record
-        headers = [(b"content-type", opened.relay.media_type), (b"x-claw-request-id", record.id.encode()),
-                   (b"x-claw-backend", opened.backend.name.encode()), (b"x-claw-model", opened.model.encode())]
+        headers = [
+            (b"content-type", opened.relay.media_type),
+            (b"x-claw-request-id", record.id.encode()),
+            (b"x-claw-backend", opened.backend.name.encode()),
+            (b"x-claw-model", opened.model.encode()),
+        ]
         if record.downgraded_from:
             headers.append((b"x-claw-model-downgraded", opened.model.encode()))
             self.metrics.fallbacks.labels(record.downgraded_from, opened.model).inc()
         return headers + extra
 
-    async def _relay(self, ex: Exchange, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]],
-                     key: str | None) -> None:
+    async def _relay(
+        self, ex: Exchange, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]], key: str | None
+    ) -> None:
         headers = self._headers(call, opened, extra)
         kept: list[bytes] | None = [] if key is not None and self.cache.enabled else None
         if opened.complete:
@@ -403,11 +463,14 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._finish(call, opened, status, error)
         if kept is not None and status == "ok":
             prompt, completion = opened.relay.usage()
-            self.cache.put(key, StoredAnswer(200, opened.relay.media_type, kept, opened.model, opened.backend.name,
-                                             prompt, completion))
+            self.cache.put(
+                key,
+                StoredAnswer(200, opened.relay.media_type, kept, opened.model, opened.backend.name, prompt, completion),
+            )
 
-    async def pump(self, call: Call, opened: Opened,
-                   sink: Callable[[bytes], Awaitable[None]]) -> tuple[str, str | None]:
+    async def pump(
+        self, call: Call, opened: Opened, sink: Callable[[bytes], Awaitable[None]]
+    ) -> tuple[str, str | None]:
         """Relay the rest of an opened answer into `sink`; returns the outcome (status, error)."""
         relay = opened.relay
         try:
@@ -421,8 +484,11 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                 if out:
                     await sink(out)
         except (aiohttp.ClientError, OSError, UpstreamTimeout) as exc:
-            message = str(exc) if isinstance(exc, UpstreamTimeout) else (
-                f"backend '{opened.backend.name}' failed mid-stream: {type(exc).__name__} {exc}".rstrip())
+            message = (
+                str(exc)
+                if isinstance(exc, UpstreamTimeout)
+                else (f"backend '{opened.backend.name}' failed mid-stream: {type(exc).__name__} {exc}".rstrip())
+            )
             opened.backend.record_failure(message)
             await sink(relay.failure(message))
             return "error", message
@@ -441,17 +507,29 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._outcome(None if status == "ok" else GatewayError(502, error or "", retryable=True))
 
     # ---- the degradation ladder ---------------------------------------------------------------------------------
-    async def _degraded_reply(self, ex: Exchange, call: Call, key: str | None, extra: list[tuple[bytes, bytes]],
-                              *, after_failure: GatewayError | None = None, allow_fallback: bool = True) -> bool:
+    async def _degraded_reply(
+        self,
+        ex: Exchange,
+        call: Call,
+        key: str | None,
+        extra: list[tuple[bytes, bytes]],
+        *,
+        after_failure: GatewayError | None = None,
+        allow_fallback: bool = True,
+    ) -> bool:
         """Answer from the cache, or with the static reply, when the ladder says so; False when neither applies."""
         record = call.record
         cached = self.cache.get(key) if key is not None else None
         if cached is not None:
             self.ladder.served["cache"] += 1
             self.metrics.degraded.labels("cache").inc()
-            headers = [(b"x-claw-request-id", record.id.encode()), (b"x-claw-backend", b"cache"),
-                       (b"x-claw-model", cached.model.encode()), (b"x-claw-cache", b"hit"),
-                       (b"x-claw-degraded", b"cache")] + extra
+            headers = [
+                (b"x-claw-request-id", record.id.encode()),
+                (b"x-claw-backend", b"cache"),
+                (b"x-claw-model", cached.model.encode()),
+                (b"x-claw-cache", b"hit"),
+                (b"x-claw-degraded", b"cache"),
+            ] + extra
             record.backend = "cache"
             record.prompt_tokens, record.completion_tokens = cached.prompt_tokens, cached.completion_tokens
             await self._send_chunks(ex, cached.media_type, cached.chunks, headers, record)
@@ -462,10 +540,15 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         if self.ladder.static_reply and call.op != "embed":
             self.ladder.served["static"] += 1
             self.metrics.degraded.labels("static").inc()
-            media, content = static_answer(call.surface, call.op, call.requested, self.ladder.static_reply,
-                                           call.stream, record.id)
-            headers = [(b"x-claw-request-id", record.id.encode()), (b"x-claw-backend", b"static"),
-                       (b"x-claw-model", call.requested.encode()), (b"x-claw-degraded", b"static")] + extra
+            media, content = static_answer(
+                call.surface, call.op, call.requested, self.ladder.static_reply, call.stream, record.id
+            )
+            headers = [
+                (b"x-claw-request-id", record.id.encode()),
+                (b"x-claw-backend", b"static"),
+                (b"x-claw-model", call.requested.encode()),
+                (b"x-claw-degraded", b"static"),
+            ] + extra
             record.backend = "static"
             await self._send_chunks(ex, media, [content], headers, record)
             reason = f"static reply: error rate {self.ladder.window.rate():.0%}"
@@ -475,8 +558,14 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             return True
         return False
 
-    async def _send_chunks(self, ex: Exchange, media_type: bytes, chunks: list[bytes],
-                           headers: list[tuple[bytes, bytes]], record: RequestRecord) -> None:
+    async def _send_chunks(
+        self,
+        ex: Exchange,
+        media_type: bytes,
+        chunks: list[bytes],
+        headers: list[tuple[bytes, bytes]],
+        record: RequestRecord,
+    ) -> None:
         self.ledger.mark_first_token(record)
         if media_type.startswith(b"application/json"):
             await ex.respond(200, b"".join(chunks), headers, media_type)
@@ -505,7 +594,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                 return
             except asyncio.CancelledError:
                 if flight.head.cancelled() and not ex.gone and not ex.interrupted:
-                    raise GatewayError(502, "the shared upstream request was cancelled", error_type="api_error")
+                    raise GatewayError(
+                        502, "the shared upstream request was cancelled", error_type="api_error"
+                    ) from None
                 raise
             own = [(b"x-claw-request-id", record.id.encode())]
             if not leader:

@@ -90,12 +90,12 @@ class Backend:
     def _url(self, path: str) -> str:
         return path.lstrip("/")
 
-    async def send(self, method: str, path: str, content: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    async def send(
+        self, method: str, path: str, content: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
         """Send a request; the response comes back as soon as its head is in (release or close it)."""
         assert self.client is not None
-        return await self.client.request(method, self._url(path), data=content, headers=headers,
-                                         allow_redirects=False)
+        return await self.client.request(method, self._url(path), data=content, headers=headers, allow_redirects=False)
 
     async def post_json(self, path: str, body: dict, timeout: float | None = None) -> tuple[int, bytes]:
         """POST a JSON body and read the whole answer: (status, content)."""
@@ -251,6 +251,12 @@ def openai_model_as_tag(item: dict) -> dict:
         "modified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
         "size": 0,
         "digest": "",
-        "details": {"parent_model": "", "format": "", "family": "", "families": None, "parameter_size": "",
-                    "quantization_level": ""},
+        "details": {
+            "parent_model": "",
+            "format": "",
+            "family": "",
+            "families": None,
+            "parameter_size": "",
+            "quantization_level": "",
+        },
     }

@@ -50,8 +50,10 @@ class ModelEndpoints:
         results = await asyncio.gather(*(b.models() for b in self.backends), return_exceptions=True)
         for backend, result in zip(self.backends, results):
             if isinstance(result, BaseException):
-                backend.record_failure(f"listing models failed: {result or type(result).__name__}",
-                                       unreachable=isinstance(result, CONNECT_ERRORS))
+                backend.record_failure(
+                    f"listing models failed: {result or type(result).__name__}",
+                    unreachable=isinstance(result, CONNECT_ERRORS),
+                )
                 continue
             for tag in result:
                 merged.setdefault(tag.get("name") or tag.get("model"), tag)
@@ -76,8 +78,10 @@ class ModelEndpoints:
     async def ps(self, ex: Exchange) -> None:
         async def loaded(backend: Backend) -> list[dict]:
             if backend.kind != "ollama":  # an OpenAI-compatible server keeps its models loaded
-                return [dict(tag, size_vram=tag.get("size", 0), expires_at="0001-01-01T00:00:00Z",
-                             context_length=0) for tag in await backend.models()]
+                return [
+                    dict(tag, size_vram=tag.get("size", 0), expires_at="0001-01-01T00:00:00Z", context_length=0)
+                    for tag in await backend.models()
+                ]
             return (await backend.get_json("/api/ps")).get("models") or []
 
         models: list[dict] = []
@@ -108,8 +112,9 @@ class ModelEndpoints:
                 response = await backend.send("POST", "/api/show", content, {"Content-Type": "application/json"})
                 out = await response.read()
         except UPSTREAM_ERRORS as exc:
-            raise GatewayError(502, f"backend '{backend.name}' failed: {exc or type(exc).__name__}",
-                               error_type="api_error") from None
+            raise GatewayError(
+                502, f"backend '{backend.name}' failed: {exc or type(exc).__name__}", error_type="api_error"
+            ) from None
         if agent is not None and response.status == 200:
             out = _dumps(_show_for_agent(json.loads(out), agent))
         await ex.respond(response.status, out, [(b"x-claw-backend", backend.name.encode())])
@@ -146,13 +151,17 @@ class ModelEndpoints:
             for backend in self.backends:
                 if backend.name == named:
                     if backend.kind != "ollama":
-                        raise GatewayError(400, f"backend '{named}' is OpenAI-compatible: models are managed on it "
-                                                "directly, not through the Ollama API")
+                        raise GatewayError(
+                            400,
+                            f"backend '{named}' is OpenAI-compatible: models are managed on it "
+                            "directly, not through the Ollama API",
+                        )
                     return backend
             raise GatewayError(404, f"no backend named '{named}'")
         if not ollama:
-            raise GatewayError(501, "managing models needs an Ollama backend; the configured backends are all "
-                                    "OpenAI-compatible")
+            raise GatewayError(
+                501, "managing models needs an Ollama backend; the configured backends are all OpenAI-compatible"
+            )
         for field in ("from", "source", "model", "name"):
             name = body.get(field)
             if ex.path == "/api/pull" or not isinstance(name, str) or not name:
@@ -163,15 +172,22 @@ class ModelEndpoints:
             break
         return next((b for b in ollama if b.in_rotation), ollama[0])
 
-    async def _forward(self, ex: Exchange, backend: Backend, method: str, raw: bytes,
-                       before_end: Callable[[], Awaitable[Any]] | None = None) -> None:
+    async def _forward(
+        self,
+        ex: Exchange,
+        backend: Backend,
+        method: str,
+        raw: bytes,
+        before_end: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
         """Send the request to one backend as it is and relay the answer as it comes (status, type, chunks)."""
         ex.watch()
         try:
             response = await backend.send(method, ex.path, raw, {"Content-Type": "application/json"})
         except (aiohttp.ClientError, OSError) as exc:
-            raise GatewayError(502, f"backend '{backend.name}' unreachable at {backend.url}: {exc}",
-                               error_type="api_error") from None
+            raise GatewayError(
+                502, f"backend '{backend.name}' unreachable at {backend.url}: {exc}", error_type="api_error"
+            ) from None
         try:
             headers = [(b"x-claw-backend", backend.name.encode())]
             content_type = response.headers.get("content-type")
@@ -217,8 +233,14 @@ def _show_for_openai_model(model: str) -> dict:
         "modelfile": f"FROM {model}\n",
         "parameters": "",
         "template": "",
-        "details": {"parent_model": "", "format": "", "family": "", "families": None, "parameter_size": "",
-                    "quantization_level": ""},
+        "details": {
+            "parent_model": "",
+            "format": "",
+            "family": "",
+            "families": None,
+            "parameter_size": "",
+            "quantization_level": "",
+        },
         "model_info": {},
         "capabilities": ["completion"],
     }

@@ -32,8 +32,10 @@ class ClawEndpoints:
             "queue_size": cfg.queue_size,
             "vram_admission_pct": cfg.vram_admission_pct,
             "singleflight": {"on": self.flights is not None, "shared": self.flights.shared if self.flights else 0},
-            "supersede": {"on": self.superseder is not None,
-                          "superseded": self.superseder.superseded if self.superseder else 0},
+            "supersede": {
+                "on": self.superseder is not None,
+                "superseded": self.superseder.superseded if self.superseder else 0,
+            },
             "ladder": self.ladder.to_json(),
             "cache_entries": len(self.cache),
             "warmup": dict(self.warmup_results),

@@ -13,8 +13,16 @@ import math
 class GatewayError(Exception):
     """An error answered to the client; `headers` travel with it (Retry-After, WWW-Authenticate)."""
 
-    def __init__(self, status: int, message: str, *, error_type: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        retryable: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -42,8 +50,9 @@ def openai_error_type(status: int) -> str:
     return "api_error"
 
 
-def openai_error_object(message: str, error_type: str = "invalid_request_error", param: str | None = None,
-                        code: str | None = None) -> dict:
+def openai_error_object(
+    message: str, error_type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 

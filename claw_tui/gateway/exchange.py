@@ -16,8 +16,22 @@ JSON_MEDIA = b"application/json; charset=utf-8"
 
 
 class Exchange:
-    __slots__ = ("scope", "receive", "_send", "path", "method", "started", "finished", "gone", "interrupted",
-                 "_task", "_watcher", "surface", "status", "request_id")
+    __slots__ = (
+        "_send",
+        "_task",
+        "_watcher",
+        "finished",
+        "gone",
+        "interrupted",
+        "method",
+        "path",
+        "receive",
+        "request_id",
+        "scope",
+        "started",
+        "status",
+        "surface",
+    )
 
     def __init__(self, scope, receive, send, surface: str) -> None:
         self.scope = scope
@@ -116,8 +130,9 @@ class Exchange:
         self.finished = True  # from here a disconnect no longer cancels anything
         await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
-    async def respond(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,
-                      media_type: bytes = JSON_MEDIA) -> None:
+    async def respond(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None, media_type: bytes = JSON_MEDIA
+    ) -> None:
         all_headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
         if headers:
             all_headers += headers
@@ -127,8 +142,9 @@ class Exchange:
             body = b""
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def respond_error(self, exc: GatewayError, surface: str | None = None,
-                            headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def respond_error(
+        self, exc: GatewayError, surface: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()] + (headers or [])
         if self.request_id is not None and not any(k == b"x-claw-request-id" for k, _ in extra):
             extra.append((b"x-claw-request-id", self.request_id.encode()))
@@ -137,5 +153,6 @@ class Exchange:
 
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> GatewayError:
     what = f"at least {size}" if at_least else f"{size}"
-    return GatewayError(413, f"request body too large ({what} bytes; the limit is {limit} bytes)",
-                        headers={"Connection": "close"})
+    return GatewayError(
+        413, f"request body too large ({what} bytes; the limit is {limit} bytes)", headers={"Connection": "close"}
+    )

@@ -22,8 +22,9 @@ async def probe(backend: Backend) -> None:
     try:
         await backend.refresh_models()
     except CONNECT_ERRORS as exc:
-        backend.record_failure(f"health check: cannot connect to {backend.url} ({exc or type(exc).__name__})",
-                               unreachable=True)
+        backend.record_failure(
+            f"health check: cannot connect to {backend.url} ({exc or type(exc).__name__})", unreachable=True
+        )
         return
     except UpstreamStatusError as exc:
         backend.record_failure(f"health check: {exc}")
@@ -59,8 +60,9 @@ class HealthChecker:
         first = [loop.create_task(probe(b), name=f"health-first:{b.name}") for b in self.backends]
         if first:
             await asyncio.wait(first, timeout=first_wait_s)
-        self._tasks = [loop.create_task(self._loop(b, f), name=f"health:{b.name}")
-                       for b, f in zip(self.backends, first)]
+        self._tasks = [
+            loop.create_task(self._loop(b, f), name=f"health:{b.name}") for b, f in zip(self.backends, first)
+        ]
 
     async def _loop(self, backend: Backend, first: asyncio.Task) -> None:
         try:

@@ -13,8 +13,9 @@ STEPS = ("cache", "fallback", "static")
 class ErrorRateWindow:
     """Outcomes of the last `window_s` seconds; the rate counts only once `min_samples` outcomes are in."""
 
-    def __init__(self, window_s: float = 60.0, min_samples: int = 5, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, window_s: float = 60.0, min_samples: int = 5, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.window_s = window_s
         self.min_samples = min_samples
         self.clock = clock
@@ -49,14 +50,15 @@ class ErrorRateWindow:
 class DegradationLadder:
     """Which steps are switched on, and whether the error rate says to use them now."""
 
-    def __init__(self, threshold: float, *, cache: bool, fallback: bool, static_reply: str,
-                 window: ErrorRateWindow | None = None) -> None:
+    def __init__(
+        self, threshold: float, *, cache: bool, fallback: bool, static_reply: str, window: ErrorRateWindow | None = None
+    ) -> None:
         self.threshold = threshold
         self.cache = cache
         self.fallback = fallback
         self.static_reply = static_reply
         self.window = window or ErrorRateWindow()
-        self.served = {step: 0 for step in STEPS}
+        self.served = dict.fromkeys(STEPS, 0)
 
     @property
     def any_step(self) -> bool:

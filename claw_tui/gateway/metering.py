@@ -102,8 +102,13 @@ def has_answer_content(obj: dict) -> bool:
     """Does an OpenAI chunk (or completion) carry output: text, reasoning or a tool call?"""
     for choice in obj.get("choices") or ():
         delta = choice.get("delta") or choice.get("message") or {}
-        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") \
-                or delta.get("reasoning") or choice.get("text"):
+        if (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("reasoning_content")
+            or delta.get("reasoning")
+            or choice.get("text")
+        ):
             return True
     return False
 
@@ -132,7 +137,7 @@ class SseMeter:
         if cut < 0:
             self._buffer = data
             return b""
-        complete, self._buffer = data[: cut + 2], data[cut + 2:]
+        complete, self._buffer = data[: cut + 2], data[cut + 2 :]
         out = []
         for event in complete.split(b"\n\n")[:-1]:
             if self._event(event):
@@ -209,7 +214,7 @@ def sse_events(buffer: bytes) -> tuple[list[dict | None], bytes]:
                 obj = _loads(payload)
                 if obj is not None:
                     events.append(obj)
-    return events, buffer[cut + 2:]
+    return events, buffer[cut + 2 :]
 
 
 _PROMPT_EVAL_COUNT = re.compile(rb'"prompt_eval_count"\s*:\s*(\d+)')

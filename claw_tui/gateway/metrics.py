@@ -25,22 +25,36 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("claw_requests", "Requests by model, agent and outcome",
-                                ["model", "agent", "status"], registry=r)
-        self.latency = Histogram("claw_request_duration_seconds", "Request duration from arrival to last byte",
-                                 ["model", "agent"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("claw_time_to_first_token_seconds", "Time from arrival to the first token",
-                              ["model", "agent"], buckets=TTFT_BUCKETS, registry=r)
-        self.tokens = Counter("claw_tokens", "Tokens by model, agent and kind (prompt|completion)",
-                              ["model", "agent", "kind"], registry=r)
-        self.energy = Counter("claw_request_energy_joules", "GPU energy attributed to requests",
-                              ["model", "agent"], registry=r)
-        self.retries = Counter("claw_upstream_retries", "Upstream attempts retried before the first byte",
-                               ["backend"], registry=r)
-        self.fallbacks = Counter("claw_fallbacks", "Answers given by a fallback model", ["model", "fallback"],
-                                 registry=r)
-        self.degraded = Counter("claw_degraded_replies", "Replies from the degradation ladder", ["step"],
-                                registry=r)
+        self.requests = Counter(
+            "claw_requests", "Requests by model, agent and outcome", ["model", "agent", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "claw_request_duration_seconds",
+            "Request duration from arrival to last byte",
+            ["model", "agent"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "claw_time_to_first_token_seconds",
+            "Time from arrival to the first token",
+            ["model", "agent"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "claw_tokens", "Tokens by model, agent and kind (prompt|completion)", ["model", "agent", "kind"], registry=r
+        )
+        self.energy = Counter(
+            "claw_request_energy_joules", "GPU energy attributed to requests", ["model", "agent"], registry=r
+        )
+        self.retries = Counter(
+            "claw_upstream_retries", "Upstream attempts retried before the first byte", ["backend"], registry=r
+        )
+        self.fallbacks = Counter(
+            "claw_fallbacks", "Answers given by a fallback model", ["model", "fallback"], registry=r
+        )
+        self.degraded = Counter("claw_degraded_replies", "Replies from the degradation ladder", ["step"], registry=r)
         self.rejections = Counter("claw_rejections", "Requests refused by a policy", ["reason"], registry=r)
 
     def observe(self, record: RequestRecord) -> None:
@@ -60,7 +74,7 @@ class GatewayMetrics:
         if record.energy_j > 0:
             self.energy.labels(model, agent).inc(record.energy_j)
 
-    def add_live(self, collector: "LiveCollector") -> None:
+    def add_live(self, collector: LiveCollector) -> None:
         self.registry.register(collector)
 
     def exposition(self) -> bytes:
@@ -73,8 +87,13 @@ _REJECTION_REASONS = {401: "auth", 403: "auth", 413: "body_too_large", 429: "rat
 class LiveCollector:
     """Values read at scrape time: in flight and queued per backend, backend state, GPU power and energy."""
 
-    def __init__(self, backends: Callable[[], Iterable[Backend]], gpus: Callable[[], list[dict]],
-                 ledger_totals: Callable[[], dict], gateway_in_flight: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        backends: Callable[[], Iterable[Backend]],
+        gpus: Callable[[], list[dict]],
+        ledger_totals: Callable[[], dict],
+        gateway_in_flight: Callable[[], int],
+    ) -> None:
         self.backends = backends
         self.gpus = gpus
         self.ledger_totals = ledger_totals
@@ -84,12 +103,15 @@ class LiveCollector:
         return []
 
     def collect(self):
-        in_flight = GaugeMetricFamily("claw_backend_in_flight_requests", "Requests in flight to a backend",
-                                      labels=["backend"])
-        queued = GaugeMetricFamily("claw_backend_queued_requests", "Requests waiting for a backend slot",
-                                   labels=["backend"])
-        state = GaugeMetricFamily("claw_backend_state", "1 for the backend's current state (up, degraded, down)",
-                                  labels=["backend", "state"])
+        in_flight = GaugeMetricFamily(
+            "claw_backend_in_flight_requests", "Requests in flight to a backend", labels=["backend"]
+        )
+        queued = GaugeMetricFamily(
+            "claw_backend_queued_requests", "Requests waiting for a backend slot", labels=["backend"]
+        )
+        state = GaugeMetricFamily(
+            "claw_backend_state", "1 for the backend's current state (up, degraded, down)", labels=["backend", "state"]
+        )
         for backend in self.backends():
             in_flight.add_metric([backend.name], backend.in_flight)
             queued.add_metric([backend.name], backend.admission.waiting)
@@ -98,8 +120,9 @@ class LiveCollector:
         yield in_flight
         yield queued
         yield state
-        yield GaugeMetricFamily("claw_in_flight_requests", "Requests being answered by the gateway",
-                                value=self.gateway_in_flight())
+        yield GaugeMetricFamily(
+            "claw_in_flight_requests", "Requests being answered by the gateway", value=self.gateway_in_flight()
+        )
         power = GaugeMetricFamily("claw_gpu_power_watts", "GPU power draw", labels=["gpu", "name"])
         vram = GaugeMetricFamily("claw_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu", "name"])
         util = GaugeMetricFamily("claw_gpu_utilization_ratio", "GPU utilisation (0..1)", labels=["gpu", "name"])
@@ -115,8 +138,9 @@ class LiveCollector:
         yield vram
         yield util
         totals = self.ledger_totals()
-        energy = CounterMetricFamily("claw_gpu_energy_joules", "GPU energy measured this session, by use",
-                                     labels=["use"])
+        energy = CounterMetricFamily(
+            "claw_gpu_energy_joules", "GPU energy measured this session, by use", labels=["use"]
+        )
         energy.add_metric(["active"], totals.get("active_j", 0.0))
         energy.add_metric(["idle"], totals.get("idle_j", 0.0))
         yield energy

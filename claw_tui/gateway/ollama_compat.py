@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 OPTION_FIELDS = {
     "temperature": "temperature",
@@ -21,7 +21,7 @@ DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "conte
 
 def now_rfc3339() -> str:
     now = time.time_ns()
-    stamp = datetime.fromtimestamp(now // 1_000_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(now // 1_000_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{now % 1_000_000_000:09d}Z"
 
 
@@ -60,9 +60,14 @@ def openai_message(message: dict) -> dict:
     calls = message.get("tool_calls")
     if calls:
         out["tool_calls"] = [
-            {"id": f"call_{i}", "type": "function",
-             "function": {"name": (c.get("function") or {}).get("name", ""),
-                          "arguments": json.dumps((c.get("function") or {}).get("arguments") or {})}}
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": (c.get("function") or {}).get("name", ""),
+                    "arguments": json.dumps((c.get("function") or {}).get("arguments") or {}),
+                },
+            }
             for i, c in enumerate(calls)
         ]
     if message.get("role") == "tool":
@@ -95,8 +100,13 @@ def generate_request(body: dict, model: str) -> tuple[str, dict]:
     """An Ollama /api/generate body as an OpenAI request: chat completions, or plain completions when raw."""
     options = openai_options(body.get("options"))
     if body.get("raw"):
-        return "/v1/completions", {"model": model, "prompt": body.get("prompt") or "", "stream": True,
-                                   "stream_options": {"include_usage": True}, **options}
+        return "/v1/completions", {
+            "model": model,
+            "prompt": body.get("prompt") or "",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **options,
+        }
     messages = []
     if body.get("system"):
         messages.append({"role": "system", "content": body["system"]})
@@ -118,8 +128,11 @@ def embed_answer(content: bytes, model: str, elapsed_ns: int) -> tuple[bytes, in
     obj = json.loads(content)
     data = sorted(obj.get("data") or [], key=lambda item: item.get("index", 0))
     tokens = int((obj.get("usage") or {}).get("prompt_tokens") or 0)
-    answer = {"model": model, "embeddings": [item.get("embedding") or [] for item in data],
-              "total_duration": elapsed_ns}
+    answer = {
+        "model": model,
+        "embeddings": [item.get("embedding") or [] for item in data],
+        "total_duration": elapsed_ns,
+    }
     if tokens:
         answer["prompt_eval_count"] = tokens
     return json.dumps(answer, separators=(",", ":")).encode(), tokens

@@ -205,20 +205,26 @@ def embeddings_answer(content: bytes, model: str, encoding_format: str | None) -
         if encoding_format == "base64":
             embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "embedding": embedding, "index": index})
-    answer = {"object": "list", "data": data, "model": model,
-              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    answer = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
     return json.dumps(answer, separators=(",", ":")).encode(), tokens
 
 
 def models_list(tags: list[dict]) -> dict:
     data = []
     for tag in tags:
-        data.append({
-            "id": tag.get("name") or tag.get("model"),
-            "object": "model",
-            "created": _created(tag.get("modified_at")),
-            "owned_by": tag.get("owned_by") or "library",
-        })
+        data.append(
+            {
+                "id": tag.get("name") or tag.get("model"),
+                "object": "model",
+                "created": _created(tag.get("modified_at")),
+                "owned_by": tag.get("owned_by") or "library",
+            }
+        )
     return {"object": "list", "data": data}
 
 

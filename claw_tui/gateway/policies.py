@@ -19,6 +19,7 @@ OPEN_PATHS = frozenset({"/"})  # liveness probes answer without a token ("Ollama
 
 # ---- listening --------------------------------------------------------------------------------------------------
 
+
 class UnsafeListenError(OSError):
     """Listening beyond loopback without a token would hand the GPUs to anyone who can reach the port."""
 
@@ -36,10 +37,12 @@ def check_listen_is_safe(host: str, port: int, tokens: Iterable[str]) -> None:
     if not is_loopback_host(host) and not any(tokens):
         raise UnsafeListenError(
             f"refusing to listen on {host}:{port} without a token: set [gateway] tokens in the config "
-            "(clients then send 'Authorization: Bearer <token>'), or listen on 127.0.0.1")
+            "(clients then send 'Authorization: Bearer <token>'), or listen on 127.0.0.1"
+        )
 
 
 # ---- authentication ---------------------------------------------------------------------------------------------
+
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
@@ -64,7 +67,7 @@ class Authenticator:
         self.enabled = True
 
     def role_of(self, token: str | None) -> str | None:
-        """"admin", "user", or None for a missing or unknown token."""
+        """ "admin", "user", or None for a missing or unknown token."""
         if not token:
             return None
         digest = _digest(token)
@@ -81,8 +84,11 @@ class Authenticator:
         role = self.role_of(token)
         if role is None:
             message = "missing bearer token" if not token else "invalid bearer token"
-            raise GatewayError(401, f"{message}: send 'Authorization: Bearer <token>' or ?token=<token>",
-                               headers={"WWW-Authenticate": 'Bearer realm="claw"'})
+            raise GatewayError(
+                401,
+                f"{message}: send 'Authorization: Bearer <token>' or ?token=<token>",
+                headers={"WWW-Authenticate": 'Bearer realm="claw"'},
+            )
         if path in ADMIN_PATHS and self.admin_required and role != "admin":
             raise GatewayError(403, f"{path} needs an admin token")
 
@@ -111,6 +117,7 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes) ->
 
 # ---- rate limits ------------------------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class TokenBucket:
     """`capacity` requests at once, refilled at `rate_per_s`."""
@@ -121,7 +128,7 @@ class TokenBucket:
     updated: float
 
     @classmethod
-    def full(cls, rate_per_s: float, capacity: float, now: float) -> "TokenBucket":
+    def full(cls, rate_per_s: float, capacity: float, now: float) -> TokenBucket:
         return cls(rate_per_s, capacity, capacity, now)
 
     def take(self, now: float) -> float:
@@ -137,8 +144,9 @@ class TokenBucket:
 class RateLimiter:
     """One token bucket per client key (its bearer token, else its address); the oldest idle keys are forgotten."""
 
-    def __init__(self, rpm: int, burst: int = 0, *, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 10_000) -> None:
+    def __init__(
+        self, rpm: int, burst: int = 0, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
+    ) -> None:
         self.enabled = rpm > 0
         self.rate_per_s = rpm / 60.0
         self.capacity = float(max(1, burst))
@@ -160,11 +168,15 @@ class RateLimiter:
             self._buckets.move_to_end(key)
         wait = bucket.take(now)
         if wait > 0:
-            raise GatewayError(429, f"rate limit exceeded ({self.rate_per_s * 60:g} requests per minute); "
-                                    f"retry in {wait:.1f}s", headers=retry_after(wait))
+            raise GatewayError(
+                429,
+                f"rate limit exceeded ({self.rate_per_s * 60:g} requests per minute); retry in {wait:.1f}s",
+                headers=retry_after(wait),
+            )
 
 
 # ---- admission: max in-flight per backend with a bounded wait queue -----------------------------------------------
+
 
 class AdmissionQueue:
     """At most `limit` requests in flight; up to `queue_size` more wait (first come, first served) for at most
@@ -234,11 +246,13 @@ class AdmissionQueue:
 
     def _busy(self, detail: str) -> GatewayError:
         where = f"backend '{self.name}'" if self.name else "the backend"
-        return GatewayError(503, f"{where} is busy ({detail}); retry later", headers=retry_after(self.retry_after_s()),
-                            retryable=True)
+        return GatewayError(
+            503, f"{where} is busy ({detail}); retry later", headers=retry_after(self.retry_after_s()), retryable=True
+        )
 
 
 # ---- admission on GPU memory pressure --------------------------------------------------------------------------
+
 
 class VramGate:
     """Holds new requests while a GPU's memory use is above `threshold_pct`, then answers 503 + Retry-After.
@@ -246,8 +260,15 @@ class VramGate:
     `vram_pct(gpu)` reads the latest telemetry (None when unknown: never holds a request back).
     """
 
-    def __init__(self, threshold_pct: float, vram_pct: Callable[[int | None], float | None], *,
-                 timeout_s: float, poll_s: float = 0.1, max_waiting: int = 64) -> None:
+    def __init__(
+        self,
+        threshold_pct: float,
+        vram_pct: Callable[[int | None], float | None],
+        *,
+        timeout_s: float,
+        poll_s: float = 0.1,
+        max_waiting: int = 64,
+    ) -> None:
         self.threshold_pct = threshold_pct
         self.vram_pct = vram_pct
         self.timeout_s = timeout_s
@@ -281,5 +302,8 @@ class VramGate:
 
     def _busy(self, pct: float) -> GatewayError:
         return GatewayError(
-            503, f"GPU memory pressure: {pct:.0f}% of VRAM in use (admission limit {self.threshold_pct:g}%); "
-                 "retry later", headers=retry_after(max(1.0, self.timeout_s / 4)), retryable=True)
+            503,
+            f"GPU memory pressure: {pct:.0f}% of VRAM in use (admission limit {self.threshold_pct:g}%); retry later",
+            headers=retry_after(max(1.0, self.timeout_s / 4)),
+            retryable=True,
+        )

@@ -231,8 +231,9 @@ class NdjsonToOpenAI(Relay):
         if self.final is None:
             self.error = "the backend closed the answer without its final chunk"
             return _dumps(openai_error_object(self.error, "api_error"))
-        return _dumps(oai.completion_object(self.writer.id, self.writer.model, "".join(self.text),
-                                            self.tool_calls, self.final))
+        return _dumps(
+            oai.completion_object(self.writer.id, self.writer.model, "".join(self.text), self.tool_calls, self.final)
+        )
 
     def failure(self, message: str) -> bytes:
         return sse_error(message) if self.stream else _dumps(openai_error_object(message, "api_error"))
@@ -344,8 +345,19 @@ def estimate_first_token(record: RequestRecord, relay: Relay) -> float | None:
 
 
 __all__ = [
-    "EmbedRelay", "NDJSON", "JSON", "SSE", "NdjsonRelay", "NdjsonToOpenAI", "OpenAIToNdjson", "OpenAIWholeRelay",
-    "Relay", "SseRelay", "apply_server_timings", "estimate_first_token", "sse_error",
+    "JSON",
+    "NDJSON",
+    "SSE",
+    "EmbedRelay",
+    "NdjsonRelay",
+    "NdjsonToOpenAI",
+    "OpenAIToNdjson",
+    "OpenAIWholeRelay",
+    "Relay",
+    "SseRelay",
+    "apply_server_timings",
+    "estimate_first_token",
+    "sse_error",
 ]
 
 

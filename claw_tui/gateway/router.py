@@ -15,9 +15,24 @@ from claw_tui.gateway.backends import Backend
 
 # Relative decode throughput by GPU type (memory bandwidth bound), H100 = 1.0. The first matching key wins.
 GPU_CLASS_FACTORS: tuple[tuple[str, float], ...] = (
-    ("B300", 2.4), ("B200", 2.2), ("GH200", 1.45), ("H200", 1.45), ("H100", 1.0), ("H800", 1.0),
-    ("MI300", 1.5), ("A100", 0.6), ("A800", 0.6), ("L40S", 0.26), ("L40", 0.26), ("A6000", 0.23),
-    ("RTX 5090", 0.54), ("RTX 4090", 0.3), ("RTX 3090", 0.28), ("A10", 0.18), ("L4", 0.09), ("T4", 0.1),
+    ("B300", 2.4),
+    ("B200", 2.2),
+    ("GH200", 1.45),
+    ("H200", 1.45),
+    ("H100", 1.0),
+    ("H800", 1.0),
+    ("MI300", 1.5),
+    ("A100", 0.6),
+    ("A800", 0.6),
+    ("L40S", 0.26),
+    ("L40", 0.26),
+    ("A6000", 0.23),
+    ("RTX 5090", 0.54),
+    ("RTX 4090", 0.3),
+    ("RTX 3090", 0.28),
+    ("A10", 0.18),
+    ("L4", 0.09),
+    ("T4", 0.1),
 )
 HOT_C = 80.0  # above this the GPU is near thermal slowdown: send it less
 CRITICAL_C = 90.0
@@ -70,8 +85,12 @@ class NoBackend(Exception):
 
 
 class Router:
-    def __init__(self, backends: list[Backend], gpu_view: Callable[[int | None], GpuView | None] = lambda i: None,
-                 pressure: Callable[[int | None], bool] = lambda i: False) -> None:
+    def __init__(
+        self,
+        backends: list[Backend],
+        gpu_view: Callable[[int | None], GpuView | None] = lambda i: None,
+        pressure: Callable[[int | None], bool] = lambda i: False,
+    ) -> None:
         self.backends = backends
         self.gpu_view = gpu_view
         self.pressure = pressure  # is the backend's GPU over the VRAM admission limit?

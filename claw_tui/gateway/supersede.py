@@ -48,8 +48,10 @@ class Superseder:
         if older is not None and not older.answering and older.superseded_by is None:
             older.superseded_by = turn.request_id
             self.superseded += 1
-            older.interrupt(f"superseded by a newer turn of the same conversation (request {turn.request_id}) "
-                            "before its first token")
+            older.interrupt(
+                f"superseded by a newer turn of the same conversation (request {turn.request_id}) "
+                "before its first token"
+            )
         self._turns[turn.key] = turn
 
     def end(self, turn: Turn) -> None:

@@ -79,9 +79,18 @@ class Opened:
 
 
 class Upstream:
-    def __init__(self, ledger: Ledger, router: Router, vram: VramGate, *, retries: int, first_token_timeout_s: float,
-                 idle_timeout_s: float, before_forward: list[Callable[[RequestRecord], Awaitable[None]]],
-                 on_retry: Callable[[Backend], None] = lambda b: None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        router: Router,
+        vram: VramGate,
+        *,
+        retries: int,
+        first_token_timeout_s: float,
+        idle_timeout_s: float,
+        before_forward: list[Callable[[RequestRecord], Awaitable[None]]],
+        on_retry: Callable[[Backend], None] = lambda b: None,
+    ) -> None:
         self.ledger = ledger
         self.router = router
         self.vram = vram
@@ -157,15 +166,21 @@ class Upstream:
                         first, complete = await self._first_bytes(relay, response)
             except TimeoutError:
                 if first_wait >= left:
-                    raise GatewayError(504, "the request ran past the gateway's total timeout",
-                                       error_type="api_error") from None
-                raise self._failure(backend, 504, f"no first token from backend '{backend.name}' within "
-                                                  f"{first_wait:g}s", retry_in=1) from None
+                    raise GatewayError(
+                        504, "the request ran past the gateway's total timeout", error_type="api_error"
+                    ) from None
+                raise self._failure(
+                    backend, 504, f"no first token from backend '{backend.name}' within {first_wait:g}s", retry_in=1
+                ) from None
             except (aiohttp.ClientError, OSError) as exc:
                 unreachable = isinstance(exc, CONNECT_ERRORS)
                 verb = "unreachable at" if unreachable else "failed before answering, at"
-                raise self._failure(backend, 502, f"backend '{backend.name}' {verb} {backend.url}: "
-                                                  f"{_describe(exc)}", unreachable=unreachable) from None
+                raise self._failure(
+                    backend,
+                    502,
+                    f"backend '{backend.name}' {verb} {backend.url}: {_describe(exc)}",
+                    unreachable=unreachable,
+                ) from None
             if relay.error is not None and not relay.first_token_seen:
                 raise self._failure(backend, 500, relay.error)
             backend.record_success()
@@ -206,8 +221,9 @@ class Upstream:
         return GatewayError(status, message, headers=headers)
 
     @staticmethod
-    def _failure(backend: Backend, status: int, message: str, *, unreachable: bool = False,
-                 retry_in: float = 5) -> GatewayError:
+    def _failure(
+        backend: Backend, status: int, message: str, *, unreachable: bool = False, retry_in: float = 5
+    ) -> GatewayError:
         backend.record_failure(message, unreachable=unreachable)
         return GatewayError(status, message, error_type="api_error", headers=retry_after(retry_in), retryable=True)
 
@@ -221,8 +237,9 @@ class Upstream:
         except TimeoutError:
             if time.monotonic() >= deadline - 0.001:
                 raise UpstreamTimeout("the request ran past the gateway's total timeout") from None
-            raise UpstreamTimeout(f"backend '{opened.backend.name}' sent nothing for {self.idle_timeout_s:g}s "
-                                  "(idle timeout)") from None
+            raise UpstreamTimeout(
+                f"backend '{opened.backend.name}' sent nothing for {self.idle_timeout_s:g}s (idle timeout)"
+            ) from None
 
     async def close(self, opened: Opened) -> None:
         """Give the connection back when the answer was read to its end; otherwise close it, which tells the
@@ -264,8 +281,9 @@ class Upstream:
         if call.surface == "openai":  # OpenAI client, Ollama backend
             if call.op == "embed":
                 path, request = oai.embed_request(body, model)
-                relay = EmbedRelay(lambda c: oai.embeddings_answer(c, call.requested, body.get("encoding_format")),
-                                   "openai")
+                relay = EmbedRelay(
+                    lambda c: oai.embeddings_answer(c, call.requested, body.get("encoding_format")), "openai"
+                )
                 return path, _dumps(request), relay
             native = oai.to_ollama_chat(body)
             native["model"] = model
@@ -322,4 +340,3 @@ def _most_telling(errors: list[GatewayError]) -> GatewayError:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-

@@ -6,8 +6,15 @@ import json
 
 from claw_tui.gateway.errors import GatewayError
 
-_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-          dict: "an object", type(None): "null"}
+_KINDS = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def describe(value) -> str:
@@ -63,8 +70,7 @@ def _check_messages(messages, *, openai: bool) -> None:
         if openai and isinstance(content, list):
             for part in content:
                 if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise GatewayError(400, f"'{where}.content' parts must be objects with a 'type'",
-                                       param="messages")
+                    raise GatewayError(400, f"'{where}.content' parts must be objects with a 'type'", param="messages")
         elif content is not None and not isinstance(content, str):
             raise _bad(f"{where}.content", "a string" + (" or an array of parts" if openai else ""), content)
         images = message.get("images")
@@ -92,15 +98,19 @@ def ollama_inference(body: dict, op: str) -> None:
         expect(body, "think", "a boolean or low/medium/high", bool, str)
     elif op == "embed":
         value = body.get("input")
-        if value is not None and not isinstance(value, str) and not (
-                isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and not (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        ):
             raise _bad("input", "a string or an array of strings", value)
         expect(body, "truncate", "a boolean", bool)
         expect(body, "dimensions", "an integer", int)
     fmt = body.get("format")
     if fmt is not None and fmt != "" and fmt != "json" and not isinstance(fmt, dict):
-        raise GatewayError(400, f"'format' must be \"json\" or a JSON schema object, got {describe(fmt)}",
-                           param="format")
+        raise GatewayError(
+            400, f"'format' must be \"json\" or a JSON schema object, got {describe(fmt)}", param="format"
+        )
 
 
 def openai_chat(body: dict) -> None:
@@ -117,8 +127,11 @@ def openai_chat(body: dict) -> None:
     for field in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
         expect(body, field, "a number", int, float)
     stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
         raise _bad("stop", "a string or an array of strings", stop)
     expect(body, "tools", "an array", list)
     expect(body, "response_format", "an object", dict)
@@ -132,6 +145,7 @@ def openai_embeddings(body: dict) -> None:
         raise _bad("input", "a string or an array of strings", value)
     encoding = body.get("encoding_format")
     if encoding is not None and encoding not in ("float", "base64"):
-        raise GatewayError(400, f"'encoding_format' must be \"float\" or \"base64\", got {json.dumps(encoding)}",
-                           param="encoding_format")
+        raise GatewayError(
+            400, f'\'encoding_format\' must be "float" or "base64", got {json.dumps(encoding)}', param="encoding_format"
+        )
     expect(body, "dimensions", "an integer", int)

@@ -118,6 +118,9 @@ DEPRECATED_PARAMETERS: frozenset[str] = frozenset(
 # Removed from Ollama: now "unknown parameter". Value: the release that removed it.
 REMOVED_PARAMETERS: dict[str, str] = {"numa": "0.3.4", "tfs_z": "0.5.2"}
 
+FLASH_ATTENTION_HINT = (
+    "not a parameter: flash attention is a server setting, OLLAMA_FLASH_ATTENTION (auto since 0.12.4)"
+)
 KV_CACHE_HINT = (
     "not a parameter: set the server environment variable OLLAMA_KV_CACHE_TYPE=q8_0 "
     "(f16|q8_0|q4_0; needs flash attention)"
@@ -129,8 +132,8 @@ NOT_PARAMETERS: dict[str, str] = {
     "kv_cache": KV_CACHE_HINT,
     "cache_type_k": KV_CACHE_HINT,
     "cache_type_v": KV_CACHE_HINT,
-    "flash_attn": "not a parameter: flash attention is a server setting, OLLAMA_FLASH_ATTENTION (auto since 0.12.4)",
-    "flash_attention": "not a parameter: flash attention is a server setting, OLLAMA_FLASH_ATTENTION (auto since 0.12.4)",
+    "flash_attn": FLASH_ATTENTION_HINT,
+    "flash_attention": FLASH_ATTENTION_HINT,
     "num_parallel": "not a parameter: set the server environment variable OLLAMA_NUM_PARALLEL",
     "keep_alive": "not a parameter: send keep_alive with each request, or set OLLAMA_KEEP_ALIVE on the server",
 }

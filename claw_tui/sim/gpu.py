@@ -88,8 +88,7 @@ class _Ripple:
     def integral(self, a: float, b: float) -> float:
         xa, xb = a - self._origin, b - self._origin
         return sum(
-            w / omega * (math.cos(omega * xa + phase) - math.cos(omega * xb + phase))
-            for w, omega, phase in self._terms
+            w / omega * (math.cos(omega * xa + phase) - math.cos(omega * xb + phase)) for w, omega, phase in self._terms
         )
 
 
@@ -454,8 +453,9 @@ class SimGPU:
 
     def _processes(self) -> list[GpuProcess]:
         return [
-            GpuProcess(pid=_runner_pid(self.seed, self.index, name), name="ollama runner", vram_mib=vram,
-                       is_ollama_runner=True)
+            GpuProcess(
+                pid=_runner_pid(self.seed, self.index, name), name="ollama runner", vram_mib=vram, is_ollama_runner=True
+            )
             for name, vram in self._resident.items()
         ]
 

@@ -57,8 +57,13 @@ NDJSON = "application/x-ndjson"
 JSON_MEDIA = "application/json; charset=utf-8"
 SSE_MEDIA = "text/event-stream"
 INFERENCE_PATHS = (
-    "/api/chat", "/api/generate", "/api/embed", "/api/embeddings",
-    "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    "/api/embeddings",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
 )
 STREAM_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
 
@@ -71,8 +76,13 @@ STREAM_ERROR_MESSAGE = "an error was encountered while running the model: unexpe
 def go_json(obj: Any) -> bytes:
     """JSON as Go's encoding/json writes it: compact, UTF-8, with <, > and & escaped."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
     return text.encode()
 
@@ -233,25 +243,53 @@ def expect_type(data: dict[str, Any], key: str, kinds: tuple[str, ...], struct_n
         return
     kind = json_kind(value)
     if kind not in kinds:
-        raise RequestError(400, f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{key} of type {go_type}")
+        raise RequestError(
+            400, f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{key} of type {go_type}"
+        )
 
 
 # ================================================================================================================
 # Options
 # ================================================================================================================
 
-INT_OPTIONS = frozenset({
-    "num_ctx", "repeat_last_n", "seed", "num_predict", "draft_num_predict", "top_k", "num_keep", "num_batch",
-    "num_gpu", "main_gpu", "num_thread",
-})
-FLOAT_OPTIONS = frozenset({
-    "repeat_penalty", "temperature", "top_p", "min_p", "typical_p", "presence_penalty", "frequency_penalty",
-})
+INT_OPTIONS = frozenset(
+    {
+        "num_ctx",
+        "repeat_last_n",
+        "seed",
+        "num_predict",
+        "draft_num_predict",
+        "top_k",
+        "num_keep",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "num_thread",
+    }
+)
+FLOAT_OPTIONS = frozenset(
+    {
+        "repeat_penalty",
+        "temperature",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "presence_penalty",
+        "frequency_penalty",
+    }
+)
 BOOL_OPTIONS = frozenset({"use_mmap"})
 LIST_OPTIONS = frozenset({"stop"})
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "num_predict": -1, "temperature": 0.8, "seed": -1, "top_k": 40, "top_p": 0.9, "stop": [], "num_batch": 512,
-    "num_gpu": -1, "repeat_penalty": 1.0,
+    "num_predict": -1,
+    "temperature": 0.8,
+    "seed": -1,
+    "top_k": 40,
+    "top_p": 0.9,
+    "stop": [],
+    "num_batch": 512,
+    "num_gpu": -1,
+    "repeat_penalty": 1.0,
 }
 SIM_TOKENS_OPTION = "sim_tokens"  # claw-only: force the answer length (ignored by a real Ollama as unknown)
 
@@ -329,8 +367,9 @@ class Faults:
         self._failures: list[_Failure] = []
         self._stream_faults: list[_StreamFault] = []
 
-    def fail_next(self, n: int = 1, status: int = 500, message: str | None = None,
-                  paths: Iterable[str] | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, status: int = 500, message: str | None = None, paths: Iterable[str] | None = None
+    ) -> None:
         self._failures.append(_Failure(n, status, message, tuple(paths) if paths else INFERENCE_PATHS))
 
     def die_mid_stream_after(self, n_chunks: int, requests: int = 1) -> None:
@@ -392,8 +431,9 @@ def default_failure_message(status: int) -> str:
 class Runner:
     """One loaded (or loading) model on one GPU, like an `ollama runner` process."""
 
-    def __init__(self, model: InstalledModel, gpu: SimGPU, num_ctx: int, parallel: int, size_bytes: int,
-                 vram_bytes: int) -> None:
+    def __init__(
+        self, model: InstalledModel, gpu: SimGPU, num_ctx: int, parallel: int, size_bytes: int, vram_bytes: int
+    ) -> None:
         self.model = model
         self.name = model.name
         self.gpu = gpu
@@ -435,9 +475,12 @@ class Final:
 
     def ollama_metrics(self) -> dict[str, int]:
         pairs = (
-            ("total_duration", self.total_ns), ("load_duration", self.load_ns),
-            ("prompt_eval_count", self.prompt_tokens), ("prompt_eval_duration", self.prompt_eval_ns),
-            ("eval_count", self.eval_count), ("eval_duration", self.eval_ns),
+            ("total_duration", self.total_ns),
+            ("load_duration", self.load_ns),
+            ("prompt_eval_count", self.prompt_tokens),
+            ("prompt_eval_duration", self.prompt_eval_ns),
+            ("eval_count", self.eval_count),
+            ("eval_duration", self.eval_ns),
         )
         return {key: value for key, value in pairs if value}
 
@@ -532,8 +575,9 @@ class SimState:
 
     # ---- fault hooks ----------------------------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 500, message: str | None = None,
-                  paths: Iterable[str] | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, status: int = 500, message: str | None = None, paths: Iterable[str] | None = None
+    ) -> None:
         self.faults.fail_next(n, status, message, paths)
 
     def die_mid_stream_after(self, n_chunks: int, requests: int = 1) -> None:
@@ -670,8 +714,9 @@ class SimState:
         if model is None:
             raise KeyError(name)
         options = self.resolve_options(model, None)
-        runner = await self.acquire_runner(model, self.runner_num_ctx(model, options),
-                                           self.keep_alive_or_default(keep_alive_s))
+        runner = await self.acquire_runner(
+            model, self.runner_num_ctx(model, options), self.keep_alive_or_default(keep_alive_s)
+        )
         self.release_runner(runner)
         return runner
 
@@ -805,14 +850,17 @@ class SimState:
                     yield "error", error
                     return
             ended = time.monotonic()
-            yield "done", Final(
-                done_reason=done_reason,
-                prompt_tokens=req.prompt_tokens,
-                eval_count=emitted,
-                total_ns=_ns(ended - req.arrived),
-                load_ns=_ns(loaded_at - req.arrived),
-                prompt_eval_ns=_ns(prefill_ended - prefill_started),
-                eval_ns=_ns(ended - prefill_ended),
+            yield (
+                "done",
+                Final(
+                    done_reason=done_reason,
+                    prompt_tokens=req.prompt_tokens,
+                    eval_count=emitted,
+                    total_ns=_ns(ended - req.arrived),
+                    load_ns=_ns(loaded_at - req.arrived),
+                    prompt_eval_ns=_ns(prefill_ended - prefill_started),
+                    eval_ns=_ns(ended - prefill_ended),
+                ),
             )
         finally:
             admission.release()
@@ -824,8 +872,14 @@ class SimState:
             if runner is not None:
                 self.release_runner(runner)
 
-    async def embed(self, model: InstalledModel, texts: list[str], keep_alive_s: float, options: dict[str, Any],
-                    admission: Admission) -> tuple[list[int], float, float]:
+    async def embed(
+        self,
+        model: InstalledModel,
+        texts: list[str],
+        keep_alive_s: float,
+        options: dict[str, Any],
+        admission: Admission,
+    ) -> tuple[list[int], float, float]:
         """Run the embedding work for texts; returns (token counts, load seconds, total seconds)."""
         arrived = time.monotonic()
         runner: Runner | None = None
@@ -852,8 +906,9 @@ class SimState:
             if runner is not None:
                 self.release_runner(runner)
 
-    async def load_only(self, model: InstalledModel, options: dict[str, Any], keep_alive_s: float,
-                        admission: Admission) -> None:
+    async def load_only(
+        self, model: InstalledModel, options: dict[str, Any], keep_alive_s: float, admission: Admission
+    ) -> None:
         runner: Runner | None = None
         try:
             runner = await self.acquire_runner(model, self.runner_num_ctx(model, options), keep_alive_s)
@@ -966,9 +1021,16 @@ class DeferredResponse:
     (a failed load, a fault) still gets its own status, while a client disconnect is noticed at any time —
     also while waiting in the queue or loading — and cancels the generator at once."""
 
-    def __init__(self, items: AsyncIterator[bytes | ErrorItem], *, media_type: str, streaming: bool,
-                 on_close: Callable[[], None] | None = None, headers: dict[str, str] | None = None,
-                 error_item: Callable[[int, str], ErrorItem] | None = None) -> None:
+    def __init__(
+        self,
+        items: AsyncIterator[bytes | ErrorItem],
+        *,
+        media_type: str,
+        streaming: bool,
+        on_close: Callable[[], None] | None = None,
+        headers: dict[str, str] | None = None,
+        error_item: Callable[[int, str], ErrorItem] | None = None,
+    ) -> None:
         self._items = items
         self._error_item = error_item or ollama_error_item
         self._media_type = media_type
@@ -1005,8 +1067,9 @@ class DeferredResponse:
                     await self._send_whole(send, 200, item, self._media_type)
                     return
                 if not started:
-                    await send({"type": "http.response.start", "status": 200,
-                                "headers": self._raw_headers(self._media_type)})
+                    await send(
+                        {"type": "http.response.start", "status": 200, "headers": self._raw_headers(self._media_type)}
+                    )
                     started = True
                 await send({"type": "http.response.body", "body": item, "more_body": True})
         except RunnerGone as exc:
@@ -1091,8 +1154,14 @@ class OllamaApi:
     async def tags(self, request: Request) -> Response:
         models = sorted(self.state.models.values(), key=lambda m: rfc3339_to_unix(m.modified_at), reverse=True)
         entries = [
-            {"name": m.name, "model": m.name, "modified_at": m.modified_at, "size": m.size_bytes,
-             "digest": m.digest, "details": m.details(include_parent=False)}
+            {
+                "name": m.name,
+                "model": m.name,
+                "modified_at": m.modified_at,
+                "size": m.size_bytes,
+                "digest": m.digest,
+                "details": m.details(include_parent=False),
+            }
             for m in models
         ]
         return Response(go_json({"models": entries}), media_type=JSON_MEDIA)
@@ -1106,12 +1175,21 @@ class OllamaApi:
                 expires = now + runner.keep_alive_s
             if math.isinf(expires):
                 expires = now + FOREVER_DISPLAY_S
-            entries.append((expires, {
-                "name": runner.name, "model": runner.name, "size": runner.size_bytes,
-                "digest": runner.model.digest, "details": runner.model.details(include_parent=False),
-                "expires_at": rfc3339_nano(int(expires * 1e9)), "size_vram": runner.vram_bytes,
-                "context_length": runner.num_ctx,
-            }))
+            entries.append(
+                (
+                    expires,
+                    {
+                        "name": runner.name,
+                        "model": runner.name,
+                        "size": runner.size_bytes,
+                        "digest": runner.model.digest,
+                        "details": runner.model.details(include_parent=False),
+                        "expires_at": rfc3339_nano(int(expires * 1e9)),
+                        "size_vram": runner.vram_bytes,
+                        "context_length": runner.num_ctx,
+                    },
+                )
+            )
         entries.sort(key=lambda e: e[0], reverse=True)  # longest remaining first, as Ollama sorts
         return Response(go_json({"models": [entry for _, entry in entries]}), media_type=JSON_MEDIA)
 
@@ -1159,9 +1237,15 @@ class OllamaApi:
             messages = data.get("messages") or []
             if not messages and keep_alive == 0:
                 self.state.expire_runner(model.name)
-                return self._json({"model": label, "created_at": now_rfc3339(),
-                                   "message": {"role": "assistant", "content": ""},
-                                   "done_reason": "unload", "done": True})
+                return self._json(
+                    {
+                        "model": label,
+                        "created_at": now_rfc3339(),
+                        "message": {"role": "assistant", "content": ""},
+                        "done_reason": "unload",
+                        "done": True,
+                    }
+                )
             if data.get("tools") and "tools" not in model.capabilities:
                 raise RequestError(400, f"registry.ollama.ai/library/{model.name} does not support tools")
             think = _resolve_think(data.get("think"), model, label)
@@ -1174,17 +1258,27 @@ class OllamaApi:
             return ollama_error(exc.status, exc.message)
 
         if not messages:
-            return self._load_only_response(model, options, keep_alive_s, admission, {
-                "model": label, "message": {"role": "assistant", "content": ""}, "done_reason": "load",
-                "done": True})
+            return self._load_only_response(
+                model,
+                options,
+                keep_alive_s,
+                admission,
+                {"model": label, "message": {"role": "assistant", "content": ""}, "done_reason": "load", "done": True},
+            )
 
         conversation = list(model.messages) + list(messages)
         if conversation and conversation[0].get("role") != "system" and model.system:
             conversation.insert(0, {"role": "system", "content": model.system})
         req = GenRequest(
-            model=model, model_label=label, prompt=_last_user_text(conversation),
-            context=_conversation_text(conversation), prompt_tokens=count_chat_tokens(conversation),
-            options=options, keep_alive_s=keep_alive_s, think=think, response_format=_format_of(data),
+            model=model,
+            model_label=label,
+            prompt=_last_user_text(conversation),
+            context=_conversation_text(conversation),
+            prompt_tokens=count_chat_tokens(conversation),
+            options=options,
+            keep_alive_s=keep_alive_s,
+            think=think,
+            response_format=_format_of(data),
             arrived=arrived,
         )
         return self._generation_response(req, admission, _stream_flag(data), chat=True)
@@ -1199,8 +1293,9 @@ class OllamaApi:
             prompt = data.get("prompt") or ""
             if not prompt and keep_alive == 0:
                 self.state.expire_runner(model.name)
-                return self._json({"model": label, "created_at": now_rfc3339(), "response": "", "done": True,
-                                   "done_reason": "unload"})
+                return self._json(
+                    {"model": label, "created_at": now_rfc3339(), "response": "", "done": True, "done_reason": "unload"}
+                )
             if data.get("raw") and (data.get("template") or data.get("system") or data.get("context")):
                 raise RequestError(400, "raw mode does not support template, system, or context")
             think = _resolve_think(data.get("think"), model, label)
@@ -1213,8 +1308,13 @@ class OllamaApi:
             return ollama_error(exc.status, exc.message)
 
         if not prompt:
-            return self._load_only_response(model, options, keep_alive_s, admission, {
-                "model": label, "response": "", "done": True, "done_reason": "load"})
+            return self._load_only_response(
+                model,
+                options,
+                keep_alive_s,
+                admission,
+                {"model": label, "response": "", "done": True, "done_reason": "load"},
+            )
 
         system = data.get("system") or model.system
         if data.get("raw"):
@@ -1223,9 +1323,16 @@ class OllamaApi:
             turns = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
             prompt_tokens = count_chat_tokens(turns)
         req = GenRequest(
-            model=model, model_label=label, prompt=prompt, context=f"{system}\n{data.get('suffix') or ''}",
-            prompt_tokens=prompt_tokens, options=options, keep_alive_s=keep_alive_s, think=think,
-            response_format=_format_of(data), arrived=arrived,
+            model=model,
+            model_label=label,
+            prompt=prompt,
+            context=f"{system}\n{data.get('suffix') or ''}",
+            prompt_tokens=prompt_tokens,
+            options=options,
+            keep_alive_s=keep_alive_s,
+            think=think,
+            response_format=_format_of(data),
+            arrived=arrived,
         )
         return self._generation_response(req, admission, _stream_flag(data), chat=False)
 
@@ -1240,8 +1347,11 @@ class OllamaApi:
             options = self.state.resolve_options(model, data.get("options"))
             dimensions = data.get("dimensions") or 0
             if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-                raise RequestError(400, f"json: cannot unmarshal {json_kind(dimensions)} into Go struct field "
-                                        "EmbedRequest.dimensions of type int")
+                raise RequestError(
+                    400,
+                    f"json: cannot unmarshal {json_kind(dimensions)} into Go struct field "
+                    "EmbedRequest.dimensions of type int",
+                )
             admission = self.state.admit()
         except RequestError as exc:
             return ollama_error(exc.status, exc.message)
@@ -1252,12 +1362,10 @@ class OllamaApi:
             total_s = time.monotonic() - arrived
             result: dict[str, Any] = {"model": label, "embeddings": vectors}
             if texts:
-                result.update(total_duration=_ns(total_s), load_duration=_ns(load_s),
-                              prompt_eval_count=sum(counts))
+                result.update(total_duration=_ns(total_s), load_duration=_ns(load_s), prompt_eval_count=sum(counts))
             yield go_json(result)
 
-        return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False,
-                                on_close=admission.release)
+        return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release)
 
     async def embeddings(self, request: Request) -> Response:
         """The legacy /api/embeddings: one prompt, one vector."""
@@ -1277,8 +1385,7 @@ class OllamaApi:
             vector = embedding_for(self.state, model, prompt, 0) if prompt else []
             yield go_json({"embedding": vector})
 
-        return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False,
-                                on_close=admission.release)
+        return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release)
 
     # ---- model management -----------------------------------------------------------------------------------
 
@@ -1323,11 +1430,19 @@ class OllamaApi:
             new.parent_model = source.name
             _apply_create_fields(new, data, license_texts)
             if quantize:
-                yield {"status": f"quantizing {source.quantization_level} model to {quantize}", "digest": "0",
-                       "total": source.spec.size_bytes, "completed": 0}
+                yield {
+                    "status": f"quantizing {source.quantization_level} model to {quantize}",
+                    "digest": "0",
+                    "total": source.spec.size_bytes,
+                    "completed": 0,
+                }
                 await self._pause(0.2)
-                yield {"status": f"quantizing {source.quantization_level} model to {quantize}", "digest": "0",
-                       "total": source.spec.size_bytes, "completed": source.spec.size_bytes}
+                yield {
+                    "status": f"quantizing {source.quantization_level} model to {quantize}",
+                    "digest": "0",
+                    "total": source.spec.size_bytes,
+                    "completed": source.spec.size_bytes,
+                }
                 new.quantization_level = quantize
                 yield {"status": "verifying conversion"}
             existing = {digest for _, digest in source.layer_digests()}
@@ -1423,17 +1538,24 @@ class OllamaApi:
     async def _pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds / self.state.speed)
 
-    async def _pull_lines(self, model: InstalledModel, *, include_success: bool,
-                          cached: bool = False) -> AsyncIterator[dict[str, Any]]:
+    async def _pull_lines(
+        self, model: InstalledModel, *, include_success: bool, cached: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         yield {"status": "pulling manifest"}
         await self._pause(0.05)
-        layers = [(digest, model.spec.size_bytes if kind == "model" else 400 + len(kind) * 97)
-                  for kind, digest in model.layer_digests()]
+        layers = [
+            (digest, model.spec.size_bytes if kind == "model" else 400 + len(kind) * 97)
+            for kind, digest in model.layer_digests()
+        ]
         for digest, total in layers:
             steps = 1 if cached or total < MIB else 4
             for step in range(1, steps + 1):
-                yield {"status": f"pulling {digest[:12]}", "digest": f"sha256:{digest}", "total": total,
-                       "completed": total * step // steps}
+                yield {
+                    "status": f"pulling {digest[:12]}",
+                    "digest": f"sha256:{digest}",
+                    "total": total,
+                    "completed": total * step // steps,
+                }
                 await self._pause(0.02 if cached else 0.3 * total / GIB / steps + 0.01)
         for status in ("verifying sha256 digest", "writing manifest", "removing unused layers"):
             yield {"status": status}
@@ -1459,12 +1581,23 @@ class OllamaApi:
             return DeferredResponse(lines(), media_type=NDJSON, streaming=True)
         return DeferredResponse(last_only(), media_type=JSON_MEDIA, streaming=False)
 
-    def _load_only_response(self, model: InstalledModel, options: dict[str, Any], keep_alive_s: float,
-                            admission: Admission, reply: dict[str, Any]) -> Response:
+    def _load_only_response(
+        self,
+        model: InstalledModel,
+        options: dict[str, Any],
+        keep_alive_s: float,
+        admission: Admission,
+        reply: dict[str, Any],
+    ) -> Response:
         async def body() -> AsyncIterator[bytes | ErrorItem]:
             await self.state.load_only(model, options, keep_alive_s, admission)
-            yield go_json({"model": reply["model"], "created_at": now_rfc3339(),
-                           **{k: v for k, v in reply.items() if k != "model"}})
+            yield go_json(
+                {
+                    "model": reply["model"],
+                    "created_at": now_rfc3339(),
+                    **{k: v for k, v in reply.items() if k != "model"},
+                }
+            )
 
         return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release)
 
@@ -1475,8 +1608,9 @@ class OllamaApi:
         if stream:
             items = _ollama_stream(events, label, chat)
             return DeferredResponse(items, media_type=NDJSON, streaming=True, on_close=admission.release)
-        return DeferredResponse(_ollama_single(events, label, chat), media_type=JSON_MEDIA, streaming=False,
-                                on_close=admission.release)
+        return DeferredResponse(
+            _ollama_single(events, label, chat), media_type=JSON_MEDIA, streaming=False, on_close=admission.release
+        )
 
 
 def embedding_for(state: SimState, model: InstalledModel, text: str, dimensions: int) -> list[float]:
@@ -1520,8 +1654,9 @@ def _ollama_final(label: str, chat: bool, final: Final, content: str = "", think
     return body
 
 
-async def _ollama_stream(events: AsyncIterator[tuple[str, Any]], label: str,
-                         chat: bool) -> AsyncIterator[bytes | ErrorItem]:
+async def _ollama_stream(
+    events: AsyncIterator[tuple[str, Any]], label: str, chat: bool
+) -> AsyncIterator[bytes | ErrorItem]:
     try:
         async for kind, value in events:
             if kind == "done":
@@ -1535,8 +1670,9 @@ async def _ollama_stream(events: AsyncIterator[tuple[str, Any]], label: str,
         await events.aclose()
 
 
-async def _ollama_single(events: AsyncIterator[tuple[str, Any]], label: str,
-                         chat: bool) -> AsyncIterator[bytes | ErrorItem]:
+async def _ollama_single(
+    events: AsyncIterator[tuple[str, Any]], label: str, chat: bool
+) -> AsyncIterator[bytes | ErrorItem]:
     content: list[str] = []
     thinking: list[str] = []
     try:
@@ -1563,8 +1699,11 @@ def _check_generate_fields(data: dict[str, Any], struct_name: str, *, chat: bool
         expect_type(data, "tools", ("array",), struct_name, "api.Tools")
         for message in data.get("messages") or []:
             if not isinstance(message, dict):
-                raise RequestError(400, f"json: cannot unmarshal {json_kind(message)} into Go struct field "
-                                        f"{struct_name}.messages of type api.Message")
+                raise RequestError(
+                    400,
+                    f"json: cannot unmarshal {json_kind(message)} into Go struct field "
+                    f"{struct_name}.messages of type api.Message",
+                )
             for key in ("role", "content", "thinking"):
                 expect_type(message, key, ("string",), f"{struct_name}.messages", "string")
     else:
@@ -1573,8 +1712,9 @@ def _check_generate_fields(data: dict[str, Any], struct_name: str, *, chat: bool
         expect_type(data, "raw", ("bool",), struct_name, "bool")
     think = data.get("think")
     if think is not None and not isinstance(think, bool) and think not in ("low", "medium", "high"):
-        raise RequestError(400, f'invalid think value: {json.dumps(think)} (must be "high", "medium", "low", '
-                                "true, or false)")
+        raise RequestError(
+            400, f'invalid think value: {json.dumps(think)} (must be "high", "medium", "low", true, or false)'
+        )
 
 
 def _resolve_think(think: Any, model: InstalledModel, label: str) -> bool | str:
@@ -1660,16 +1800,22 @@ def _apply_create_fields(model: InstalledModel, data: dict[str, Any], license_te
         model.license = license_texts
     messages = data.get("messages")
     if isinstance(messages, list) and messages:
-        model.messages = [{"role": str(m.get("role", "")), "content": str(m.get("content", ""))}
-                          for m in messages if isinstance(m, dict)]
+        model.messages = [
+            {"role": str(m.get("role", "")), "content": str(m.get("content", ""))}
+            for m in messages
+            if isinstance(m, dict)
+        ]
 
 
 def _tensor_summary(model: InstalledModel) -> list[dict[str, Any]]:
     spec = model.spec
     return [
         {"name": "token_embd.weight", "type": model.quantization_level, "shape": [spec.embedding_length, 151936]},
-        {"name": "blk.0.attn_q.weight", "type": model.quantization_level,
-         "shape": [spec.embedding_length, spec.head_count * spec.head_dim]},
+        {
+            "name": "blk.0.attn_q.weight",
+            "type": model.quantization_level,
+            "shape": [spec.embedding_length, spec.head_count * spec.head_dim],
+        },
         {"name": "output_norm.weight", "type": "F32", "shape": [spec.embedding_length]},
     ]
 
@@ -1716,10 +1862,16 @@ class OpenAIApi:
         if conversation and conversation[0].get("role") != "system" and model.system:
             conversation.insert(0, {"role": "system", "content": model.system})
         req = GenRequest(
-            model=model, model_label=label, prompt=_last_user_text(conversation),
-            context=_conversation_text(conversation), prompt_tokens=count_chat_tokens(conversation),
-            options=options, keep_alive_s=self.state.keep_alive_or_default(None), think=think,
-            response_format=_openai_format(data.get("response_format")), arrived=arrived,
+            model=model,
+            model_label=label,
+            prompt=_last_user_text(conversation),
+            context=_conversation_text(conversation),
+            prompt_tokens=count_chat_tokens(conversation),
+            options=options,
+            keep_alive_s=self.state.keep_alive_or_default(None),
+            think=think,
+            response_format=_openai_format(data.get("response_format")),
+            arrived=arrived,
         )
         return self._completion_response(req, admission, data, chat=True)
 
@@ -1741,9 +1893,15 @@ class OpenAIApi:
         except RequestError as exc:
             return openai_error(exc.status, exc.message)
         req = GenRequest(
-            model=model, model_label=label, prompt=prompt, context=data.get("suffix") or "",
-            prompt_tokens=count_tokens(prompt), options=options,
-            keep_alive_s=self.state.keep_alive_or_default(None), think=False, arrived=arrived,
+            model=model,
+            model_label=label,
+            prompt=prompt,
+            context=data.get("suffix") or "",
+            prompt_tokens=count_tokens(prompt),
+            options=options,
+            keep_alive_s=self.state.keep_alive_or_default(None),
+            think=False,
+            arrived=arrived,
         )
         return self._completion_response(req, admission, data, chat=False)
 
@@ -1766,8 +1924,9 @@ class OpenAIApi:
             return openai_error(exc.status, exc.message)
 
         async def body() -> AsyncIterator[bytes | ErrorItem]:
-            counts, _, _ = await self.state.embed(model, texts, self.state.keep_alive_or_default(None), options,
-                                                  admission)
+            counts, _, _ = await self.state.embed(
+                model, texts, self.state.keep_alive_or_default(None), options, admission
+            )
             data_items = []
             for i, text in enumerate(texts):
                 vector = embedding_for(self.state, model, text, int(dimensions) if isinstance(dimensions, int) else 0)
@@ -1776,18 +1935,24 @@ class OpenAIApi:
                     embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
                 data_items.append({"object": "embedding", "embedding": embedding, "index": i})
             tokens = sum(counts)
-            yield go_json({"object": "list", "data": data_items, "model": label,
-                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+            yield go_json(
+                {
+                    "object": "list",
+                    "data": data_items,
+                    "model": label,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+            )
 
-        return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release,
-                                error_item=openai_error_item)
+        return DeferredResponse(
+            body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release, error_item=openai_error_item
+        )
 
     # ---- helpers --------------------------------------------------------------------------------------------
 
     def _model_entry(self, model: InstalledModel) -> dict[str, Any]:
         owner = model.name.split("/")[0] if "/" in model.name else "library"
-        return {"id": model.name, "object": "model", "created": rfc3339_to_unix(model.modified_at),
-                "owned_by": owner}
+        return {"id": model.name, "object": "model", "created": rfc3339_to_unix(model.modified_at), "owned_by": owner}
 
     def _require_model(self, name: Any) -> tuple[InstalledModel, str]:
         if not name:
@@ -1807,8 +1972,10 @@ class OpenAIApi:
             expect_type(data, key, ("number",), struct_name, "int")
         stop = data.get("stop")
         if stop is not None and not isinstance(stop, (str, list)):
-            raise RequestError(400, f"json: cannot unmarshal {json_kind(stop)} into Go struct field "
-                                    f"{struct_name}.stop of type []string")
+            raise RequestError(
+                400,
+                f"json: cannot unmarshal {json_kind(stop)} into Go struct field {struct_name}.stop of type []string",
+            )
 
     def _options(self, data: dict[str, Any]) -> dict[str, Any]:
         """OpenAI fields → Ollama options; temperature and top_p default to 1.0 as Ollama forces them."""
@@ -1830,8 +1997,9 @@ class OpenAIApi:
             options["stop"] = stop
         return options
 
-    def _completion_response(self, req: GenRequest, admission: Admission, data: dict[str, Any], *,
-                             chat: bool) -> Response:
+    def _completion_response(
+        self, req: GenRequest, admission: Admission, data: dict[str, Any], *, chat: bool
+    ) -> Response:
         plan = self.state.faults.take_stream_plan()
         events = self.state.generate(req, admission, plan)
         prefix = "chatcmpl" if chat else "cmpl"
@@ -1857,7 +2025,7 @@ def _openai_think(data: dict[str, Any]) -> Any:
         return False
     if effort in ("low", "medium", "high"):
         return effort
-    raise RequestError(400, f"invalid reasoning value: '{effort}' (must be \"high\", \"medium\", \"low\", or \"none\")")
+    raise RequestError(400, f'invalid reasoning value: \'{effort}\' (must be "high", "medium", "low", or "none")')
 
 
 def _openai_format(response_format: Any) -> Any:
@@ -1873,21 +2041,39 @@ def _openai_format(response_format: Any) -> Any:
 
 
 def _usage(final: Final) -> dict[str, int]:
-    return {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.eval_count,
-            "total_tokens": final.prompt_tokens + final.eval_count}
+    return {
+        "prompt_tokens": final.prompt_tokens,
+        "completion_tokens": final.eval_count,
+        "total_tokens": final.prompt_tokens + final.eval_count,
+    }
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + go_json(obj) + b"\n\n"
 
 
-async def _openai_stream(events: AsyncIterator[tuple[str, Any]], label: str, completion_id: str, created: int,
-                         chat: bool, include_usage: bool) -> AsyncIterator[bytes | ErrorItem]:
+async def _openai_stream(
+    events: AsyncIterator[tuple[str, Any]],
+    label: str,
+    completion_id: str,
+    created: int,
+    chat: bool,
+    include_usage: bool,
+) -> AsyncIterator[bytes | ErrorItem]:
     kind_name = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return _sse({"id": completion_id, "object": kind_name, "created": created, "model": label,
-                     "system_fingerprint": "fp_ollama", "choices": choices, **extra})
+        return _sse(
+            {
+                "id": completion_id,
+                "object": kind_name,
+                "created": created,
+                "model": label,
+                "system_fingerprint": "fp_ollama",
+                "choices": choices,
+                **extra,
+            }
+        )
 
     first = True
     try:
@@ -1918,8 +2104,9 @@ async def _openai_stream(events: AsyncIterator[tuple[str, Any]], label: str, com
         await events.aclose()
 
 
-async def _openai_single(events: AsyncIterator[tuple[str, Any]], label: str, completion_id: str, created: int,
-                         chat: bool) -> AsyncIterator[bytes | ErrorItem]:
+async def _openai_single(
+    events: AsyncIterator[tuple[str, Any]], label: str, completion_id: str, created: int, chat: bool
+) -> AsyncIterator[bytes | ErrorItem]:
     content: list[str] = []
     thinking: list[str] = []
     try:
@@ -1941,8 +2128,17 @@ async def _openai_single(events: AsyncIterator[tuple[str, Any]], label: str, com
                 else:
                     choice = {"text": "".join(content), "index": 0, "finish_reason": value.done_reason}
                     kind_name = "text_completion"
-                yield go_json({"id": completion_id, "object": kind_name, "created": created, "model": label,
-                               "system_fingerprint": "fp_ollama", "choices": [choice], "usage": _usage(value)})
+                yield go_json(
+                    {
+                        "id": completion_id,
+                        "object": kind_name,
+                        "created": created,
+                        "model": label,
+                        "system_fingerprint": "fp_ollama",
+                        "choices": [choice],
+                        "usage": _usage(value),
+                    }
+                )
     finally:
         await events.aclose()
 
@@ -1978,8 +2174,13 @@ class _FrontDoor:
 
 
 async def _send_plain(send, status: int, body: bytes, media_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -2053,8 +2254,16 @@ def create_sim_app(
     process (e.g. through httpx.ASGITransport) has no listening address. `SimServer` sets it when it binds
     a loopback address, as Ollama does.
     """
-    state = SimState(gpus, seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
-                     speed=speed, keep_alive_default_s=keep_alive_default_s, check_host=check_host)
+    state = SimState(
+        gpus,
+        seed=seed,
+        openai_only=openai_only,
+        num_parallel=num_parallel,
+        max_queue=max_queue,
+        speed=speed,
+        keep_alive_default_s=keep_alive_default_s,
+        check_host=check_host,
+    )
     return build_app(state)
 
 
@@ -2084,8 +2293,14 @@ class SimServer:
     ) -> None:
         self._gpus = list(gpus) if gpus else [SimGPU(seed=seed)]
         self._state = SimState(
-            self._gpus, seed=seed, openai_only=openai_only, num_parallel=num_parallel, max_queue=max_queue,
-            speed=speed, keep_alive_default_s=keep_alive_default_s, max_loaded_models=max_loaded_models,
+            self._gpus,
+            seed=seed,
+            openai_only=openai_only,
+            num_parallel=num_parallel,
+            max_queue=max_queue,
+            speed=speed,
+            keep_alive_default_s=keep_alive_default_s,
+            max_loaded_models=max_loaded_models,
             default_num_ctx=default_num_ctx,
         )
         self._app = build_app(self._state)

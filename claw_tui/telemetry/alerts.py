@@ -36,8 +36,10 @@ SLOWDOWN_WORDS = {
     "hw_power_brake": "hardware power brake",
 }
 POWER_CAP_HINT = "power cap active: consider a lower clock or fewer parallel requests (OLLAMA_NUM_PARALLEL)"
-POWER_HIGH_HINT = ("near the power limit: lower num_ctx or set OLLAMA_KV_CACHE_TYPE=q8_0 to cut memory traffic, "
-                   "or serve fewer parallel requests")
+POWER_HIGH_HINT = (
+    "near the power limit: lower num_ctx or set OLLAMA_KV_CACHE_TYPE=q8_0 to cut memory traffic, "
+    "or serve fewer parallel requests"
+)
 TEMP_HINT = "check cooling/airflow: fans, intake temperature, blocked vents; the GPU throttles when hotter"
 VRAM_HINT = "lower num_ctx or set OLLAMA_KV_CACHE_TYPE=q8_0; unload idle models (keep_alive) before loading more"
 TELEMETRY_HINT = "check `nvidia-smi` and the driver; claw reopens NVML every few seconds and resumes by itself"
@@ -212,8 +214,17 @@ class AlertMonitor:
 
 def sampler_conditions(sampler, thresholds: AlertThresholds) -> list[Condition]:
     if sampler.state == "error":
-        return [Condition("telemetry", "telemetry", None, "critical", f"GPU telemetry lost: {sampler.message}",
-                          TELEMETRY_HINT, immediate=True)]
+        return [
+            Condition(
+                "telemetry",
+                "telemetry",
+                None,
+                "critical",
+                f"GPU telemetry lost: {sampler.message}",
+                TELEMETRY_HINT,
+                immediate=True,
+            )
+        ]
     if sampler.state != "ok":
         return []
     statics = {s.index: s for s in sampler.statics()}
@@ -226,8 +237,9 @@ def sampler_conditions(sampler, thresholds: AlertThresholds) -> list[Condition]:
     return conditions
 
 
-def gpu_conditions(snapshot: GpuSnapshot, mean_power_w: float | None, power_limit_w: float | None,
-                   thresholds: AlertThresholds) -> list[Condition]:
+def gpu_conditions(
+    snapshot: GpuSnapshot, mean_power_w: float | None, power_limit_w: float | None, thresholds: AlertThresholds
+) -> list[Condition]:
     """The alert conditions one GPU's state meets; `mean_power_w` is its mean over the recent window."""
     gpu = snapshot.index
     reasons = set(snapshot.clock_event_reasons)
@@ -238,37 +250,78 @@ def gpu_conditions(snapshot: GpuSnapshot, mean_power_w: float | None, power_limi
         capped = "sw_power_cap" in reasons
         over_limit = power_limit_w is not None and power >= power_limit_w
         what = "at its power cap" if capped else "near its power limit" if power_limit_w else "above the alert"
-        out.append(Condition(
-            f"power:{gpu}", "power", gpu, "critical" if over_limit else "warning",
-            f"GPU {gpu} {what}: {power:.0f} W (alert at {power_threshold:.0f} W)",
-            POWER_CAP_HINT if capped else POWER_HIGH_HINT, power, power_threshold))
+        out.append(
+            Condition(
+                f"power:{gpu}",
+                "power",
+                gpu,
+                "critical" if over_limit else "warning",
+                f"GPU {gpu} {what}: {power:.0f} W (alert at {power_threshold:.0f} W)",
+                POWER_CAP_HINT if capped else POWER_HIGH_HINT,
+                power,
+                power_threshold,
+            )
+        )
     if snapshot.temp_c is not None and snapshot.temp_c >= thresholds.temp_alert_c:
         critical = snapshot.temp_c >= thresholds.temp_alert_c + TEMP_CRITICAL_MARGIN_C
-        out.append(Condition(
-            f"temperature:{gpu}", "temperature", gpu, "critical" if critical else "warning",
-            f"GPU {gpu} is hot: {snapshot.temp_c:.0f} °C (alert at {thresholds.temp_alert_c:.0f} °C)",
-            TEMP_HINT, snapshot.temp_c, thresholds.temp_alert_c))
+        out.append(
+            Condition(
+                f"temperature:{gpu}",
+                "temperature",
+                gpu,
+                "critical" if critical else "warning",
+                f"GPU {gpu} is hot: {snapshot.temp_c:.0f} °C (alert at {thresholds.temp_alert_c:.0f} °C)",
+                TEMP_HINT,
+                snapshot.temp_c,
+                thresholds.temp_alert_c,
+            )
+        )
     slowdowns = [reason for reason in SLOWDOWN_HINTS if reason in reasons]
     if slowdowns:
         words = ", ".join(SLOWDOWN_WORDS[r] for r in slowdowns)
         clock = f" (SM {snapshot.sm_clock_mhz} MHz)" if snapshot.sm_clock_mhz is not None else ""
-        out.append(Condition(
-            f"slowdown:{gpu}", "slowdown", gpu, "critical" if any(r.startswith("hw_") for r in slowdowns)
-            else "warning", f"GPU {gpu} clocks held down: {words}{clock}",
-            "; ".join(dict.fromkeys(SLOWDOWN_HINTS[r] for r in slowdowns))))
+        out.append(
+            Condition(
+                f"slowdown:{gpu}",
+                "slowdown",
+                gpu,
+                "critical" if any(r.startswith("hw_") for r in slowdowns) else "warning",
+                f"GPU {gpu} clocks held down: {words}{clock}",
+                "; ".join(dict.fromkeys(SLOWDOWN_HINTS[r] for r in slowdowns)),
+            )
+        )
     if snapshot.vram_used_mib is not None and snapshot.vram_total_mib:
         used_pct = snapshot.vram_used_mib / snapshot.vram_total_mib * 100
         if used_pct >= thresholds.vram_alert_pct:
-            out.append(Condition(
-                f"vram:{gpu}", "vram", gpu, "warning",
-                f"GPU {gpu} VRAM almost full: {used_pct:.0f}% used", VRAM_HINT, used_pct, thresholds.vram_alert_pct))
+            out.append(
+                Condition(
+                    f"vram:{gpu}",
+                    "vram",
+                    gpu,
+                    "warning",
+                    f"GPU {gpu} VRAM almost full: {used_pct:.0f}% used",
+                    VRAM_HINT,
+                    used_pct,
+                    thresholds.vram_alert_pct,
+                )
+            )
     return out
 
 
 def _new_alert(condition: Condition, since: float, now: float) -> Alert:
-    return Alert(key=condition.key, kind=condition.kind, gpu=condition.gpu, severity=condition.severity,
-                 message=condition.message, hint=condition.hint, since=since, last_seen=now, value=condition.value,
-                 threshold=condition.threshold, peak=condition.value)
+    return Alert(
+        key=condition.key,
+        kind=condition.kind,
+        gpu=condition.gpu,
+        severity=condition.severity,
+        message=condition.message,
+        hint=condition.hint,
+        since=since,
+        last_seen=now,
+        value=condition.value,
+        threshold=condition.threshold,
+        peak=condition.value,
+    )
 
 
 def _refresh(alert: Alert, condition: Condition, now: float) -> None:

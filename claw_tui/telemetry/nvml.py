@@ -97,7 +97,7 @@ def describe_process(pid: int) -> tuple[str, bool]:
             cmdline = " ".join(proc.cmdline())
         except (psutil.AccessDenied, psutil.ZombieProcess):
             cmdline = ""
-    except Exception:  # noqa: BLE001 - gone, hidden or psutil missing: the pid is still worth showing
+    except Exception:
         return f"pid {pid}", False
     return name, is_ollama_runner(name, cmdline)
 
@@ -140,7 +140,7 @@ class NvmlSource:
             nvml = self._module()
             try:
                 nvml.nvmlInit()
-            except Exception as err:  # noqa: BLE001 - any failure here means "no usable NVML"
+            except Exception as err:
                 raise NvmlUnavailable(self._reason(err)) from err
             self._open = True
             try:
@@ -172,7 +172,7 @@ class NvmlSource:
         if self._open:
             try:
                 self._nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001 - the driver may already be gone; closing must not fail
+            except Exception:
                 log.debug("nvmlShutdown failed", exc_info=True)
         self._open = False
         self._handles = []
@@ -192,9 +192,7 @@ class NvmlSource:
             power_w=self._instant_power_w(index, handle),
             power_limit_w=_milli(self._power_limit_mw(handle)),
             sm_clock_mhz=_int_or_none(self._field(nvml.nvmlDeviceGetClockInfo, handle, self._const("NVML_CLOCK_SM"))),
-            mem_clock_mhz=_int_or_none(
-                self._field(nvml.nvmlDeviceGetClockInfo, handle, self._const("NVML_CLOCK_MEM"))
-            ),
+            mem_clock_mhz=_int_or_none(self._field(nvml.nvmlDeviceGetClockInfo, handle, self._const("NVML_CLOCK_MEM"))),
             util_pct=_float_or_none(getattr(utilisation, "gpu", None)),
             mem_util_pct=_float_or_none(getattr(utilisation, "memory", None)),
             temp_c=_float_or_none(
@@ -402,7 +400,7 @@ class NvmlSource:
     def _reason(err: BaseException) -> str:
         try:
             text = str(err)
-        except Exception:  # noqa: BLE001 - str() of an NVMLError may itself call into a missing library
+        except Exception:
             text = ""
         return text or type(err).__name__
 
@@ -424,7 +422,7 @@ def _value_of(value: Any, value_type: int) -> float:
 
 
 def _seconds_to_us(seconds: float) -> int:
-    return max(0, int(round(seconds * 1e6)))
+    return max(0, round(seconds * 1e6))
 
 
 def _text(value: Any) -> str | None:

@@ -2,7 +2,8 @@
 
 Format: JSON lines, gzip-compressed when the name ends in `.gz`. Times are seconds relative to the start.
 
-    {"type": "header", "version": 1, "source": "nvml", "host": ..., "recorded_at": <epoch s>, "gpus": [GpuStatic], "meta": {}}
+    {"type": "header", "version": 1, "source": "nvml", "host": ..., "recorded_at": <epoch s>,
+     "gpus": [GpuStatic], "meta": {}}
     {"type": "power", "gpu": 0, "t": <poll time>, "samples": [[t, watts], ...]}
     {"type": "snapshot", "gpu": 0, "t": ..., "power_w": ..., ... GpuSnapshot fields ..., "processes": [...]}
     {"type": "energy", "gpu": 0, "t": <middle of the call>, "j": <counter, joules>}
@@ -18,6 +19,7 @@ import bisect
 import dataclasses
 import gzip
 import io
+import itertools
 import json
 import math
 import socket
@@ -93,7 +95,7 @@ def _open_for_writing(path: Path) -> IO[str]:
         raw = open(path, "wb")  # noqa: SIM115 - closed through the wrapper
         # mtime=0 keeps the same trace byte-identical across writes.
         return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0), encoding="utf-8")
-    return open(path, "w", encoding="utf-8")  # noqa: SIM115
+    return open(path, "w", encoding="utf-8")
 
 
 class TraceWriter:
@@ -112,11 +114,21 @@ class TraceWriter:
     def __exit__(self, *exc: object) -> None:
         self._out.close()
 
-    def header(self, statics: Iterable[GpuStatic], *, source: str, host: str, recorded_at: float,
-               meta: dict | None = None) -> None:
+    def header(
+        self, statics: Iterable[GpuStatic], *, source: str, host: str, recorded_at: float, meta: dict | None = None
+    ) -> None:
         gpus = [_static_to_dict(s) for s in statics]
-        self._write({"type": "header", "version": TRACE_VERSION, "source": source, "host": host,
-                     "recorded_at": recorded_at, "gpus": gpus, "meta": meta or {}})
+        self._write(
+            {
+                "type": "header",
+                "version": TRACE_VERSION,
+                "source": source,
+                "host": host,
+                "recorded_at": recorded_at,
+                "gpus": gpus,
+                "meta": meta or {},
+            }
+        )
 
     def power(self, gpu: int, t: float, samples: Iterable[tuple[float, float]]) -> None:
         rows = [[_round_t(ts), round(watts, 3)] for ts, watts in samples]
@@ -162,8 +174,13 @@ def write_trace(trace: Trace, path: str | Path) -> None:
         records.append((t, 3, lambda w, t=t, label=label: w.mark(t, label)))
     records.sort(key=lambda r: (r[0], r[1]))
     with TraceWriter(path) as writer:
-        writer.header(trace.statics, source=trace.header.get("source", "unknown"), host=trace.header.get("host", ""),
-                      recorded_at=trace.header.get("recorded_at", 0.0), meta=trace.header.get("meta"))
+        writer.header(
+            trace.statics,
+            source=trace.header.get("source", "unknown"),
+            host=trace.header.get("host", ""),
+            recorded_at=trace.header.get("recorded_at", 0.0),
+            meta=trace.header.get("meta"),
+        )
         for _, _, emit in records:
             emit(writer)
         writer.end(trace.duration_s)
@@ -206,10 +223,18 @@ def record_trace(
     try:
         with TraceWriter(path) as writer:
             recorder = _Recorder(writer, source, statics, clock)
-            writer.header(statics, source=getattr(source, "kind", "unknown"), host=socket.gethostname(),
-                          recorded_at=recorder.start, meta=meta)
-            tasks = [[recorder.poll_power, power_poll_s, 0.0], [recorder.read_energy, 1.0 / energy_hz, 0.0],
-                     [recorder.take_snapshots, 1.0 / snapshot_hz, 0.0]]
+            writer.header(
+                statics,
+                source=getattr(source, "kind", "unknown"),
+                host=socket.gethostname(),
+                recorded_at=recorder.start,
+                meta=meta,
+            )
+            tasks = [
+                [recorder.poll_power, power_poll_s, 0.0],
+                [recorder.read_energy, 1.0 / energy_hz, 0.0],
+                [recorder.take_snapshots, 1.0 / snapshot_hz, 0.0],
+            ]
             try:
                 _run_tasks(tasks, seconds, recorder.elapsed, sleep, on_progress)
             except KeyboardInterrupt:
@@ -228,14 +253,15 @@ def record_trace(
 class _Recorder:
     """Reads a source and writes what it reads, with times relative to the start."""
 
-    def __init__(self, writer: TraceWriter, source: TelemetrySource, statics: list[GpuStatic],
-                 clock: Callable[[], float]):
+    def __init__(
+        self, writer: TraceWriter, source: TelemetrySource, statics: list[GpuStatic], clock: Callable[[], float]
+    ):
         self.writer = writer
         self.source = source
         self.clock = clock
         self.start = clock()
         self.indexes = [s.index for s in statics]
-        self.last_sample_ts = {i: self.start for i in self.indexes}  # older samples are not part of the trace
+        self.last_sample_ts = dict.fromkeys(self.indexes, self.start)  # older samples are not part of the trace
 
     def elapsed(self) -> float:
         return self.clock() - self.start
@@ -262,8 +288,13 @@ class _Recorder:
             self.writer.snapshot(i, snap.ts - self.start, snap)
 
 
-def _run_tasks(tasks: list[list], seconds: float, elapsed_s: Callable[[], float], sleep: Callable[[float], None],
-               on_progress: Callable[[float, float], None] | None) -> None:
+def _run_tasks(
+    tasks: list[list],
+    seconds: float,
+    elapsed_s: Callable[[], float],
+    sleep: Callable[[float], None],
+    on_progress: Callable[[float, float], None] | None,
+) -> None:
     """Run each [action, period, next_due] task on its period until `seconds` have passed."""
     while True:
         elapsed = elapsed_s()
@@ -288,7 +319,7 @@ def _run_tasks(tasks: list[list], seconds: float, elapsed_s: Callable[[], float]
 def _open_for_reading(path: Path) -> IO[str]:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115
+    return open(path, encoding="utf-8")
 
 
 def load_trace(path: str | Path) -> Trace:
@@ -415,7 +446,7 @@ def trapezoid_energy_j(samples: list[tuple[float, float]], t_start: float, t_end
     points = [(t_start, _interpolate(samples, times, t_start))]
     points += [s for s in samples if t_start < s[0] < t_end]
     points.append((t_end, _interpolate(samples, times, t_end)))
-    return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(points, points[1:]))
+    return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in itertools.pairwise(points))
 
 
 def _interpolate(samples: list[tuple[float, float]], times: list[float], t: float) -> float:
@@ -435,7 +466,7 @@ def summarize_trace(trace: Trace) -> list[TraceStats]:
 def _gpu_stats(trace: Trace, gpu: int) -> TraceStats:
     samples = trace.power.get(gpu, [])
     times = [t for t, _ in samples]
-    dts = [b - a for a, b in zip(times, times[1:])]
+    dts = [b - a for a, b in itertools.pairwise(times)]
     positive = [dt for dt in dts if dt > 0]
     median_dt = statistics.median(positive) if positive else None
     span = times[-1] - times[0] if len(times) > 1 else 0.0
@@ -475,8 +506,15 @@ class ReplaySource:
 
     kind = "replay"
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, loop: bool = True,
-                 start_ts: float | None = None, buffer_s: float = DEFAULT_BUFFER_S):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        loop: bool = True,
+        start_ts: float | None = None,
+        buffer_s: float = DEFAULT_BUFFER_S,
+    ):
         self.path = Path(path)
         self._clock = clock
         self._loop = loop
@@ -520,8 +558,13 @@ class ReplaySource:
         static = self._static(index)
         snaps = trace.snapshots[index]
         if not snaps:
-            return GpuSnapshot(index=index, name=static.name, ts=self._clock(),
-                               power_limit_w=static.power_limit_w, vram_total_mib=static.vram_total_mib)
+            return GpuSnapshot(
+                index=index,
+                name=static.name,
+                ts=self._clock(),
+                power_limit_w=static.power_limit_w,
+                vram_total_mib=static.vram_total_mib,
+            )
         loop, position = self._position(self._clock() - self._origin)
         i = bisect.bisect_right(self._snapshot_times[index], position) - 1
         if i < 0:  # before the first snapshot of this pass: the previous pass's last one, if there was one
@@ -606,7 +649,7 @@ def _loop_period(trace: Trace) -> float:
     if len(samples) < 2:
         return trace.duration_s
     times = [t for t, _ in samples]
-    intervals = [b - a for a, b in zip(times, times[1:]) if b > a]
+    intervals = [b - a for a, b in itertools.pairwise(times) if b > a]
     period = times[-1] + statistics.median(intervals) - max(0.0, times[0])
     return period if 0 < period <= trace.duration_s + 1.0 else trace.duration_s
 
@@ -617,11 +660,11 @@ def _round_t(t: float) -> float:
 
 __all__ = [
     "DEFAULT_BUFFER_S",
+    "TRACE_VERSION",
     "ReplaySource",
     "Trace",
     "TraceStats",
     "TraceWriter",
-    "TRACE_VERSION",
     "load_trace",
     "record_trace",
     "summarize_trace",

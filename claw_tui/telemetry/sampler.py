@@ -63,8 +63,15 @@ class HistoryPoint:
 
     @classmethod
     def of(cls, snapshot: GpuSnapshot, power_w: float | None = None) -> HistoryPoint:
-        return cls(snapshot.ts, snapshot.power_w if power_w is None else power_w, snapshot.sm_clock_mhz,
-                   snapshot.mem_clock_mhz, snapshot.util_pct, snapshot.temp_c, snapshot.vram_used_mib)
+        return cls(
+            snapshot.ts,
+            snapshot.power_w if power_w is None else power_w,
+            snapshot.sm_clock_mhz,
+            snapshot.mem_clock_mhz,
+            snapshot.util_pct,
+            snapshot.temp_c,
+            snapshot.vram_used_mib,
+        )
 
 
 @dataclass(slots=True)
@@ -400,7 +407,7 @@ class TelemetrySampler:
                 return {}
             gpu = self._gpus[index]
             tail = list(itertools.islice(reversed(gpu.power), 101))
-        dts = [a.ts - b.ts for a, b in zip(tail, tail[1:]) if a.ts > b.ts]
+        dts = [a.ts - b.ts for a, b in itertools.pairwise(tail) if a.ts > b.ts]
         median_dt = statistics.median(dts) if dts else None
         return {
             "samples": gpu.samples_total,
@@ -535,8 +542,9 @@ class TelemetrySampler:
         self.read_energy()
 
     def _new_buffers(self, static: GpuStatic) -> GpuBuffers:
-        return GpuBuffers(static, deque(maxlen=self._full_rate_len), deque(maxlen=self._recent_len),
-                          deque(maxlen=self._one_hz_len))
+        return GpuBuffers(
+            static, deque(maxlen=self._full_rate_len), deque(maxlen=self._recent_len), deque(maxlen=self._one_hz_len)
+        )
 
     def _maybe_reopen(self) -> None:
         now = self._clock()
@@ -602,7 +610,7 @@ class TelemetrySampler:
                 if gpu.has_samples:
                     dt = samples[0].ts - gpu.last_sample_ts
                     self._note_gap(gpu, dt)
-                for a, b in zip(samples, samples[1:]):
+                for a, b in itertools.pairwise(samples):
                     self._note_gap(gpu, b.ts - a.ts)
                 gpu.power.extend(samples)
                 gpu.energy.add_samples(samples)

@@ -86,8 +86,19 @@ class GpuSnapshot:
     def to_json(self) -> dict:
         """The shape `claw gpu --json` prints for one GPU."""
         keys = (
-            "index", "name", "power_w", "power_limit_w", "energy_j", "sm_clock_mhz", "mem_clock_mhz",
-            "util_pct", "temp_c", "vram_used_mib", "vram_total_mib", "pstate", "clock_event_reasons",
+            "index",
+            "name",
+            "power_w",
+            "power_limit_w",
+            "energy_j",
+            "sm_clock_mhz",
+            "mem_clock_mhz",
+            "util_pct",
+            "temp_c",
+            "vram_used_mib",
+            "vram_total_mib",
+            "pstate",
+            "clock_event_reasons",
         )
         data = asdict(self)
         out = {key: data[key] for key in keys}

@@ -14,12 +14,12 @@ from textual.theme import Theme
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from claw_tui.config import ConfigError, update_ui
-from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
 from claw_tui.ui.panes.deferred import DeferredPane, pane_class
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
+from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.themes import load_themes
 
 if TYPE_CHECKING:  # the core is imported by whoever starts it; the console's first frame does not wait for it
@@ -48,19 +48,29 @@ class ClawApp(ReportsWorkerErrors, App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         # The tabs carry the F-keys in their labels, so the footer keeps its room for the pane's own keys.
-        *(Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=False, priority=True) for i, (pane_id, title, _) in
-          enumerate(PANES, start=1)),
-        *(Binding(str(i), f"show_pane('{pane_id}')", title, show=False) for i, (pane_id, title, _) in
-          enumerate(PANES, start=1)),
+        *(
+            Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=False, priority=True)
+            for i, (pane_id, title, _) in enumerate(PANES, start=1)
+        ),
+        *(
+            Binding(str(i), f"show_pane('{pane_id}')", title, show=False)
+            for i, (pane_id, title, _) in enumerate(PANES, start=1)
+        ),
         Binding("f6", "toggle_governor", "Governor", show=True, priority=True),
         Binding("f7", "export_summary", "Export", show=True, priority=True),
         Binding("question_mark", "help", "Help", show=True),
         Binding("ctrl+q", "quit", "Quit", show=True, priority=True),
     ]
 
-    def __init__(self, session: Session | None = None, *, starter: SessionStarter | None = None,
-                 refresh_hz: float | None = None, clock: Callable[[], float] | None = None,
-                 gateway_label: str | None = None) -> None:
+    def __init__(
+        self,
+        session: Session | None = None,
+        *,
+        starter: SessionStarter | None = None,
+        refresh_hz: float | None = None,
+        clock: Callable[[], float] | None = None,
+        gateway_label: str | None = None,
+    ) -> None:
         """Over a running `session`, or over one that `starter` starts once the first frame is on the screen."""
         super().__init__()
         if session is None and starter is None:
@@ -155,9 +165,7 @@ class ClawApp(ReportsWorkerErrors, App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Until the session runs there is no governor to toggle and nothing to export.
-        if self.session is None and action in ("toggle_governor", "export_summary"):
-            return False
-        return True
+        return not (self.session is None and action in ("toggle_governor", "export_summary"))
 
     def update_header(self) -> None:
         demo = "DEMO · " if self.session.demo else ""
@@ -271,18 +279,30 @@ class ClawApp(ReportsWorkerErrors, App):
 
     def palette_commands(self) -> Iterator[PaletteCommand]:
         for index, (pane_id, title, _) in enumerate(PANES, start=1):
-            yield PaletteCommand(f"Show {title}", f"switch to the {title} pane (F{index})",
-                                 lambda pane_id=pane_id: self.action_show_pane(pane_id))
+            yield PaletteCommand(
+                f"Show {title}",
+                f"switch to the {title} pane (F{index})",
+                lambda pane_id=pane_id: self.action_show_pane(pane_id),
+            )
         for name in sorted(self.available_themes):
             if name.startswith("claw-") or name == self.config.ui.theme:
-                yield PaletteCommand(f"Theme: {name}", "switch the colours; the choice is saved in the config",
-                                     lambda name=name: self.action_set_theme(name))
+                yield PaletteCommand(
+                    f"Theme: {name}",
+                    "switch the colours; the choice is saved in the config",
+                    lambda name=name: self.action_set_theme(name),
+                )
         if hasattr(self, "action_toggle_governor"):
-            yield PaletteCommand("Toggle idle downclock", "the governor downclocks the GPU when idle (F6)",
-                                 lambda: self.call_action("toggle_governor"))
+            yield PaletteCommand(
+                "Toggle idle downclock",
+                "the governor downclocks the GPU when idle (F6)",
+                lambda: self.call_action("toggle_governor"),
+            )
         if hasattr(self, "action_export_summary"):
-            yield PaletteCommand("Export summary", "write the session's efficiency summary (F7)",
-                                 lambda: self.call_action("export_summary"))
+            yield PaletteCommand(
+                "Export summary",
+                "write the session's efficiency summary (F7)",
+                lambda: self.call_action("export_summary"),
+            )
         pane_actions = (
             ("chat", "Clear chat", "start a new conversation with the selected model", "clear_chat"),
             ("chat", "Copy answer", "copy the last answer to the clipboard", "copy_answer"),
@@ -312,7 +332,7 @@ class ClawApp(ReportsWorkerErrors, App):
     def _toggle_governor(self) -> None:
         try:
             status = self.session.toggle_governor()
-        except Exception as exc:  # noqa: BLE001 - say it, never crash the console
+        except Exception as exc:
             self.call_from_thread(self.notify, f"governor: {exc}", severity="error")
             return
         self.call_from_thread(self._governor_toggled, status)
@@ -324,8 +344,9 @@ class ClawApp(ReportsWorkerErrors, App):
             return
         text = f"idle downclock on: downclocks after {status.get('idle_after_s', 0):g} s without requests"
         if status.get("mode") == "dry-run":
-            self.notify(f"{text} — dry run only: {status.get('reason')}", title="governor", severity="warning",
-                        timeout=8)
+            self.notify(
+                f"{text} — dry run only: {status.get('reason')}", title="governor", severity="warning", timeout=8
+            )
         else:
             self.notify(text, title="governor")
 
@@ -335,8 +356,7 @@ class ClawApp(ReportsWorkerErrors, App):
     def _export_summary(self) -> None:
         try:
             path = self.session.export_summary()
-        except Exception as exc:  # noqa: BLE001 - a full disk must not take the console down
+        except Exception as exc:
             self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=10)
             return
-        self.call_from_thread(self.notify, f"{path}\n(.md and .csv beside it)", title="summary written",
-                              timeout=10)
+        self.call_from_thread(self.notify, f"{path}\n(.md and .csv beside it)", title="summary written", timeout=10)

@@ -155,8 +155,7 @@ class GatewayClient:
         try:
             async with self.client.stream("POST", path, json=body, timeout=LONG_TIMEOUT) as response:
                 if response.status_code >= 400:
-                    raise GatewayError(error_text(await response.aread(), response.status_code),
-                                       response.status_code)
+                    raise GatewayError(error_text(await response.aread(), response.status_code), response.status_code)
                 async for line in response.aiter_lines():
                     value = parse_line(line)
                     if value is not None:
@@ -172,11 +171,11 @@ class GatewayClient:
         if not self.base_url:
             raise GatewayError("the gateway is not running")
         try:
-            async with self.client.stream("POST", "/api/chat", json=dict(body, stream=True),
-                                          timeout=LONG_TIMEOUT) as response:
+            async with self.client.stream(
+                "POST", "/api/chat", json=dict(body, stream=True), timeout=LONG_TIMEOUT
+            ) as response:
                 if response.status_code >= 400:
-                    raise GatewayError(error_text(await response.aread(), response.status_code),
-                                       response.status_code)
+                    raise GatewayError(error_text(await response.aread(), response.status_code), response.status_code)
 
                 async def chunks() -> AsyncIterator[dict]:
                     async for line in response.aiter_lines():

@@ -31,5 +31,10 @@ class ClawCommands(Provider):
         for command in self._commands():
             score = matcher.match(command.name)
             if score > 0:
-                yield Hit(score, matcher.highlight(command.name), partial(command.callback), text=command.name,
-                          help=command.help)
+                yield Hit(
+                    score,
+                    matcher.highlight(command.name),
+                    partial(command.callback),
+                    text=command.name,
+                    help=command.help,
+                )

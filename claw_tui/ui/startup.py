@@ -31,8 +31,9 @@ class SessionStarter:
         from claw_tui.httpserver import PortInUseError
         from claw_tui.session import Session, SessionOptions, SessionThread
 
-        options = SessionOptions(demo=self.demo, replay_path=self.replay_path, demo_traffic=self.demo_traffic,
-                                 listen=self.listen)
+        options = SessionOptions(
+            demo=self.demo, replay_path=self.replay_path, demo_traffic=self.demo_traffic, listen=self.listen
+        )
         runner = SessionThread(Session(self.config, options))
         try:
             runner.start()

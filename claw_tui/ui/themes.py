@@ -10,8 +10,19 @@ from textual.theme import Theme
 
 log = logging.getLogger(__name__)
 
-COLOR_KEYS = ("primary", "secondary", "accent", "warning", "error", "success", "foreground", "background",
-              "surface", "panel", "boost")
+COLOR_KEYS = (
+    "primary",
+    "secondary",
+    "accent",
+    "warning",
+    "error",
+    "success",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+)
 
 
 def themes_dir() -> Path:

@@ -28,8 +28,13 @@ NVML_CLOCK_MEM = 2
 NVML_TEMPERATURE_GPU = 0
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
 
-_MESSAGES = {1: "Uninitialized", 3: "Not Supported", 4: "Insufficient Permissions", 6: "Not Found",
-             12: "NVML Shared Library Not Found"}
+_MESSAGES = {
+    1: "Uninitialized",
+    3: "Not Supported",
+    4: "Insufficient Permissions",
+    6: "Not Found",
+    12: "NVML Shared Library Not Found",
+}
 SM_CLOCKS = tuple(range(1980, 344, -15))
 IDLE_WATTS = 80.0
 
@@ -57,8 +62,16 @@ class FakeNvml:
     NVML_CLOCK_MEM = NVML_CLOCK_MEM
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
 
-    def __init__(self, *, gpus: int = 1, absent: bool = False, no_permission: bool = False, skew_s: float = 0.0,
-                 log_path: str | None = None, fail_reset: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        gpus: int = 1,
+        absent: bool = False,
+        no_permission: bool = False,
+        skew_s: float = 0.0,
+        log_path: str | None = None,
+        fail_reset: bool = False,
+    ) -> None:
         self.gpus = gpus
         self.absent = absent
         self.no_permission = no_permission
@@ -66,7 +79,7 @@ class FakeNvml:
         self.skew_s = skew_s
         self.log_path = log_path
         self.calls: list[tuple[str, tuple]] = []
-        self.locked: dict[int, int | None] = {i: None for i in range(gpus)}
+        self.locked: dict[int, int | None] = dict.fromkeys(range(gpus))
         self.started = time.time()
         self.initialised = False
 
@@ -74,8 +87,16 @@ class FakeNvml:
         self.calls.append((name, args))
         if self.log_path:
             with open(self.log_path, "a") as log:
-                log.write(json.dumps({"call": name, "args": [a if isinstance(a, (int, float, str)) else repr(a)
-                                                             for a in args], "pid": os.getpid()}) + "\n")
+                log.write(
+                    json.dumps(
+                        {
+                            "call": name,
+                            "args": [a if isinstance(a, (int, float, str)) else repr(a) for a in args],
+                            "pid": os.getpid(),
+                        }
+                    )
+                    + "\n"
+                )
 
     def setter_calls(self) -> list[tuple[str, tuple]]:
         return [c for c in self.calls if "Set" in c[0] or "Reset" in c[0]]
@@ -161,8 +182,11 @@ class FakeNvml:
     def nvmlDeviceGetSamples(self, handle, kind, last_seen_us):
         """Up to ~2.4 s of 20 ms samples ending now (minus the configured skew), newer than last_seen_us."""
         newest = int((time.time() - self.skew_s) * 50) * 20_000
-        samples = [SimpleNamespace(timeStamp=t, sampleValue=SimpleNamespace(uiVal=int(IDLE_WATTS * 1000)))
-                   for t in range(newest - 118 * 20_000, newest + 1, 20_000) if t > last_seen_us]
+        samples = [
+            SimpleNamespace(timeStamp=t, sampleValue=SimpleNamespace(uiVal=int(IDLE_WATTS * 1000)))
+            for t in range(newest - 118 * 20_000, newest + 1, 20_000)
+            if t > last_seen_us
+        ]
         if not samples:
             raise NVMLError(NVML_ERROR_NOT_FOUND)
         return NVML_VALUE_TYPE_UNSIGNED_INT, samples
@@ -182,8 +206,10 @@ class FakeNvml:
 
     def __getattr__(self, name: str):
         if name.startswith("nvmlDevice"):
+
             def not_supported(*args):
                 raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+
             return not_supported
         raise AttributeError(name)
 

@@ -32,9 +32,17 @@ COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT", "tokens
 
 
 def agent_config(agent: Agent) -> AgentConfig:
-    return AgentConfig(name=agent.name, model=agent.model, system=agent.system, options=dict(agent.options),
-                       max_context_tokens=agent.max_context_tokens, max_tokens=agent.max_tokens,
-                       fallback=agent.fallback, tools=list(agent.tools), description=agent.description)
+    return AgentConfig(
+        name=agent.name,
+        model=agent.model,
+        system=agent.system,
+        options=dict(agent.options),
+        max_context_tokens=agent.max_context_tokens,
+        max_tokens=agent.max_tokens,
+        fallback=agent.fallback,
+        tools=list(agent.tools),
+        description=agent.description,
+    )
 
 
 def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
@@ -84,6 +92,7 @@ class AgentsPane(Pane):
         super().__init__(**kwargs)
         self._last_stats = 0.0
         self._shown_agents: list[str] | None = None
+
     BINDINGS = [
         Binding("n", "new_agent", "New", show=True, tooltip="New agent"),
         Binding("e,enter", "edit_agent", "Edit", show=True, tooltip="Edit the selected agent"),
@@ -91,9 +100,12 @@ class AgentsPane(Pane):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Static("Agents are virtual models: clients call them by name through the gateway. "
-                     "[dim]TTFT is the median; latency p50/p95 over answered requests.[/]",
-                     id="agents-title", classes="hint")
+        yield Static(
+            "Agents are virtual models: clients call them by name through the gateway. "
+            "[dim]TTFT is the median; latency p50/p95 over answered requests.[/]",
+            id="agents-title",
+            classes="hint",
+        )
         yield DataTable(id="agents-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="agents-detail")
         yield Static("", id="agents-hint", classes="hint")
@@ -168,8 +180,7 @@ class AgentsPane(Pane):
         except GatewayError as exc:
             self.notify(f"cannot list models: {exc}", severity="warning")
             tags = []
-        models = sorted(t["name"] for t in tags
-                        if t.get("name") and (t.get("details") or {}).get("format") != "agent")
+        models = sorted(t["name"] for t in tags if t.get("name") and (t.get("details") or {}).get("format") != "agent")
         return FormContext(other_agents=others, models=models)
 
     def action_new_agent(self) -> None:
@@ -211,8 +222,11 @@ class AgentsPane(Pane):
                 self.notify(f"agent '{agent.name}' deleted", title="agents")
 
         self.app.push_screen(
-            ConfirmScreen(f"Delete agent [b]{agent.name}[/]? Clients that call it will get 'model not found'.",
-                          yes="Delete"), answered)
+            ConfirmScreen(
+                f"Delete agent [b]{agent.name}[/]? Clients that call it will get 'model not found'.", yes="Delete"
+            ),
+            answered,
+        )
 
     def save(self, agents: list[AgentConfig]) -> bool:
         """Write the agents to the config file, then serve them; on a write error nothing changes."""

@@ -22,9 +22,11 @@ from claw_tui.ui import format as fmt
 from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
 
-EMPTY_CHAT_HINT = ("Type below and press Enter: the answer streams through claw's gateway, metered like any client.\n"
-                   "Under each answer: TTFT, decode tok/s, J/token and the prefill/decode energy.\n"
-                   "Each model and agent keeps its own conversation; ctrl+l starts a new one.")
+EMPTY_CHAT_HINT = (
+    "Type below and press Enter: the answer streams through claw's gateway, metered like any client.\n"
+    "Under each answer: TTFT, decode tok/s, J/token and the prefill/decode energy.\n"
+    "Each model and agent keeps its own conversation; ctrl+l starts a new one."
+)
 MODELS_RELOAD_S = 10.0
 THINKING_TAIL = 240
 ENERGY_WAIT_S = 2.0
@@ -191,8 +193,12 @@ class ChatPane(Pane):
     def _turn_widgets(self, turn: Turn) -> tuple[Static, Static, Markdown, Static]:
         thinking = Static(turn.thinking_text(), classes="chat-thinking", markup=False)
         thinking.display = bool(turn.thinking)
-        return (Static(turn.prompt, classes="chat-user", markup=False), thinking,
-                Markdown(turn.answer, classes="chat-answer"), Static(turn.stats or "…", classes="chat-stats"))
+        return (
+            Static(turn.prompt, classes="chat-user", markup=False),
+            thinking,
+            Markdown(turn.answer, classes="chat-answer"),
+            Static(turn.stats or "…", classes="chat-stats"),
+        )
 
     async def action_clear_chat(self) -> None:
         if self.streaming:
@@ -276,8 +282,9 @@ class ChatPane(Pane):
             self._answer.cancel()
 
     @work(exclusive=True, group="chat-answer", exit_on_error=False)
-    async def stream_answer(self, body: dict, conversation: Conversation, turn: Turn, thinking: Static,
-                            answer: Markdown, stats: Static) -> None:
+    async def stream_answer(
+        self, body: dict, conversation: Conversation, turn: Turn, thinking: Static, answer: Markdown, stats: Static
+    ) -> None:
         stream = Markdown.get_stream(answer)
         request_id = None
         try:
@@ -326,8 +333,9 @@ class ChatPane(Pane):
 
     def _finish_stats_later(self, request_id: str | None, turn: Turn, stats: Static, prefix: str) -> None:
         if request_id:
-            self.run_worker(self._show_stats(request_id, turn, stats, prefix=prefix), group="chat-stats",
-                            exit_on_error=False)
+            self.run_worker(
+                self._show_stats(request_id, turn, stats, prefix=prefix), group="chat-stats", exit_on_error=False
+            )
 
     async def _show_stats(self, request_id: str | None, turn: Turn, stats: Static, prefix: str = "") -> None:
         session = self.app.session

@@ -41,7 +41,7 @@ def seconds_until(rfc3339: str | None, now: float) -> float | None:
         head, dot, rest = rfc3339.partition(".")
         if dot:
             digits = "".join(c for c in rest if c.isdigit())
-            zone = rest[len(digits):]
+            zone = rest[len(digits) :]
             rfc3339 = f"{head}.{digits[:6]}{zone}"
         moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     except ValueError:
@@ -111,8 +111,13 @@ class ModelsPane(Pane):
     BINDINGS = [
         Binding("l", "load_model", "Load", show=True, tooltip="Load the selected model into memory"),
         Binding("u", "unload_model", "Unload", show=True, tooltip="Unload the selected model now (keep_alive 0)"),
-        Binding("ctrl+r", "rebuild", "Rebuild", show=True,
-                tooltip="Rebuild: the edited Modelfile under a new name (/api/create)"),
+        Binding(
+            "ctrl+r",
+            "rebuild",
+            "Rebuild",
+            show=True,
+            tooltip="Rebuild: the edited Modelfile under a new name (/api/create)",
+        ),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -143,14 +148,14 @@ class ModelsPane(Pane):
             yield Button("Rebuild…", id="models-rebuild", variant="primary", compact=True)
         with TabbedContent(id="models-tabs"):
             with TabPane("Modelfile", id="models-tab-modelfile"):
-                yield ModelfileEditor(id="modelfile-editor",
-                                      placeholder="Select a model and press Enter to open its Modelfile")
+                yield ModelfileEditor(
+                    id="modelfile-editor", placeholder="Select a model and press Enter to open its Modelfile"
+                )
                 yield Static("", id="modelfile-problems")
             with TabPane("Parameters", id="models-tab-parameters"):
                 yield ParameterForm(id="parameter-form")
-            with TabPane("Diff", id="models-tab-diff"):
-                with VerticalScroll(id="modelfile-diff-box"):
-                    yield Static("", id="modelfile-diff")
+            with TabPane("Diff", id="models-tab-diff"), VerticalScroll(id="modelfile-diff-box"):
+                yield Static("", id="modelfile-diff")
 
     def on_mount(self) -> None:
         for table_id, columns in (("#models-installed", INSTALLED_COLUMNS), ("#models-loaded", LOADED_COLUMNS)):
@@ -263,12 +268,17 @@ class ModelsPane(Pane):
         if not name or (name == self.current and not self.dirty):
             return
         if self.dirty:
+
             def answered(yes: bool | None) -> None:
                 if yes:
                     self.load_modelfile(name)
 
-            self.app.push_screen(ConfirmScreen(f"Discard your edits to the Modelfile of [b]{self.current}[/] "
-                                               f"and open [b]{name}[/]?", yes="Discard"), answered)
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Discard your edits to the Modelfile of [b]{self.current}[/] and open [b]{name}[/]?", yes="Discard"
+                ),
+                answered,
+            )
             return
         self.load_modelfile(name)
 
@@ -339,8 +349,10 @@ class ModelsPane(Pane):
         problems.set_class(bool(result.errors), "-errors")
         if result.errors:
             form.disabled = True
-            form.set_note(f"[red]Fix the Modelfile first[/] (line {result.errors[0].line}): the form edits a valid "
-                          "Modelfile only.")
+            form.set_note(
+                f"[red]Fix the Modelfile first[/] (line {result.errors[0].line}): the form edits a valid "
+                "Modelfile only."
+            )
         else:
             form.disabled = False
             form.set_note("")
@@ -368,8 +380,7 @@ class ModelsPane(Pane):
         if result is not None and result.errors:
             text.append(f"  ✗ {len(result.errors)} error{'s' if len(result.errors) != 1 else ''}", style="red")
         elif result is not None and result.warnings:
-            text.append(f"  ! {len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}",
-                        style="yellow")
+            text.append(f"  ! {len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}", style="yellow")
         else:
             text.append("  ✓ valid", style="green")
         current.update(text)
@@ -443,15 +454,17 @@ class ModelsPane(Pane):
         result = parse(self.editor.text)
         if result.errors:
             first = result.errors[0]
-            self.notify(f"The Modelfile has {len(result.errors)} error(s); line {first.line}: {first.message}",
-                        severity="error", timeout=8)
+            self.notify(
+                f"The Modelfile has {len(result.errors)} error(s); line {first.line}: {first.message}",
+                severity="error",
+                timeout=8,
+            )
             self.query_one("#models-tabs", TabbedContent).active = "models-tab-modelfile"
             self.editor.cursor_location = (max(first.line - 1, 0), 0)
             self.editor.focus()
             return
         added, removed = changed_lines(diff(self.original_text, self.editor.text))
-        screen = RebuildScreen(result.modelfile, self.current, [m["name"] for m in self.installed],
-                               added + removed)
+        screen = RebuildScreen(result.modelfile, self.current, [m["name"] for m in self.installed], added + removed)
         self._building = True
         self.app.push_screen(screen, self._rebuilt)
 

@@ -57,7 +57,7 @@ def grid_lines(cells: list[Cell], width: int, max_columns: int = 8) -> list[Cont
             break
     lines = []
     for start in range(0, len(cells), columns):
-        row = cells[start:start + columns]
+        row = cells[start : start + columns]
         parts = []
         for i, cell in enumerate(row):
             if i:
@@ -103,8 +103,10 @@ class PowerColumns:
             self._last_ts = sample.ts
         for number in [n for n in self._columns if n < first]:
             del self._columns[number]
-        return [((number + 0.5) * width - now, total / count, peak)
-                for number, (total, count, peak) in sorted(self._columns.items())]
+        return [
+            ((number + 0.5) * width - now, total / count, peak)
+            for number, (total, count, peak) in sorted(self._columns.items())
+        ]
 
 
 def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -139,8 +141,6 @@ def _show(widget, visible: bool) -> None:
 def _set_title(widget, title: str) -> None:
     if widget.border_title != title:
         widget.border_title = title
-
-
 
 
 def short_gpu_name(name: str) -> str:
@@ -367,10 +367,14 @@ class PowerPane(Pane):
         counter = fmt.NA if check["error_pct"] is None else f"{check['error_pct']:+.2f}%"
         governor_text = governor_words(session.governor_json())
         parts = [
-            ("reasons ", "$text-muted"), (reasons, reason_style),
-            ("  in flight ", "$text-muted"), (str(session.ledger.in_flight()), "$text"),
-            ("  governor ", "$text-muted"), (governor_text, "$text"),
-            ("  trace ", "$text-muted"), (f"{sampler.kind} {rate}", "$text"),
+            ("reasons ", "$text-muted"),
+            (reasons, reason_style),
+            ("  in flight ", "$text-muted"),
+            (str(session.ledger.in_flight()), "$text"),
+            ("  governor ", "$text-muted"),
+            (governor_text, "$text"),
+            ("  trace ", "$text-muted"),
+            (f"{sampler.kind} {rate}", "$text"),
         ]
         if gaps:
             parts.append((f" {gaps} gap{'s' if gaps > 1 else ''}", "$warning"))
@@ -391,12 +395,18 @@ class PowerPane(Pane):
             if alert.clearing:
                 style = "$text-muted"
             ago = "" if not alert.clearing else f" (lasted {alert.last_seen - alert.since:.0f} s, clearing)"
-            line = Content.assemble(("▲ " if alert.severity == "critical" else "△ ", style), (alert.message, style),
-                                    (ago, "$text-muted"), (" — ", "$text-muted"), (alert.hint, "$text"))
+            line = Content.assemble(
+                ("▲ " if alert.severity == "critical" else "△ ", style),
+                (alert.message, style),
+                (ago, "$text-muted"),
+                (" — ", "$text-muted"),
+                (alert.hint, "$text"),
+            )
             lines.append(line.truncate(width, ellipsis=True))
         if len(alerts) > 3:
             lines[-1] = lines[-1].truncate(width - 12, ellipsis=True) + Content.styled(
-                f"  +{len(alerts) - 3} more", "$text-muted")
+                f"  +{len(alerts) - 3} more", "$text-muted"
+            )
         self._set_lines("#power-alerts", lines)
 
     # ---- charts ---------------------------------------------------------------------------------------------------
@@ -437,8 +447,7 @@ class PowerPane(Pane):
             return sampler.recent_history(self.gpu_index, now - span)
         return sampler.history_1hz(self.gpu_index, now - span)
 
-    def _draw_power(self, chart: BrailleChart, session, now: float, span: float, x_range, x_labels,
-                    label: str) -> None:
+    def _draw_power(self, chart: BrailleChart, session, now: float, span: float, x_range, x_labels, label: str) -> None:
         sampler = session.sampler
         index = self.gpu_index
         snapshot = sampler.latest(index)
@@ -465,8 +474,15 @@ class PowerPane(Pane):
         if per_column > 2:  # several samples per dot column: show their peaks behind the mean
             series.append(Series(peaks, "chart--peak", aggregate="max", max_gap=1.0))
         series.append(Series(means, "chart--series-1", max_gap=1.0))
-        chart.plot(series=series, x_range=x_range, y_range=y_range, hlines=hlines,
-                   bands=self._request_bands(session, now, span), x_labels=x_labels, empty_text="waiting for samples")
+        chart.plot(
+            series=series,
+            x_range=x_range,
+            y_range=y_range,
+            hlines=hlines,
+            bands=self._request_bands(session, now, span),
+            x_labels=x_labels,
+            empty_text="waiting for samples",
+        )
         _set_title(chart, f"Power W · GPU {index} · {label} · {self._trace_rate(sampler)}")
         self._set_subtitle(chart, self._power_legend(chart.size.width, len(series) > 1, limit, threshold))
 
@@ -506,46 +522,73 @@ class PowerPane(Pane):
         static = sampler.statics()[self.gpu_index]
         sm = [(p.ts - now, p.sm_clock_mhz) for p in history]
         mem = [(p.ts - now, p.mem_clock_mhz) for p in history]
-        top = max([static.max_sm_clock_mhz or 0, static.max_mem_clock_mhz or 0]
-                  + [v for _, v in sm + mem if v is not None])
-        chart.plot(series=[Series(mem, "chart--series-3", max_gap=5.0), Series(sm, "chart--series-2", max_gap=5.0)],
-                   x_range=x_range, y_range=(0.0, (top or 1000) * 1.05), x_labels=x_labels)
+        top = max(
+            [static.max_sm_clock_mhz or 0, static.max_mem_clock_mhz or 0] + [v for _, v in sm + mem if v is not None]
+        )
+        chart.plot(
+            series=[Series(mem, "chart--series-3", max_gap=5.0), Series(sm, "chart--series-2", max_gap=5.0)],
+            x_range=x_range,
+            y_range=(0.0, (top or 1000) * 1.05),
+            x_labels=x_labels,
+        )
         _set_title(chart, f"Clocks MHz · last {label}")
-        self._set_subtitle(chart, Content(" ").join([Content.styled("━ SM", "$primary"),
-                                                Content.styled("━ mem", "$secondary")]))
+        self._set_subtitle(
+            chart, Content(" ").join([Content.styled("━ SM", "$primary"), Content.styled("━ mem", "$secondary")])
+        )
 
     def _draw_util(self, chart: BrailleChart, session, history, now: float, x_range, x_labels, label) -> None:
         util = [(p.ts - now, p.util_pct) for p in history]
         temp = [(p.ts - now, p.temp_c) for p in history]
         alert_c = session.alerts.thresholds.temp_alert_c
         top = max([100.0, alert_c] + [v for _, v in temp if v is not None])
-        chart.plot(series=[Series(util, "chart--series-4", max_gap=5.0), Series(temp, "chart--series-1", max_gap=5.0)],
-                   x_range=x_range, y_range=(0.0, top * 1.05), hlines=[HLine(alert_c, "chart--threshold")],
-                   x_labels=x_labels)
+        chart.plot(
+            series=[Series(util, "chart--series-4", max_gap=5.0), Series(temp, "chart--series-1", max_gap=5.0)],
+            x_range=x_range,
+            y_range=(0.0, top * 1.05),
+            hlines=[HLine(alert_c, "chart--threshold")],
+            x_labels=x_labels,
+        )
         _set_title(chart, f"Util % · Temp °C · last {label}")
-        self._set_subtitle(chart, Content(" ").join([Content.styled("━ util", "$success"),
-                                                Content.styled("━ temp", "$warning"),
-                                                Content.styled(f"┄ alert {alert_c:.0f} °C", "$warning")]))
+        self._set_subtitle(
+            chart,
+            Content(" ").join(
+                [
+                    Content.styled("━ util", "$success"),
+                    Content.styled("━ temp", "$warning"),
+                    Content.styled(f"┄ alert {alert_c:.0f} °C", "$warning"),
+                ]
+            ),
+        )
 
     # ---- bottom: the requests behind the energy, and who holds the VRAM --------------------------------------------
     def _show_requests(self, session) -> None:
-        records = [r for r in session.ledger.records(RECENT_REQUESTS)
-                   if r.status != "active" and (r.gpu is None or r.gpu == self.gpu_index)][-7:]
-        header = Content.styled(f"{'time':8}  {'model':16} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9}"
-                                f" {'J/tok':>6} {'avg W':>6}", "bold $text-muted")
+        records = [
+            r
+            for r in session.ledger.records(RECENT_REQUESTS)
+            if r.status != "active" and (r.gpu is None or r.gpu == self.gpu_index)
+        ][-7:]
+        header = Content.styled(
+            f"{'time':8}  {'model':16} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9} {'J/tok':>6} {'avg W':>6}",
+            "bold $text-muted",
+        )
         lines = [Content.styled(f"Recent requests on GPU {self.gpu_index}", "bold"), header]
         for record in reversed(records):
             duration = record.duration_ms
             seconds = (duration or 0) / 1000
             avg_w = record.energy_j / seconds if seconds > 0 and record.energy_j else None
             status_style = "$success" if record.status == "ok" else "$error"
-            lines.append(Content.assemble(
-                (time.strftime("%H:%M:%S", time.localtime(record.t_arrival)) + "  ", "$text-muted"),
-                (f"{(record.agent or record.model)[:16]:16} ", "$text"),
-                (f"{record.status:9} ", status_style),
-                (f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
-                 f"{fmt.ratio(record.joules_per_token, 2):>6} {fmt.num(avg_w, 0):>6}", "$text"),
-            ))
+            lines.append(
+                Content.assemble(
+                    (time.strftime("%H:%M:%S", time.localtime(record.t_arrival)) + "  ", "$text-muted"),
+                    (f"{(record.agent or record.model)[:16]:16} ", "$text"),
+                    (f"{record.status:9} ", status_style),
+                    (
+                        f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
+                        f"{fmt.ratio(record.joules_per_token, 2):>6} {fmt.num(avg_w, 0):>6}",
+                        "$text",
+                    ),
+                )
+            )
         if not records:
             lines.append(Content.styled("no finished request yet: energy per request shows here", "$text-muted"))
         self._set_text("#power-requests", lines)
@@ -555,8 +598,14 @@ class PowerPane(Pane):
         processes = snapshot.processes if snapshot is not None else []
         for process in sorted(processes, key=lambda p: -(p.vram_mib or 0))[:7]:
             runner = Content.styled(" ollama runner", "$accent") if process.is_ollama_runner else Content("")
-            lines.append(Content.assemble((f"{process.pid:>7} ", "$text-muted"), (f"{process.name[:18]:18} ", "$text"),
-                                          (f"{fmt.mib(process.vram_mib):>10}", "$text")) + runner)
+            lines.append(
+                Content.assemble(
+                    (f"{process.pid:>7} ", "$text-muted"),
+                    (f"{process.name[:18]:18} ", "$text"),
+                    (f"{fmt.mib(process.vram_mib):>10}", "$text"),
+                )
+                + runner
+            )
         if not processes:
             lines.append(Content.styled("no compute process", "$text-muted"))
         self._set_text("#power-processes", lines)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import groupby
 from dataclasses import dataclass
+from itertools import groupby
 
 from rich.segment import Segment
 from rich.style import Style
@@ -82,8 +82,9 @@ def _ticks(y_range: tuple[float, float], plot_h: int) -> list[tuple[float, str]]
     return ticks
 
 
-def bucket(points: Sequence[tuple[float, float | None]], x0: float, x1: float, columns: int,
-           aggregate: str) -> list[float | None]:
+def bucket(
+    points: Sequence[tuple[float, float | None]], x0: float, x1: float, columns: int, aggregate: str
+) -> list[float | None]:
     """The value of each dot column: mean or max of the points that fall into it."""
     sums = [0.0] * columns
     counts = [0] * columns
@@ -148,9 +149,17 @@ class BrailleChart(Widget):
         self._cell_style_cache: dict = {}
         self._strip_width = 0
 
-    def plot(self, *, series: Sequence[Series], x_range: tuple[float, float], y_range: tuple[float, float],
-             hlines: Sequence[HLine] = (), bands: Sequence[tuple[float, float]] = (),
-             x_labels: Sequence[tuple[float, str]] = (), empty_text: str = "no data yet") -> None:
+    def plot(
+        self,
+        *,
+        series: Sequence[Series],
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        hlines: Sequence[HLine] = (),
+        bands: Sequence[tuple[float, float]] = (),
+        x_labels: Sequence[tuple[float, str]] = (),
+        empty_text: str = "no data yet",
+    ) -> None:
         """Replace what the chart shows; it redraws on the next frame (and only if visible)."""
         x0, x1 = x_range
         y0, y1 = y_range
@@ -189,8 +198,7 @@ class BrailleChart(Widget):
             return None
         key = (self._version, width, height, self.app.theme)
         strips = self._render_strips(width, height)
-        same_frame = self._cache_key is not None and self._cache_key[1:] == key[1:] and len(strips) == len(
-            self._strips)
+        same_frame = self._cache_key is not None and self._cache_key[1:] == key[1:] and len(strips) == len(self._strips)
         changed = [y for y, (a, b) in enumerate(zip(strips, self._strips)) if a != b] if same_frame else None
         self._strips, self._cache_key = strips, key
         return changed
@@ -264,20 +272,23 @@ class BrailleChart(Widget):
             self._draw_series(series, x0, x1, columns, dot_row, fill)
 
         band_cells = self._band_cells(plot_w)
-        tick_rows = {row: label for row, label in ((dot_row(v) // 4, label) for v, label in ticks)}
+        tick_rows = {dot_row(v) // 4: label for v, label in ticks}
         axis = styles["chart--axis"]
         cell_styles = self._cell_styles(styles)
         rows_segments = []
         for cell_y in range(plot_h):
             label = tick_rows.get(cell_y)
             gutter_text = (label.rjust(gutter - 1) + "┤") if label is not None else " " * (gutter - 1) + "│"
-            rows_segments.append([Segment(gutter_text, axis),
-                                  *self._row_segments(bits[cell_y], owner[cell_y], band_cells, cell_styles)])
+            rows_segments.append(
+                [Segment(gutter_text, axis), *self._row_segments(bits[cell_y], owner[cell_y], band_cells, cell_styles)]
+            )
         rows_segments.append([Segment(" " * gutter, axis), Segment(self._x_axis_text(plot_w), axis)])
         # A Strip is not cheap to make (it carries caches): keep the old one for every row that did not change.
         old = self._strips if len(self._strips) == len(rows_segments) and self._strip_width == width else []
-        strips = [old[y] if old and old[y]._segments == segments else Strip(segments, width)
-                  for y, segments in enumerate(rows_segments)]
+        strips = [
+            old[y] if old and old[y]._segments == segments else Strip(segments, width)
+            for y, segments in enumerate(rows_segments)
+        ]
         self._strip_width = width
         if not self.has_data:
             self._overlay_text(strips, self._empty_text, gutter, plot_w, plot_h, styles["chart--empty"])
@@ -336,8 +347,9 @@ class BrailleChart(Widget):
         return self._cell_style_cache
 
     @staticmethod
-    def _row_segments(bits: list[int], owner: list[str | None], band: list[bool],
-                      cell_styles: dict[tuple[str | None, bool], Style]) -> list[Segment]:
+    def _row_segments(
+        bits: list[int], owner: list[str | None], band: list[bool], cell_styles: dict[tuple[str | None, bool], Style]
+    ) -> list[Segment]:
         """One row of cells as segments, one per run of cells that look the same."""
         text = "".join([chr(_BRAILLE_BASE + value) for value in bits]).replace(_BLANK_BRAILLE, " ")
         keys = [(who if value else None, shaded) for value, who, shaded in zip(bits, owner, band)]
@@ -345,7 +357,7 @@ class BrailleChart(Widget):
         start = 0
         for key, run in groupby(keys):
             length = sum(1 for _ in run)
-            segments.append(Segment(text[start:start + length], cell_styles[key]))
+            segments.append(Segment(text[start : start + length], cell_styles[key]))
             start += length
         return segments
 
@@ -356,7 +368,7 @@ class BrailleChart(Widget):
         for x, label in self._x_labels:
             position = round((x - x0) / (x1 - x0) * (plot_w - 1))
             start = min(max(0, position - len(label) // 2), plot_w - len(label))
-            if start < 0 or any(occupied[max(0, start - 1):start + len(label) + 1]):
+            if start < 0 or any(occupied[max(0, start - 1) : start + len(label) + 1]):
                 continue
             for i, char in enumerate(label):
                 line[start + i] = char
@@ -369,8 +381,9 @@ class BrailleChart(Widget):
         row = plot_h // 2
         left = gutter + (plot_w - len(text)) // 2
         strip = strips[row]
-        strips[row] = Strip.join([strip.crop(0, left), Strip([Segment(text, style)]),
-                                  strip.crop(left + len(text), strip.cell_length)])
+        strips[row] = Strip.join(
+            [strip.crop(0, left), Strip([Segment(text, style)]), strip.crop(left + len(text), strip.cell_length)]
+        )
 
 
 class GpuBar(Static):

@@ -29,8 +29,23 @@ STATUSES = ("ok", "error", "cancelled", "rejected", "active")
 # Columns in the order shown, by terminal width: the more room, the more of each request's story.
 NARROW_COLUMNS = ("time", "status", "model", "TTFT", "duration", "out", "energy", "tok/J")
 COLUMNS = ("time", "status", "model", "agent", "TTFT", "duration", "in", "out", "energy", "tok/J")
-WIDEST_COLUMNS = ("time", "status", "model", "agent", "endpoint", "TTFT", "duration", "in", "out", "tok/s",
-                  "energy", "prefill", "decode", "tok/J", "id")
+WIDEST_COLUMNS = (
+    "time",
+    "status",
+    "model",
+    "agent",
+    "endpoint",
+    "TTFT",
+    "duration",
+    "in",
+    "out",
+    "tok/s",
+    "energy",
+    "prefill",
+    "decode",
+    "tok/J",
+    "id",
+)
 WIDE_MIN_WIDTH = 100
 WIDEST_MIN_WIDTH = 150
 
@@ -65,8 +80,11 @@ def row_cells(record: RequestRecord) -> dict[str, object]:
 
 
 def matches(record: RequestRecord, model: str, agent: str, status: str) -> bool:
-    return ((model == ALL or record.model == model) and (agent == ALL or (record.agent or "") == agent)
-            and (status == ALL or record.status == status))
+    return (
+        (model == ALL or record.model == model)
+        and (agent == ALL or (record.agent or "") == agent)
+        and (status == ALL or record.status == status)
+    )
 
 
 def summary_text(records: list[RequestRecord], shown: int) -> Text:
@@ -93,8 +111,13 @@ def summary_text(records: list[RequestRecord], shown: int) -> Text:
 class RequestsPane(Pane):
     main_widget = "#requests-table"
     BINDINGS = [
-        Binding("enter", "details", "Details", show=True,
-                tooltip="Details: every timing and the energy split of the request"),
+        Binding(
+            "enter",
+            "details",
+            "Details",
+            show=True,
+            tooltip="Details: every timing and the energy split of the request",
+        ),
         Binding("ctrl+f", "focus_filters", "Filter", show=True, tooltip="Filter by model, agent or status"),
         Binding("escape", "clear_filters", "Clear filters", show=False, tooltip="Clear the filters"),
     ]
@@ -115,8 +138,11 @@ class RequestsPane(Pane):
             yield Select([(s, s) for s in STATUSES], prompt="status: all", id="filter-status", compact=True)
         yield Static("", id="requests-summary")
         yield DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
-        yield Static("No requests yet: point a client at the gateway, or ask something in Chat (F2).",
-                     id="requests-empty", classes="hint")
+        yield Static(
+            "No requests yet: point a client at the gateway, or ask something in Chat (F2).",
+            id="requests-empty",
+            classes="hint",
+        )
 
     def on_mount(self) -> None:
         self._set_columns()
@@ -217,8 +243,9 @@ class RequestsPane(Pane):
 
     def _newest_first(self, table: DataTable) -> None:
         following = table.cursor_row <= 0
-        current = None if following or not table.row_count else table.coordinate_to_cell_key(
-            table.cursor_coordinate).row_key
+        current = (
+            None if following or not table.row_count else table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        )
         table.sort("time", key=lambda cell: cell.ts, reverse=True)
         if following:
             table.move_cursor(row=0)

@@ -107,23 +107,44 @@ class AgentFormScreen(ModalScreen[AgentConfig | None]):
                 yield Label("name")
                 yield Input(agent.name, id="agent-name", placeholder="e.g. support", compact=True)
                 yield Label("model")
-                yield Input(agent.model, id="agent-model", placeholder="e.g. qwen3:8b", suggester=suggester,
-                            compact=True)
+                yield Input(
+                    agent.model, id="agent-model", placeholder="e.g. qwen3:8b", suggester=suggester, compact=True
+                )
                 yield Label("fallback")
-                yield Input(agent.fallback, id="agent-fallback", placeholder="model if the first one fails",
-                            suggester=suggester, compact=True)
+                yield Input(
+                    agent.fallback,
+                    id="agent-fallback",
+                    placeholder="model if the first one fails",
+                    suggester=suggester,
+                    compact=True,
+                )
                 yield Label("options")
-                yield Input(options_text(agent.options), id="agent-options",
-                            placeholder="temperature = 0.2, num_ctx = 8192", compact=True)
+                yield Input(
+                    options_text(agent.options),
+                    id="agent-options",
+                    placeholder="temperature = 0.2, num_ctx = 8192",
+                    compact=True,
+                )
                 yield Label("max tokens")
-                yield Input(str(agent.max_tokens or ""), id="agent-max-tokens", type="integer",
-                            placeholder="0 = the model's default", compact=True)
+                yield Input(
+                    str(agent.max_tokens or ""),
+                    id="agent-max-tokens",
+                    type="integer",
+                    placeholder="0 = the model's default",
+                    compact=True,
+                )
                 yield Label("context budget")
-                yield Input(str(agent.max_context_tokens or ""), id="agent-max-context", type="integer",
-                            placeholder="tokens kept of a conversation; 0 = all", compact=True)
+                yield Input(
+                    str(agent.max_context_tokens or ""),
+                    id="agent-max-context",
+                    type="integer",
+                    placeholder="tokens kept of a conversation; 0 = all",
+                    compact=True,
+                )
                 yield Label("description")
-                yield Input(agent.description, id="agent-description", placeholder="one line for this table",
-                            compact=True)
+                yield Input(
+                    agent.description, id="agent-description", placeholder="one line for this table", compact=True
+                )
             yield Label("system prompt", classes="field-label")
             yield TextArea(agent.system, id="agent-system", soft_wrap=True, show_line_numbers=False)
             yield Static("", id="agent-problems")
@@ -172,7 +193,8 @@ class AgentFormScreen(ModalScreen[AgentConfig | None]):
         if warnings and tuple(warnings) != self._warned:
             self._warned = tuple(warnings)
             self.query_one("#agent-problems", Static).update(
-                "\n".join(f"[b yellow]![/] {w}" for w in warnings) + "\n[dim]Save again to keep it anyway.[/]")
+                "\n".join(f"[b yellow]![/] {w}" for w in warnings) + "\n[dim]Save again to keep it anyway.[/]"
+            )
             return
         self.dismiss(agent)
 

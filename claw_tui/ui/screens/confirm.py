@@ -30,8 +30,9 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.question, id="confirm-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.no_label, id="confirm-no", compact=True)
-                yield Button(self.yes_label, id="confirm-yes", variant="error" if self.danger else "primary",
-                             compact=True)
+                yield Button(
+                    self.yes_label, id="confirm-yes", variant="error" if self.danger else "primary", compact=True
+                )
 
     def on_mount(self) -> None:
         self.query_one("#confirm-no", Button).focus()

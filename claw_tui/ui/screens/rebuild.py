@@ -44,15 +44,15 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         with Vertical(id="rebuild-dialog", classes="dialog"):
             yield Static(f"Rebuild [b]{self.source}[/] under a new name", classes="dialog-title")
             lines = f"{self.changes} changed line{'s' if self.changes != 1 else ''}" if self.changes else "no changes"
-            yield Static(f"FROM {self.modelfile.from_} · {lines} against the original · sent as /api/create",
-                         classes="hint")
+            yield Static(
+                f"FROM {self.modelfile.from_} · {lines} against the original · sent as /api/create", classes="hint"
+            )
             with Horizontal(classes="dialog-row"):
                 yield Label("new name")
                 yield Input(suggested_name(self.source), id="rebuild-name", compact=True)
             with Horizontal(classes="dialog-row"):
                 yield Label("quantize")
-                yield Select([(q, q) for q in QUANTIZE_TYPES], prompt="keep as is", id="rebuild-quantize",
-                             compact=True)
+                yield Select([(q, q) for q in QUANTIZE_TYPES], prompt="keep as is", id="rebuild-quantize", compact=True)
             yield Static("", id="rebuild-check")
             yield ProgressBar(id="rebuild-progress", show_eta=False)
             yield RichLog(id="rebuild-log", markup=True, wrap=True, auto_scroll=True)
@@ -92,8 +92,9 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     def request_body(self) -> dict | None:
         quantize = self.query_one("#rebuild-quantize", Select).value
         try:
-            return to_create_request(self.modelfile, self.new_name,
-                                     quantize=None if quantize is Select.NULL else str(quantize))
+            return to_create_request(
+                self.modelfile, self.new_name, quantize=None if quantize is Select.NULL else str(quantize)
+            )
         except ModelfileError as exc:
             self.log_line(f"[red]✗ {exc}[/]")
             return None
@@ -114,8 +115,9 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
                 if yes:
                     self.start(body)
 
-            self.app.push_screen(ConfirmScreen(f"A model named [b]{name}[/] exists. Overwrite it?",
-                                               yes="Overwrite"), answered)
+            self.app.push_screen(
+                ConfirmScreen(f"A model named [b]{name}[/] exists. Overwrite it?", yes="Overwrite"), answered
+            )
             return
         self.start(body)
 

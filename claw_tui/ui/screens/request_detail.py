@@ -48,7 +48,7 @@ def phase_bar(record: RequestRecord, width: int = BAR_WIDTH) -> Text:
     bar = Text()
     if total <= 0:
         return Text("—", style="dim")
-    for label, length, colour in spans:
+    for _label, length, colour in spans:
         cells = max(1, round(width * length / total))
         bar.append("█" * cells, style=colour)
     legend = Text("  ")
@@ -67,9 +67,12 @@ def energy_bar(record: RequestRecord, width: int = BAR_WIDTH) -> Text:
     bar.append("█" * (width - prefill_cells), style="green")
     share = 100 * record.prefill_j / record.energy_j
     return Text.assemble(
-        bar, "\n",
-        ("■ ", "yellow"), (f"prefill {fmt.joules(record.prefill_j)} ({share:.0f}%)  ", "dim"),
-        ("■ ", "green"), (f"decode {fmt.joules(record.decode_j)} ({100 - share:.0f}%)", "dim"),
+        bar,
+        "\n",
+        ("■ ", "yellow"),
+        (f"prefill {fmt.joules(record.prefill_j)} ({share:.0f}%)  ", "dim"),
+        ("■ ", "green"),
+        (f"decode {fmt.joules(record.decode_j)} ({100 - share:.0f}%)", "dim"),
     )
 
 
@@ -84,7 +87,7 @@ def pairs(rows: list[tuple[str, str | Text]], columns: int = 2) -> Table:
         table.add_column(style="dim", no_wrap=True)
         table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
     for start in range(0, len(rows), columns):
-        chunk = rows[start:start + columns]
+        chunk = rows[start : start + columns]
         cells: list = [part for pair in chunk for part in pair]
         table.add_row(*cells, *[""] * (2 * columns - len(cells)))
     return table
@@ -105,21 +108,27 @@ def request_details(record: RequestRecord) -> Group:
     if record.http_status:
         status.append(f" {record.http_status}")
     model = record.model + (f" (fallback for {record.downgraded_from})" if record.downgraded_from else "")
-    head = pairs([
-        ("status", status),
-        ("endpoint", f"{record.endpoint} ({record.surface}, {'stream' if record.stream else 'whole'})"),
-        ("model", model),
-        ("backend", (record.backend or "—") + (f", GPU {record.gpu}" if record.gpu is not None else "")),
-        ("agent", record.agent or "—"),
-        ("client", record.client or "—"),
-    ])
+    head = pairs(
+        [
+            ("status", status),
+            ("endpoint", f"{record.endpoint} ({record.surface}, {'stream' if record.stream else 'whole'})"),
+            ("model", model),
+            ("backend", (record.backend or "—") + (f", GPU {record.gpu}" if record.gpu is not None else "")),
+            ("agent", record.agent or "—"),
+            ("client", record.client or "—"),
+        ]
+    )
     timeline = Table.grid(padding=(0, 2))
     timeline.add_column(style="dim", no_wrap=True, min_width=14)
     timeline.add_column(no_wrap=True)
     timeline.add_column(justify="right", no_wrap=True)
-    for label, ts in (("arrival", record.t_arrival), ("queue exit", record.t_queue_exit),
-                      ("upstream start", record.t_upstream_start), ("first token", record.t_first_token),
-                      ("end", record.t_end)):
+    for label, ts in (
+        ("arrival", record.t_arrival),
+        ("queue exit", record.t_queue_exit),
+        ("upstream start", record.t_upstream_start),
+        ("first token", record.t_first_token),
+        ("end", record.t_end),
+    ):
         timeline.add_row(label, clock_text(ts), since(record, ts))
     if record.wake_ms is not None:
         timeline.add_row("governor wake", "", fmt.ms(record.wake_ms))
@@ -127,19 +136,46 @@ def request_details(record: RequestRecord) -> Group:
     more = Table.grid(padding=(0, 2))
     more.add_column(style="dim", no_wrap=True, min_width=14)
     more.add_column(overflow="fold")
-    more.add_row("server", inline([
-        ("load", fmt.ms(record.server_load_ms)), ("prompt eval", fmt.ms(record.server_prompt_eval_ms)),
-        ("eval", fmt.ms(record.server_eval_ms)), ("total", fmt.ms(record.server_total_ms))]))
-    more.add_row("tokens", inline([
-        ("prompt", f"{record.prompt_tokens:,}"), ("completion", f"{record.completion_tokens:,}"),
-        ("decode", f"{rate:.1f} tok/s" if rate else fmt.NA)]))
-    energy = Text.assemble(("energy ", "dim"), (fmt.joules(record.energy_j), "bold"),
-                           ("" if record.energy_final else " (still counting)", "dim"))
+    more.add_row(
+        "server",
+        inline(
+            [
+                ("load", fmt.ms(record.server_load_ms)),
+                ("prompt eval", fmt.ms(record.server_prompt_eval_ms)),
+                ("eval", fmt.ms(record.server_eval_ms)),
+                ("total", fmt.ms(record.server_total_ms)),
+            ]
+        ),
+    )
+    more.add_row(
+        "tokens",
+        inline(
+            [
+                ("prompt", f"{record.prompt_tokens:,}"),
+                ("completion", f"{record.completion_tokens:,}"),
+                ("decode", f"{rate:.1f} tok/s" if rate else fmt.NA),
+            ]
+        ),
+    )
+    energy = Text.assemble(
+        ("energy ", "dim"),
+        (fmt.joules(record.energy_j), "bold"),
+        ("" if record.energy_final else " (still counting)", "dim"),
+    )
     energy.append(" · ", style="dim")
-    energy.append_text(inline([("tokens/J", fmt.ratio(record.tokens_per_joule)),
-                               ("J/token", fmt.ratio(record.joules_per_token))]))
-    parts = [head, section("Timeline"), phase_bar(record), timeline, more, section("Energy"), energy_bar(record),
-             energy]
+    energy.append_text(
+        inline([("tokens/J", fmt.ratio(record.tokens_per_joule)), ("J/token", fmt.ratio(record.joules_per_token))])
+    )
+    parts = [
+        head,
+        section("Timeline"),
+        phase_bar(record),
+        timeline,
+        more,
+        section("Energy"),
+        energy_bar(record),
+        energy,
+    ]
     if record.error:
         parts += ["", section("Error"), Text(record.error, style="red")]
     return Group(*parts)

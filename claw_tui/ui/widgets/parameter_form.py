@@ -82,8 +82,9 @@ class ParameterForm(VerticalScroll):
 
     def _field(self, spec: ParamSpec):
         if spec.type == "bool":
-            return Select([("true", True), ("false", False)], prompt=f"{default_text(spec)}", id=field_id(spec.name),
-                          compact=True)
+            return Select(
+                [("true", True), ("false", False)], prompt=f"{default_text(spec)}", id=field_id(spec.name), compact=True
+            )
         if spec.repeatable:
             return Input(id=field_id(spec.name), placeholder='"<|im_end|>", "\\n\\n"', compact=True)
         kind = {"int": "integer", "float": "number"}.get(spec.type, "text")
