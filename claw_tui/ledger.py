@@ -139,6 +139,17 @@ class RequestRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """What changed in the ledger, as an immutable JSON-ready snapshot.
+
+    kinds: `request.opened`, `request.first_token`, `request.finished` (sent once the record's energy is final).
+    """
+
+    kind: str
+    data: dict
+
+
 @dataclass(slots=True)
 class GpuEnergy:
     total_j: float = 0.0
@@ -170,6 +181,7 @@ class Ledger:
     _spans: list[_Span] = field(default_factory=list, init=False)
     _gpus: dict[int, GpuEnergy] = field(default_factory=dict, init=False)
     _listeners: list[Callable[[RequestRecord], None]] = field(default_factory=list, init=False)
+    _event_listeners: list[Callable[[LedgerEvent], None]] = field(default_factory=list, init=False)
     expected_gpus: set[int] = field(default_factory=set, init=False)
     metering: bool = field(default=True, init=False)
 
@@ -186,6 +198,20 @@ class Ledger:
         """Called once per record, when it has finished and its energy is final (the store persists it)."""
         self._listeners.append(listener)
 
+    def add_event_listener(self, listener: Callable[[LedgerEvent], None]) -> None:
+        """Called with a snapshot whenever a request opens, sees its first token, or finishes with final energy.
+
+        Listeners run on the thread that made the change (the gateway's loop, or the sampler's thread when energy
+        becomes final): they must be quick and hand the event on to their own thread.
+        """
+        self._event_listeners.append(listener)
+
+    def _emit(self, kind: str, record: RequestRecord) -> None:
+        if self._event_listeners:
+            event = LedgerEvent(kind, record.to_json())
+            for listener in self._event_listeners:
+                listener(event)
+
     # ---- requests ----------------------------------------------------------------------------------------------
     def open_request(self, *, model: str, endpoint: str, **fields) -> RequestRecord:
         record = RequestRecord(id=fields.pop("id", None) or new_request_id(), model=model, endpoint=endpoint, **fields)
@@ -193,6 +219,7 @@ class Ledger:
             record.t_arrival = self.clock()
         with self._lock:
             self._records.append(record)
+        self._emit("request.opened", record)
         return record
 
     def mark_upstream_start(self, record: RequestRecord, gpu: int | None = None) -> None:
@@ -213,6 +240,7 @@ class Ledger:
             span = self._span_of(record)
             if span is not None:
                 span.first_token = now + self.lag_s
+        self._emit("request.first_token", record)
 
     def finish(self, record: RequestRecord, status: str, http_status: int | None = None, error: str | None = None):
         if status not in STATUSES:
@@ -345,6 +373,7 @@ class Ledger:
     def _notify(self, record: RequestRecord) -> None:
         for listener in self._listeners:
             listener(record)
+        self._emit("request.finished", record)
 
     def finalize_without_power(self) -> None:
         """At shutdown: records still waiting for samples keep the energy they have and are marked final."""
