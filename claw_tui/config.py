@@ -131,7 +131,7 @@ class GatewayConfig:
     rate_limit_rpm: int = setting(0, "requests per minute per token; 0 = off", at_least=0)
     rate_limit_burst: int = setting(0, "requests a token may send at once above the rate", at_least=0)
     max_in_flight: int = setting(16, "requests forwarded at once to one backend", at_least=1)
-    queue_size: int = setting(64, "requests that may wait for a free slot (then 503)", at_least=0)
+    queue_size: int = setting(256, "requests that may wait for a free slot (then 503)", at_least=0)
     queue_timeout_s: float = setting(30.0, "longest wait in the queue (then 503 + Retry-After)", at_least=0)
     connect_timeout_s: float = setting(5.0, "to connect to a backend", above=0)
     first_token_timeout_s: float = setting(300.0, "until the first token; long, loading a model is slow", above=0)
