@@ -233,7 +233,7 @@ class DoctorConfig:
         at_most=100,
     )
     p95_latency_ms: float = setting(
-        15000.0, "claw doctor --load N: the 95th percentile of the requests' latency must stay below this", above=0
+        15000.0, "claw doctor --load N: budget for the 95th percentile of the requests' latency, in ms", above=0
     )
     max_error_rate: float = setting(
         0.005, "claw doctor --load N: the share of requests that may fail (0.005 = 0.5%)", at_least=0, at_most=1

@@ -4,6 +4,7 @@ gateway against the [doctor] budgets. Through the command line, with NVML faked 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -244,3 +245,25 @@ def test_the_text_report_marks_skipped_lines_and_counts_them(tmp_path, backend):
     lines = result.stdout.splitlines()
     assert any(line.startswith("SKIP  metrics ") for line in lines)
     assert lines[-1].endswith(" skipped") and lines[-1].startswith("ready: 0 failed")
+
+
+def test_config_init_writes_the_doctor_section_and_show_prints_it(tmp_path):
+    path = tmp_path / "config.toml"
+    env = dict(os.environ, CLAW_CONFIG=str(path))
+    run = [sys.executable, "-m", "claw_tui", "config"]
+    assert subprocess.run([*run, "init"], capture_output=True, env=env, cwd=REPO).returncode == 0
+    text = path.read_text()
+    section = text[text.index("[doctor]") :]
+    for line in ("max_vram_pct = 85.0", "p95_latency_ms = 15000.0", "max_error_rate = 0.005", 'load_model = ""'):
+        assert f"\n{line}\n" in section
+    path.write_text(text.replace("max_vram_pct = 85.0", "max_vram_pct = 90.0"))
+    shown = subprocess.run([*run, "show", "--json"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert json.loads(shown.stdout)["doctor"] == {
+        "max_vram_pct": 90.0,
+        "p95_latency_ms": 15000.0,
+        "max_error_rate": 0.005,
+        "load_model": "",
+    }
+    path.write_text(text.replace("max_error_rate = 0.005", "max_error_rate = 2"))
+    shown = subprocess.run([*run, "show"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert shown.returncode == 2 and "doctor.max_error_rate: must be at most 1" in shown.stderr
