@@ -238,7 +238,9 @@ class DoctorConfig:
     max_error_rate: float = setting(
         0.005, "claw doctor --load N: the share of requests that may fail (0.005 = 0.5%)", at_least=0, at_most=1
     )
-    load_model: str = setting("", "model or agent claw doctor --load sends to; empty = a loaded one, else the first")
+    load_model: str = setting(
+        "", "model or agent claw doctor --load sends to; empty = a loaded chat model, else the first listed"
+    )
 
 
 @dataclass

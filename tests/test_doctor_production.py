@@ -179,6 +179,32 @@ def test_a_running_claw_with_tokens_is_scraped_and_loaded(tmp_path, backend):
     assert "through the claw at" in stderr
 
 
+def test_the_load_picks_a_chat_model_not_a_loaded_embedding_model(tmp_path, backend):
+    port = free_port()
+    config = write_config(tmp_path, backend.url, port=port)
+    options = SessionOptions(demo=True, listen=("127.0.0.1", port), use_store=False, sim_speed=FAST_SIM)
+    runner = SessionThread(Session(Config(), options))
+    runner.start()
+    try:
+        gateway = runner.session.gateway_url
+        embedded = httpx.post(gateway + "/api/embed", json={"model": "nomic-embed-text", "input": "x"}, timeout=30)
+        assert embedded.status_code == 200
+        loaded = [m["name"] for m in httpx.get(gateway + "/api/ps", timeout=10).json()["models"]]
+        assert loaded[0] == "nomic-embed-text:latest"
+        code, checks, _ = doctor(config, "--load", "2")
+    finally:
+        runner.stop()
+    assert code == 0 and checks["load"]["status"] == "pass"
+    assert checks["load"]["detail"].startswith("2 at once to qwen3:32b (the claw at ")
+
+
+def test_a_model_that_cannot_chat_fails_the_load_at_the_first_request(tmp_path):
+    code, checks, _ = demo_doctor(tmp_path, "--load", "3", "--model", "nomic-embed-text")
+    load = checks["load"]
+    assert code == 1 and load["status"] == "fail"
+    assert load["detail"].startswith("a first request to nomic-embed-text failed: ")
+
+
 # ---- --load ---------------------------------------------------------------------------------------------------------
 
 

@@ -93,6 +93,7 @@ def run_doctor(args: argparse.Namespace) -> int:
                     "checks": [asdict(c) for c in checks],
                     "failed": sum(c.status == "fail" for c in checks),
                     "warnings": sum(c.status == "warn" for c in checks),
+                    "skipped": sum(c.status == "skip" for c in checks),
                 },
                 indent=2,
             )

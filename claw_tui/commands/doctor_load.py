@@ -71,17 +71,27 @@ async def run_bench(url: str, token: str, model: str, n: int, prompts) -> Bench:
 
 
 async def pick_model(client: httpx.AsyncClient) -> str | None:
-    """A model already in memory (what the box serves), else the first one the gateway lists."""
+    """A chat model already in memory (what the box serves), else the first chat model the gateway lists."""
     for path in ("/api/ps", "/api/tags"):
         try:
             response = await client.get(path)
             models = (response.json().get("models") or []) if response.status_code == 200 else []
         except (httpx.HTTPError, ValueError, AttributeError):
             continue
-        names = [m.get("name") for m in models if isinstance(m, dict) and m.get("name")]
-        if names:
-            return names[0]
+        for name in [m.get("name") for m in models if isinstance(m, dict) and m.get("name")]:
+            if await can_chat(client, name):
+                return name
     return None
+
+
+async def can_chat(client: httpx.AsyncClient, model: str) -> bool:
+    """False for a model whose /api/show capabilities leave out completion (an embedding model)."""
+    try:
+        response = await client.post("/api/show", json={"model": model})
+        capabilities = response.json().get("capabilities") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return True  # cannot tell: let the load say
+    return not isinstance(capabilities, list) or "completion" in capabilities
 
 
 def judge(config: Config, results: list[BenchResult], n: int, model: str, target: LoadTarget) -> Check:

@@ -164,7 +164,11 @@ def agent_context_finding(agent: AgentLike, facts: OllamaFacts) -> tuple[str, st
     trained, _ = facts.context_length(agent.model)
     who = f"agent '{agent.name}' ({agent.model})"
     if trained is None:
-        return "warn", f"{who}: no backend reports the model's context length", "check that the model is pulled"
+        return (
+            "warn",
+            f"{who}: no Ollama backend reports the model's context length (/api/show)",
+            f"pull {agent.model}, or check the budget by hand where an OpenAI-compatible server serves it",
+        )
     if isinstance(num_ctx, int) and num_ctx > trained:
         return (
             "fail",
