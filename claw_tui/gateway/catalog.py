@@ -95,9 +95,7 @@ class ModelEndpoints:
 
     async def show(self, ex: Exchange) -> None:
         body, raw = await self._read_json(ex)
-        name = body.get("model") or body.get("name")
-        if not isinstance(name, str) or not name:
-            raise GatewayError(400, "model is required")
+        name = validate.require_model(body, "model" if body.get("model") not in (None, "") else "name")
         agent = self.agents.get(name)
         model = agent.model if agent else name
         backend = await self._backend_with(model)
@@ -138,6 +136,7 @@ class ModelEndpoints:
     async def admin(self, ex: Exchange) -> None:
         """/api/create, /api/pull, /api/copy, /api/delete: sent to an Ollama backend as they are."""
         body, raw = await self._read_json(ex)
+        validate.admin_request(ex.path, body)
         backend = self._admin_backend(ex, body)
         try:
             await self._forward(ex, backend, ex.method, raw, before_end=backend.refresh_models)
