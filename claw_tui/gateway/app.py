@@ -511,6 +511,8 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         if not ok and error:
             opened.backend.note_error(error)
         opened.backend.record_outcome(opened.model, ok)
+        if opened.model != call.model:  # a fallback answered because the model itself failed
+            self.ladder.add(call.model, False)
         self._outcome(opened.model, None if ok else GatewayError(502, error or "", backend_fault=True))
 
     # ---- the degradation ladder ---------------------------------------------------------------------------------
