@@ -196,7 +196,7 @@ class BackendConfig:
 class TelemetryConfig:
     source: str = setting(
         "auto",
-        "auto (NVML if present, else none), nvml, sim, replay or none",
+        "auto (NVML if present, else none), nvml, sim (the simulated GPU; needs --demo), replay or none",
         choices=("auto", "nvml", "sim", "replay", "none"),
     )
     replay_file: str = setting("", 'recorded trace played when source = "replay"')
@@ -498,6 +498,26 @@ def validate_config(config: Config) -> None:
     check_unique_names(config.agents, "agents", "agent")
     if config.telemetry.source == "replay" and not config.telemetry.replay_file:
         raise _SchemaError(("telemetry", "replay_file"), 'source = "replay" needs a replay_file')
+
+
+def check_telemetry_source(config: Config, *, demo: bool, replay: bool = False) -> None:
+    """`[telemetry] source = "sim"` is the simulated GPU of --demo: a run without --demo (or --replay, which
+    brings its own trace) refuses it rather than quietly reading NVML instead."""
+    if config.telemetry.source != "sim" or demo or replay:
+        return
+    line = None
+    if config.path is not None:
+        try:
+            line = find_key_line(config.path.read_text(encoding="utf-8"), ("telemetry", "source"))
+        except (OSError, UnicodeDecodeError):
+            pass
+    raise ConfigError(
+        '"sim" is the simulated GPU of --demo, which this run is not: run with --demo, '
+        'or set source = "auto" (NVML when there is a GPU), "nvml" or "none"',
+        path=config.path,
+        key="telemetry.source",
+        line=line,
+    )
 
 
 def check_field_limits(section: Any, key_path: KeyPath) -> None:

@@ -24,7 +24,7 @@ import httpx
 from claw_tui.config import GatewayConfig
 from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.backends import Backend
+from claw_tui.gateway.backends import Backend, describe_error
 from claw_tui.gateway.cache import AnswerCache, Flight, FlightError, Singleflight, StoredAnswer, request_key
 from claw_tui.gateway.catalog import ModelEndpoints
 from claw_tui.gateway.claw_api import ClawEndpoints
@@ -487,7 +487,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             message = (
                 str(exc)
                 if isinstance(exc, UpstreamTimeout)
-                else (f"backend '{opened.backend.name}' failed mid-stream: {type(exc).__name__} {exc}".rstrip())
+                else f"backend '{opened.backend.name}' failed mid-stream: {describe_error(exc)}"
             )
             if isinstance(exc, UpstreamTimeout):
                 opened.backend.note_error(message)

@@ -285,6 +285,41 @@ UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueErro
 CONNECT_ERRORS = (aiohttp.ClientConnectorError, ConnectionRefusedError)
 
 
+def describe_error(exc: BaseException) -> str:
+    """A failure talking to a backend in words ("connection refused"), not an exception's class name."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        return f"cannot connect ({(os_error.strerror or str(os_error)).lower() if os_error else 'unknown error'})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "it closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "its answer broke off"
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return "it did not answer in time"
+    if isinstance(exc, UpstreamStatusError):
+        return f"it answered HTTP {exc.status}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    if isinstance(exc, ValueError):
+        return f"its answer was not readable ({exc})"
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+def what_to_do(backend: Backend) -> str:
+    """The advice that goes with an unreachable backend."""
+    start = "start `ollama serve`" if backend.kind == "ollama" else "start the server"
+    return f"{start} there, or set [[backends]] url in claw's config (`claw config path` says where it is)"
+
+
+def unreachable_message(backend: Backend, exc: BaseException) -> str:
+    return f"backend '{backend.name}' is unreachable at {backend.url}: {describe_error(exc)}; {what_to_do(backend)}"
+
+
 def openai_model_as_tag(item: dict) -> dict:
     created = item.get("created") or 0
     return {

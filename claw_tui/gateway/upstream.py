@@ -15,7 +15,7 @@ import aiohttp
 from claw_tui.gateway import ollama_compat as olc
 from claw_tui.gateway import openai_compat as oai
 from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.backends import CONNECT_ERRORS, Backend
+from claw_tui.gateway.backends import CONNECT_ERRORS, Backend, describe_error, unreachable_message
 from claw_tui.gateway.collect import merge_ndjson
 from claw_tui.gateway.errors import GatewayError, retry_after
 from claw_tui.gateway.policies import VramGate
@@ -184,15 +184,12 @@ class Upstream:
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
                 unreachable = isinstance(exc, CONNECT_ERRORS)
-                verb = "unreachable at" if unreachable else "failed before answering, at"
-                raise self._failure(
-                    backend,
-                    model,
-                    502,
-                    f"backend '{backend.name}' {verb} {backend.url}: {_describe(exc)}",
-                    transport=True,
-                    unreachable=unreachable,
-                ) from None
+                if unreachable:
+                    message = unreachable_message(backend, exc)
+                else:
+                    message = f"backend '{backend.name}' at {backend.url} failed before answering: "
+                    message += describe_error(exc)
+                raise self._failure(backend, model, 502, message, transport=True, unreachable=unreachable) from None
             if relay.error is not None and (complete or not relay.first_token_seen):
                 # never a 200 that carries an error: a whole answer that is an error is answered as one
                 raise self._failure(backend, model, 500, relay.error)
@@ -434,8 +431,3 @@ def _most_telling(errors: list[GatewayError]) -> GatewayError:
         if error.status != 404:
             return error
     return errors[0] if errors else GatewayError(503, "no backend configured", error_type="api_error")
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
