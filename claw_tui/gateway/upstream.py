@@ -92,7 +92,9 @@ class Upstream:
         idle_timeout_s: float,
         before_forward: list[Callable[[RequestRecord], Awaitable[None]]],
         on_retry: Callable[[Backend], None] = lambda b: None,
+        resident: Callable[[Backend, str], bool | None] = lambda b, m: None,
     ) -> None:
+        self.resident = resident
         self.ledger = ledger
         self.router = router
         self.vram = vram
@@ -150,7 +152,7 @@ class Upstream:
             if record.t_upstream_start is None:
                 for hook in self.before_forward:
                     await hook(record)
-                self.ledger.mark_upstream_start(record, backend.gpu)
+                self.ledger.mark_upstream_start(record, backend.gpu, self.resident(backend, model))
             else:
                 record.gpu = backend.gpu
             collect = _collects(call, backend)
@@ -169,7 +171,7 @@ class Upstream:
                         first = await self._collect(relay, response, first_token_limit, call, backend, model)
                         complete = True
                     else:
-                        first, complete = await self._first_bytes(relay, response)
+                        first, complete = await self._first_bytes(relay, response, record)
             except TimeoutError:
                 if first_wait >= left:
                     raise GatewayError(
@@ -216,6 +218,7 @@ class Upstream:
         """A non-streamed answer read as a stream (so the first-token timeout holds for it too) and merged into the
         one JSON object the client asked for. Once the first token is in, the idle and total timeouts apply."""
         received: list[bytes] = []
+        seen = 0
         while True:
             if relay.first_token_seen and first_token_limit.when() is not None:
                 first_token_limit.reschedule(None)
@@ -227,6 +230,10 @@ class Upstream:
                 break
             relay.feed(data)
             received.append(data)
+            count = relay.progress()
+            if count != seen:
+                seen = count
+                self.ledger.progress(call.record, count)
         relay.end()
         if relay.error is not None:
             return b""
@@ -251,13 +258,21 @@ class Upstream:
                 504, "the request ran past the gateway's total timeout", error_type="api_error"
             ) from None
 
-    async def _first_bytes(self, relay: Relay, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-        """Read until the relay has something for the client (or the answer ended)."""
+    async def _first_bytes(
+        self, relay: Relay, response: aiohttp.ClientResponse, record: RequestRecord
+    ) -> tuple[bytes, bool]:
+        """Read until the relay has something for the client (or the answer ended, when it is not streamed to the
+        client: the chunks still tell the ledger when each token came)."""
+        seen = 0
         while True:
             data = await response.content.readany()
             if not data:
                 return relay.end(), True
             out = relay.feed(data)
+            count = relay.progress()
+            if count != seen:
+                seen = count
+                self.ledger.progress(record, count)
             if out:
                 return out, False
 
