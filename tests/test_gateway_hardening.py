@@ -438,3 +438,17 @@ def test_telemetry_source_sim_without_demo_is_refused(tmp_path):
     assert result.returncode == 2
     assert f"{config}:2: telemetry.source:" in result.stderr and "--demo" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
+def test_a_whole_answer_that_ends_in_an_error_is_never_a_200(gateway, sims, path):
+    session = gateway(retries=0)
+    sims.call(lambda: sims.state(0).error_mid_stream_after(2, message="runner crashed"))
+    response = post(session.gateway_url, path, chat_body("tell me a story", stream=False))
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert "runner crashed" in (error["message"] if path.startswith("/v1/") else error)
+    record = wait_until(
+        lambda: (r := session.ledger.get(response.headers["X-Claw-Request-Id"])) and r.status != "active" and r
+    )
+    assert record.status == "error" and record.http_status == 500
