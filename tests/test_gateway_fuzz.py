@@ -92,4 +92,6 @@ def test_the_gateway_still_answers_after_the_fuzz(gateway):
     session, client = gateway
     answer = client.post("/api/chat", json=chat_body("still there?", stream=False))
     assert answer.status_code == 200 and answer.json()["done"]
-    wait_until(lambda: session.ledger.get(answer.headers["X-Claw-Request-Id"]).status == "ok")
+    request_id = answer.headers["X-Claw-Request-Id"]
+    record = wait_until(lambda: (r := session.ledger.get(request_id)) is not None and r.status != "active" and r, 30)
+    assert record.status == "ok"
