@@ -90,7 +90,10 @@ def test_no_input_makes_the_gateway_fail(gateway, index, body):
 
 def test_the_gateway_still_answers_after_the_fuzz(gateway):
     session, client = gateway
-    answer = client.post("/api/chat", json=chat_body("still there?", stream=False))
+    # the fuzz may have deleted or replaced models through the management endpoints: bring one back first
+    pulled = client.post("/api/pull", json={"model": "llama3.2:3b", "stream": False})
+    assert pulled.status_code == 200
+    answer = client.post("/api/chat", json=chat_body("still there?", model="llama3.2:3b", stream=False))
     assert answer.status_code == 200 and answer.json()["done"]
     request_id = answer.headers["X-Claw-Request-Id"]
     record = wait_until(lambda: (r := session.ledger.get(request_id)) is not None and r.status != "active" and r, 30)
