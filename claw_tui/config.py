@@ -125,9 +125,27 @@ class GatewayConfig:
         factory=list, help="client bearer tokens; empty = no auth (then only a loopback listen is allowed)"
     )
     admin_tokens: list[str] = setting(
-        factory=list, help="when set, /api/create, /api/delete, /api/pull and /api/copy need one of these"
+        factory=list,
+        help="when set, model management (/api/create, /api/delete, /api/pull, /api/copy) and switching the "
+        "governor (POST /claw/v1/governor) need one of these",
     )
     max_body_bytes: int = setting(8 * 1024 * 1024, "largest request body accepted, in bytes", above=0)
+    max_header_bytes: int = setting(
+        64 * 1024, "largest request line and headers, in bytes (then 431 and the connection is closed)", at_least=1024
+    )
+    header_timeout_s: float = setting(
+        10.0, "time a client has to send its request line and headers (then 408 and the connection is closed)", above=0
+    )
+    body_timeout_s: float = setting(
+        30.0, "longest silence while a request body arrives (then 408 and the connection is closed)", above=0
+    )
+    keep_alive_timeout_s: float = setting(30.0, "an idle keep-alive connection is closed after this long", above=0)
+    max_connections: int = setting(
+        0,
+        "open client connections at most; beyond it idle ones are closed first, then 503; "
+        "0 = automatic, below the process's open-file limit",
+        at_least=0,
+    )
     rate_limit_rpm: int = setting(0, "requests per minute per token; 0 = off", at_least=0)
     rate_limit_burst: int = setting(0, "requests a token may send at once above the rate", at_least=0)
     max_in_flight: int = setting(16, "requests forwarded at once to one backend", at_least=1)
@@ -158,8 +176,14 @@ class GatewayConfig:
     )
     static_reply: str = setting("", "last step of the degradation ladder: reply this text; empty = off")
     error_rate_threshold: float = setting(
-        0.5, "rolling error rate (0..1) that starts the degradation ladder", at_least=0, at_most=1
+        0.5,
+        "error rate (0..1) of a model that starts its degradation ladder, and of a backend for a model that routes "
+        "that model elsewhere; 0 = off",
+        at_least=0,
+        at_most=1,
     )
+    error_rate_window_s: float = setting(60.0, "error rates count the outcomes of this many last seconds", above=0)
+    error_rate_min_samples: int = setting(10, "outcomes an error rate needs in its window before it counts", at_least=1)
 
     def host_port(self) -> tuple[str, int]:
         return parse_listen(self.listen)
@@ -182,7 +206,7 @@ class BackendConfig:
 class TelemetryConfig:
     source: str = setting(
         "auto",
-        "auto (NVML if present, else none), nvml, sim, replay or none",
+        "auto (NVML if present, else none), nvml, sim (the simulated GPU; needs --demo), replay or none",
         choices=("auto", "nvml", "sim", "replay", "none"),
     )
     replay_file: str = setting("", 'recorded trace played when source = "replay"')
@@ -511,6 +535,26 @@ def validate_config(config: Config) -> None:
     check_theme(config.ui.theme)
     if config.telemetry.source == "replay" and not config.telemetry.replay_file:
         raise _SchemaError(("telemetry", "replay_file"), 'source = "replay" needs a replay_file')
+
+
+def check_telemetry_source(config: Config, *, demo: bool, replay: bool = False) -> None:
+    """`[telemetry] source = "sim"` is the simulated GPU of --demo: a run without --demo (or --replay, which
+    brings its own trace) refuses it rather than quietly reading NVML instead."""
+    if config.telemetry.source != "sim" or demo or replay:
+        return
+    line = None
+    if config.path is not None:
+        try:
+            line = find_key_line(config.path.read_text(encoding="utf-8"), ("telemetry", "source"))
+        except (OSError, UnicodeDecodeError):
+            pass
+    raise ConfigError(
+        '"sim" is the simulated GPU of --demo, which this run is not: run with --demo, '
+        'or set source = "auto" (NVML when there is a GPU), "nvml" or "none"',
+        path=config.path,
+        key="telemetry.source",
+        line=line,
+    )
 
 
 def check_field_limits(section: Any, key_path: KeyPath) -> None:

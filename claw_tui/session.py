@@ -31,7 +31,7 @@ from claw_tui.governor import (
     default_state_file,
     unload_resident_models,
 )
-from claw_tui.httpserver import AppServer
+from claw_tui.httpserver import AppServer, ConnectionLimits
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore, default_store_path
 from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
@@ -399,7 +399,7 @@ class Session:
         self.gateway = Gateway(backends=self.backends, ledger=self.ledger, agents=self.agents, session=self, config=cfg)
         if self.governor is not None:
             self.gateway.before_forward.append(self.governor.wake)
-        self.server = AppServer(self.gateway.app, host, port)
+        self.server = AppServer(self.gateway.app, host, port, ConnectionLimits.from_config(cfg))
         await self.server.start()
         self._stops.append(("gateway", self.server.stop))
         await self.gateway.start(self.server.url)

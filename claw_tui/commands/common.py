@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from claw_tui.config import Config, ConfigError, load_config_for_cli
+from claw_tui.config import Config, ConfigError, check_telemetry_source, load_config_for_cli
 
 EXIT_USAGE = 2  # what argparse uses for a bad command line; also a missing or broken input file
 
@@ -23,10 +23,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging")
 
 
-def load_config_or_exit(args: argparse.Namespace) -> Config:
-    """The effective config, or one clear line on stderr and exit status 2."""
+def load_config_or_exit(args: argparse.Namespace, *, runs_session: bool = False) -> Config:
+    """The effective config, or one clear line on stderr and exit status 2. `runs_session`: the command starts a
+    Session (the console, serve), so the telemetry source must suit --demo / --replay as given."""
     try:
-        return load_config_for_cli(getattr(args, "config", None))
+        config = load_config_for_cli(getattr(args, "config", None))
+        if runs_session:
+            demo = bool(getattr(args, "demo", False))
+            check_telemetry_source(config, demo=demo, replay=bool(getattr(args, "replay", None)))
+        return config
     except ConfigError as exc:
         print(f"claw: config error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

@@ -45,7 +45,7 @@ def run_serve(args) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = load_config_or_exit(args)
+    config = load_config_or_exit(args, runs_session=True)
     from claw_tui.runtime import run
 
     try:

@@ -15,7 +15,7 @@ from claw_tui.commands.common import load_config_or_exit
 def run_tui(args) -> int:
     # Logging goes to a file handler only when asked: stderr would scribble over the screen.
     logging.getLogger().handlers[:] = [logging.NullHandler()]
-    config = load_config_or_exit(args)
+    config = load_config_or_exit(args, runs_session=True)
     from claw_tui.runtime import freeze_startup_heap
     from claw_tui.ui.app import ClawApp
     from claw_tui.ui.startup import SessionStarter
