@@ -1009,3 +1009,24 @@ def toml_pair(key: str, value: Any) -> str:
         inline = ", ".join(toml_pair(item_key, item) for item_key, item in value.items())
         return f"{key} = {{ {inline} }}" if inline else f"{key} = {{}}"
     return tomli_w.dumps({key: value}).strip()
+
+
+DEMO_KEEP_S = 24 * 3600
+
+
+def new_demo_state_dir() -> Path:
+    """A fresh folder for one demo run (its config with the theme and agents, its session store, its exports), under
+    the user state folder's `demo/`. Folders of earlier runs are removed once they are a day old."""
+    import shutil
+    import time
+
+    base = platformdirs.user_state_path(APP_NAME) / "demo"
+    base.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in base.glob("run-*"):
+        try:
+            if now - old.stat().st_mtime > DEMO_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base))

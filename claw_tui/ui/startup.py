@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from claw_tui.config import Config
 
@@ -21,6 +22,8 @@ class SessionStarter:
     replay_path: str | None = None
     demo_traffic: bool = False
     listen: tuple[str, int] | None = None
+    store_path: Path | None = None
+    any_port_if_taken: bool = False  # the demo: when the configured port is taken, listen on a free one
     on_started: Callable[[], None] | None = None  # e.g. freezing the startup heap of a long-running process
     error: str | None = field(default=None, init=False)
     runner: object | None = field(default=None, init=False)
@@ -32,11 +35,25 @@ class SessionStarter:
         from claw_tui.session import Session, SessionOptions, SessionThread
 
         options = SessionOptions(
-            demo=self.demo, replay_path=self.replay_path, demo_traffic=self.demo_traffic, listen=self.listen
+            demo=self.demo,
+            replay_path=self.replay_path,
+            demo_traffic=self.demo_traffic,
+            listen=self.listen,
+            store_path=self.store_path,
+            face="console",
         )
         runner = SessionThread(Session(self.config, options))
         try:
-            runner.start()
+            try:
+                runner.start()
+            except PortInUseError as exc:
+                if not self.any_port_if_taken:
+                    raise
+                host, _ = self.listen or self.config.gateway.host_port()
+                options.listen = (host, 0)
+                runner = SessionThread(Session(self.config, options))
+                runner.start()
+                runner.session.notices.append(f"{exc}: the demo's gateway listens on {runner.session.gateway_url}")
         except PortInUseError as exc:
             self.error = f"{exc} (is another claw running? try --config with another [gateway] listen)"
             return None
