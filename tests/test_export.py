@@ -84,7 +84,10 @@ def test_live_summary_has_the_spec_schema_and_adds_up(finished_session):
         assert keys <= set(summary[section]), section
     assert summary["gpus"] == [{"index": 0, "name": "NVIDIA H200", "driver": "sim", "power_limit_w": 700.0}]
     e = summary["energy"]
-    assert e["total_j"] == pytest.approx(e["idle_j"] + e["active_j"], abs=0.01)
+    buckets = e["active_j"] + e["load_j"] + e["unmetered_j"] + e["idle_j"] + e["pending_j"]
+    assert e["total_j"] == pytest.approx(buckets, abs=0.01)
+    assert e["requests_j"] == e["active_j"] > 0
+    assert e["load_j"] > 0  # the simulator loads each model on its first request
     assert e["integral_j"] == e["total_j"]
     assert abs(e["counter_vs_integral_pct"]) < 0.5  # the counter and the samples agree over the same window
     assert summary["requests"]["total"] == 4 and summary["requests"]["ok"] == 3
