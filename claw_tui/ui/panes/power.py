@@ -167,16 +167,29 @@ def thresholds(model) -> AlertThresholds:
     )
 
 
-def energy_cells(totals: dict) -> list[Cell]:
+def energy_cells(totals: dict, narrow: bool = False) -> list[Cell]:
     """Where the session's energy went: requests, model loads, the GPU busy with work claw did not see, idle."""
-    cells = [Cell("energy", fmt.joules(totals.get("total_j")), "bold")]
-    requests_j = totals.get("requests_j", totals.get("active_j"))
-    cells.append(Cell("requests", fmt.joules(requests_j)))
-    for key, label in (("load_j", "load"), ("unmetered_j", "unmetered")):
-        if totals.get(key) is not None:
-            cells.append(Cell(label, fmt.joules(totals[key])))
+    cells = [
+        Cell("energy", fmt.joules(totals.get("total_j")), "bold"),
+        Cell("requests", fmt.joules(totals.get("active_j"))),
+    ]
+    load, unmetered = totals.get("load_j"), totals.get("unmetered_j")
+    if narrow and load is not None and unmetered is not None:
+        cells.append(Cell("load/unmet", f"{fmt.num(load, 1)}/{fmt.num(unmetered, 1, ' J')}"))
+    else:
+        cells += [
+            Cell(label, fmt.joules(v)) for label, v in (("load", load), ("unmetered", unmetered)) if v is not None
+        ]
     cells.append(Cell("idle", fmt.joules(totals.get("idle_j"))))
     return cells
+
+
+def efficiency_cells(model, narrow: bool = False) -> list[Cell]:
+    """Two numbers, two names: all the energy measured (idle included), and the requests' energy alone."""
+    all_in, requests = fmt.ratio(model.tokens_per_joule_all_in), fmt.ratio(model.tokens_per_joule_requests)
+    if narrow:
+        return [Cell("tok/J all-in/requests", f"{all_in}/{requests}", "bold $success")]
+    return [Cell("tok/J all-in", all_in, "bold $success"), Cell("tok/J requests", requests)]
 
 
 class PowerPane(Pane):
@@ -381,9 +394,8 @@ class PowerPane(Pane):
             *clocks,
             Cell("VRAM", fmt.vram(snapshot.vram_used_mib, snapshot.vram_total_mib)),
             Cell("P-state", snapshot.pstate or fmt.NA),
-            *energy_cells(totals),
-            Cell("tok/J all-in", fmt.ratio(session.tokens_per_joule_all_in), "bold $success"),
-            Cell("tok/J requests", fmt.ratio(session.tokens_per_joule_requests)),
+            *energy_cells(totals, narrow=self.size.width < SPLIT_CELLS_WIDTH),
+            *efficiency_cells(session, narrow=self.size.width < SPLIT_CELLS_WIDTH),
         ]
 
     def _status_line(self, session, snapshot) -> Content:
