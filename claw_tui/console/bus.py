@@ -64,7 +64,7 @@ class EventBus:
         self._lock = threading.Lock()
         self._ring: deque[ConsoleEvent] = deque(maxlen=ring_size)
         self._subscribers: list[Subscription] = []
-        self._queue_size = queue_size
+        self.queue_size = queue_size  # per subscriber: a reader further behind than this gets a resync
         self.last_id = 0
 
     def publish(self, kind: str, data: dict) -> ConsoleEvent:
@@ -88,7 +88,7 @@ class EventBus:
     ) -> Subscription:
         """A new subscriber; with `after_id`, the events after that id are queued first (a resume), or a `resync`
         when they are no longer all in the ring (or the id comes from another run)."""
-        subscription = Subscription(self, wake, maxlen or self._queue_size)
+        subscription = Subscription(self, wake, maxlen or self.queue_size)
         with self._lock:
             if after_id is not None and after_id != self.last_id:
                 oldest = self._ring[0].id if self._ring else self.last_id + 1
