@@ -111,7 +111,6 @@ def run_in_process(args, config) -> int:
         demo_traffic=args.demo,
         on_started=freeze_startup_heap,
         store_path=store_path,
-        any_port_if_taken=args.demo,
     )
     app = ClawApp(starter=starter, exit_on_signals=True)
     try:

@@ -23,7 +23,6 @@ class SessionStarter:
     demo_traffic: bool = False
     listen: tuple[str, int] | None = None
     store_path: Path | None = None
-    any_port_if_taken: bool = False  # the demo: when the configured port is taken, listen on a free one
     on_started: Callable[[], None] | None = None  # e.g. freezing the startup heap of a long-running process
     error: str | None = field(default=None, init=False)
     runner: object | None = field(default=None, init=False)
@@ -44,16 +43,7 @@ class SessionStarter:
         )
         runner = SessionThread(Session(self.config, options))
         try:
-            try:
-                runner.start()
-            except PortInUseError as exc:
-                if not self.any_port_if_taken:
-                    raise
-                host, _ = self.listen or self.config.gateway.host_port()
-                options.listen = (host, 0)
-                runner = SessionThread(Session(self.config, options))
-                runner.start()
-                runner.session.notices.append(f"{exc}: the demo's gateway listens on {runner.session.gateway_url}")
+            runner.start()
         except PortInUseError as exc:
             self.error = f"{exc} (is another claw running? try --config with another [gateway] listen)"
             return None
