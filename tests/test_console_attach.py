@@ -17,7 +17,7 @@ import openai
 import pytest
 from textual.widgets import DataTable, Select
 
-from claw_tui.console.remote import RemoteSource, probe
+from claw_tui.console.remote import NeedsToken, RemoteSource, probe
 from claw_tui.ui.app import ClawApp
 from claw_tui.ui.screens.agent_form import AgentFormScreen
 from claw_tui.ui.screens.confirm import ConfirmScreen
@@ -58,8 +58,14 @@ class Service:
             stderr=subprocess.DEVNULL,
             env=dict(os.environ),
         )
-        wait_until(lambda: probe(self.url) is not None or self.process.poll() is not None, timeout=30)
+        wait_until(lambda: self.answers() or self.process.poll() is not None, timeout=30)
         assert self.process.poll() is None, "claw serve did not start"
+
+    def answers(self) -> bool:
+        try:
+            return probe(self.url) is not None
+        except NeedsToken:  # up, and asking for its token
+            return True
 
     def stop(self, how: int = signal.SIGTERM) -> int:
         self.process.send_signal(how)

@@ -250,6 +250,7 @@ class ClawApp(ReportsWorkerErrors, App):
         self._drain_events()
 
     def _source_running(self) -> None:
+        self.refresh_bindings()  # F6 and F7 are available from here on
         self.update_header()
         for notice in getattr(self.source, "notices", []):
             self.notify(notice, severity="warning", timeout=10)
