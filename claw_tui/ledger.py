@@ -37,6 +37,7 @@ MAX_PENDING_S = 900.0  # a request in flight longer than this stops holding back
 SETTLE_BATCH = 256  # intervals settled per hold of the lock (the gateway's calls never wait for a whole backlog)
 UTIL_BUSY_PCT = 10.0  # NVML utilisation at or above this, with no claim in its window: someone else's work
 UTIL_WINDOW_S = 1.0  # the period an NVML utilisation reading covers (at most)
+UTIL_STALE_S = 5.0  # readings older than this (the source stopped giving them) no longer hold attribution back
 # Without a utilisation reading: power this far above the GPU's idle level (or half of it) with no claim near is
 # someone else's work. Wide enough that a model's parking (+40-55 W on an H100/H200) never counts as work.
 BUSY_MARGIN_W = 100.0
@@ -280,6 +281,7 @@ class Ledger:
             for snapshot in snapshots:
                 if snapshot.util_pct is not None:
                     self._util.setdefault(snapshot.index, deque(maxlen=600)).append((snapshot.ts, snapshot.util_pct))
+        self._settle_and_retire(horizon_cap=None)
 
     # ---- energy -------------------------------------------------------------------------------------------------
     def add_power(self, gpu_index: int, samples: Iterable[PowerSample]) -> None:
@@ -324,6 +326,9 @@ class Ledger:
         starts = [w.start for w in self._open.values() if w.gpu is None or w.gpu == gpu_index]
         horizon = min(starts) if starts else float("inf")
         newest = self._gpus[gpu_index].last_ts
+        readings = self._util.get(gpu_index)
+        if readings and newest is not None and newest - readings[-1][0] < UTIL_STALE_S:
+            horizon = min(horizon, readings[-1][0])  # an interval's verdict (idle or busy) waits for its reading
         if newest is not None and newest - horizon > self.max_pending_s:
             horizon = newest - self.max_pending_s
         return horizon

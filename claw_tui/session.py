@@ -250,7 +250,7 @@ class Session:
             clock=self.clock,
         )
         sampler.add_power_listener(self.ledger.add_power)
-        sampler.add_snapshot_listener(self.ledger.add_utilization)
+        sampler.add_reading_listener(lambda index, snapshot: self.ledger.add_utilization([snapshot]))
         self.feed.attach_sampler(sampler)
         sampler.add_gpus_listener(self._telemetry_gpus_changed)
         sampler.add_poll_listener(self.alerts.observe)

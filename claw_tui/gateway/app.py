@@ -201,6 +201,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/metrics": r("GET", self.prometheus),
             "/claw/v1/status": r("GET", self.claw_status),
             "/claw/v1/requests": r("GET", self.claw_requests),
+            "/claw/v1/model-events": r("GET", self.claw_model_events),
             "/claw/v1/summary": r("GET", self.claw_summary),
             "/claw/v1/backends": r("GET", self.claw_backends),
             "/claw/v1/governor": r("GET POST", self.claw_governor),
