@@ -14,6 +14,7 @@ from claw_tui.console.source import SourceError
 
 REQUESTS_LOADED = 5000
 TELEMETRY_LOADED_S = 3600.0
+MODEL_EVENTS_LOADED = 200
 
 
 class InProcessSource:
@@ -63,6 +64,7 @@ class InProcessSource:
             "requests": [r.to_json() for r in reversed(session.ledger.records(REQUESTS_LOADED))],
             "telemetry": telemetry_json(session.sampler, session.clock(), TELEMETRY_LOADED_S),
             "agents": session.agents_json(),
+            "model_events": [e.to_json() for e in session.ledger.model_events(MODEL_EVENTS_LOADED)],
         }
 
     # ---- commands: run off the console's thread, on the Session's loop where they touch it --------------------------

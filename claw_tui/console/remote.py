@@ -203,11 +203,12 @@ class RemoteSource:
         self.demo = bool((status.get("session") or {}).get("demo"))
 
     async def load(self) -> dict:
-        status, requests, telemetry, agents = await asyncio.gather(
+        status, requests, telemetry, agents, model_events = await asyncio.gather(
             self._get_json("/claw/v1/status"),
             self._get_json(f"/claw/v1/requests?limit={REQUESTS_LOADED}"),
             self._get_json(f"/claw/v1/telemetry?seconds={TELEMETRY_LOADED_S}"),
             self._get_json("/claw/v1/agents"),
+            self._get_json("/claw/v1/model-events?limit=200"),
         )
         self._set_status(status)
         if self.last_id is None:
@@ -219,6 +220,7 @@ class RemoteSource:
             "requests": requests.get("requests") or [],
             "telemetry": telemetry,
             "agents": agents.get("agents") or [],
+            "model_events": list(reversed(model_events.get("model_events") or [])),
         }
 
     async def stop(self) -> None:
