@@ -193,7 +193,18 @@ class ClawApp(ReportsWorkerErrors, App):
         import signal
 
         self.ended_by = signal.Signals(signum).name
-        self.exit()
+        self._exit_when_settled()
+
+    async def action_quit(self) -> None:
+        self._exit_when_settled()
+
+    def _exit_when_settled(self, attempts: int = 100) -> None:
+        """Exit once the hidden panes have finished mounting (a pane taken down half-mounted raises in its
+        on_mount); give up waiting after about five seconds."""
+        if not self.loaded or self.panes_ready or attempts <= 0:
+            self.exit()
+        else:
+            self.set_timer(0.05, lambda: self._exit_when_settled(attempts - 1))
 
     def _waiting_text(self) -> str:
         if self.starter is not None:
