@@ -8,6 +8,7 @@ import logging
 import sys
 
 from claw_tui import __version__
+from claw_tui.commands.common import check_replay, reader_gone, silence_stdout
 
 # Each module defines `register(subparsers)`, which adds its parser with `set_defaults(run=<callable(args)->int>)`.
 COMMAND_MODULES = (
@@ -52,14 +53,36 @@ def configure_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that goes away (`claw export --list | head -1`) ends it quietly with status 0."""
+    try:
+        return run_command(argv)
+    except BrokenPipeError:
+        return reader_gone()
+    finally:
+        flush_stdout()
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "replay", None) and (code := check_replay(args.replay)):
+        return code
     run = getattr(args, "run", None)
     if run is None:
         from claw_tui.commands.tui import run_tui
 
         return run_tui(args)
     return int(run(args) or 0)
+
+
+def flush_stdout() -> None:
+    """Flush now, while a closed pipe can still be handled (at exit it would print "Exception ignored")."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

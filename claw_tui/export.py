@@ -443,8 +443,9 @@ def compare(before: dict, after: dict) -> list[CompareRow]:
     return [CompareRow(m, _get(before, m.path), _get(after, m.path)) for m in COMPARE_METRICS]
 
 
-def render_compare(rows: list[CompareRow], before_name: str, after_name: str) -> str:
-    """A plain-text table: metric, before, after, delta (and %), better/worse."""
+def render_compare(rows: list[CompareRow], before_name: str = "", after_name: str = "") -> str:
+    """A plain-text table: metric, before, after, delta (and %), better/worse. The before and after columns are
+    headed "A" and "B", followed by the names when given (keep them short: they set the columns' width)."""
 
     def num(value: float | None, metric: Metric, signed: bool = False) -> str:
         if value is None:
@@ -452,7 +453,9 @@ def render_compare(rows: list[CompareRow], before_name: str, after_name: str) ->
         text = f"{value:+,.{metric.digits}f}" if signed else f"{value:,.{metric.digits}f}"
         return f"{text} {metric.unit}".rstrip()
 
-    table = [("metric", "A: " + before_name, "B: " + after_name, "delta (B-A)", "%", "B is")]
+    header_a = f"A: {before_name}" if before_name else "A"
+    header_b = f"B: {after_name}" if after_name else "B"
+    table = [("metric", header_a, header_b, "delta (B-A)", "%", "B is")]
     for row in rows:
         pct = f"{row.delta_pct:+.1f}%" if row.delta_pct is not None else ""
         table.append(
