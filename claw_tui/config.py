@@ -959,8 +959,64 @@ def check_document(document: dict[str, Any], path: Path | None) -> None:
 
 
 def update_agents(path: Path, agents: list[AgentConfig]) -> None:
-    """Rewrite only the [[agents]] tables of the config file, keeping the rest of it (comments included)."""
-    replace_top_level_key(path, "agents", [section_to_dict(agent, skip_defaults=True) for agent in agents])
+    """Rewrite only the [[agents]] tables of the config file with tomlkit: every other line stays, and so do the
+    comments of agents that are kept (a changed value is rewritten, an unchanged one is left as it was)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    wanted = [section_to_dict(agent, skip_defaults=True) for agent in agents]
+    if not wanted:  # nothing to edit in place: the splice drops the tables and keeps what followed them
+        replace_top_level_key(path, "agents", wanted)
+        return
+    check_document({"agents": wanted}, path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=path) from None
+    expected = {name: item for name, item in parse_toml(text, path=path).items() if name != "agents"}
+    try:
+        document = tomlkit.parse(text)
+        kept = {}
+        old = document.get("agents")
+        trailing = []
+        if isinstance(old, list) and old:
+            kept = {table.get("name"): table for table in old if hasattr(table, "get")}
+            trailing = _trailing_trivia(old[-1])  # the comments that introduce whatever follows the agents
+        tables = tomlkit.aot()
+        for data in wanted:
+            table = kept.get(data["name"])
+            if table is None:
+                table = tomlkit.table()
+            for key in [k for k in table if k not in data]:
+                del table[key]
+            for key, value in data.items():
+                if table.get(key) != value:
+                    table[key] = value
+            tables.append(table)
+        if trailing:
+            tables[-1].value.body.extend(trailing)
+        document["agents"] = tables
+        new_text = tomlkit.dumps(document)
+    except (TOMLKitError, ValueError, TypeError):
+        new_text = None
+    expected["agents"] = wanted
+    if new_text is None or tomllib.loads(new_text) != expected:
+        replace_top_level_key(path, "agents", wanted)  # a layout tomlkit could not edit: the plain splice
+        return
+    write_text_atomically(path, new_text)
+
+
+def _trailing_trivia(table) -> list:
+    """Take the comments and blank lines after a table's last key out of it (tomlkit keeps them in the table)."""
+    body = table.value.body
+    cut = len(body)
+    while cut and body[cut - 1][0] is None:
+        cut -= 1
+    trailing = body[cut:]
+    del body[cut:]
+    return trailing
 
 
 def update_ui(path: Path, ui: UIConfig) -> None:
@@ -1136,3 +1192,24 @@ def toml_pair(key: str, value: Any) -> str:
         inline = ", ".join(toml_pair(item_key, item) for item_key, item in value.items())
         return f"{key} = {{ {inline} }}" if inline else f"{key} = {{}}"
     return tomli_w.dumps({key: value}).strip()
+
+
+DEMO_KEEP_S = 24 * 3600
+
+
+def new_demo_state_dir() -> Path:
+    """A fresh folder for one demo run (its config with the theme and agents, its session store, its exports), under
+    the user state folder's `demo/`. Folders of earlier runs are removed once they are a day old."""
+    import shutil
+    import time
+
+    base = platformdirs.user_state_path(APP_NAME) / "demo"
+    base.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in base.glob("run-*"):
+        try:
+            if now - old.stat().st_mtime > DEMO_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base))

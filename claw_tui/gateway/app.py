@@ -208,6 +208,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/summary": r("GET", self.claw_summary),
             "/claw/v1/backends": r("GET", self.claw_backends),
             "/claw/v1/governor": r("GET POST", self.claw_governor),
+            "/claw/v1/events": r("GET", self.claw_events),
+            "/claw/v1/telemetry": r("GET", self.claw_telemetry),
+            "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
         }
 
     def _route(self, path: str) -> Route | None:
