@@ -978,7 +978,7 @@ def main(argv: list[str] | None = None) -> None:
     args.dtype = "bfloat16" if args.device == "cuda" else "float32"
     shape = TINY if args.tiny else LLAMA_8B
     parallel = args.batched or 1
-    device = torch.device(args.device)
+    device = torch.device("cuda", args.gpu) if args.device == "cuda" else torch.device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
