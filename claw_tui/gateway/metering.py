@@ -130,6 +130,7 @@ class SseMeter:
         self.error: str | None = None
         self.finish_reason: str | None = None
         self.timings: dict | None = None  # llama.cpp's server reports its own prompt and decode times
+        self.done_seen = False  # the stream's closing `data: [DONE]`
 
     def feed(self, data: bytes) -> bytes:
         if self._buffer:
@@ -158,13 +159,17 @@ class SseMeter:
             or b'"error"' in event
             or not self.first_token_seen
             or b'"finish_reason":"' in event
+            or b'"finish_reason": "' in event  # llama.cpp's server writes spaced JSON
             or b'"timings"' in event
         ):
             obj = _event_json(event)
             if obj is None:
+                self.done_seen = self.done_seen or b"[DONE]" in event
                 return True
             return self.feed_object(obj)
-        if event.startswith(b"data:") and b"[DONE]" not in event:
+        if b"[DONE]" in event:
+            self.done_seen = True
+        elif event.startswith(b"data:"):
             self.content_chunks += 1
         return True
 

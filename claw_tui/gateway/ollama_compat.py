@@ -79,13 +79,16 @@ def _data_url(image: str) -> str:
     return image if image.startswith("data:") else f"data:image/png;base64,{image}"
 
 
-def chat_request(body: dict, model: str) -> tuple[str, dict]:
-    """An Ollama /api/chat body as an OpenAI /v1/chat/completions request (always streamed, with usage)."""
+def _streaming(stream: bool) -> dict:
+    return {"stream": True, "stream_options": {"include_usage": True}} if stream else {"stream": False}
+
+
+def chat_request(body: dict, model: str, stream: bool = True) -> tuple[str, dict]:
+    """An Ollama /api/chat body as an OpenAI /v1/chat/completions request (streamed with usage, or whole)."""
     request = {
         "model": model,
         "messages": [openai_message(m) for m in body.get("messages") or [] if isinstance(m, dict)],
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        **_streaming(stream),
         **openai_options(body.get("options")),
     }
     fmt = response_format(body.get("format"))
@@ -96,22 +99,16 @@ def chat_request(body: dict, model: str) -> tuple[str, dict]:
     return "/v1/chat/completions", request
 
 
-def generate_request(body: dict, model: str) -> tuple[str, dict]:
+def generate_request(body: dict, model: str, stream: bool = True) -> tuple[str, dict]:
     """An Ollama /api/generate body as an OpenAI request: chat completions, or plain completions when raw."""
     options = openai_options(body.get("options"))
     if body.get("raw"):
-        return "/v1/completions", {
-            "model": model,
-            "prompt": body.get("prompt") or "",
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            **options,
-        }
+        return "/v1/completions", {"model": model, "prompt": body.get("prompt") or "", **_streaming(stream), **options}
     messages = []
     if body.get("system"):
         messages.append({"role": "system", "content": body["system"]})
     messages.append({"role": "user", "content": body.get("prompt") or "", "images": body.get("images") or []})
-    path, request = chat_request({"messages": messages, "format": body.get("format")}, model)
+    path, request = chat_request({"messages": messages, "format": body.get("format")}, model, stream)
     request.update(options)
     return path, request
 
@@ -139,23 +136,31 @@ def embed_answer(content: bytes, model: str, elapsed_ns: int) -> tuple[bytes, in
 
 
 class OllamaAnswerWriter:
-    """Builds Ollama chat/generate chunks from OpenAI deltas, and the final chunk with claw's own timings."""
+    """Builds Ollama chat/generate chunks from OpenAI deltas, and the final chunk with Ollama's timings: the
+    backend's own where it reports them (llama.cpp's `timings`), else measured by claw."""
 
-    def __init__(self, model: str, chat: bool, started_ns: int) -> None:
+    def __init__(self, model: str, chat: bool, started_ns: int, *, thinking: bool = True) -> None:
         self.model = model
         self.chat = chat
         self.started_ns = started_ns
+        self.keep_thinking = thinking  # False when the client asked `think: false`
+        self.head_ns: int | None = None  # when the backend started answering
         self.first_ns: int | None = None
         self.text: list[str] = []
         self.thinking: list[str] = []
+        self.tokens = 0  # output deltas (text, thinking or tool calls) seen: about one token each
         self.tool_calls: dict[int, dict] = {}
         self.finish_reason: str | None = None
         self.usage: dict | None = None
+        self.timings: dict | None = None
+
+    def answering(self) -> None:
+        if self.head_ns is None:
+            self.head_ns = time.monotonic_ns()
 
     def delta(self, obj: dict) -> dict | None:
         """An Ollama chunk for one OpenAI event, or None when it carries no output (tool calls wait for the end)."""
-        if obj.get("usage"):
-            self.usage = obj["usage"]
+        self._note(obj)
         content, thinking = "", ""
         for choice in obj.get("choices") or ():
             if choice.get("finish_reason"):
@@ -165,6 +170,10 @@ class OllamaAnswerWriter:
             thinking += delta.get("reasoning_content") or delta.get("reasoning") or ""
             for call in delta.get("tool_calls") or ():
                 self._add_tool_call(call)
+        if content or thinking:
+            self.tokens += 1
+        if not self.keep_thinking:
+            thinking = ""
         if not content and not thinking:
             return None
         if self.first_ns is None:
@@ -174,13 +183,42 @@ class OllamaAnswerWriter:
             self.thinking.append(thinking)
         return self._chunk(content, thinking)
 
+    def message(self, obj: dict) -> dict | None:
+        """A whole OpenAI completion: its text, reasoning and tool calls, as if streamed in one delta."""
+        self._note(obj)
+        choice = (obj.get("choices") or [{}])[0] or {}
+        message = choice.get("message") or {}
+        self.finish_reason = choice.get("finish_reason") or "stop"
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            self._add_tool_call({"index": index, **call})
+        delta = {"content": message.get("content") or choice.get("text") or ""}
+        delta["reasoning_content"] = message.get("reasoning_content") or message.get("reasoning") or ""
+        chunk = self.delta({"choices": [{"delta": delta}]})
+        self.tokens = self.completion_tokens()
+        return chunk
+
+    def _note(self, obj: dict) -> None:
+        if obj.get("usage"):
+            self.usage = obj["usage"]
+        if isinstance(obj.get("timings"), dict):
+            self.timings = obj["timings"]
+
+    def prompt_tokens(self) -> int:
+        usage, timings = self.usage or {}, self.timings or {}
+        return int(usage.get("prompt_tokens") or timings.get("prompt_n") or 0)
+
+    def completion_tokens(self) -> int:
+        usage, timings = self.usage or {}, self.timings or {}
+        return int(usage.get("completion_tokens") or timings.get("predicted_n") or self.tokens)
+
     def _add_tool_call(self, call: dict) -> None:
         if self.first_ns is None:
             self.first_ns = time.monotonic_ns()
         slot = self.tool_calls.setdefault(call.get("index", len(self.tool_calls)), {"name": "", "arguments": ""})
         function = call.get("function") or {}
         slot["name"] += function.get("name") or ""
-        slot["arguments"] += function.get("arguments") or ""
+        arguments = function.get("arguments") or ""
+        slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
 
     def _chunk(self, content: str, thinking: str = "", **extra) -> dict:
         chunk: dict = {"model": self.model, "created_at": now_rfc3339()}
@@ -215,9 +253,6 @@ class OllamaAnswerWriter:
         return chunk
 
     def final(self, *, whole: bool = False) -> dict:
-        end_ns = time.monotonic_ns()
-        first = self.first_ns or end_ns
-        usage = self.usage or {}
         content = "".join(self.text) if whole else ""
         chunk = self._chunk(content, "".join(self.thinking) if whole else "")
         if whole and self.chat and self.tool_calls:
@@ -225,12 +260,26 @@ class OllamaAnswerWriter:
         del chunk["done"]
         chunk["done_reason"] = DONE_REASONS.get(self.finish_reason or "stop", "stop")
         chunk["done"] = True
-        metrics = (
-            ("total_duration", end_ns - self.started_ns),
-            ("prompt_eval_count", int(usage.get("prompt_tokens") or 0)),
-            ("prompt_eval_duration", first - self.started_ns),
-            ("eval_count", int(usage.get("completion_tokens") or len(self.text))),
-            ("eval_duration", end_ns - first),
-        )
-        chunk.update((key, value) for key, value in metrics if value)
+        chunk.update((key, value) for key, value in self.durations().items() if value)
         return chunk
+
+    def durations(self) -> dict[str, int]:
+        """Ollama's final metrics. `load_duration` is the wait until the backend started answering (its queue and
+        any load); prefill and decode are the backend's own times when it reports them."""
+        end_ns = time.monotonic_ns()
+        head = self.head_ns or self.started_ns
+        first = self.first_ns or end_ns
+        timings = self.timings or {}
+        prompt_ms, predicted_ms = timings.get("prompt_ms"), timings.get("predicted_ms")
+        return {
+            "total_duration": end_ns - self.started_ns,
+            "load_duration": max(head - self.started_ns, 1),
+            "prompt_eval_count": self.prompt_tokens(),
+            "prompt_eval_duration": int(prompt_ms * 1e6) if _number(prompt_ms) else max(first - head, 0),
+            "eval_count": self.completion_tokens(),
+            "eval_duration": int(predicted_ms * 1e6) if _number(predicted_ms) else max(end_ns - first, 0),
+        }
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

@@ -27,6 +27,7 @@ from claw_tui.ledger import RequestRecord
 NDJSON = b"application/x-ndjson"
 SSE = b"text/event-stream"
 JSON = b"application/json; charset=utf-8"
+TRUNCATED = "the backend ended the stream before its last chunk"
 
 
 def _dumps(obj) -> bytes:
@@ -71,7 +72,9 @@ class NdjsonRelay(Relay):
 
     def __init__(self, on_first_token: Callable[[], None], stream: bool) -> None:
         self.meter = NdjsonMeter(on_first_token)
+        self.stream = stream
         self.media_type = NDJSON if stream else JSON
+        self._truncated: str | None = None
 
     @property
     def first_token_seen(self) -> bool:
@@ -79,7 +82,7 @@ class NdjsonRelay(Relay):
 
     @property
     def error(self) -> str | None:
-        return self.meter.error
+        return self.meter.error or self._truncated
 
     def feed(self, data: bytes) -> bytes:
         self.meter.feed(data)
@@ -91,6 +94,10 @@ class NdjsonRelay(Relay):
     def end(self) -> bytes:
         self.meter.close()
         final = self.meter.final
+        if final is None and self.meter.error is None:
+            # Ollama ends every answer with its `done` chunk: a stream without one was cut short
+            self._truncated = f"{TRUNCATED} (no done chunk)"
+            return self.failure(self._truncated) if self.stream else b""
         if final is not None and not self.meter.first_token_seen:
             load_ns = final.get("load_duration") or 0
             prompt_ns = final.get("prompt_eval_duration") or 0
@@ -129,7 +136,12 @@ class SseRelay(Relay):
         return self.meter.content_chunks
 
     def end(self) -> bytes:
-        return self.meter.rest()
+        rest = self.meter.rest()
+        meter = self.meter
+        if meter.error is None and meter.finish_reason is None and not meter.done_seen:
+            meter.error = f"{TRUNCATED} (no finish_reason, no [DONE])"
+            return rest + sse_error(meter.error)
+        return rest
 
     def failure(self, message: str) -> bytes:
         return sse_error(message)
@@ -155,6 +167,9 @@ class OpenAIWholeRelay(Relay):
             obj = json.loads(content)
         except ValueError:
             obj = None
+        if not isinstance(obj, dict) or not ("error" in obj or isinstance(obj.get("choices"), list)):
+            self.error = "the backend's answer is not a completion (no choices)"
+            return content
         if isinstance(obj, dict):
             if "error" in obj:
                 error = obj["error"]
@@ -242,12 +257,12 @@ class NdjsonToOpenAI(Relay):
         if self._tail.strip():
             out = self.feed(b"\n")
         self.meter.close()
+        if self.error is None and self.final is None:
+            self.error = f"{TRUNCATED} (no done chunk)"
+            return out + self.failure(self.error)
         if self.stream:
             return out
         if self.error is not None:
-            return _dumps(openai_error_object(self.error, "api_error"))
-        if self.final is None:
-            self.error = "the backend closed the answer without its final chunk"
             return _dumps(openai_error_object(self.error, "api_error"))
         return _dumps(
             oai.completion_object(self.writer.id, self.writer.model, "".join(self.text), self.tool_calls, self.final)
@@ -265,21 +280,29 @@ class NdjsonToOpenAI(Relay):
 
 
 class OpenAIToNdjson(Relay):
-    """Ollama surface over an OpenAI-compatible backend: SSE deltas become Ollama chunks (upstream streamed)."""
+    """Ollama surface over an OpenAI-compatible backend: SSE deltas become Ollama chunks; a non-streamed request
+    goes upstream whole (every server reports usage in a whole answer) and becomes Ollama's one object."""
 
-    def __init__(self, on_first_token: Callable[[], None], model: str, chat: bool, stream: bool) -> None:
+    def __init__(
+        self, on_first_token: Callable[[], None], model: str, chat: bool, stream: bool, think: object = None
+    ) -> None:
         self._on_first_token = on_first_token
-        self.writer = olc.OllamaAnswerWriter(model, chat, time.monotonic_ns())
+        self.writer = olc.OllamaAnswerWriter(model, chat, time.monotonic_ns(), thinking=think is not False)
         self.stream = stream
         self.media_type = NDJSON if stream else JSON
         self._buffer = b""
         self._done = False
+        self._finished = False  # the backend said its answer ended (a finish_reason, or [DONE])
 
     def feed(self, data: bytes) -> bytes:
+        self.writer.answering()
         events, self._buffer = sse_events(self._buffer + data)
         out = []
         for obj in events:
-            if obj is None or self._done:
+            if obj is None:
+                self._finished = True
+                continue
+            if self._done:
                 continue
             if "error" in obj:
                 error = obj["error"]
@@ -289,14 +312,39 @@ class OpenAIToNdjson(Relay):
                     out.append(_dumps({"error": self.error}) + b"\n")
                 continue
             chunk = self.writer.delta(obj)
-            if (chunk is not None or self.writer.tool_calls) and not self.first_token_seen:
-                self.first_token_seen = True
-                self._on_first_token()
+            self._finished = self._finished or self.writer.finish_reason is not None
+            self._saw_output(chunk)
             if chunk is not None and self.stream:
                 out.append(_dumps(chunk) + b"\n")
         return b"".join(out)
 
+    def whole(self, content: bytes) -> bytes:
+        self.writer.answering()
+        try:
+            obj = json.loads(content)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            self.error = "the backend's answer is not a JSON object"
+            return b""
+        if "error" in obj:
+            error = obj["error"]
+            self.error = error.get("message") if isinstance(error, dict) else str(error)
+            return b""
+        self._saw_output(self.writer.message(obj))
+        self._done = self._finished = True
+        return _dumps(self.writer.final(whole=True))
+
+    def _saw_output(self, chunk: dict | None) -> None:
+        if (chunk is not None or self.writer.tool_calls) and not self.first_token_seen:
+            self.first_token_seen = True
+            self._on_first_token()
+
     def end(self) -> bytes:
+        if self.error is None and not self._finished:
+            self.error = "the backend ended the answer before its last chunk (no finish_reason, no [DONE])"
+            self._done = True
+            return self.failure(self.error)
         if self.error is not None:
             return b"" if self.stream else _dumps({"error": self.error})
         self._done = True
@@ -312,15 +360,15 @@ class OpenAIToNdjson(Relay):
         return _dumps({"error": message}) + (b"\n" if self.stream else b"")
 
     def progress(self) -> int:
-        return len(self.writer.text)
+        return self.writer.tokens
 
     def apply_to(self, record: RequestRecord) -> None:
-        prompt, completion = self.usage()
-        record.prompt_tokens, record.completion_tokens = prompt, completion
+        record.prompt_tokens, record.completion_tokens = self.usage()
+        if self.writer.timings:
+            apply_llama_timings(record, self.writer.timings)
 
     def usage(self) -> tuple[int, int]:
-        usage = self.writer.usage or {}
-        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or len(self.writer.text))
+        return self.writer.prompt_tokens(), self.writer.completion_tokens()
 
 
 class EmbedRelay(Relay):

@@ -156,7 +156,7 @@ class Upstream:
             else:
                 record.gpu = backend.gpu
             collect = _collects(call, backend)
-            whole = not call.stream and not collect and (call.op == "embed" or _passes_through(call, backend))
+            whole = not call.stream and not collect and (call.op == "embed" or _upstream_whole(call, backend))
             left = call.deadline - time.monotonic()
             first_wait = left if whole else min(self.first_token_timeout_s, left)
             try:
@@ -403,16 +403,19 @@ class Upstream:
             started = time.monotonic_ns()
             relay = EmbedRelay(lambda c: olc.embed_answer(c, model, time.monotonic_ns() - started), "ollama")
             return path, _dumps(request), relay
-        path, request = (olc.chat_request if call.op == "chat" else olc.generate_request)(body, model)
-        return path, _dumps(request), OpenAIToNdjson(first_token, model, call.op == "chat", call.stream)
+        path, request = (olc.chat_request if call.op == "chat" else olc.generate_request)(body, model, call.stream)
+        relay = OpenAIToNdjson(first_token, model, call.op == "chat", call.stream, think=body.get("think"))
+        return path, _dumps(request), relay
 
 
 class UpstreamTimeout(Exception):
     pass
 
 
-def _passes_through(call: Call, backend: Backend) -> bool:
-    return call.surface == backend.kind
+def _upstream_whole(call: Call, backend: Backend) -> bool:
+    """Non-streamed requests go upstream whole, except the OpenAI surface over Ollama (read as a stream to keep
+    Ollama's exact timings)."""
+    return not (call.surface == "openai" and backend.kind == "ollama")
 
 
 def _collects(call: Call, backend: Backend) -> bool:

@@ -201,6 +201,10 @@ class RunnerGone(Exception):
     """The model was unloaded (deleted, replaced, server stopping) while a request waited for it to load."""
 
 
+class StreamCut(Exception):
+    """The answer ends here, cleanly, without its final chunk (a runner that died and a server that shrugged)."""
+
+
 class SimulatedConnectionDrop(Exception):
     """Raised inside a response to make the server drop the connection mid-stream (a fault hook)."""
 
@@ -341,6 +345,7 @@ class StreamPlan:
     """What the next response's stream will suffer: drop the connection, send an error line, or stall."""
 
     drop_after: int | None = None
+    cut_after: int | None = None
     error_after: int | None = None
     error_message: str = STREAM_ERROR_MESSAGE
     stall_after: int | None = None
@@ -348,13 +353,15 @@ class StreamPlan:
 
     @property
     def empty(self) -> bool:
-        return self.drop_after is None and self.error_after is None and self.stall_after is None
+        return (
+            self.drop_after is None and self.cut_after is None and self.error_after is None and self.stall_after is None
+        )
 
 
 @dataclass
 class _StreamFault:
     remaining: int
-    kind: str  # "drop" | "error" | "stall"
+    kind: str  # "drop" | "cut" | "error" | "stall"
     after: int
     message: str = STREAM_ERROR_MESSAGE
     seconds: float = 0.0
@@ -374,6 +381,9 @@ class Faults:
 
     def die_mid_stream_after(self, n_chunks: int, requests: int = 1) -> None:
         self._stream_faults.append(_StreamFault(requests, "drop", n_chunks))
+
+    def cut_stream_after(self, n_chunks: int, requests: int = 1) -> None:
+        self._stream_faults.append(_StreamFault(requests, "cut", n_chunks))
 
     def error_mid_stream_after(self, n_chunks: int, message: str = STREAM_ERROR_MESSAGE, requests: int = 1) -> None:
         self._stream_faults.append(_StreamFault(requests, "error", n_chunks, message=message))
@@ -399,6 +409,8 @@ class Faults:
         for fault in list(self._stream_faults):
             if fault.kind == "drop" and plan.drop_after is None:
                 plan.drop_after = fault.after
+            elif fault.kind == "cut" and plan.cut_after is None:
+                plan.cut_after = fault.after
             elif fault.kind == "error" and plan.error_after is None:
                 plan.error_after, plan.error_message = fault.after, fault.message
             elif fault.kind == "stall" and plan.stall_after is None:
@@ -526,6 +538,8 @@ class SimState:
       (500: a runner crash, 503: the busy message).
     - `die_mid_stream_after(n_chunks, requests=1)`: the next inference response drops the TCP connection after
       n_chunks answer chunks (a non-streamed one drops before its body): the client sees a broken stream.
+    - `cut_stream_after(n_chunks, requests=1)`: after n_chunks chunks the answer just ends, cleanly, without its
+      final chunk (no `done`, no finish_reason, no [DONE]).
     - `error_mid_stream_after(n_chunks, message=..., requests=1)`: after n_chunks chunks the stream ends with an
       error line (`{"error": ...}` NDJSON, status 200); a non-streamed response becomes a 500 with that error.
     - `stall_next(seconds, after_chunks=0, requests=1)`: the next response pauses `seconds` (wall time, not
@@ -585,6 +599,9 @@ class SimState:
 
     def error_mid_stream_after(self, n_chunks: int, message: str = STREAM_ERROR_MESSAGE, requests: int = 1) -> None:
         self.faults.error_mid_stream_after(n_chunks, message, requests)
+
+    def cut_stream_after(self, n_chunks: int, requests: int = 1) -> None:
+        self.faults.cut_stream_after(n_chunks, requests)
 
     def stall_next(self, seconds: float, after_chunks: int = 0, requests: int = 1) -> None:
         self.faults.stall_next(seconds, after_chunks, requests)
@@ -862,6 +879,8 @@ class SimState:
                     eval_ns=_ns(ended - prefill_ended),
                 ),
             )
+        except StreamCut:
+            return  # the stream ends cleanly, without its final chunk
         finally:
             admission.release()
             if handle is not None and runner is not None:
@@ -924,6 +943,8 @@ class SimState:
             await asyncio.sleep(plan.stall_s)
         if plan.drop_after == emitted:
             raise SimulatedConnectionDrop(f"connection dropped after {emitted} chunks")
+        if plan.cut_after == emitted:
+            raise StreamCut
         if plan.error_after == emitted:
             return plan.error_message
         return None
