@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
+import os
+import platform
 
-from claw_tui import __version__
+from claw_tui import __version__, logs
+
+log = logging.getLogger(__name__)
 
 # Each module defines `register(subparsers)`, which adds its parser with `set_defaults(run=<callable(args)->int>)`.
 COMMAND_MODULES = (
@@ -40,17 +43,16 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="config file (else $CLAW_CONFIG, else the user config)")
     parser.add_argument("--demo", action="store_true", help="use the built-in simulator (simulated GPU + Ollama)")
     parser.add_argument("--replay", metavar="FILE", help="play a recorded GPU trace as the telemetry source")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-
-
-def configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (each -v a level more)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    face = args.command or "console"
+    logs.configure(face, args.verbose)
+    log.info("claw %s: %s (pid %d, Python %s)", __version__, face, os.getpid(), platform.python_version())
+    log.debug("options: %s", {key: value for key, value in vars(args).items() if key != "run"})
     run = getattr(args, "run", None)
     if run is None:
         from claw_tui.commands.tui import run_tui

@@ -67,6 +67,7 @@ class AppServer:
             self.app,
             log_config=None,
             access_log=False,
+            http="httptools",  # by name: uvicorn's "auto" would fall back to h11 (pure Python) without a word
             lifespan="off",
             timeout_keep_alive=30,
             timeout_graceful_shutdown=2,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from claw_tui.config import Config, ConfigError, load_config_for_cli
+from claw_tui.config import Config, ConfigError, config_path_and_source, load_config_for_cli
+
+log = logging.getLogger(__name__)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +25,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def load_config_or_exit(args: argparse.Namespace) -> Config:
     """The effective config, or one clear line on stderr and exit status 2."""
+    path, source = config_path_and_source(getattr(args, "config", None))
+    log.info("config: %s (%s%s)", path, source, "" if path.exists() else "; no file there, so the defaults")
     try:
         return load_config_for_cli(getattr(args, "config", None))
     except ConfigError as exc:

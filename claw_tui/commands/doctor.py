@@ -23,6 +23,7 @@ import httpx
 from claw_tui.commands.common import add_common_options
 from claw_tui.config import Config, ConfigError, config_path_and_source, load_config_for_cli
 from claw_tui.governor import StateFile, default_state_file, pid_alive
+from claw_tui.logs import console_log_status
 from claw_tui.telemetry.types import TelemetryError
 
 EXIT_OK = 0
@@ -125,6 +126,7 @@ def run_checks(config: Config, *, demo: bool = False, nvml=None) -> list[Check]:
         checks += check_backends(config)
     checks.append(check_port(config))
     checks.append(check_store(config))
+    checks.append(Check("console log", *console_log_status()))
     return checks
 
 

@@ -40,11 +40,6 @@ def listen_address(args, config) -> tuple[str, int]:
 
 
 def run_serve(args) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     config = load_config_or_exit(args)
     from claw_tui.runtime import run
 

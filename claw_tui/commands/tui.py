@@ -6,15 +6,12 @@ meanwhile and the panes fill in once it runs.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from claw_tui.commands.common import load_config_or_exit
 
 
 def run_tui(args) -> int:
-    # Logging goes to a file handler only when asked: stderr would scribble over the screen.
-    logging.getLogger().handlers[:] = [logging.NullHandler()]
     config = load_config_or_exit(args)
     from claw_tui.runtime import freeze_startup_heap
     from claw_tui.ui.app import ClawApp
