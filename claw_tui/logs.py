@@ -25,6 +25,7 @@ import sys
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 import platformdirs
 
@@ -76,9 +77,9 @@ class RequestIdFilter(logging.Filter):
     """Stamps `record.request_id` (from `extra=` or else the request being handled) and the text tag for it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = REQUEST_ID.get()
-        record.request_tag = f" [{record.request_id}]" if record.request_id else ""
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
+        record.request_id = request_id
+        record.request_tag = f" [{request_id}]" if request_id else ""
         return True
 
 
@@ -113,18 +114,18 @@ def _logfmt_value(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is at the time of each record (tests swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
-    def stream(self):
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
