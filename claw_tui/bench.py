@@ -398,7 +398,18 @@ async def gateway_records(client: httpx.AsyncClient, ids: set[str], wait_s: floa
         await asyncio.sleep(0.1)
 
 
-ENERGY_KEYS = ("total_j", "idle_j", "active_j", "idle_s", "active_s")
+ENERGY_KEYS = (
+    "total_j",
+    "active_j",
+    "load_j",
+    "unmetered_j",
+    "idle_j",
+    "pending_j",
+    "active_s",
+    "load_s",
+    "unmetered_s",
+    "idle_s",
+)
 GOVERNOR_SUMS = (
     "downclocked_s",
     "wakes",
@@ -420,7 +431,7 @@ def _delta(after: dict, before: dict, key: str) -> float | None:
 def window_energy(before: dict | None, after: dict | None) -> tuple[dict, float | None]:
     """The session's energy totals over the bench window: `after` minus `before` of the gateway's summaries."""
     if not before or not after:
-        return {"total_j": 0.0, "idle_j": 0.0, "active_j": 0.0, "idle_s": 0.0, "active_s": 0.0}, None
+        return dict.fromkeys(ENERGY_KEYS, 0.0), None
     energy = {key: _delta(after["energy"], before["energy"], key) or 0.0 for key in ENERGY_KEYS}
     return energy, _delta(after["energy"], before["energy"], "counter_j")
 
@@ -534,12 +545,13 @@ def render_report(summary: dict) -> str:
     ]
     if b["energy_measured"]:
         lines += [
-            f"  energy         {num(e['total_j'], ',.1f', ' J')} in the window ({num(e['active_j'], ',.1f', ' J')} in "
-            f"requests, {num(e['idle_j'], ',.1f', ' J')} idle); avg {num(e['avg_power_w'], '.1f', ' W')}, "
-            f"idle {num(e['idle_power_w'], '.1f', ' W')}",
-            f"  efficiency     {num(eff['tokens_per_joule'], '.3f', ' tokens/J')} "
-            f"({num(eff['joules_per_token'], '.3f', ' J/token')}); requests alone "
-            f"{num(eff['active_tokens_per_joule'], '.3f', ' tokens/J')}",
+            f"  energy         {num(e['total_j'], ',.1f', ' J')} in the window: {num(e['active_j'], ',.1f', ' J')} "
+            f"requests, {num(e.get('load_j'), ',.1f', ' J')} model loads, "
+            f"{num(e.get('unmetered_j'), ',.1f', ' J')} unmetered, {num(e['idle_j'], ',.1f', ' J')} idle; "
+            f"avg {num(e['avg_power_w'], '.1f', ' W')}, idle {num(e['idle_power_w'], '.1f', ' W')}",
+            f"  efficiency     {num(eff['tokens_per_joule'], '.3f', ' tok/J all-in')} "
+            f"({num(eff['joules_per_token'], '.3f', ' J/token')}), "
+            f"{num(eff['active_tokens_per_joule'], '.3f', ' tok/J requests')}",
         ]
         g = summary["governor"]
         if g.get("enabled") or g.get("downclocked_s"):

@@ -7,8 +7,10 @@ import importlib
 import logging
 import os
 import platform
+import sys
 
 from claw_tui import __version__, logs
+from claw_tui.commands.common import check_replay, reader_gone, silence_stdout
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +49,40 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that goes away (`claw export --list | head -1`) ends it quietly with status 0."""
+    try:
+        return run_command(argv)
+    except BrokenPipeError:
+        return reader_gone()
+    finally:
+        flush_stdout()
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     face = args.command or "console"
     logs.configure(face, args.verbose)
     log.info("claw %s: %s (pid %d, Python %s)", __version__, face, os.getpid(), platform.python_version())
     log.debug("options: %s", {key: value for key, value in vars(args).items() if key != "run"})
+    if getattr(args, "replay", None) and (code := check_replay(args.replay)):
+        return code
     run = getattr(args, "run", None)
     if run is None:
         from claw_tui.commands.tui import run_tui
 
         return run_tui(args)
     return int(run(args) or 0)
+
+
+def flush_stdout() -> None:
+    """Flush now, while a closed pipe can still be handled (at exit it would print "Exception ignored")."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ from urllib.parse import urlsplit
 import platformdirs
 import tomli_w
 
+from claw_tui.ollama.parameters import (
+    DEPRECATED_PARAMETERS,
+    PARAMETERS,
+    ParameterError,
+    coerce_option,
+    suggest_for_unknown,
+)
+from claw_tui.theme_files import TEXTUAL_THEMES, claw_theme_names, themes_dir
+
 APP_NAME = "claw"
 CONFIG_ENV_VAR = "CLAW_CONFIG"
 OLLAMA_HOST_ENV_VAR = "OLLAMA_HOST"
@@ -32,6 +41,7 @@ DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 OLLAMA_DEFAULT_PORT = 11434
 
 KeyPath = tuple[str | int, ...]
+NO_SUCH_FILE = "no such config file"
 
 
 class ConfigError(Exception):
@@ -121,7 +131,7 @@ class GatewayConfig:
     rate_limit_rpm: int = setting(0, "requests per minute per token; 0 = off", at_least=0)
     rate_limit_burst: int = setting(0, "requests a token may send at once above the rate", at_least=0)
     max_in_flight: int = setting(16, "requests forwarded at once to one backend", at_least=1)
-    queue_size: int = setting(64, "requests that may wait for a free slot (then 503)", at_least=0)
+    queue_size: int = setting(256, "requests that may wait for a free slot (then 503)", at_least=0)
     queue_timeout_s: float = setting(30.0, "longest wait in the queue (then 503 + Retry-After)", at_least=0)
     connect_timeout_s: float = setting(5.0, "to connect to a backend", above=0)
     first_token_timeout_s: float = setting(300.0, "until the first token; long, loading a model is slow", above=0)
@@ -215,6 +225,25 @@ class UIConfig:
 
 
 @dataclass
+class DoctorConfig:
+    max_vram_pct: float = setting(
+        85.0,
+        "GPU memory in use above this percentage fails the check (the models holding it are named)",
+        above=0,
+        at_most=100,
+    )
+    p95_latency_ms: float = setting(
+        15000.0, "claw doctor --load N: budget for the 95th percentile of the requests' latency, in ms", above=0
+    )
+    max_error_rate: float = setting(
+        0.005, "claw doctor --load N: the share of requests that may fail (0.005 = 0.5%)", at_least=0, at_most=1
+    )
+    load_model: str = setting(
+        "", "model or agent claw doctor --load sends to; empty = a loaded chat model, else the first listed"
+    )
+
+
+@dataclass
 class StoreConfig:
     path: str = setting("", "SQLite session store; empty = sessions.db in the user data folder")
     retention_days: int = setting(30, "days sessions are kept; 0 = forever", at_least=0)
@@ -251,6 +280,7 @@ class Config:
     agents: list[AgentConfig] = field(default_factory=list)
     ui: UIConfig = field(default_factory=UIConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # The file this configuration belongs to; it may not exist yet (then every value is a default).
     path: Path | None = field(default=None, compare=False)
 
@@ -261,6 +291,7 @@ TABLE_SECTIONS: dict[str, type] = {
     "governor": GovernorConfig,
     "ui": UIConfig,
     "store": StoreConfig,
+    "doctor": DoctorConfig,
 }
 ARRAY_SECTIONS: dict[str, type] = {"backends": BackendConfig, "agents": AgentConfig}
 
@@ -287,7 +318,12 @@ def config_path_and_source(cli_path: str | None) -> tuple[Path, str]:
 def load_config_for_cli(cli_path: str | None) -> Config:
     """The configuration the command line asks for: a file named by --config or $CLAW_CONFIG must exist."""
     path, source = config_path_and_source(cli_path)
-    return load_config(path, must_exist=source != "default")
+    try:
+        return load_config(path, must_exist=source != "default")
+    except ConfigError as exc:
+        if exc.message == NO_SUCH_FILE:
+            exc.message = f"{NO_SUCH_FILE} (named by {source}; `claw config init` writes one there)"
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -311,7 +347,7 @@ def load_config(path: Path | None, *, must_exist: bool = False) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if must_exist:
-            raise ConfigError("no such config file", path=path) from None
+            raise ConfigError(NO_SUCH_FILE, path=path) from None
         return Config(path=path)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
@@ -472,6 +508,7 @@ def validate_config(config: Config) -> None:
         check_agent(agent, ("agents", index))
     check_unique_names(config.backends, "backends", "backend")
     check_unique_names(config.agents, "agents", "agent")
+    check_theme(config.ui.theme)
     if config.telemetry.source == "replay" and not config.telemetry.replay_file:
         raise _SchemaError(("telemetry", "replay_file"), 'source = "replay" needs a replay_file')
 
@@ -531,6 +568,48 @@ def check_agent(agent: AgentConfig, key_path: KeyPath) -> None:
         raise _SchemaError((*key_path, "name"), "the name must not be empty")
     if not agent.model.strip():
         raise _SchemaError((*key_path, "model"), "the model must not be empty")
+    for name, value in agent.options.items():
+        check_agent_option(name, value, (*key_path, "options", name))
+
+
+# How a TOML value of each Ollama parameter type is written, for error messages.
+OPTION_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
+
+
+def check_agent_option(name: str, value: Any, key_path: KeyPath) -> None:
+    """An agent option must be one of Ollama's parameters, with a value of its type: Ollama refuses a wrong type
+    (every chat to the agent fails) and ignores an unknown name (the setting silently does nothing)."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        if name in DEPRECATED_PARAMETERS:
+            raise _SchemaError(key_path, f"'{name}' is a deprecated Ollama option that Ollama ignores; remove it")
+        hint = suggest_for_unknown(name)
+        raise _SchemaError(key_path, f"unknown Ollama option '{name}'" + (f" ({hint})" if hint else ""))
+    expected = "an array of strings" if spec.repeatable else OPTION_TYPE_WORDS[spec.type]
+    if spec.type == "int" and isinstance(value, float):
+        raise _SchemaError(key_path, f"expected {expected}, got {describe_value(value)}")
+    try:
+        coerce_option(name, value)
+    except ParameterError as exc:
+        if exc.code != "invalid-type":
+            raise _SchemaError(key_path, exc.message) from None
+        example = "" if spec.default is None else f" (e.g. {toml_pair(name, spec.default)})"
+        raise _SchemaError(key_path, f"expected {expected}, got {describe_value(value)}{example}") from None
+
+
+def check_theme(theme: str) -> None:
+    """The theme must be one of the themes folder's or one of Textual's own ("" = Textual's default)."""
+    claw_themes = claw_theme_names()
+    if not theme or not claw_themes or theme in claw_themes or theme in TEXTUAL_THEMES:
+        return  # with no theme files found there is nothing to check against: the console says so when it starts
+    message = f"unknown theme '{theme}'"
+    close = difflib.get_close_matches(theme, [*claw_themes, *TEXTUAL_THEMES], n=1, cutoff=0.6)
+    if close:
+        message += f" (did you mean '{close[0]}'?)"
+    message += (
+        f": the themes folder ({themes_dir()}) has {', '.join(claw_themes)}; Textual's own, such as nord, work too"
+    )
+    raise _SchemaError(("ui", "theme"), message)
 
 
 def check_unique_names(items: list[Any], section: str, noun: str) -> None:
@@ -731,7 +810,7 @@ class _TomlScanner:
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Every setting as plain TOML-ready data (no None values; `path` is not a setting)."""
     data: dict[str, Any] = {}
-    for name in ("gateway", "backends", "telemetry", "governor", "agents", "ui", "store"):
+    for name in ("gateway", "backends", "telemetry", "governor", "agents", "ui", "store", "doctor"):
         value = getattr(config, name)
         data[name] = [section_to_dict(item) for item in value] if isinstance(value, list) else section_to_dict(value)
     return data
@@ -979,6 +1058,10 @@ def default_config_text() -> str:
     )
     for name in ("ui", "store"):
         parts.append(commented_table(f"[{name}]", TABLE_SECTIONS[name]()))
+    parts.append(
+        "# Budgets of `claw doctor`, the readiness checklist (`claw doctor --load N` sends N requests at once).\n"
+        + commented_table("[doctor]", DoctorConfig())
+    )
     return "\n".join(parts)
 
 

@@ -34,6 +34,8 @@ CSV_COLUMNS = (
     "energy_j",
     "prefill_j",
     "decode_j",
+    "load_j",
+    "attribution",
     "tokens_per_joule",
     "joules_per_token",
     "wake_ms",
@@ -58,7 +60,7 @@ def records_to_csv(records: Sequence[RequestRecord]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in sorted(records, key=lambda r: r.t_arrival):
+    for r in sorted((r for r in records if r.is_request), key=lambda r: r.t_arrival):
         writer.writerow(
             [
                 r.id,
@@ -79,6 +81,8 @@ def records_to_csv(records: Sequence[RequestRecord]) -> str:
                 _cell(r.energy_j, 6),
                 _cell(r.prefill_j, 6),
                 _cell(r.decode_j, 6),
+                _cell(r.load_j, 6),
+                r.attribution or "",
                 _cell(r.tokens_per_joule, 4),
                 _cell(r.joules_per_token, 4),
                 _cell(r.wake_ms),
@@ -121,6 +125,53 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _energy_rows(e: dict) -> list[tuple[str, ...]]:
+    def row(label: str, joules: str, seconds: str, power: str | None = None) -> tuple[str, ...]:
+        j, s = e.get(joules), e.get(seconds) if seconds else None
+        mean = e.get(power) if power else (j / s if j is not None and s else None)
+        return label, _fmt(j), _fmt(s), _fmt(mean, 1, " W")
+
+    measured = sum(e.get(k) or 0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
+    rows = [
+        ("total", _fmt(e.get("total_j")), _fmt(measured), _fmt(e.get("avg_power_w"), 1, " W")),
+        row("requests", "active_j", "active_s", "active_power_w"),
+        row("model loads", "load_j", "load_s"),
+        row("unmetered (GPU work not through the gateway)", "unmetered_j", "unmetered_s"),
+        row("idle", "idle_j", "idle_s", "idle_power_w"),
+    ]
+    if e.get("pending_j"):
+        rows.append(("pending (requests still in flight)", _fmt(e.get("pending_j")), "", ""))
+    return rows
+
+
+def _model_events_lines(events: dict) -> list[str]:
+    if not events or not events.get("total"):
+        return []
+    kinds = ", ".join(f"{kind} {n}" for kind, n in (events.get("by_kind") or {}).items())
+    lines = ["", "## Model events", "", f"{events['total']} ({kinds}), {_fmt(events.get('energy_j'))} J in all.", ""]
+    return lines + _table(
+        ("kind", "model", "status", "duration ms", "energy J"),
+        [
+            (e["kind"], f"`{e['model']}`", e["status"], _fmt(e.get("duration_ms"), 0), _fmt(e.get("energy_j")))
+            for e in events.get("recent") or []
+        ],
+    )
+
+
+def _unload_advice(rows: list[dict]) -> list[str]:
+    lines = []
+    for row in rows:
+        for option in row.get("unload_after") or []:
+            if option.get("net_j") and option["net_j"] > 0:
+                lines.append(
+                    f"- `{row['model']}`: unloading after {option['minutes']} min unused would have saved "
+                    f"{_fmt(option['saved_j'])} J of parking, less {option['reloads']} reloads "
+                    f"({_fmt(option.get('reload_j'))} J): {_fmt(option['net_j'])} J net."
+                )
+                break
+    return ["", "Unloading idle models sooner:", "", *lines] if lines else []
+
+
 def to_markdown(summary: dict) -> str:
     s, e, eff = summary["session"], summary["energy"], summary["efficiency"]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.get("started_at") or 0))
@@ -148,9 +199,10 @@ def to_markdown(summary: dict) -> str:
     lines += _table(
         ("metric", "value"),
         [
-            ("tokens per joule", _fmt(eff.get("tokens_per_joule"), 3)),
-            ("joules per token", _fmt(eff.get("joules_per_token"), 3)),
-            ("tokens per joule, active only", _fmt(eff.get("active_tokens_per_joule"), 3)),
+            ("tok/J all-in (all energy, idle included)", _fmt(eff.get("tokens_per_joule"), 3)),
+            ("J/token all-in", _fmt(eff.get("joules_per_token"), 3)),
+            ("tok/J requests (request energy only)", _fmt(eff.get("active_tokens_per_joule"), 3)),
+            ("J/token requests", _fmt(eff.get("active_joules_per_token"), 3)),
             ("tokens per second", _fmt(eff.get("tokens_per_s"), 2)),
             ("average power", _fmt(e.get("avg_power_w"), 1, " W")),
             ("idle power", _fmt(e.get("idle_power_w"), 1, " W")),
@@ -158,25 +210,14 @@ def to_markdown(summary: dict) -> str:
             ("P95 TTFT", _fmt(summary["ttft_ms"].get("p95"), 0, " ms")),
         ],
     )
-    lines += ["", "## Energy", ""]
-    lines += _table(
-        ("", "joules", "seconds", "mean power"),
-        [
-            (
-                "total",
-                _fmt(e.get("total_j")),
-                _fmt((e.get("idle_s") or 0) + (e.get("active_s") or 0)),
-                _fmt(e.get("avg_power_w"), 1, " W"),
-            ),
-            (
-                "requests (active)",
-                _fmt(e.get("active_j")),
-                _fmt(e.get("active_s")),
-                _fmt(e.get("active_power_w"), 1, " W"),
-            ),
-            ("idle", _fmt(e.get("idle_j")), _fmt(e.get("idle_s")), _fmt(e.get("idle_power_w"), 1, " W")),
-        ],
-    )
+    lines += ["", "## Energy", "", "Every joule in one bucket: requests + model loads + unmetered + idle = total.", ""]
+    lines += _table(("", "joules", "seconds", "mean power"), _energy_rows(e))
+    if e.get("parking_j") is not None or e.get("idle_baseline_w") is not None:
+        lines += [
+            "",
+            f"Parking (resident models with no request, above the {_fmt(e.get('idle_baseline_w'), 1, ' W')} idle "
+            f"baseline measured with nothing resident): {_fmt(e.get('parking_j'), 1, ' J')}, part of idle.",
+        ]
     check = "not available (no energy counter)"
     if e.get("counter_j") is not None:
         check = (
@@ -207,8 +248,10 @@ def to_markdown(summary: dict) -> str:
         if not rows:
             continue
         lines += ["", f"## By {title}", ""]
+        header = (title, "requests", "errors", "tokens", "energy J", "tok/J requests", "J/token", "P95 latency ms")
+        extra = ("loads", "load J", "parking J") if key == "by_model" else ()
         lines += _table(
-            (title, "requests", "errors", "tokens", "energy J", "tokens/J", "J/token", "P95 latency ms", "P95 TTFT ms"),
+            (*header, "P95 TTFT ms", *extra),
             [
                 (
                     f"`{row[title]}`",
@@ -220,10 +263,18 @@ def to_markdown(summary: dict) -> str:
                     _fmt(row["efficiency"]["joules_per_token"], 3),
                     _fmt(row["latency_ms"]["p95"], 0),
                     _fmt(row["ttft_ms"]["p95"], 0),
+                    *(
+                        (_fmt(row.get("load_count")), _fmt(row.get("load_j")), _fmt(row.get("parking_j")))
+                        if key == "by_model"
+                        else ()
+                    ),
                 )
                 for row in rows
             ],
         )
+        if key == "by_model":
+            lines += _unload_advice(rows)
+    lines += _model_events_lines(summary.get("model_events") or {})
     g = summary.get("governor") or {}
     lines += ["", "## Idle downclock governor", ""]
     if g.get("mode") == "dry-run":
@@ -316,9 +367,13 @@ class Metric:
 COMPARE_METRICS = (
     Metric("avg power", ("energy", "avg_power_w"), "W", False),
     Metric("idle power", ("energy", "idle_power_w"), "W", False),
-    Metric("tokens/J", ("efficiency", "tokens_per_joule"), "", True, 3),
-    Metric("J/token", ("efficiency", "joules_per_token"), "", False, 3),
-    Metric("tokens/J (active)", ("efficiency", "active_tokens_per_joule"), "", True, 3),
+    Metric("tok/J all-in", ("efficiency", "tokens_per_joule"), "", True, 3),
+    Metric("J/token all-in", ("efficiency", "joules_per_token"), "", False, 3),
+    Metric("tok/J requests", ("efficiency", "active_tokens_per_joule"), "", True, 3),
+    Metric("J/token requests", ("efficiency", "active_joules_per_token"), "", False, 3),
+    Metric("load energy", ("energy", "load_j"), "J", False, 0),
+    Metric("unmetered energy", ("energy", "unmetered_j"), "J", False, 0),
+    Metric("parking energy", ("energy", "parking_j"), "J", False, 0),
     Metric("tokens/s", ("efficiency", "tokens_per_s"), "", True, 2),
     Metric("P95 latency", ("latency_ms", "p95"), "ms", False, 0),
     Metric("P50 TTFT", ("ttft_ms", "p50"), "ms", False, 0),
@@ -388,8 +443,9 @@ def compare(before: dict, after: dict) -> list[CompareRow]:
     return [CompareRow(m, _get(before, m.path), _get(after, m.path)) for m in COMPARE_METRICS]
 
 
-def render_compare(rows: list[CompareRow], before_name: str, after_name: str) -> str:
-    """A plain-text table: metric, before, after, delta (and %), better/worse."""
+def render_compare(rows: list[CompareRow], before_name: str = "", after_name: str = "") -> str:
+    """A plain-text table: metric, before, after, delta (and %), better/worse. The before and after columns are
+    headed "A" and "B", followed by the names when given (keep them short: they set the columns' width)."""
 
     def num(value: float | None, metric: Metric, signed: bool = False) -> str:
         if value is None:
@@ -397,7 +453,9 @@ def render_compare(rows: list[CompareRow], before_name: str, after_name: str) ->
         text = f"{value:+,.{metric.digits}f}" if signed else f"{value:,.{metric.digits}f}"
         return f"{text} {metric.unit}".rstrip()
 
-    table = [("metric", "A: " + before_name, "B: " + after_name, "delta (B-A)", "%", "B is")]
+    header_a = f"A: {before_name}" if before_name else "A"
+    header_b = f"B: {after_name}" if after_name else "B"
+    table = [("metric", header_a, header_b, "delta (B-A)", "%", "B is")]
     for row in rows:
         pct = f"{row.delta_pct:+.1f}%" if row.delta_pct is not None else ""
         table.append(

@@ -760,8 +760,11 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-async def unload_resident_models(backends: Sequence[Any]) -> list[str]:
-    """Ask every Ollama backend to unload its resident models now (keep_alive 0); returns the names unloaded."""
+async def unload_resident_models(
+    backends: Sequence[Any], on_unloaded: Callable[[Any, str], None] = lambda backend, model: None
+) -> list[str]:
+    """Ask every Ollama backend to unload its resident models now (keep_alive 0); returns the names unloaded and
+    tells `on_unloaded` of each (backend, model)."""
     unloaded: list[str] = []
     for backend in backends:
         if backend.kind != "ollama" or backend.client is None:
@@ -773,6 +776,7 @@ async def unload_resident_models(backends: Sequence[Any]) -> list[str]:
             status, _ = await backend.post_json("/api/generate", {"model": name, "keep_alive": 0}, timeout=30)
             if status == 200:
                 unloaded.append(name)
+                on_unloaded(backend, name)
             else:
                 log.warning("unloading %s on %s failed: HTTP %s", name, backend.name, status)
     return unloaded

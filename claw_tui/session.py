@@ -230,6 +230,7 @@ class Session:
             clock=self.clock,
         )
         sampler.add_power_listener(self.ledger.add_power)
+        sampler.add_reading_listener(lambda index, snapshot: self.ledger.add_utilization([snapshot]))
         sampler.add_gpus_listener(self._telemetry_gpus_changed)
         sampler.add_poll_listener(self.alerts.observe)
         sampler.add_snapshot_listener(self.alert_totals.add)
@@ -268,7 +269,7 @@ class Session:
             control,
             in_flight=self.ledger.in_flight,
             last_activity=self._last_request_end,
-            unload_models=lambda: unload_resident_models(self.backends),
+            unload_models=lambda: unload_resident_models(self.backends, self._model_unloaded),
             gpu_busy=self._gpu_busy,
             on_event=self.store.save_event if self.store is not None else None,
             state_file=state_file,
@@ -287,6 +288,12 @@ class Session:
         if control.kind == "dry-run" and cfg.enabled:
             self.notices.append(f"governor runs as a dry run: {control.reason}")
         self._stops.append(("governor", governor.stop))
+
+    def _model_unloaded(self, backend: Backend, model: str) -> None:
+        """The governor's deep idle unloaded a model straight from its backend: a model event, like any unload."""
+        self.ledger.record_model_event("unload", model, backend=backend.name, client="governor")
+        if self.gateway is not None:
+            self.gateway.residency.unloaded(backend, model)
 
     def _last_request_end(self) -> float | None:
         ends = [r.t_end for r in self.ledger.records(64) if r.t_end is not None]
@@ -355,7 +362,7 @@ class Session:
         self.ledger.set_gpus(range(len(statics)))
         if not statics:
             # Requests that finished while the samples stopped keep the energy they have: nothing more will come.
-            self.ledger.finalize_without_power()
+            self.ledger.finalize_without_power(in_flight_too=False)
 
     def _alert_raised(self, alert: Alert) -> None:
         if self.store is not None:
@@ -499,7 +506,15 @@ class Session:
             "gpus": self.gpus_json(),
             "governor": self.governor.summary_json() if self.governor is not None else None,
             "alerts": {**self.alert_totals.to_json(), **self.alerts.to_json()},
+            "models": self.ledger.models_json(),
+            "idle_baseline_w": self.idle_baseline_w(),
         }
+
+    def idle_baseline_w(self) -> float | None:
+        """The GPUs' idle power with no model resident, summed over GPUs (None until measured on every GPU)."""
+        baselines = self.ledger.idle_baselines()
+        gpus = self.sampler.gpu_count if self.sampler is not None else 0
+        return sum(baselines.values()) if gpus and len(baselines) == gpus else None
 
     def summary_json(self) -> dict:
         self.refresh_telemetry()
@@ -513,6 +528,9 @@ class Session:
             power_stddev_w=stats["power_stddev_w"],
             governor=stats["governor"],
             alerts=stats["alerts"],
+            model_events=self.ledger.model_events(),
+            models=stats["models"],
+            idle_baseline_w=stats["idle_baseline_w"],
         )
 
     # ---- commands from other threads (the TUI) --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import platformdirs
 
-from claw_tui.ledger import RequestRecord
+from claw_tui.records import MODEL_EVENT_KINDS, REQUEST, RequestRecord
 from claw_tui.telemetry.types import GpuSnapshot
 
 log = logging.getLogger(__name__)
@@ -276,6 +276,7 @@ class StoredSession:
     stats: dict | None
     stats_at: float | None
     records: list[RequestRecord] = field(default_factory=list)
+    model_events: list[RequestRecord] = field(default_factory=list)
     telemetry: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -416,7 +417,8 @@ def load_session(path: Path, session_id: str | None = None) -> StoredSession:
         info=_json_or_empty(row["info"]),
         stats=_json_or_empty(row["stats"]) if "stats" in keys and row["stats"] else None,
         stats_at=row["stats_at"] if "stats_at" in keys else None,
-        records=records,
+        records=[r for r in records if r.is_request],
+        model_events=[r for r in records if not r.is_request],
         telemetry=telemetry,
         events=events,
     )
@@ -440,6 +442,7 @@ def record_from_json(data: dict) -> RequestRecord:
         id=str(data.get("id") or ""),
         model=str(data.get("model") or ""),
         endpoint=str(data.get("endpoint") or ""),
+        kind=data.get("kind") if data.get("kind") in MODEL_EVENT_KINDS else REQUEST,
         surface=data.get("surface") or "ollama",
         agent=data.get("agent"),
         backend=data.get("backend"),
@@ -463,5 +466,8 @@ def record_from_json(data: dict) -> RequestRecord:
         energy_j=float(data.get("energy_j") or 0.0),
         prefill_j=float(data.get("prefill_j") or 0.0),
         decode_j=float(data.get("decode_j") or 0.0),
+        load_j=float(data.get("load_j") or 0.0),
+        attribution=data.get("attribution"),
+        model_resident=data.get("model_resident"),
         energy_final=bool(data.get("energy_final", True)),
     )

@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from claw_tui.ledger import RequestRecord
+from claw_tui.parking import canonical_model
+from claw_tui.records import RequestRecord
 
 SCHEMA = "claw.summary/1"
 
@@ -94,6 +95,44 @@ def grouped(records: Sequence[RequestRecord], key: str) -> list[dict]:
     return [{key: name, **group_metrics(items)} for name, items in sorted(groups.items())]
 
 
+EMPTY_MODEL_COSTS = {"load_count": 0, "load_j": 0.0, "parking_s": 0.0, "parking_j": None, "unload_after": []}
+
+
+def by_model(records: Sequence[RequestRecord], models: dict[str, dict]) -> list[dict]:
+    """Request metrics per model, with each model's loads, parking cost and unload-after-N-minutes savings."""
+    rows = {canonical_model(row["model"]): row for row in grouped(records, "model")}
+    for name in models:
+        if name not in rows:
+            rows[name] = {"model": name, **group_metrics([])}
+    return [{**row, **EMPTY_MODEL_COSTS, **models.get(name, {})} for name, row in sorted(rows.items())]
+
+
+def model_events_json(events: Sequence[RequestRecord], listed: int = 100) -> dict:
+    """Loads, unloads and warm-ups: counted apart from requests, with the energy they drew (all of it load)."""
+    finished = [e for e in events if e.status != "active"]
+    return {
+        "total": len(finished),
+        "by_kind": dict(sorted(Counter(e.kind for e in finished).items())),
+        "energy_j": _round(sum(e.energy_j for e in finished)),
+        "recent": [_event_row(e) for e in finished[-listed:]],
+    }
+
+
+def _event_row(event: RequestRecord) -> dict:
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "model": event.model,
+        "backend": event.backend,
+        "status": event.status,
+        "error": event.error,
+        "at": event.t_arrival,
+        "duration_ms": _round(event.duration_ms),
+        "load_ms": _round(event.server_load_ms),
+        "energy_j": _round(event.energy_j),
+    }
+
+
 def build_summary(
     *,
     session: dict,
@@ -105,16 +144,23 @@ def build_summary(
     governor: dict | None,
     alerts: dict,
     extra: dict | None = None,
+    model_events: Sequence[RequestRecord] = (),
+    models: dict[str, dict] | None = None,
+    idle_baseline_w: float | None = None,
 ) -> dict:
-    """`energy` holds the ledger totals (total_j, idle_j, active_j, idle_s, active_s).
+    """`energy` holds the ledger totals (total_j and its buckets active_j = requests, load_j, unmetered_j, idle_j,
+    pending_j, with the seconds each covered); `models` the ledger's per-model loads and parking.
 
     `integral_j` is the integral of the 20 ms power samples (what requests and idle are shares of); `counter_j` is
     the GPU's energy counter over the same session, the ground truth: their difference checks the sampling.
     """
-    finished = [r for r in records if r.status != "active"]
+    finished = [r for r in records if r.status != "active" and r.is_request]
     metrics = group_metrics(finished)
     duration_s = session.get("duration_s") or 0.0
     total_j = energy["total_j"]
+    models = models or {}
+    parking = [m.get("parking_j") for m in models.values()]
+    measured_s = sum(energy.get(k) or 0.0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
     completion = metrics["tokens"]["completion"]
     wakes = [r.wake_ms for r in finished if r.wake_ms is not None]
     summary = {
@@ -123,15 +169,24 @@ def build_summary(
         "gpus": gpus,
         "energy": {
             "total_j": _round(total_j),
-            "idle_j": _round(energy["idle_j"]),
+            # every joule in one bucket: requests (active_j) + load + unmetered + idle + pending = total
             "active_j": _round(energy["active_j"]),
+            "requests_j": _round(energy["active_j"]),
+            "load_j": _round(energy.get("load_j", 0.0)),
+            "unmetered_j": _round(energy.get("unmetered_j", 0.0)),
+            "idle_j": _round(energy["idle_j"]),
+            "pending_j": _round(energy.get("pending_j", 0.0)),
+            "parking_j": _round(sum(parking)) if None not in parking else None,
+            "idle_baseline_w": _round(idle_baseline_w),
             "idle_s": _round(energy.get("idle_s")),
             "active_s": _round(energy.get("active_s")),
+            "load_s": _round(energy.get("load_s", 0.0)),
+            "unmetered_s": _round(energy.get("unmetered_s", 0.0)),
             "counter_j": _round(counter_j),
             "integral_j": _round(total_j),
             "counter_minus_integral_j": _round(counter_j - total_j) if counter_j is not None else None,
             "counter_vs_integral_pct": _round(100 * (total_j - counter_j) / counter_j) if counter_j else None,
-            "avg_power_w": _round(_ratio(total_j, energy.get("idle_s", 0) + energy.get("active_s", 0))),
+            "avg_power_w": _round(_ratio(total_j - energy.get("pending_j", 0.0), measured_s)),
             "idle_power_w": _round(_ratio(energy["idle_j"], energy.get("idle_s"))),
             "active_power_w": _round(_ratio(energy["active_j"], energy.get("active_s"))),
             "power_stddev_w": _round(power_stddev_w),
@@ -148,10 +203,11 @@ def build_summary(
         "latency_ms": metrics["latency_ms"],
         "ttft_ms": metrics["ttft_ms"],
         "requests": metrics["requests"],
-        "by_model": grouped(finished, "model"),
+        "by_model": by_model(finished, models),
         "by_agent": grouped(finished, "agent"),
         "governor": {**EMPTY_GOVERNOR, **(governor or {})},
         "alerts": alerts or AlertTracker().to_json(),
+        "model_events": model_events_json(model_events),
     }
     if summary["governor"]["wake_latency_ms_p95"] is None and wakes:
         summary["governor"]["wake_latency_ms_p95"] = _round(percentile(wakes, 95))
@@ -307,6 +363,9 @@ def summary_from_stored(stored) -> dict:
         power_stddev_w=stats.get("power_stddev_w"),
         governor=stats.get("governor") or governor_from_events(stored.events),
         alerts=alerts,
+        model_events=stored.model_events,
+        models=stats.get("models") or {},
+        idle_baseline_w=stats.get("idle_baseline_w"),
     )
     return summary
 

@@ -60,7 +60,7 @@ def test_bench_against_a_running_gateway_matches_its_records(gateway, tmp_path):
         tmp_path=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    for needle in ("TTFT ms", "ITL ms", "latency ms", "tokens/s", "tokens/J", "9 requests (0 errors)"):
+    for needle in ("TTFT ms", "ITL ms", "latency ms", "tokens/s", "tok/J all-in", "9 requests (0 errors)"):
         assert needle in result.stdout
     assert "bench: 9/9 requests" in result.stderr  # progress, plain text when not on a terminal
     summary = json.loads(out.read_text())
@@ -137,7 +137,7 @@ def test_two_demo_runs_and_compare_reproduce_the_governor_workflow(tmp_path):
     assert compared.returncode == 0, compared.stderr
     idle_line = next(line for line in compared.stdout.splitlines() if line.startswith("idle power"))
     assert idle_line.endswith("better")
-    assert "tokens/J" in compared.stdout and "P95 TTFT" in compared.stdout
+    assert "tok/J all-in" in compared.stdout and "tok/J requests" in compared.stdout and "P95 TTFT" in compared.stdout
 
 
 def test_duration_bound_runs_and_a_jsonl_workload(gateway, tmp_path):

@@ -36,6 +36,8 @@ from claw_tui.config import (
     update_agents,
     update_ui,
 )
+from claw_tui.ollama.parameters import PARAMETERS
+from claw_tui.theme_files import TEXTUAL_THEMES, claw_theme_names
 
 
 @pytest.fixture(autouse=True)
@@ -158,10 +160,10 @@ def test_env_named_file_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_cli_flag_is_loaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CLAW_CONFIG", str(write(tmp_path / "env.toml", "[ui]\ntheme = 'from-env'\n")))
-    flag = write(tmp_path / "flag.toml", "[ui]\ntheme = 'from-flag'\n")
-    assert load_config_for_cli(str(flag)).ui.theme == "from-flag"
-    assert load_config_for_cli(None).ui.theme == "from-env"
+    monkeypatch.setenv("CLAW_CONFIG", str(write(tmp_path / "env.toml", "[ui]\ntheme = 'claw-light'\n")))
+    flag = write(tmp_path / "flag.toml", "[ui]\ntheme = 'nord'\n")
+    assert load_config_for_cli(str(flag)).ui.theme == "nord"
+    assert load_config_for_cli(None).ui.theme == "claw-light"
 
 
 # --- round trips -------------------------------------------------------------------------------------------------
@@ -696,10 +698,10 @@ def test_update_agents_appends_to_a_file_without_agents(tmp_path: Path) -> None:
 
 
 def test_update_agents_replaces_root_level_array(tmp_path: Path) -> None:
-    path = write(tmp_path / "config.toml", 'agents = [{ name = "x", model = "m" }]\n[ui]\ntheme = "t"\n')
+    path = write(tmp_path / "config.toml", 'agents = [{ name = "x", model = "m" }]\n[ui]\ntheme = "nord"\n')
     update_agents(path, [AgentConfig(name="y", model="m")])
     config = load_config(path)
-    assert [agent.name for agent in config.agents] == ["y"] and config.ui.theme == "t"
+    assert [agent.name for agent in config.agents] == ["y"] and config.ui.theme == "nord"
 
 
 def test_update_agents_creates_a_missing_file(tmp_path: Path) -> None:
@@ -822,12 +824,17 @@ def test_config_show_of_a_broken_file(claw, tmp_path: Path, capsys: pytest.Captu
     assert claw(["--config", str(path), "config", "show"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"{path}:2: gateway.liten: unknown key 'liten' (did you mean 'listen'?)\n"
+    assert (
+        captured.err == f"claw: config error: {path}:2: gateway.liten: unknown key 'liten' (did you mean 'listen'?)\n"
+    )
 
 
 def test_config_show_of_a_missing_explicit_file(claw, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert claw(["--config", str(tmp_path / "nope.toml"), "config", "show"]) == 2
-    assert capsys.readouterr().err == f"{tmp_path / 'nope.toml'}: no such config file\n"
+    assert capsys.readouterr().err == (
+        f"claw: config error: {tmp_path / 'nope.toml'}: no such config file "
+        "(named by --config; `claw config init` writes one there)\n"
+    )
 
 
 def test_config_path(claw, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -853,20 +860,26 @@ names = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")), 
     str.strip
 )
 any_text = st.text(st.characters(codec="utf-8"), max_size=40)
-option_values = st.one_of(
-    st.integers(-(10**6), 10**6),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.booleans(),
-    any_text,
-    st.lists(any_text, max_size=3),
-)
+OPTION_VALUES = {
+    "int": st.integers(-(10**6), 10**6),
+    "float": st.floats(allow_nan=False, allow_infinity=False, width=32),
+    "bool": st.booleans(),
+    "string": st.lists(any_text, max_size=3),  # the one string parameter, stop, is a list
+}
+# Agent options are Ollama parameters with values of their types (the config refuses anything else).
+agent_options = st.lists(
+    st.sampled_from(sorted(PARAMETERS)).flatmap(
+        lambda name: st.tuples(st.just(name), OPTION_VALUES[PARAMETERS[name].type])
+    ),
+    max_size=3,
+).map(dict)
 agents_strategy = st.lists(
     st.builds(
         AgentConfig,
         name=names,
         model=names,
         system=any_text,
-        options=st.dictionaries(any_text, option_values, max_size=3),
+        options=agent_options,
         max_context_tokens=st.integers(0, 10**6),
         max_tokens=st.integers(0, 10**5),
         fallback=any_text,
@@ -893,7 +906,12 @@ def test_any_agents_survive_update_agents(tmp_path: Path, agents: list[AgentConf
 
 
 @property_settings
-@given(agents=agents_strategy, theme=names, retries=st.integers(0, 5), listen_port=st.integers(0, 65535))
+@given(
+    agents=agents_strategy,
+    theme=st.sampled_from(claw_theme_names() + list(TEXTUAL_THEMES)),
+    retries=st.integers(0, 5),
+    listen_port=st.integers(0, 65535),
+)
 def test_any_config_round_trips(
     tmp_path: Path, agents: list[AgentConfig], theme: str, retries: int, listen_port: int
 ) -> None:

@@ -84,7 +84,10 @@ def test_live_summary_has_the_spec_schema_and_adds_up(finished_session):
         assert keys <= set(summary[section]), section
     assert summary["gpus"] == [{"index": 0, "name": "NVIDIA H200", "driver": "sim", "power_limit_w": 700.0}]
     e = summary["energy"]
-    assert e["total_j"] == pytest.approx(e["idle_j"] + e["active_j"], abs=0.01)
+    buckets = e["active_j"] + e["load_j"] + e["unmetered_j"] + e["idle_j"] + e["pending_j"]
+    assert e["total_j"] == pytest.approx(buckets, abs=0.01)
+    assert e["requests_j"] == e["active_j"] > 0
+    assert e["load_j"] > 0  # the simulator loads each model on its first request
     assert e["integral_j"] == e["total_j"]
     assert abs(e["counter_vs_integral_pct"]) < 0.5  # the counter and the samples agree over the same window
     assert summary["requests"]["total"] == 4 and summary["requests"]["ok"] == 3
@@ -120,7 +123,13 @@ def test_export_of_the_past_session_in_every_format(finished_session, tmp_path):
     assert md.returncode == 0, md.stderr
     md_file = tmp_path / f"claw-summary-{session.id}.md"
     text = md_file.read_text()
-    assert f"session {session.id}" in text and "tokens per joule" in text and "`qwen3:8b`" in text
+    assert (
+        f"session {session.id}" in text
+        and "tok/J all-in" in text
+        and "tok/J requests" in text
+        and "model loads" in text
+        and "`qwen3:8b`" in text
+    )
     assert "Cross-check: energy counter" in text
 
     rows = list(csv.DictReader(io.StringIO(claw("export", "--store", store, "--format", "csv", env=env).stdout)))
@@ -128,6 +137,8 @@ def test_export_of_the_past_session_in_every_format(finished_session, tmp_path):
     assert {r["status"] for r in rows} == {"ok", "error"}
     ok = [r for r in rows if r["status"] == "ok"]
     assert all(float(r["energy_j"]) > 0 and float(r["ttft_ms"]) > 0 and int(r["completion_tokens"]) > 0 for r in ok)
+    assert all(r["attribution"] == "timed" for r in ok)  # Ollama's timings placed each one's work
+    assert sum(float(r["load_j"]) for r in ok) > 0  # the first request to each model loaded it
     assert {r["agent"] for r in rows} == {"", "support"}
 
 
@@ -184,12 +195,12 @@ def test_compare_says_better_or_worse_per_metric(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = {line.split("  ")[0].strip(): line for line in result.stdout.splitlines()}
     assert lines["idle power"].endswith("better") and "-30.0 W" in lines["idle power"]
-    assert lines["tokens/J"].endswith("better") and lines["J/token"].endswith("better")
+    assert lines["tok/J all-in"].endswith("better") and lines["J/token all-in"].endswith("better")
     assert lines["avg power"].endswith("better")
     assert lines["P95 latency"].endswith("same")
     rows = {r["metric"]: r for r in json.loads(claw("compare", str(after), str(before), "--json").stdout)["rows"]}
     assert rows["idle power"]["verdict"] == "worse" and rows["idle power"]["delta"] == pytest.approx(30.0)
-    assert rows["tokens/J"]["verdict"] == "worse"
+    assert rows["tok/J all-in"]["verdict"] == "worse"
     assert rows["wake P95"]["verdict"] == "n/a"
 
 

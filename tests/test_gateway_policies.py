@@ -430,8 +430,9 @@ def test_warm_up_loads_models_at_start(tmp_path, sims):
         session = runner.session
         warmups = wait_until(lambda: len(session.gateway.warmup_results) == 2 and session.gateway.warmup_results)
         assert warmups["llama3.2:3b"] == "ok" and warmups["missing:1b"].startswith("404")
-        records = [r for r in session.ledger.records() if r.client == "warmup"]
-        assert {r.model for r in records} == {"llama3.2:3b", "missing:1b"}
+        warmups = session.ledger.model_events()  # model operations, not requests
+        assert {(r.kind, r.model) for r in warmups} == {("warmup", "llama3.2:3b"), ("warmup", "missing:1b")}
+        assert not [r for r in session.ledger.records() if r.client == "warmup"]
         loaded = {m["name"] for m in httpx.get(sims.url(0) + "/api/ps").json()["models"]}
         assert "llama3.2:3b" in loaded
     finally:

@@ -124,7 +124,8 @@ def test_no_driver_is_one_line_and_exit_1(capsys, fake_pynvml):
     code, out, err = run(capsys)
     assert code == 1 and out == ""
     assert err == (
-        "claw: no NVIDIA GPU/driver found (NVML: Driver Not Loaded); try 'claw --demo' or 'claw gpu --replay FILE'\n"
+        "claw: no NVIDIA GPU/driver found (NVML: Driver Not Loaded); "
+        "try 'claw gpu --demo' (a simulated GPU) or 'claw gpu --replay FILE'\n"
     )
 
 
@@ -153,8 +154,8 @@ def test_bad_replay_file_is_one_line(capsys, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"type": "header", "version": 1, "gpus": [{"index": 0, "name": "x"}]}\n{"type": "pow')
     code, out, err = run(capsys, "--replay", str(broken))
-    assert code == 1 and out == ""
-    assert err.startswith("claw: trace ") and "line 2" in err and err.count("\n") == 1
+    assert code == 2 and out == ""
+    assert err.startswith("claw: --replay: trace ") and "line 2" in err and err.count("\n") == 1
 
 
 def test_demo_reads_the_simulated_gpu(capsys):

@@ -133,7 +133,8 @@ def test_marked_requests_get_the_energy_the_trace_holds_in_their_windows(burst):
         assert 400 < record.energy_j / (record.duration_ms / 1000) < 700  # the load drew 400-700 W
     totals = session.ledger.totals()
     assert totals["active_j"] == pytest.approx(sum(r.energy_j for r in records), rel=1e-9)
-    assert totals["idle_j"] + totals["active_j"] == pytest.approx(totals["total_j"], rel=1e-12)
+    unattributed = totals["idle_j"] + totals["unmetered_j"] + totals["load_j"] + totals["pending_j"]
+    assert unattributed + totals["active_j"] == pytest.approx(totals["total_j"], rel=1e-12)
 
 
 def test_session_energy_matches_the_energy_counter_within_1pct(burst):

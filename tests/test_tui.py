@@ -393,8 +393,9 @@ async def test_load_and_unload_a_model_through_the_gateway(demo_runner):
         assert str(loaded.get_cell("llama3.2:3b", "expires")).endswith("s")  # a countdown like 4m59s
         await pilot.press("u")
         await wait_for(lambda: "llama3.2:3b" not in loaded.rows, timeout=20)
-    generate = [r for r in session.ledger.records() if r.endpoint == "/api/generate"]
-    assert len(generate) == 2 and all(r.status == "ok" for r in generate)
+    # loads and unloads are model events, never requests
+    assert not [r for r in session.ledger.records() if r.endpoint == "/api/generate"]
+    assert [(e.kind, e.status) for e in session.ledger.model_events()] == [("load", "ok"), ("unload", "ok")]
 
 
 # ---- agents ----------------------------------------------------------------------------------------------------------

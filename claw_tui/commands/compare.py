@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="before/after table of two summaries (claw export / claw bench -o)",
-        description="Deltas are B minus A; each metric says whether B is better or worse (within 1%%: same).",
+        description="Deltas are B minus A; each metric says whether B is better or worse (within 1%: same).",
     )
     add_common_options(parser)
     parser.add_argument("before", metavar="A.json", help="the summary before the change")
@@ -45,10 +45,11 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"before": args.before, "after": args.after, "rows": [r.to_json() for r in rows]}, indent=2))
         return EXIT_OK
+    # The files are named above the table; the columns are A and B, so long file names do not widen it.
     print(f"A: {describe(before, args.before)}")
     print(f"B: {describe(after, args.after)}")
     print()
-    sys.stdout.write(render_compare(rows, Path(args.before).stem, Path(args.after).stem))
+    sys.stdout.write(render_compare(rows))
     better = sum(r.verdict == "better" for r in rows)
     worse = sum(r.verdict == "worse" for r in rows)
     print(f"\nB is better on {better} and worse on {worse} of {len(rows)} metrics.")

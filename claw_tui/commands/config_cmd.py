@@ -41,7 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--show-secrets", action="store_true", help="print tokens and API keys instead of hiding them")
     show.set_defaults(run=run_show)
 
-    path = actions.add_parser("path", help="print the config file's path and whether it exists")
+    path = actions.add_parser(
+        "path",
+        help="print the config file's path and whether it exists",
+        description="A file named by --config or $CLAW_CONFIG must exist: without it every command except "
+        "'config init' and 'config path' stops with a config error. Only the default file may be missing "
+        "(then the built-in defaults apply).",
+    )
     path.set_defaults(run=run_path)
 
 
@@ -68,7 +74,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         config = load_config_for_cli(args.config)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(f"claw: config error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if not args.show_secrets:
         config = redact_secrets(config)
@@ -87,6 +93,12 @@ def run_show(args: argparse.Namespace) -> int:
 def run_path(args: argparse.Namespace) -> int:
     path, source = config_path_and_source(args.config)
     print(path)
-    state = "exists" if path.exists() else "does not exist (built-in defaults apply)"
+    if path.exists():
+        state = "exists"
+    elif source == "default":
+        state = "does not exist (built-in defaults apply)"
+    else:
+        # A file named on purpose must be there: every other command stops with a config error until it is.
+        state = "does not exist: claw refuses to start until it does (claw config init writes it)"
     print(f"{state}; chosen by {source}")
     return EXIT_OK

@@ -1,8 +1,11 @@
 """`claw doctor`: a readiness checklist with pass/warn/fail lines; exit 1 when anything failed.
 
-Checks: config valid, NVML, time sync of the 20 ms power samples against the wall clock, clock-control permission
-(and clocks left locked by a crashed run), each backend reachable, models present (and the agents' models), the
-gateway port free, the session store writable. Read-only: nothing here changes a clock or a model.
+Checks: config valid, NVML, time sync of the 20 ms power samples against the wall clock, GPU memory headroom (and
+the models holding it), clock-control permission (and clocks left locked by a crashed run), each backend reachable,
+models present (the agents' models, and their context budgets against the models' real context length), the gateway
+port free, who may call the gateway, /metrics answering, the session store writable; with --load N, N requests at
+once through the gateway against the [doctor] budgets. Read-only, except that --load sends requests (which may load
+a model): nothing here changes a clock.
 """
 
 from __future__ import annotations
@@ -15,12 +18,22 @@ import socket
 import sqlite3
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 
+from claw_tui.commands.checklist import Check
 from claw_tui.commands.common import add_common_options
+from claw_tui.commands.doctor_box import Box, claw_status, configured_url, open_box
+from claw_tui.commands.doctor_load import check_load
+from claw_tui.commands.doctor_readiness import (
+    OllamaFacts,
+    check_agent_context,
+    check_exposure,
+    check_gpu_memory,
+    check_metrics,
+)
 from claw_tui.config import Config, ConfigError, config_path_and_source, load_config_for_cli
 from claw_tui.governor import StateFile, default_state_file, pid_alive
 from claw_tui.logs import console_log_status
@@ -28,36 +41,52 @@ from claw_tui.telemetry.types import TelemetryError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-MARKS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+MARKS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 SYNC_PASS_S = 0.5  # the driver's newest sample is normally 20-100 ms old
 SYNC_WARN_S = 2.5  # the buffer holds ~2.4 s: older than that, the samples do not belong to now
 HTTP_TIMEOUT_S = 3.0
-STATUS_TIMEOUT_S = 1.5  # a claw answers its status at once; whatever else holds the port may never answer
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # "pass" | "warn" | "fail"
-    detail: str
-    hint: str = ""
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="readiness checklist (NVML, backends, models, clocks, port, config)",
-        description="Each line is PASS, WARN or FAIL; the exit status is 1 when anything failed (warnings alone: 0).",
+        help="production readiness checklist (GPU, backends, models, context, access, metrics, load)",
+        description="Each line is PASS, WARN, FAIL or SKIP (not checkable here; it says how), with what to change "
+        "under a failing one. The exit status is 1 when anything failed (warnings alone: 0). Budgets and "
+        "thresholds come from the config's [doctor] section.",
     )
     add_common_options(parser)
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument(
+        "--load",
+        type=positive_int,
+        metavar="N",
+        help="also send N requests at once through the gateway (the running claw, else one started for the "
+        "check) and hold the error rate and P95 latency to the [doctor] budgets",
+    )
+    parser.add_argument(
+        "--model", help="with --load: the model or agent to load (default: [doctor] load_model, else a loaded model)"
+    )
     parser.set_defaults(run=run_doctor)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run_doctor(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
     config, checks = check_config(getattr(args, "config", None))
-    checks += run_checks(config, demo=demo)
+    with open_box(config, demo=demo, need_gateway=bool(args.load)) as box:
+        checks += run_checks(config, box, demo=demo)
+        if args.load:
+            checks.append(load_check(config, box, args.load, args.model))
     if args.json:
         print(
             json.dumps(
@@ -65,6 +94,7 @@ def run_doctor(args: argparse.Namespace) -> int:
                     "checks": [asdict(c) for c in checks],
                     "failed": sum(c.status == "fail" for c in checks),
                     "warnings": sum(c.status == "warn" for c in checks),
+                    "skipped": sum(c.status == "skip" for c in checks),
                 },
                 indent=2,
             )
@@ -83,10 +113,11 @@ def render(checks: list[Check]) -> str:
             lines.append(f"{'':{width + 8}}→ {check.hint}")
     failed = sum(c.status == "fail" for c in checks)
     warned = sum(c.status == "warn" for c in checks)
+    skipped = sum(c.status == "skip" for c in checks)
     verdict = "ready" if not failed else "not ready"
     lines.append(
         f"\n{verdict}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}, "
-        f"{len(checks) - failed - warned} passed"
+        f"{len(checks) - failed - warned - skipped} passed" + (f", {skipped} skipped" if skipped else "")
     )
     return "\n".join(lines) + "\n"
 
@@ -109,32 +140,53 @@ def check_config(cli_path: str | None) -> tuple[Config, list[Check]]:
     return config, [Check("config", "pass", f"{path} ({note})")]
 
 
-def run_checks(config: Config, *, demo: bool = False, nvml=None) -> list[Check]:
-    checks: list[Check] = []
-    source, statics = open_telemetry(config, demo, nvml, checks)
+def run_checks(config: Config, box: Box, *, demo: bool = False, nvml=None) -> list[Check]:
+    checks: list[Check] = [Check("gateway", "fail", problem) for problem in box.problems]
+    facts = OllamaFacts.gather(box.backends)
+    source, statics = open_telemetry(config, demo, nvml, checks, box.sim_gpus)
+    snapshots = None
     if source is not None:
         checks.append(check_time_sync(source, statics))
+        snapshots = read_snapshots(source, statics)
         try:
             source.close()
         except Exception:
             pass
+    checks.append(check_gpu_memory(snapshots, facts, config.doctor.max_vram_pct))
     checks.append(check_clock_control(config, demo, nvml))
     checks.append(check_left_locked(config))
-    if demo:
-        checks.append(Check("backends", "pass", "demo: the built-in simulated Ollama answers"))
-    else:
-        checks += check_backends(config)
+    checks += check_backends(box.for_backend_checks(config))
+    checks.append(check_agent_context(box.agents, facts))
     checks.append(check_port(config))
+    checks.append(check_exposure(config.gateway))
+    scraped = box.scraped
+    if scraped is not None:
+        checks.append(check_metrics(scraped.url, scraped.headers, scraped.where))
+    else:
+        checks.append(check_metrics(None, {}, configured_url(config)))
     checks.append(check_store(config))
     checks.append(Check("console log", *console_log_status()))
     return checks
 
 
-def open_telemetry(config: Config, demo: bool, nvml, checks: list[Check]):
+def load_check(config: Config, box: Box, n: int, model: str | None) -> Check:
+    if box.gateway is None:
+        return Check("load", "fail", "no gateway to send the load through", "see the gateway line above")
+    return check_load(config, box.gateway, n, model)
+
+
+def read_snapshots(source, statics) -> list | None:
+    try:
+        return [source.snapshot(static.index) for static in statics]
+    except TelemetryError:
+        return None
+
+
+def open_telemetry(config: Config, demo: bool, nvml, checks: list[Check], sim_gpus=None):
     if demo:
         from claw_tui.sim.gpu import SimGPU, SimTelemetrySource
 
-        source = SimTelemetrySource([SimGPU()])
+        source = SimTelemetrySource(sim_gpus or [SimGPU()])
         statics = source.open()
         checks.append(Check("NVML", "pass", "demo: a simulated NVIDIA H200 instead of NVML"))
         return source, statics
@@ -306,18 +358,14 @@ def check_port(config: Config) -> Check:
             return Check("gateway port", "pass", f"{host}:{port} is free")
         except OSError as exc:
             reason = exc.strerror or str(exc)
-    url_host = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
-    try:
-        status = httpx.get(f"http://{url_host}:{port}/claw/v1/status", timeout=STATUS_TIMEOUT_S).json()
-        session = status["session"]["id"]
+    status = claw_status(config)
+    if status is not None:
         return Check(
             "gateway port",
             "warn",
-            f"{host}:{port} is taken by a running claw (session {session})",
+            f"{host}:{port} is taken by a running claw (session {status['session']['id']})",
             "that claw is the gateway; a second one needs another [gateway] listen",
         )
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        pass
     return Check(
         "gateway port",
         "fail",

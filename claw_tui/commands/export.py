@@ -14,6 +14,9 @@ from claw_tui.summary import summary_from_stored
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+# A session that ended this soon without a request is a start that failed (port taken, bad config) or an
+# immediate quit: nothing to export, so --list leaves it out unless --all.
+EMPTY_SESSION_S = 2.0
 
 
 def register(subparsers) -> None:
@@ -34,6 +37,12 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="PATH", help="file or folder to write (default: stdout)")
     parser.add_argument("--store", metavar="PATH", help="session store file (default: from the config)")
     parser.add_argument("--list", action="store_true", help="list the stored sessions instead")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help=f"with --list: also the sessions that ended within {EMPTY_SESSION_S:g} s without a request "
+        "(failed starts)",
+    )
     parser.set_defaults(run=run_export)
 
 
@@ -42,7 +51,7 @@ def run_export(args: argparse.Namespace) -> int:
     store = Path(args.store).expanduser() if args.store else config.store.resolved_path()
     try:
         if args.list:
-            print_sessions(list_sessions(store))
+            print_sessions(list_sessions(store), show_empty=args.all)
             return EXIT_OK
         stored = load_session(store, args.session)
     except StoreError as exc:
@@ -66,14 +75,26 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def print_sessions(rows: list[dict]) -> None:
-    if not rows:
+def is_empty_session(row: dict) -> bool:
+    end = row["ended_at"]
+    return end is not None and row["requests"] == 0 and end - row["started_at"] < EMPTY_SESSION_S
+
+
+def print_sessions(rows: list[dict], *, show_empty: bool = False) -> None:
+    hidden = 0 if show_empty else sum(is_empty_session(row) for row in rows)
+    rows = rows if show_empty else [row for row in rows if not is_empty_session(row)]
+    if rows:
+        print(f"{'session':<24} {'started (UTC)':<19} {'duration':>9} {'requests':>8}  state")
+    elif not hidden:
         print("no sessions stored yet")
-        return
-    print(f"{'session':<24} {'started (UTC)':<19} {'duration':>9} {'requests':>8}  state")
     for row in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["started_at"]))
         end = row["ended_at"]
         duration = f"{end - row['started_at']:.0f} s" if end else "-"
         demo = " (demo)" if row["demo"] else ""
         print(f"{row['id']:<24} {started:<19} {duration:>9} {row['requests']:>8}  {row['state']}{demo}")
+    if hidden:
+        print(
+            f"({hidden} session{'s' if hidden != 1 else ''} that ended within {EMPTY_SESSION_S:g} s without a "
+            "request left out: failed starts; --all lists them)"
+        )

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from claw_tui.commands.common import add_common_options
+from claw_tui.commands.common import add_common_options, reader_gone
 from claw_tui.telemetry.nvml import NvmlSource, NvmlUnavailable
 from claw_tui.telemetry.replay import ReplaySource, TraceStats, record_trace
 from claw_tui.telemetry.types import (
@@ -19,7 +19,7 @@ from claw_tui.telemetry.types import (
     TelemetrySource,
 )
 
-NO_DRIVER_HINT = "try 'claw --demo' or 'claw gpu --replay FILE'"
+NO_DRIVER_HINT = "try 'claw gpu --demo' (a simulated GPU) or 'claw gpu --replay FILE'"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,22 +84,9 @@ def run_gpu(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         # `claw gpu --watch --json | head`: the reader left; exit quietly, as other filters do.
-        _silence_stdout()
-        return 0
+        return reader_gone()
     finally:
         source.close()
-
-
-def _silence_stdout() -> None:
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    finally:
-        os.close(devnull)
 
 
 def make_source(args: argparse.Namespace) -> TelemetrySource:

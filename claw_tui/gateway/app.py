@@ -33,8 +33,10 @@ from claw_tui.gateway.exchange import Exchange
 from claw_tui.gateway.health import HealthChecker
 from claw_tui.gateway.ladder import DegradationLadder
 from claw_tui.gateway.metrics import GatewayMetrics, LiveCollector
+from claw_tui.gateway.model_ops import WARMUP_CLIENT, model_operation
 from claw_tui.gateway.policies import Authenticator, RateLimiter, VramGate, bearer_token
 from claw_tui.gateway.relay import estimate_first_token, static_answer
+from claw_tui.gateway.residency import ResidencyWatcher
 from claw_tui.gateway.router import GpuView, Router
 from claw_tui.gateway.supersede import CONVERSATION_HEADER, Superseder, Turn, conversation_key
 from claw_tui.gateway.upstream import Call, Opened, Upstream, UpstreamTimeout
@@ -102,6 +104,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             ledger,
             self.router,
             self.vram,
+            resident=lambda backend, model: self.residency.is_resident(backend, model),
             retries=cfg.retries,
             first_token_timeout_s=cfg.first_token_timeout_s,
             idle_timeout_s=cfg.idle_timeout_s,
@@ -119,6 +122,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         )
         self.fallback_models = {k: v for k, v in cfg.fallback_models.items() if isinstance(v, str) and v}
         self.health = HealthChecker(backends)
+        self.residency = ResidencyWatcher(backends, ledger.set_resident)
         self.active = 0
         self.routes = self._routes()
         self._warmup: asyncio.Task | None = None
@@ -142,18 +146,20 @@ class Gateway(ModelEndpoints, ClawEndpoints):
     async def start(self, url: str = "") -> None:
         """Probe the backends (the first answers tell which models each one serves), then warm models up."""
         await self.health.start()
+        await self.residency.start()
         if url and self.config.warmup_prompt:
             self._warmup = asyncio.get_running_loop().create_task(self.warm_up(url), name="claw-warmup")
 
     async def stop(self) -> None:
         if self._warmup is not None:
             self._warmup.cancel()
+        await self.residency.stop()
         await self.health.stop()
 
     async def warm_up(self, url: str) -> dict[str, str]:
         """Send the warm-up prompt to each model (through the gateway itself, so it is metered)."""
         models = list(dict.fromkeys(self.config.warmup_models or [a.model for a in self.agents.values()]))
-        headers = {**self.client_headers(), "X-Claw-Client": "warmup"}
+        headers = {**self.client_headers(), "X-Claw-Client": WARMUP_CLIENT}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=self.config.first_token_timeout_s) as c:
             for model in models:
                 body = {
@@ -196,6 +202,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/metrics": r("GET", self.prometheus),
             "/claw/v1/status": r("GET", self.claw_status),
             "/claw/v1/requests": r("GET", self.claw_requests),
+            "/claw/v1/model-events": r("GET", self.claw_model_events),
             "/claw/v1/summary": r("GET", self.claw_summary),
             "/claw/v1/backends": r("GET", self.claw_backends),
             "/claw/v1/governor": r("GET POST", self.claw_governor),
@@ -260,14 +267,16 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             stream = op == "chat" and bool(body.get("stream"))
         agent = self.agents.get(requested)
         model = agent.model if agent else requested
+        client = ex.header(CLIENT_HEADER)
         record = self.ledger.open_request(
             id=self._next_id(),
             model=model,
+            kind=model_operation(surface, op, body, client),
             endpoint=ex.path,
             surface=surface,
             agent=agent.name if agent else None,
             stream=stream,
-            client=ex.header(CLIENT_HEADER) or ex.client_host,
+            client=client or ex.client_host,
         )
         ex.request_id = record.id
         REQUEST_ID.set(record.id)  # every log line of this request's task names it
@@ -475,7 +484,10 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self, call: Call, opened: Opened, sink: Callable[[bytes], Awaitable[None]]
     ) -> tuple[str, str | None]:
         """Relay the rest of an opened answer into `sink`; returns the outcome (status, error)."""
-        relay = opened.relay
+        relay, record, ledger = opened.relay, call.record, self.ledger
+        seen = relay.progress()
+        if seen:
+            ledger.progress(record, seen)
         try:
             await sink(opened.first)
             while True:
@@ -484,6 +496,10 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                     await sink(relay.end())
                     break
                 out = relay.feed(data)
+                count = relay.progress()
+                if count != seen:
+                    seen = count
+                    ledger.progress(record, count)
                 if out:
                     await sink(out)
         except (aiohttp.ClientError, OSError, UpstreamTimeout) as exc:
@@ -507,6 +523,10 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             if at is not None:
                 self.ledger.mark_first_token(record, at=at)
         self.ledger.finish(record, status, 200, error)
+        if status == "ok":
+            (self.residency.unloaded if record.kind == "unload" else self.residency.loaded)(
+                opened.backend, opened.model
+            )
         self._outcome(None if status == "ok" else GatewayError(502, error or "", retryable=True))
 
     # ---- the degradation ladder ---------------------------------------------------------------------------------

@@ -51,6 +51,17 @@ class ClawEndpoints:
         records = self.ledger.records(max(0, min(limit, 10_000)))
         await ex.respond(200, _dumps({"requests": [r.to_json() for r in reversed(records)]}))
 
+    async def claw_model_events(self, ex: Exchange) -> None:
+        """Model operations (loads, unloads, warm-ups), newest first: listed apart from requests."""
+        try:
+            limit = int(ex.query("limit") or "100")
+        except ValueError:
+            raise GatewayError(400, "limit must be an integer") from None
+        if self.session is not None:
+            await asyncio.to_thread(self.session.refresh_telemetry)
+        events = self.ledger.model_events(max(0, min(limit, 10_000)))
+        await ex.respond(200, _dumps({"model_events": [e.to_json() for e in reversed(events)]}))
+
     async def claw_summary(self, ex: Exchange) -> None:
         await asyncio.to_thread(self.session.refresh_telemetry)
         await ex.respond(200, _dumps(await asyncio.to_thread(self.session.summary_json)))

@@ -129,6 +129,7 @@ class SseMeter:
         self.usage: dict | None = None
         self.error: str | None = None
         self.finish_reason: str | None = None
+        self.timings: dict | None = None  # llama.cpp's server reports its own prompt and decode times
 
     def feed(self, data: bytes) -> bytes:
         if self._buffer:
@@ -152,7 +153,13 @@ class SseMeter:
 
     def _event(self, event: bytes) -> bool:
         """Meter one event; False to leave it out of the relayed stream."""
-        if b'"usage"' in event or b'"error"' in event or not self.first_token_seen or b'"finish_reason":"' in event:
+        if (
+            b'"usage"' in event
+            or b'"error"' in event
+            or not self.first_token_seen
+            or b'"finish_reason":"' in event
+            or b'"timings"' in event
+        ):
             obj = _event_json(event)
             if obj is None:
                 return True
@@ -174,6 +181,8 @@ class SseMeter:
         for choice in obj.get("choices") or ():
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+        if isinstance(obj.get("timings"), dict):
+            self.timings = obj["timings"]
         if obj.get("usage"):
             self.usage = obj["usage"]
             if not obj.get("choices") and not self._keep_usage_event:
@@ -186,6 +195,19 @@ class SseMeter:
             record.completion_tokens = int(self.usage.get("completion_tokens") or 0)
         else:
             record.completion_tokens = self.content_chunks
+        if self.timings:
+            apply_llama_timings(record, self.timings)
+
+
+def apply_llama_timings(record: RequestRecord, timings: dict) -> None:
+    """llama.cpp's `timings` (milliseconds): the prompt's evaluation and the decode, as Ollama's durations."""
+
+    def ms(key: str) -> float | None:
+        value = timings.get(key)
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    record.server_prompt_eval_ms = ms("prompt_ms")
+    record.server_eval_ms = ms("predicted_ms")
 
 
 def _event_json(event: bytes) -> dict | None:

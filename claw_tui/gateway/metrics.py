@@ -19,6 +19,14 @@ from claw_tui.ledger import RequestRecord
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The ledger's buckets: every joule in exactly one (pending: not yet attributed, requests still in flight).
+ENERGY_USES = (
+    ("requests", "active_j"),
+    ("load", "load_j"),
+    ("unmetered", "unmetered_j"),
+    ("idle", "idle_j"),
+    ("pending", "pending_j"),
+)
 
 
 class GatewayMetrics:
@@ -56,9 +64,20 @@ class GatewayMetrics:
         )
         self.degraded = Counter("claw_degraded_replies", "Replies from the degradation ladder", ["step"], registry=r)
         self.rejections = Counter("claw_rejections", "Requests refused by a policy", ["reason"], registry=r)
+        self.model_events = Counter(
+            "claw_model_events", "Model operations (load, unload, warmup) by model", ["model", "kind"], registry=r
+        )
+        self.load_energy = Counter(
+            "claw_model_load_energy_joules", "GPU energy of model loads, by model", ["model"], registry=r
+        )
 
     def observe(self, record: RequestRecord) -> None:
-        """Count one finished request (called once, when its energy is final)."""
+        """Count one finished request or model operation (called once, when its energy is final)."""
+        if record.load_j > 0:
+            self.load_energy.labels(record.model or "").inc(record.load_j)
+        if not record.is_request:
+            self.model_events.labels(record.model or "", record.kind).inc()
+            return
         model, agent = record.model or "", record.agent or ""
         self.requests.labels(model, agent, record.status).inc()
         if record.status == "rejected" and record.http_status in (401, 403, 413, 429, 503):
@@ -141,6 +160,6 @@ class LiveCollector:
         energy = CounterMetricFamily(
             "claw_gpu_energy_joules", "GPU energy measured this session, by use", labels=["use"]
         )
-        energy.add_metric(["active"], totals.get("active_j", 0.0))
-        energy.add_metric(["idle"], totals.get("idle_j", 0.0))
+        for use, key in ENERGY_USES:
+            energy.add_metric([use], totals.get(key, 0.0))
         yield energy

@@ -16,6 +16,7 @@ from claw_tui.gateway.errors import openai_error_object
 from claw_tui.gateway.metering import (
     NdjsonMeter,
     SseMeter,
+    apply_llama_timings,
     apply_server_timings,
     embed_prompt_tokens,
     has_answer_content,
@@ -60,6 +61,10 @@ class Relay:
         """(prompt tokens, completion tokens) metered so far."""
         return 0, 0
 
+    def progress(self) -> int:
+        """Answer chunks relayed so far (about one token each): the ledger's token curve."""
+        return 0
+
 
 class NdjsonRelay(Relay):
     """Ollama surface over an Ollama backend: bytes pass through."""
@@ -79,6 +84,9 @@ class NdjsonRelay(Relay):
     def feed(self, data: bytes) -> bytes:
         self.meter.feed(data)
         return data
+
+    def progress(self) -> int:
+        return self.meter.content_chunks
 
     def end(self) -> bytes:
         self.meter.close()
@@ -117,6 +125,9 @@ class SseRelay(Relay):
     def feed(self, data: bytes) -> bytes:
         return self.meter.feed(data)
 
+    def progress(self) -> int:
+        return self.meter.content_chunks
+
     def end(self) -> bytes:
         return self.meter.rest()
 
@@ -137,6 +148,7 @@ class OpenAIWholeRelay(Relay):
     def __init__(self, on_first_token: Callable[[], None]) -> None:
         self._on_first_token = on_first_token
         self._usage: dict = {}
+        self._timings: dict | None = None
 
     def whole(self, content: bytes) -> bytes:
         try:
@@ -148,6 +160,7 @@ class OpenAIWholeRelay(Relay):
                 error = obj["error"]
                 self.error = error.get("message") if isinstance(error, dict) else str(error)
             self._usage = obj.get("usage") or {}
+            self._timings = obj.get("timings") if isinstance(obj.get("timings"), dict) else None
             if has_answer_content(obj):
                 self.first_token_seen = True
         return content
@@ -158,6 +171,8 @@ class OpenAIWholeRelay(Relay):
     def apply_to(self, record: RequestRecord) -> None:
         record.prompt_tokens = int(self._usage.get("prompt_tokens") or 0)
         record.completion_tokens = int(self._usage.get("completion_tokens") or 0)
+        if self._timings:
+            apply_llama_timings(record, self._timings)
 
     def usage(self) -> tuple[int, int]:
         return int(self._usage.get("prompt_tokens") or 0), int(self._usage.get("completion_tokens") or 0)
@@ -180,6 +195,9 @@ class NdjsonToOpenAI(Relay):
     @property
     def first_token_seen(self) -> bool:
         return self.meter.first_token_seen
+
+    def progress(self) -> int:
+        return self.meter.content_chunks
 
     def _objects(self, data: bytes):
         data = self._tail + data
@@ -292,6 +310,9 @@ class OpenAIToNdjson(Relay):
 
     def failure(self, message: str) -> bytes:
         return _dumps({"error": message}) + (b"\n" if self.stream else b"")
+
+    def progress(self) -> int:
+        return len(self.writer.text)
 
     def apply_to(self, record: RequestRecord) -> None:
         prompt, completion = self.usage()

@@ -90,7 +90,9 @@ class Upstream:
         idle_timeout_s: float,
         before_forward: list[Callable[[RequestRecord], Awaitable[None]]],
         on_retry: Callable[[Backend], None] = lambda b: None,
+        resident: Callable[[Backend, str], bool | None] = lambda b, m: None,
     ) -> None:
+        self.resident = resident
         self.ledger = ledger
         self.router = router
         self.vram = vram
@@ -148,7 +150,7 @@ class Upstream:
             if record.t_upstream_start is None:
                 for hook in self.before_forward:
                     await hook(record)
-                self.ledger.mark_upstream_start(record, backend.gpu)
+                self.ledger.mark_upstream_start(record, backend.gpu, self.resident(backend, model))
             else:
                 record.gpu = backend.gpu
             whole = not call.stream and (call.op == "embed" or _passes_through(call, backend))
@@ -163,7 +165,7 @@ class Upstream:
                         first = relay.whole(await response.read())
                         complete = True
                     else:
-                        first, complete = await self._first_bytes(relay, response)
+                        first, complete = await self._first_bytes(relay, response, record)
             except TimeoutError:
                 if first_wait >= left:
                     raise GatewayError(
@@ -194,13 +196,21 @@ class Upstream:
             backend.admission.release(time.monotonic() - held_since)
             raise
 
-    async def _first_bytes(self, relay: Relay, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-        """Read until the relay has something for the client (or the answer ended)."""
+    async def _first_bytes(
+        self, relay: Relay, response: aiohttp.ClientResponse, record: RequestRecord
+    ) -> tuple[bytes, bool]:
+        """Read until the relay has something for the client (or the answer ended, when it is not streamed to the
+        client: the chunks still tell the ledger when each token came)."""
+        seen = 0
         while True:
             data = await response.content.readany()
             if not data:
                 return relay.end(), True
             out = relay.feed(data)
+            count = relay.progress()
+            if count != seen:
+                seen = count
+                self.ledger.progress(record, count)
             if out:
                 return out, False
 

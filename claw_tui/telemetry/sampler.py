@@ -204,6 +204,7 @@ class TelemetrySampler:
         self._gpus: list[GpuBuffers] = []
         self._listeners: list[PowerListener] = []
         self._snapshot_listeners: list[SnapshotListener] = []
+        self._reading_listeners: list[Callable[[int, GpuSnapshot], None]] = []
         self._gpus_listeners: list[GpusListener] = []
         self._poll_listeners: list[Callable[[TelemetrySampler], None]] = []
         self._stop = threading.Event()
@@ -258,6 +259,10 @@ class TelemetrySampler:
     def add_gpus_listener(self, listener: GpusListener) -> None:
         """Called with the GPUs each time the source opens (also after a recovery), and with [] when it fails."""
         self._gpus_listeners.append(listener)
+
+    def add_reading_listener(self, listener: Callable[[int, GpuSnapshot], None]) -> None:
+        """Called with each GPU's snapshot at every poll, just before that poll's power samples are handed on."""
+        self._reading_listeners.append(listener)
 
     def add_poll_listener(self, listener: Callable[[TelemetrySampler], None]) -> None:
         """Called with the sampler after every poll and every state change, on the polling thread."""
@@ -579,6 +584,8 @@ class TelemetrySampler:
             samples = self._fresh(gpu, source.power_samples(index, gpu.last_sample_ts)) if read_samples else []
             snapshot = source.snapshot(index)
             self._store(gpu, samples, snapshot)
+            for reading_listener in self._reading_listeners:
+                reading_listener(index, snapshot)
             if samples:
                 for listener in self._listeners:
                     listener(index, samples)

@@ -1,57 +1,25 @@
-"""Theme files (TOML) from the top-level themes/ folder, validated and turned into Textual themes."""
+"""Theme files (TOML) from the top-level themes/ folder, turned into Textual themes."""
 
 from __future__ import annotations
 
-import logging
-import tomllib
 from pathlib import Path
+from typing import Any
 
 from textual.theme import Theme
 
-log = logging.getLogger(__name__)
+from claw_tui.theme_files import COLOR_KEYS, read_theme_file, read_theme_files, themes_dir
 
-COLOR_KEYS = (
-    "primary",
-    "secondary",
-    "accent",
-    "warning",
-    "error",
-    "success",
-    "foreground",
-    "background",
-    "surface",
-    "panel",
-    "boost",
-)
+__all__ = ["COLOR_KEYS", "load_theme_file", "load_themes", "themes_dir"]
 
 
-def themes_dir() -> Path:
-    """Installed wheels carry the folder as claw_tui/_themes; a source checkout has it at the top level."""
-    packaged = Path(__file__).resolve().parent.parent / "_themes"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "themes"
+def textual_theme(data: dict[str, Any]) -> Theme:
+    colors = {key: data[key] for key in COLOR_KEYS if key in data}
+    return Theme(name=data["name"], dark=bool(data.get("dark", True)), variables=data.get("variables", {}), **colors)
 
 
 def load_theme_file(path: Path) -> Theme:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    name = data.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{path}: theme needs a 'name'")
-    if "primary" not in data:
-        raise ValueError(f"{path}: theme needs a 'primary' colour")
-    unknown = set(data) - set(COLOR_KEYS) - {"name", "dark", "variables"}
-    if unknown:
-        raise ValueError(f"{path}: unknown theme keys {sorted(unknown)}")
-    colors = {key: data[key] for key in COLOR_KEYS if key in data}
-    return Theme(name=name, dark=bool(data.get("dark", True)), variables=data.get("variables", {}), **colors)
+    return textual_theme(read_theme_file(path))
 
 
 def load_themes(folder: Path | None = None) -> list[Theme]:
-    themes = []
-    for path in sorted((folder or themes_dir()).glob("*.toml")):
-        try:
-            themes.append(load_theme_file(path))
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
-            log.warning("skipping theme %s: %s", path.name, exc)
-    return themes
+    return [textual_theme(data) for data in read_theme_files(folder)]

@@ -7,6 +7,7 @@ configures it:
   FAKE_NVML_ABSENT=1          nvmlInit fails as if no driver were installed
   FAKE_NVML_NO_PERMISSION=1   clock setters answer NVML_ERROR_NO_PERMISSION (as for a non-root user)
   FAKE_NVML_SKEW_S=seconds    power sample timestamps are this far behind the wall clock
+  FAKE_NVML_VRAM_USED_MIB=n   GPU memory in use (default 512 of 143771 MiB)
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ class FakeNvml:
         skew_s: float = 0.0,
         log_path: str | None = None,
         fail_reset: bool = False,
+        vram_used_mib: int = 512,
     ) -> None:
         self.gpus = gpus
+        self.vram_used_mib = vram_used_mib
         self.absent = absent
         self.no_permission = no_permission
         self.fail_reset = fail_reset
@@ -144,7 +147,10 @@ class FakeNvml:
         return 1980 if kind == NVML_CLOCK_SM else 3201
 
     def nvmlDeviceGetMemoryInfo(self, handle):
-        return SimpleNamespace(total=143771 * 2**20, used=512 * 2**20, free=143259 * 2**20)
+        total = 143771
+        return SimpleNamespace(
+            total=total * 2**20, used=self.vram_used_mib * 2**20, free=(total - self.vram_used_mib) * 2**20
+        )
 
     def nvmlDeviceGetSupportedMemoryClocks(self, handle):
         return [3201, 2201]
@@ -219,6 +225,7 @@ _instance = FakeNvml(
     no_permission=os.environ.get("FAKE_NVML_NO_PERMISSION") == "1",
     skew_s=float(os.environ.get("FAKE_NVML_SKEW_S", "0") or 0),
     log_path=os.environ.get("FAKE_NVML_LOG") or None,
+    vram_used_mib=int(os.environ.get("FAKE_NVML_VRAM_USED_MIB", "512") or 512),
 )
 
 
