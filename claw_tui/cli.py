@@ -63,7 +63,9 @@ def run_command(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     face = args.command or "console"
     logs.configure(face, args.verbose)
-    log.info("claw %s: %s (pid %d, Python %s)", __version__, face, os.getpid(), platform.python_version())
+    # The console's file gathers many runs: each starts with this line. On stderr it is noise but for debugging.
+    started = logging.INFO if face == "console" else logging.DEBUG
+    log.log(started, "claw %s: %s (pid %d, Python %s)", __version__, face, os.getpid(), platform.python_version())
     log.debug("options: %s", {key: value for key, value in vars(args).items() if key != "run"})
     if getattr(args, "replay", None) and (code := check_replay(args.replay)):
         return code

@@ -49,10 +49,9 @@ def claw_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     ("flags", "shown", "hidden"),
     [
         ([], [], ["INFO", "DEBUG"]),
-        (["-v"], ["INFO claw_tui.cli: claw ", ": gpu (pid "], ["DEBUG"]),
-        (["-vv"], ["INFO claw_tui.cli: claw ", "DEBUG claw_tui.cli: options: ", "'demo': True"], []),
+        (["-vv"], ["DEBUG claw_tui.cli: claw ", ": gpu (pid ", "DEBUG claw_tui.cli: options: ", "'demo': True"], []),
     ],
-    ids=["quiet", "-v", "-vv"],
+    ids=["quiet", "-vv"],
 )
 def test_each_v_shows_more_of_a_faces_log_on_stderr(tmp_path, flags, shown, hidden):
     result = subprocess.run(
@@ -116,6 +115,7 @@ def test_serve_logs_one_logfmt_line_per_record_and_names_the_request(tmp_path):
     answered = [line for line in records if f"request_id={request_id} " in line]
     assert any('msg="POST /api/chat answered 200"' in line for line in answered), lines
     assert any('logger=claw.serve msg="stopped cleanly"' in line for line in records)
+    assert any('level=debug logger=claw_tui.commands.common msg="config: ' in line for line in records)
 
 
 def test_serve_without_v_keeps_the_request_lines_out(tmp_path):

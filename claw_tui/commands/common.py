@@ -29,7 +29,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 def load_config_or_exit(args: argparse.Namespace) -> Config:
     """The effective config, or one clear line on stderr and exit status 2."""
     path, source = config_path_and_source(getattr(args, "config", None))
-    log.info("config: %s (%s%s)", path, source, "" if path.exists() else "; no file there, so the defaults")
+    log.debug("config: %s (%s%s)", path, source, "" if path.exists() else "; no file there, so the defaults")
     try:
         return load_config_for_cli(getattr(args, "config", None))
     except ConfigError as exc:
