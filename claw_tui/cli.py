@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "claw_tui.commands.compare",
     "claw_tui.commands.bench",
     "claw_tui.commands.doctor",
+    "claw_tui.commands.web",
 )
 
 
@@ -45,6 +46,8 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="config file (else $CLAW_CONFIG, else the user config)")
     parser.add_argument("--demo", action="store_true", help="use the built-in simulator (simulated GPU + Ollama)")
     parser.add_argument("--replay", metavar="FILE", help="play a recorded GPU trace as the telemetry source")
+    parser.add_argument("--connect", metavar="URL", help="attach the console to the claw service at URL")
+    parser.add_argument("--token", metavar="T", help="the service's token for --connect (else $CLAW_TOKEN)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (each -v a level more)")
 
 

@@ -125,9 +125,27 @@ class GatewayConfig:
         factory=list, help="client bearer tokens; empty = no auth (then only a loopback listen is allowed)"
     )
     admin_tokens: list[str] = setting(
-        factory=list, help="when set, /api/create, /api/delete, /api/pull and /api/copy need one of these"
+        factory=list,
+        help="when set, model management (/api/create, /api/delete, /api/pull, /api/copy) and switching the "
+        "governor (POST /claw/v1/governor) need one of these",
     )
     max_body_bytes: int = setting(8 * 1024 * 1024, "largest request body accepted, in bytes", above=0)
+    max_header_bytes: int = setting(
+        64 * 1024, "largest request line and headers, in bytes (then 431 and the connection is closed)", at_least=1024
+    )
+    header_timeout_s: float = setting(
+        10.0, "time a client has to send its request line and headers (then 408 and the connection is closed)", above=0
+    )
+    body_timeout_s: float = setting(
+        30.0, "longest silence while a request body arrives (then 408 and the connection is closed)", above=0
+    )
+    keep_alive_timeout_s: float = setting(30.0, "an idle keep-alive connection is closed after this long", above=0)
+    max_connections: int = setting(
+        0,
+        "open client connections at most; beyond it idle ones are closed first, then 503; "
+        "0 = automatic, below the process's open-file limit",
+        at_least=0,
+    )
     rate_limit_rpm: int = setting(0, "requests per minute per token; 0 = off", at_least=0)
     rate_limit_burst: int = setting(0, "requests a token may send at once above the rate", at_least=0)
     max_in_flight: int = setting(16, "requests forwarded at once to one backend", at_least=1)
@@ -158,8 +176,14 @@ class GatewayConfig:
     )
     static_reply: str = setting("", "last step of the degradation ladder: reply this text; empty = off")
     error_rate_threshold: float = setting(
-        0.5, "rolling error rate (0..1) that starts the degradation ladder", at_least=0, at_most=1
+        0.5,
+        "error rate (0..1) of a model that starts its degradation ladder, and of a backend for a model that routes "
+        "that model elsewhere; 0 = off",
+        at_least=0,
+        at_most=1,
     )
+    error_rate_window_s: float = setting(60.0, "error rates count the outcomes of this many last seconds", above=0)
+    error_rate_min_samples: int = setting(10, "outcomes an error rate needs in its window before it counts", at_least=1)
 
     def host_port(self) -> tuple[str, int]:
         return parse_listen(self.listen)
@@ -182,7 +206,7 @@ class BackendConfig:
 class TelemetryConfig:
     source: str = setting(
         "auto",
-        "auto (NVML if present, else none), nvml, sim, replay or none",
+        "auto (NVML if present, else none), nvml, sim (the simulated GPU; needs --demo), replay or none",
         choices=("auto", "nvml", "sim", "replay", "none"),
     )
     replay_file: str = setting("", 'recorded trace played when source = "replay"')
@@ -511,6 +535,26 @@ def validate_config(config: Config) -> None:
     check_theme(config.ui.theme)
     if config.telemetry.source == "replay" and not config.telemetry.replay_file:
         raise _SchemaError(("telemetry", "replay_file"), 'source = "replay" needs a replay_file')
+
+
+def check_telemetry_source(config: Config, *, demo: bool, replay: bool = False) -> None:
+    """`[telemetry] source = "sim"` is the simulated GPU of --demo: a run without --demo (or --replay, which
+    brings its own trace) refuses it rather than quietly reading NVML instead."""
+    if config.telemetry.source != "sim" or demo or replay:
+        return
+    line = None
+    if config.path is not None:
+        try:
+            line = find_key_line(config.path.read_text(encoding="utf-8"), ("telemetry", "source"))
+        except (OSError, UnicodeDecodeError):
+            pass
+    raise ConfigError(
+        '"sim" is the simulated GPU of --demo, which this run is not: run with --demo, '
+        'or set source = "auto" (NVML when there is a GPU), "nvml" or "none"',
+        path=config.path,
+        key="telemetry.source",
+        line=line,
+    )
 
 
 def check_field_limits(section: Any, key_path: KeyPath) -> None:
@@ -915,8 +959,64 @@ def check_document(document: dict[str, Any], path: Path | None) -> None:
 
 
 def update_agents(path: Path, agents: list[AgentConfig]) -> None:
-    """Rewrite only the [[agents]] tables of the config file, keeping the rest of it (comments included)."""
-    replace_top_level_key(path, "agents", [section_to_dict(agent, skip_defaults=True) for agent in agents])
+    """Rewrite only the [[agents]] tables of the config file with tomlkit: every other line stays, and so do the
+    comments of agents that are kept (a changed value is rewritten, an unchanged one is left as it was)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    wanted = [section_to_dict(agent, skip_defaults=True) for agent in agents]
+    if not wanted:  # nothing to edit in place: the splice drops the tables and keeps what followed them
+        replace_top_level_key(path, "agents", wanted)
+        return
+    check_document({"agents": wanted}, path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=path) from None
+    expected = {name: item for name, item in parse_toml(text, path=path).items() if name != "agents"}
+    try:
+        document = tomlkit.parse(text)
+        kept = {}
+        old = document.get("agents")
+        trailing = []
+        if isinstance(old, list) and old:
+            kept = {table.get("name"): table for table in old if hasattr(table, "get")}
+            trailing = _trailing_trivia(old[-1])  # the comments that introduce whatever follows the agents
+        tables = tomlkit.aot()
+        for data in wanted:
+            table = kept.get(data["name"])
+            if table is None:
+                table = tomlkit.table()
+            for key in [k for k in table if k not in data]:
+                del table[key]
+            for key, value in data.items():
+                if table.get(key) != value:
+                    table[key] = value
+            tables.append(table)
+        if trailing:
+            tables[-1].value.body.extend(trailing)
+        document["agents"] = tables
+        new_text = tomlkit.dumps(document)
+    except (TOMLKitError, ValueError, TypeError):
+        new_text = None
+    expected["agents"] = wanted
+    if new_text is None or tomllib.loads(new_text) != expected:
+        replace_top_level_key(path, "agents", wanted)  # a layout tomlkit could not edit: the plain splice
+        return
+    write_text_atomically(path, new_text)
+
+
+def _trailing_trivia(table) -> list:
+    """Take the comments and blank lines after a table's last key out of it (tomlkit keeps them in the table)."""
+    body = table.value.body
+    cut = len(body)
+    while cut and body[cut - 1][0] is None:
+        cut -= 1
+    trailing = body[cut:]
+    del body[cut:]
+    return trailing
 
 
 def update_ui(path: Path, ui: UIConfig) -> None:
@@ -1092,3 +1192,24 @@ def toml_pair(key: str, value: Any) -> str:
         inline = ", ".join(toml_pair(item_key, item) for item_key, item in value.items())
         return f"{key} = {{ {inline} }}" if inline else f"{key} = {{}}"
     return tomli_w.dumps({key: value}).strip()
+
+
+DEMO_KEEP_S = 24 * 3600
+
+
+def new_demo_state_dir() -> Path:
+    """A fresh folder for one demo run (its config with the theme and agents, its session store, its exports), under
+    the user state folder's `demo/`. Folders of earlier runs are removed once they are a day old."""
+    import shutil
+    import time
+
+    base = platformdirs.user_state_path(APP_NAME) / "demo"
+    base.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in base.glob("run-*"):
+        try:
+            if now - old.stat().st_mtime > DEMO_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
+import os
 import socket
 import sys
 import threading
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claw_tui import __version__
-from claw_tui.config import Config
+from claw_tui.config import Config, ConfigError, check_document, config_from_document, update_agents
+from claw_tui.console.bus import EventBus
+from claw_tui.console.feed import EventFeed
 from claw_tui.gateway.agents import Agent
 from claw_tui.gateway.app import Gateway
 from claw_tui.gateway.backends import Backend
@@ -31,7 +35,7 @@ from claw_tui.governor import (
     default_state_file,
     unload_resident_models,
 )
-from claw_tui.httpserver import AppServer
+from claw_tui.httpserver import AppServer, ConnectionLimits
 from claw_tui.ledger import Ledger
 from claw_tui.store import SessionStore, default_store_path
 from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
@@ -77,6 +81,15 @@ class SessionOptions:
     clock_control: ClockControl | None = None  # an explicit governor clock control (tests)
     export_dir: Path | None = None  # where F7 writes summaries; default: "exports" beside the session store
     stats_interval_s: float = 1.0  # how often the session's running totals are saved to the store
+    face: str = "serve"  # "serve" (the service) or "console" (a console running the core in-process)
+
+
+class AgentError(ValueError):
+    """An agent change that cannot be made; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Session:
@@ -108,6 +121,12 @@ class Session:
         )
         self.alert_totals = AlertTracker(config.telemetry.power_alert_w, config.telemetry.temp_alert_c)
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Everything a console shows, as numbered events (/claw/v1/events and the in-process console).
+        self.bus = EventBus()
+        self.feed = EventFeed(self, self.bus)
+        self.feed.attach_ledger()
+        self._agents_lock = threading.Lock()
+        self._monotonic_start = time.monotonic()
         self._counter_base: tuple[float, list[float]] | None = None
         self._counter_final: tuple[float, list[float]] | None = None
         self._stops: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
@@ -134,6 +153,7 @@ class Session:
             await asyncio.to_thread(self._start_telemetry)
             await self._start_governor()
             await self._start_gateway()
+            self._start_feed()
             self._start_stats()
             self._start_demo_traffic()
         except BaseException:
@@ -231,6 +251,7 @@ class Session:
         )
         sampler.add_power_listener(self.ledger.add_power)
         sampler.add_reading_listener(lambda index, snapshot: self.ledger.add_utilization([snapshot]))
+        self.feed.attach_sampler(sampler)
         sampler.add_gpus_listener(self._telemetry_gpus_changed)
         sampler.add_poll_listener(self.alerts.observe)
         sampler.add_snapshot_listener(self.alert_totals.add)
@@ -367,10 +388,15 @@ class Session:
     def _alert_raised(self, alert: Alert) -> None:
         if self.store is not None:
             self.store.save_event("alert", alert.to_json())
+        self._alerts_changed()
 
     def _alert_cleared(self, alert: Alert) -> None:
         if self.store is not None:
             self.store.save_event("alert_cleared", alert.to_json())
+        self._alerts_changed()
+
+    def _alerts_changed(self) -> None:
+        self.feed.publish_if_changed("alerts", lambda: {"alerts": [a.to_json() for a in self.alerts.active()]})
 
     async def _start_gateway(self) -> None:
         cfg = self.config.gateway
@@ -399,12 +425,16 @@ class Session:
         self.gateway = Gateway(backends=self.backends, ledger=self.ledger, agents=self.agents, session=self, config=cfg)
         if self.governor is not None:
             self.gateway.before_forward.append(self.governor.wake)
-        self.server = AppServer(self.gateway.app, host, port)
+        self.server = AppServer(self.gateway.app, host, port, ConnectionLimits.from_config(cfg))
         await self.server.start()
         self._stops.append(("gateway", self.server.stop))
         await self.gateway.start(self.server.url)
         self._stops.append(("gateway policies", self.gateway.stop))
         log.info("gateway listening on %s", self.server.url)
+
+    def _start_feed(self) -> None:
+        self.feed.start()
+        self._stops.append(("events", self.feed.stop))
 
     def _start_demo_traffic(self) -> None:
         if not (self.demo and self.options.demo_traffic):
@@ -433,6 +463,54 @@ class Session:
         self.agents = agents
         if self.gateway is not None:
             self.gateway.set_agents(agents)
+        self.bus.publish("agents", {"agents": self.agents_json()})
+
+    def agents_json(self) -> list[dict]:
+        return [dataclasses.asdict(agent) for agent in self.agents]
+
+    def save_agents(self, agents: list[dict]) -> list[dict]:
+        """Check the agents, write them to the config file (its [[agents]] only; comments stay), then serve them.
+        Blocking (file I/O): call it off the gateway's loop. Nothing changes when a check or the write fails."""
+        try:
+            check_document({"agents": agents}, self.config.path)
+        except ConfigError as exc:
+            raise AgentError(400, str(exc)) from None
+        configs = config_from_document({"agents": agents}).agents
+        # The demo's sample agents are served, never written into a config file.
+        to_save = [a for a in configs if not (self.demo and Agent.from_config(a) in DEMO_AGENTS)]
+        if self.config.path is not None:
+            try:
+                update_agents(self.config.path, to_save)
+            except (ConfigError, OSError) as exc:
+                raise AgentError(500, f"agents not saved: {exc}") from None
+        self.config.agents = configs
+        self.set_agents([Agent.from_config(a) for a in configs])
+        return self.agents_json()
+
+    def put_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+        """Create an agent (`replacing` None) or replace the one named `replacing`; returns every agent."""
+        if not isinstance(agent, dict):
+            raise AgentError(400, "an agent is a JSON object with at least a name and a model")
+        name = agent.get("name")
+        with self._agents_lock:
+            agents = self.agents_json()
+            names = [a["name"] for a in agents]
+            if replacing is not None and replacing not in names:
+                raise AgentError(404, f"no agent named '{replacing}'")
+            if name in names and name != replacing:
+                raise AgentError(409, f"an agent named '{name}' already exists")
+            if replacing is None:
+                agents.append(agent)
+            else:
+                agents = [agent if a["name"] == replacing else a for a in agents]
+            return self.save_agents(agents)
+
+    def delete_agent(self, name: str) -> list[dict]:
+        with self._agents_lock:
+            agents = self.agents_json()
+            if name not in [a["name"] for a in agents]:
+                raise AgentError(404, f"no agent named '{name}'")
+            return self.save_agents([a for a in agents if a["name"] != name])
 
     def telemetry_json(self) -> dict:
         sampler = self.sampler
@@ -452,8 +530,14 @@ class Session:
     def status_json(self) -> dict:
         sampler = self.sampler
         return {
+            "service": "claw",
+            "face": self.options.face,
             "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self._monotonic_start, 3),
             "session": {"id": self.id, "started_at": self.started_at, "demo": self.demo},
+            "last_event_id": self.bus.last_id,
+            "stats": self.feed.stats_json(),
             "gateway": {"url": self.gateway_url},
             "gpus": [s.to_json() for s in sampler.latest_all()] if sampler else [],
             "telemetry": self.telemetry_json(),
@@ -461,6 +545,10 @@ class Session:
             "backends": [b.to_json() for b in self.backends],
             "in_flight": self.ledger.in_flight(),
             "alerts": [a.to_json() for a in self.alerts.active()],
+            "alert_thresholds": {
+                "power_alert_w": self.alerts.thresholds.power_alert_w,
+                "temp_alert_c": self.alerts.thresholds.temp_alert_c,
+            },
             "notices": list(self.notices),
         }
 
@@ -544,7 +632,13 @@ class Session:
     def set_governor_enabled(self, enabled: bool) -> dict:
         if self.governor is None:
             raise RuntimeError("the governor is not running")
-        return self.run_on_loop(self.governor.set_enabled(enabled))
+        status = self.run_on_loop(self.governor.set_enabled(enabled))
+        self.governor_changed()
+        return status
+
+    def governor_changed(self) -> None:
+        """Consoles see a governor change at once, not at the next once-a-second look."""
+        self.feed.publish_if_changed("governor", self.governor_json, force=True)
 
     def toggle_governor(self) -> dict:
         return self.set_governor_enabled(not self.governor_json().get("enabled", False))

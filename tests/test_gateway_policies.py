@@ -245,19 +245,52 @@ def test_weighted_balancing_follows_weights_and_gpu_types(tmp_path):
             runner.stop()
 
 
-def test_degraded_backend_leaves_rotation(tmp_path):
+def test_a_model_failing_on_one_backend_moves_to_the_other_which_stays_up(tmp_path):
     with SimBackends([{}, {}]) as sims:
-        runner = start_gateway(tmp_path, sims, retries=0, health_interval_s=60)
+        # "flaky" is broken on b0 only (a bad parameter stored in it makes every request fail there with a 500)
+        for index, parameters in ((0, {"temperature": "hot"}), (1, {})):
+            created = httpx.post(
+                sims.url(index) + "/api/create",
+                json={"model": "flaky", "from": "llama3.2:3b", "parameters": parameters, "stream": False},
+            )
+            assert created.status_code == 200
+        runner = start_gateway(tmp_path, sims, retries=0, health_interval_s=60, error_rate_min_samples=4)
         try:
-            session = runner.session
-            sims.call(lambda: sims.state(0).fail_next(3, status=500))
-            sims.call(lambda: sims.state(1).fail_next(3, status=500))
-            for i in range(6):
-                post(session.gateway_url, "/api/chat", chat_body(f"fail{i}", stream=False))
-            states = {
-                b["name"]: b["state"] for b in httpx.get(session.gateway_url + "/claw/v1/backends").json()["backends"]
+            url = runner.session.gateway_url
+            answers = [post(url, "/api/chat", chat_body(f"q{i}", model="flaky", stream=False)) for i in range(12)]
+            failed_on_b0 = [a for a in answers if a.status_code == 500]
+            assert 1 <= len(failed_on_b0) <= 4 and all(a.headers.get("X-Claw-Request-Id") for a in failed_on_b0)
+            assert [a.headers["X-Claw-Backend"] for a in answers[-4:]] == ["b1"] * 4  # routed away from b0
+            backends = {b["name"]: b for b in httpx.get(url + "/claw/v1/backends").json()["backends"]}
+            assert backends["b0"]["state"] == "up"  # one broken model does not take the backend out of rotation
+            assert backends["b0"]["failing_models"] == ["flaky"] and backends["b1"]["failing_models"] == []
+            assert "temperature" in backends["b0"]["last_error"] and "flaky" in backends["b0"]["state_reason"]
+            others = {
+                post(url, "/api/chat", chat_body(f"r{i}", stream=False)).headers["X-Claw-Backend"] for i in range(6)
             }
-            assert states == {"b0": "degraded", "b1": "degraded"}
+            assert others == {"b0", "b1"}  # other models still use both backends
+        finally:
+            runner.stop()
+
+
+def test_failing_health_checks_take_a_backend_out_of_rotation(tmp_path):
+    with SimBackends([{}, {}]) as sims:
+        runner = start_gateway(tmp_path, sims, health_interval_s=0.05)
+        try:
+            url = runner.session.gateway_url
+            sims.call(lambda: sims.state(0).fail_next(50, status=500, paths=["/api/tags"]))
+
+            def state(name):
+                return next(b for b in httpx.get(url + "/claw/v1/backends").json()["backends"] if b["name"] == name)
+
+            degraded = wait_until(lambda: state("b0")["state"] == "degraded" and state("b0"), timeout=10)
+            assert "health check" in degraded["last_error"] and "out of rotation" in degraded["state_reason"]
+            served = {
+                post(url, "/api/chat", chat_body(f"q{i}", stream=False)).headers["X-Claw-Backend"] for i in range(4)
+            }
+            assert served == {"b1"}
+            sims.call(lambda: sims.state(0).clear_faults())
+            wait_until(lambda: state("b0")["state"] == "up", timeout=10)
         finally:
             runner.stop()
 
@@ -265,17 +298,20 @@ def test_degraded_backend_leaves_rotation(tmp_path):
 # ---- the degradation ladder ------------------------------------------------------------------------------------
 
 
-def _fail_until_ladder(session, sims, n=5):
-    sims.call(lambda: sims.state(0).fail_next(n, status=500))
-    statuses = [
-        post(session.gateway_url, "/api/chat", chat_body(f"failing {i}", stream=False)).status_code for i in range(n)
-    ]
-    assert statuses[:-1] == [500] * (n - 1)  # the last failure may already be answered by a ladder step
-    assert session.gateway.ladder.active()
+def _fail_until_ladder(session, sims, model="qwen3:8b", min_samples=5):
+    """Make the backend fail every request until the ladder starts for `model`: not before min_samples outcomes."""
+    sims.call(lambda: sims.state(0).fail_next(1000, status=500))
+    sent = 0
+    while not session.gateway.ladder.active(model):
+        post(session.gateway_url, "/api/chat", chat_body(f"failing {sent}", model=model, stream=False))
+        sent += 1
+        assert sent <= min_samples
+    assert session.gateway.ladder.to_json()["models"][model]["outcomes"] == min_samples
+    sims.call(lambda: sims.state(0).clear_faults())
 
 
 def test_ladder_serves_identical_answers_from_the_cache(gateway, sims):
-    session = gateway(retries=0, cache_ttl_s=60, error_rate_threshold=0.5)
+    session = gateway(retries=0, cache_ttl_s=60, error_rate_threshold=0.5, error_rate_min_samples=5)
     body = chat_body("what is a joule?", stream=False)
     fresh = post(session.gateway_url, "/api/chat", body)
     assert fresh.status_code == 200 and "X-Claw-Cache" not in fresh.headers
@@ -286,7 +322,6 @@ def test_ladder_serves_identical_answers_from_the_cache(gateway, sims):
     assert cached.headers["X-Claw-Cache"] == "hit" and cached.headers["X-Claw-Degraded"] == "cache"
     assert cached.json()["message"] == fresh.json()["message"]
     assert record_of(session, cached).backend == "cache"
-    sims.call(lambda: sims.state(0).clear_faults())
 
 
 def test_ladder_downgrades_to_the_fallback_then_replies_static(gateway, sims):
@@ -295,12 +330,14 @@ def test_ladder_downgrades_to_the_fallback_then_replies_static(gateway, sims):
         degrade_to_fallback=True,
         static_reply="We are overloaded, please retry.",
         fallback_models={"qwen3:32b": "qwen3:8b"},
+        error_rate_min_samples=5,
     )
-    _fail_until_ladder(session, sims)
+    _fail_until_ladder(session, sims, model="qwen3:32b")
     downgraded = post(session.gateway_url, "/api/chat", chat_body("hi", model="qwen3:32b", stream=False))
     assert downgraded.status_code == 200
     assert downgraded.headers["X-Claw-Model-Downgraded"] == "qwen3:8b"
-    # no fallback for this model: the static reply, in each surface's shape
+    # a model without a fallback: once its own error rate is high, the static reply, in each surface's shape
+    _fail_until_ladder(session, sims, model="llama3.2:3b")
     ol = ollama.Client(host=session.gateway_url)
     assert (
         ol.chat(model="llama3.2:3b", messages=[{"role": "user", "content": "x"}]).message.content
@@ -318,6 +355,10 @@ def test_ladder_downgrades_to_the_fallback_then_replies_static(gateway, sims):
     raw = post(session.gateway_url, "/api/generate", {"model": "llama3.2:3b", "prompt": "x", "stream": False})
     assert raw.headers["X-Claw-Degraded"] == "static" and raw.json()["response"] == "We are overloaded, please retry."
     assert record_of(session, raw).status == "rejected"
+    # a healthy model is answered by its backend, not by the ladder
+    healthy = post(session.gateway_url, "/api/chat", chat_body("hi", model="qwen3:8b", stream=False))
+    assert healthy.status_code == 200 and "X-Claw-Degraded" not in healthy.headers
+    assert healthy.json()["message"]["content"] != "We are overloaded, please retry."
 
 
 def test_ladder_is_off_until_the_error_rate_is_high(gateway, sims):

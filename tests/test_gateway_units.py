@@ -261,16 +261,33 @@ def test_error_rate_window():
     assert window.rate() == 0.0 and window.counts() == (0, 0)
 
 
-def test_ladder_needs_a_step_and_a_high_rate():
-    window = ErrorRateWindow(min_samples=1)
-    window.add(False)
-    assert not DegradationLadder(0.5, cache=False, fallback=False, static_reply="", window=window).active()
-    ladder = DegradationLadder(0.5, cache=True, fallback=False, static_reply="", window=window)
-    assert ladder.active()
-    window.add(True)
-    window.add(True)
-    assert not ladder.active()
+def test_ladder_needs_a_step_and_a_high_rate_of_that_model():
+    off = DegradationLadder(0.5, cache=False, fallback=False, static_reply="", min_samples=1)
+    off.add("m", False)
+    assert not off.active("m")
+    ladder = DegradationLadder(0.5, cache=True, fallback=False, static_reply="", min_samples=1)
+    ladder.add("m", False)
+    assert ladder.active("m")
+    assert not ladder.active("other")  # one model's failures never degrade another's answers
+    ladder.add("m", True)
+    ladder.add("m", True)
+    assert not ladder.active("m")
     assert ladder.to_json()["steps"] == ["cache"]
+
+
+def test_error_rates_need_their_minimum_sample_within_the_window():
+    clock = FakeClock()
+    ladder = DegradationLadder(
+        0.5, cache=True, fallback=False, static_reply="", window_s=60, min_samples=10, clock=clock
+    )
+    for _ in range(9):
+        ladder.add("m", False)
+    assert not ladder.active("m")  # nine failures in a row are too few to judge
+    ladder.add("m", False)
+    assert ladder.active("m") and ladder.to_json()["degraded_models"] == ["m"]
+    clock.now += 61
+    assert not ladder.active("m")  # the window moved on
+    assert ladder.to_json()["models"] == {}
 
 
 def test_answer_cache_ttl_and_size():

@@ -66,7 +66,9 @@ async def test_pane_shows_state_energy_and_the_requests_behind_it(burst_runner):
             "P-state",
             "energy",
             "idle",
-            "tokens/J",
+            "requests",
+            "tok/J all-in",
+            "tok/J requests",
             "reasons",
             "governor off",
             "in flight",
@@ -272,6 +274,7 @@ async def test_lost_gpu_shows_the_error_and_recovers(tmp_path):
             source.fail = True
             clock.now += 0.25
             sampler.tick()
+            await pilot.pause()  # the console applies the events the tick published
             app.query_one(PowerPane).refresh_data(force_plot=True)
             await pilot.pause()
             stats = str(app.query_one("#power-stats").render())
@@ -281,6 +284,7 @@ async def test_lost_gpu_shows_the_error_and_recovers(tmp_path):
             for _ in range(24):
                 clock.now += 0.25
                 sampler.tick()
+            await pilot.pause()
             app.query_one(PowerPane).refresh_data(force_plot=True)
             await pilot.pause()
             assert "GPU 0" in str(app.query_one("#power-stats").render())

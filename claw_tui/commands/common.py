@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from claw_tui.config import Config, ConfigError, config_path_and_source, load_config_for_cli
+from claw_tui.config import Config, ConfigError, check_telemetry_source, config_path_and_source, load_config_for_cli
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,17 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging")
 
 
-def load_config_or_exit(args: argparse.Namespace) -> Config:
-    """The effective config, or one clear line on stderr and exit status 2."""
+def load_config_or_exit(args: argparse.Namespace, *, runs_session: bool = False) -> Config:
+    """The effective config, or one clear line on stderr and exit status 2. `runs_session`: the command starts a
+    Session (the console, serve), so the telemetry source must suit --demo / --replay as given."""
     path, source = config_path_and_source(getattr(args, "config", None))
     log.debug("config: %s (%s%s)", path, source, "" if path.exists() else "; no file there, so the defaults")
     try:
-        return load_config_for_cli(getattr(args, "config", None))
+        config = load_config_for_cli(getattr(args, "config", None))
+        if runs_session:
+            demo = bool(getattr(args, "demo", False))
+            check_telemetry_source(config, demo=demo, replay=bool(getattr(args, "replay", None)))
+        return config
     except ConfigError as exc:
         print(f"claw: config error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

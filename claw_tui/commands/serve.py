@@ -29,6 +29,11 @@ def register(subparsers) -> None:
         "--replay", metavar="FILE", default=argparse.SUPPRESS, help="use a recorded GPU trace as the telemetry source"
     )
     parser.add_argument("--sim-speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--print-systemd-unit",
+        action="store_true",
+        help="print a systemd unit that runs this service (save it as /etc/systemd/system/claw.service)",
+    )
     parser.set_defaults(run=run_serve)
 
 
@@ -39,8 +44,43 @@ def listen_address(args, config) -> tuple[str, int]:
     return (host, args.port) if args.port is not None else (host, port)
 
 
+def systemd_unit(args, config_path) -> str:
+    """A unit that runs `claw serve` as the current user with this config, restarted when it fails."""
+    import getpass
+    import shlex
+
+    command = [sys.executable, "-m", "claw_tui", "--config", str(config_path), "serve"]
+    if args.listen:
+        command += ["--listen", f"{args.listen[0]}:{args.listen[1]}"]
+    elif args.port is not None:
+        command += ["--port", str(args.port)]
+    return f"""[Unit]
+Description=claw: metered LLM gateway, GPU telemetry and idle governor
+After=network-online.target ollama.service
+Wants=network-online.target
+
+[Service]
+Type=simple
+User={getpass.getuser()}
+ExecStart={shlex.join(command)}
+Restart=on-failure
+RestartSec=2
+# one file descriptor per client connection and per upstream stream
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 def run_serve(args) -> int:
-    config = load_config_or_exit(args)
+    if args.print_systemd_unit:
+        from claw_tui.config import resolve_config_path
+
+        path = resolve_config_path(getattr(args, "config", None)).expanduser().resolve()
+        print(systemd_unit(args, path), end="")
+        return 0
+    config = load_config_or_exit(args, runs_session=True)
     from claw_tui.runtime import run
 
     try:

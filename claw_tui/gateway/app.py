@@ -24,7 +24,7 @@ import httpx
 from claw_tui.config import GatewayConfig
 from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.backends import Backend
+from claw_tui.gateway.backends import Backend, describe_error
 from claw_tui.gateway.cache import AnswerCache, Flight, FlightError, Singleflight, StoredAnswer, request_key
 from claw_tui.gateway.catalog import ModelEndpoints
 from claw_tui.gateway.claw_api import ClawEndpoints
@@ -83,6 +83,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self.backends = backends
         for backend in backends:
             backend.configure_admission(cfg.max_in_flight, cfg.queue_size, cfg.queue_timeout_s)
+            backend.configure_error_rates(cfg.error_rate_threshold, cfg.error_rate_window_s, cfg.error_rate_min_samples)
         self.ledger = ledger
         self.session = session
         self.agents = {agent.name: agent for agent in agents}
@@ -119,6 +120,8 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             cache=self.cache.enabled,
             fallback=cfg.degrade_to_fallback,
             static_reply=cfg.static_reply,
+            window_s=cfg.error_rate_window_s,
+            min_samples=cfg.error_rate_min_samples,
         )
         self.fallback_models = {k: v for k, v in cfg.fallback_models.items() if isinstance(v, str) and v}
         self.health = HealthChecker(backends)
@@ -206,6 +209,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/summary": r("GET", self.claw_summary),
             "/claw/v1/backends": r("GET", self.claw_backends),
             "/claw/v1/governor": r("GET POST", self.claw_governor),
+            "/claw/v1/events": r("GET", self.claw_events),
+            "/claw/v1/telemetry": r("GET", self.claw_telemetry),
+            "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
         }
 
     def _route(self, path: str) -> Route | None:
@@ -229,7 +235,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                 )
             if self.auth.enabled:
                 try:
-                    self.auth.check(ex.path, bearer_token(scope["headers"], scope.get("query_string", b"")))
+                    self.auth.check(ex.path, bearer_token(scope["headers"], scope.get("query_string", b"")), ex.method)
                 except GatewayError:
                     self.metrics.rejections.labels("auth").inc()
                     raise
@@ -314,7 +320,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         return f"{self._id_prefix}{self._id_counter:08x}"
 
     async def _read_json(self, ex: Exchange) -> tuple[dict, bytes]:
-        raw = await ex.read_body(self.config.max_body_bytes)
+        raw = await ex.read_body(self.config.max_body_bytes, self.config.body_timeout_s)
         return validate.parse_json_object(raw), raw
 
     def _identity(self, ex: Exchange) -> str:
@@ -384,7 +390,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         extra: list[tuple[bytes, bytes]] = [(b"x-claw-context-trimmed", str(trimmed).encode())] if trimmed else []
         key = request_key(ex.path, body) if (self.cache.enabled or self.flights is not None) else None
 
-        if self.ladder.any_step and self.ladder.active():
+        if self.ladder.active(call.model):
             if await self._degraded_reply(ex, call, key, extra):
                 return
             if self.ladder.fallback and call.fallbacks:
@@ -403,11 +409,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             try:
                 opened = await self.upstream.open(call)
             except GatewayError as exc:
-                self._outcome(exc)
-                if (
-                    self.ladder.any_step
-                    and self.ladder.active()
-                    and await self._degraded_reply(ex, call, key, extra, after_failure=exc, allow_fallback=False)
+                self._outcome(call.model, exc)
+                if self.ladder.active(call.model) and await self._degraded_reply(
+                    ex, call, key, extra, after_failure=exc, allow_fallback=False
                 ):
                     return
                 raise
@@ -430,14 +434,13 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self.superseder.begin(turn)
         return turn
 
-    def _outcome(self, exc: GatewayError | None) -> None:
-        """Feed the error-rate window: backend failures count, refusals and client mistakes do not."""
-        if not self.ladder.any_step:
-            return
+    def _outcome(self, model: str, exc: GatewayError | None) -> None:
+        """Feed the model's error rate (the ladder): backend failures count, refusals and client mistakes do not.
+        (Each backend's own rates are fed per attempt, in upstream.py, and when an answer ends, in `_finish`.)"""
         if exc is None:
-            self.ladder.window.add(True)
-        elif exc.retryable and exc.status >= 500 and "is busy" not in exc.message:
-            self.ladder.window.add(False)
+            self.ladder.add(model, True)
+        elif exc.backend_fault:
+            self.ladder.add(model, False)
 
     def _headers(self, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         record = call.record
@@ -506,9 +509,12 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             message = (
                 str(exc)
                 if isinstance(exc, UpstreamTimeout)
-                else (f"backend '{opened.backend.name}' failed mid-stream: {type(exc).__name__} {exc}".rstrip())
+                else f"backend '{opened.backend.name}' failed mid-stream: {describe_error(exc)}"
             )
-            opened.backend.record_failure(message)
+            if isinstance(exc, UpstreamTimeout):
+                opened.backend.note_error(message)
+            else:  # the connection broke: the backend as a whole failed
+                opened.backend.record_failure(message)
             await sink(relay.failure(message))
             return "error", message
         finally:
@@ -523,11 +529,17 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             if at is not None:
                 self.ledger.mark_first_token(record, at=at)
         self.ledger.finish(record, status, 200, error)
-        if status == "ok":
+        ok = status == "ok"
+        if ok:
             (self.residency.unloaded if record.kind == "unload" else self.residency.loaded)(
                 opened.backend, opened.model
             )
-        self._outcome(None if status == "ok" else GatewayError(502, error or "", retryable=True))
+        elif error:
+            opened.backend.note_error(error)
+        opened.backend.record_outcome(opened.model, ok)
+        if opened.model != call.model:  # a fallback answered because the model itself failed
+            self.ladder.add(call.model, False)
+        self._outcome(opened.model, None if ok else GatewayError(502, error or "", backend_fault=True))
 
     # ---- the degradation ladder ---------------------------------------------------------------------------------
     async def _degraded_reply(
@@ -574,7 +586,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             ] + extra
             record.backend = "static"
             await self._send_chunks(ex, media, [content], headers, record)
-            reason = f"static reply: error rate {self.ladder.window.rate():.0%}"
+            reason = f"static reply: error rate of {call.model} {self.ladder.rate(call.model):.0%}"
             if after_failure is not None:
                 reason += f"; {after_failure.message}"
             self.ledger.finish(record, "rejected", 200, reason)
@@ -645,7 +657,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             try:
                 opened = await self.upstream.open(call)
             except GatewayError as exc:
-                self._outcome(exc)
+                self._outcome(call.model, exc)
                 self.ledger.finish(record, "error", exc.status, exc.message)
                 flight.head.set_exception(FlightError(exc.status, error_body(call.surface, exc), exc.headers))
                 return

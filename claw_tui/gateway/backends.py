@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from claw_tui.gateway.ladder import ErrorRates, ErrorRateWindow
 from claw_tui.gateway.policies import AdmissionQueue
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ class Backend:
     last_check_at: float | None = None
     version: str | None = None
     client: aiohttp.ClientSession | None = None
+    last_error_at: float | None = None
     admission: AdmissionQueue = field(init=False)
+    # Outcomes of the answers it gave (or failed to give): all models together, and each model on its own.
+    outcomes: ErrorRateWindow = field(init=False)
+    model_outcomes: ErrorRates = field(init=False)
     swrr_current: float = 0.0  # smooth weighted round robin state (router.py)
     _model_names: frozenset[str] | None = None  # None until a listing succeeded
     _models: list[dict] = field(default_factory=list)
@@ -54,6 +59,11 @@ class Backend:
 
     def __post_init__(self) -> None:
         self.admission = AdmissionQueue(self.max_in_flight, self.queue_size, self.queue_timeout_s, name=self.name)
+        self.configure_error_rates(0.5, 60.0, 10)
+
+    def configure_error_rates(self, threshold: float, window_s: float, min_samples: int) -> None:
+        self.outcomes = ErrorRateWindow(window_s, min_samples)
+        self.model_outcomes = ErrorRates(threshold, window_s, min_samples)
 
     def configure_admission(self, max_in_flight: int, queue_size: int, queue_timeout_s: float) -> None:
         self.max_in_flight, self.queue_size, self.queue_timeout_s = max_in_flight, queue_size, queue_timeout_s
@@ -129,24 +139,56 @@ class Backend:
             "gpu": self.gpu,
             "max_in_flight": self.admission.limit,
             "consecutive_failures": self.consecutive_failures,
+            "state_reason": self.state_reason(),
             "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
             "last_check_at": self.last_check_at,
+            **self.outcomes.to_json(),
+            "failing_models": self.model_outcomes.failing_keys(),
             "version": self.version,
             "models": len(self._model_names) if self._model_names is not None else None,
         }
 
     # ---- health ------------------------------------------------------------------------------------------------
+    def state_reason(self) -> str:
+        """The backend's state in words, for people (the console, /claw/v1/backends)."""
+        if self.state == "down":
+            return f"unreachable at {self.url}: {self.last_error}"
+        if self.state == "degraded":
+            return f"out of rotation after {self.consecutive_failures} failures in a row: {self.last_error}"
+        if self._model_names is None and self.last_error:
+            return f"not reached yet: {self.last_error}"
+        failing = self.model_outcomes.failing_keys()
+        if failing:
+            return "up; failing for " + ", ".join(failing) + f" (last error: {self.last_error})"
+        return "up"
+
     def record_success(self) -> None:
+        """It answered (a health check, or the start of an answer): back in rotation."""
         self.consecutive_failures = 0
         if self.state != "up":
             log.warning("backend %s is back up", self.name)
         self.state = "up"
-        self.last_error = None
+
+    def note_error(self, error: str) -> None:
+        """Remember the latest error in words (shown with the backend's state) without judging its health."""
+        self.last_error = error
+        self.last_error_at = time.time()
+
+    def record_outcome(self, model: str, ok: bool) -> None:
+        """One answer for `model` ended: well, or by a failure of this backend (its error rates)."""
+        self.outcomes.add(ok)
+        self.model_outcomes.add(model, ok)
+
+    def failing(self, model: str) -> bool:
+        """Is this backend's error rate for `model` over the threshold (enough outcomes in the window)?"""
+        return self.model_outcomes.failing(model)
 
     def record_failure(self, error: str, *, unreachable: bool = False) -> None:
-        """A failed request or health check; the third in a row takes the backend out of rotation."""
+        """A failure of the backend as a whole — a health check that failed, a connection refused or dropped;
+        the third in a row takes it out of rotation (a model that fails on it does not: see `failing`)."""
         self.consecutive_failures += 1
-        self.last_error = error
+        self.note_error(error)
         if self.consecutive_failures >= FAILURES_TO_DEGRADE:
             new_state = "down" if unreachable else "degraded"
             if new_state != self.state:
@@ -241,6 +283,41 @@ class UpstreamStatusError(Exception):
 # What talking to a backend can raise: connection and protocol errors, timeouts, unreadable answers.
 UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError, UpstreamStatusError)
 CONNECT_ERRORS = (aiohttp.ClientConnectorError, ConnectionRefusedError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failure talking to a backend in words ("connection refused"), not an exception's class name."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        return f"cannot connect ({(os_error.strerror or str(os_error)).lower() if os_error else 'unknown error'})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "it closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "its answer broke off"
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return "it did not answer in time"
+    if isinstance(exc, UpstreamStatusError):
+        return f"it answered HTTP {exc.status}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    if isinstance(exc, ValueError):
+        return f"its answer was not readable ({exc})"
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+def what_to_do(backend: Backend) -> str:
+    """The advice that goes with an unreachable backend."""
+    start = "start `ollama serve`" if backend.kind == "ollama" else "start the server"
+    return f"{start} there, or set [[backends]] url in claw's config (`claw config path` says where it is)"
+
+
+def unreachable_message(backend: Backend, exc: BaseException) -> str:
+    return f"backend '{backend.name}' is unreachable at {backend.url}: {describe_error(exc)}; {what_to_do(backend)}"
 
 
 def openai_model_as_tag(item: dict) -> dict:

@@ -14,7 +14,13 @@ from claw_tui import __version__
 from claw_tui.gateway import openai_compat as oai
 from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.backends import CONNECT_ERRORS, UPSTREAM_ERRORS, Backend
+from claw_tui.gateway.backends import (
+    CONNECT_ERRORS,
+    UPSTREAM_ERRORS,
+    Backend,
+    describe_error,
+    unreachable_message,
+)
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
 
@@ -45,18 +51,30 @@ class ModelEndpoints:
         await ex.respond(200, body, [(b"x-claw-version", __version__.encode())])
 
     async def all_models(self) -> list[dict]:
-        """Every backend's models, merged by name, then the agents as virtual models."""
+        """Every backend's models, merged by name, then the agents as virtual models.
+
+        When no backend could be listed, a 502 that names each backend, what went wrong and what to do: an empty
+        list would say "no models" where the truth is "no backend"."""
         merged: dict[str, dict] = {}
+        failures: list[str] = []
         results = await asyncio.gather(*(b.models() for b in self.backends), return_exceptions=True)
         for backend, result in zip(self.backends, results):
             if isinstance(result, BaseException):
-                backend.record_failure(
-                    f"listing models failed: {result or type(result).__name__}",
-                    unreachable=isinstance(result, CONNECT_ERRORS),
-                )
+                if not isinstance(result, UPSTREAM_ERRORS):
+                    raise result
+                unreachable = isinstance(result, CONNECT_ERRORS)
+                if unreachable:
+                    message = unreachable_message(backend, result)
+                else:
+                    message = f"backend '{backend.name}' at {backend.url} could not list its models: "
+                    message += describe_error(result)
+                backend.record_failure(message, unreachable=unreachable)
+                failures.append(message)
                 continue
             for tag in result:
                 merged.setdefault(tag.get("name") or tag.get("model"), tag)
+        if failures and len(failures) == len(self.backends):
+            raise GatewayError(502, "; ".join(failures), error_type="api_error", headers={"Retry-After": "5"})
         for agent in self.agents.values():
             merged.setdefault(agent.name, agent.as_tag())
         return list(merged.values())
@@ -95,9 +113,7 @@ class ModelEndpoints:
 
     async def show(self, ex: Exchange) -> None:
         body, raw = await self._read_json(ex)
-        name = body.get("model") or body.get("name")
-        if not isinstance(name, str) or not name:
-            raise GatewayError(400, "model is required")
+        name = validate.require_model(body, "model" if body.get("model") not in (None, "") else "name")
         agent = self.agents.get(name)
         model = agent.model if agent else name
         backend = await self._backend_with(model)
@@ -138,6 +154,7 @@ class ModelEndpoints:
     async def admin(self, ex: Exchange) -> None:
         """/api/create, /api/pull, /api/copy, /api/delete: sent to an Ollama backend as they are."""
         body, raw = await self._read_json(ex)
+        validate.admin_request(ex.path, body)
         backend = self._admin_backend(ex, body)
         try:
             await self._forward(ex, backend, ex.method, raw, before_end=backend.refresh_models)

@@ -1,5 +1,5 @@
-"""claw's own endpoints: /metrics and /claw/v1/* (status, requests, summary, backends, governor) — mixed into
-Gateway."""
+"""claw's own endpoints: /metrics and /claw/v1/* (status, requests, summary, backends, governor, events, telemetry,
+agents) — mixed into Gateway."""
 
 from __future__ import annotations
 
@@ -9,6 +9,20 @@ import json
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
 from claw_tui.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from claw_tui.gateway.policies import bearer_token
+
+KEEPALIVE_S = 15.0
+MAX_TELEMETRY_S = 6 * 3600
+SUMMARY_MEDIA = {
+    "json": b"application/json; charset=utf-8",
+    "md": b"text/markdown; charset=utf-8",
+    "csv": b"text/csv; charset=utf-8",
+}
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 class ClawEndpoints:
@@ -19,7 +33,7 @@ class ClawEndpoints:
         await ex.respond(200, body, media_type=METRICS_CONTENT_TYPE.encode())
 
     async def claw_status(self, ex: Exchange) -> None:
-        status = await asyncio.to_thread(self.session.status_json) if self.session is not None else {}
+        status = await asyncio.to_thread(self.session.status_json) if self.session is not None else {"service": "claw"}
         status["gateway_policies"] = self.policies_json()
         await ex.respond(200, _dumps(status))
 
@@ -42,10 +56,7 @@ class ClawEndpoints:
         }
 
     async def claw_requests(self, ex: Exchange) -> None:
-        try:
-            limit = int(ex.query("limit") or "100")
-        except ValueError:
-            raise GatewayError(400, "limit must be an integer") from None
+        limit = _int_query(ex, "limit", 100)
         if self.session is not None:
             await asyncio.to_thread(self.session.refresh_telemetry)
         records = self.ledger.records(max(0, min(limit, 10_000)))
@@ -63,8 +74,18 @@ class ClawEndpoints:
         await ex.respond(200, _dumps({"model_events": [e.to_json() for e in reversed(events)]}))
 
     async def claw_summary(self, ex: Exchange) -> None:
-        await asyncio.to_thread(self.session.refresh_telemetry)
-        await ex.respond(200, _dumps(await asyncio.to_thread(self.session.summary_json)))
+        """The live session summary: `format=json` (default), `md` (for people) or `csv` (one row per request)."""
+        fmt = ex.query("format") or "json"
+        if fmt not in SUMMARY_MEDIA:
+            raise GatewayError(400, f"format must be one of json, md, csv (got '{fmt}')")
+        summary = await asyncio.to_thread(self.session.summary_json)
+        if fmt == "json":
+            await ex.respond(200, _dumps(summary))
+            return
+        from claw_tui.export import render
+
+        text = await asyncio.to_thread(render, summary, fmt, self.ledger.records())
+        await ex.respond(200, text.encode(), media_type=SUMMARY_MEDIA[fmt])
 
     async def claw_backends(self, ex: Exchange) -> None:
         await ex.respond(200, _dumps({"backends": [b.to_json() for b in self.backends]}))
@@ -89,7 +110,118 @@ class ClawEndpoints:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise GatewayError(400, f"{key} must be a number of seconds >= 0")
             limits[key] = float(value)
-        await ex.respond(200, _dumps(await governor.set_enabled(enabled, **limits)))
+        status = await governor.set_enabled(enabled, **limits)
+        self.session.governor_changed()
+        await ex.respond(200, _dumps(status))
+
+    # ---- the console's view of the service ------------------------------------------------------------------------
+    async def claw_events(self, ex: Exchange) -> None:
+        """Server-Sent Events: every event has an id; `Last-Event-ID` (or ?last_event_id=) resumes after it. A reader
+        that falls behind loses its queue and gets a `resync` event: publishing never waits for a reader."""
+        raw = ex.header(b"last-event-id") or ex.query("last_event_id")
+        after = None
+        if raw:
+            try:
+                after = int(raw)
+            except ValueError:
+                raise GatewayError(400, f"Last-Event-ID must be an event id (a whole number), not '{raw}'") from None
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(ready.set)
+
+        subscription = self.session.bus.subscribe(wake, after_id=after)
+        ex.watch()  # the client leaving cancels this handler
+        try:
+            await ex.start(200, SSE_HEADERS)
+            await ex.write(f"retry: 1000\n: claw session {self.session.id}\n\n".encode())
+            while not subscription.closed:
+                try:
+                    await asyncio.wait_for(ready.wait(), KEEPALIVE_S)
+                except TimeoutError:
+                    await ex.write(b": keep-alive\n\n")
+                    continue
+                ready.clear()
+                events = subscription.drain()
+                if events:
+                    await ex.write(b"".join(event.to_sse() for event in events))
+            await ex.end()
+        finally:
+            subscription.close()
+
+    async def claw_telemetry(self, ex: Exchange) -> None:
+        """GPU history: `gpu=N` (default: every GPU), `seconds=S` (default 120): full-rate samples as far as the
+        sampler keeps them, 4 Hz and 1 Hz points for the whole window."""
+        from claw_tui.console.snapshots import telemetry_json
+
+        gpu = _int_query(ex, "gpu", None)
+        seconds = _float_query(ex, "seconds", 120.0)
+        if seconds <= 0 or seconds > MAX_TELEMETRY_S:
+            raise GatewayError(400, f"seconds must be more than 0 and at most {MAX_TELEMETRY_S}")
+        sampler = self.session.sampler
+        if gpu is not None and (gpu < 0 or sampler is None or gpu >= sampler.gpu_count):
+            count = sampler.gpu_count if sampler is not None else 0
+            raise GatewayError(404, f"no GPU {gpu} (this box has {count} GPU{'s' if count != 1 else ''} in telemetry)")
+        body = await asyncio.to_thread(lambda: _dumps(telemetry_json(sampler, self.session.clock(), seconds, gpu)))
+        await ex.respond(200, body)
+
+    async def claw_agents(self, ex: Exchange) -> None:
+        """GET: every agent. POST (create), PUT ?name=N (replace N), DELETE ?name=N: an admin token when the
+        gateway has admin tokens; the change is saved to the service's config file (comments kept) and served."""
+        from claw_tui.session import AgentError
+
+        if ex.method != "GET":
+            self._require_admin(ex)
+        session = self.session
+        try:
+            if ex.method == "GET":
+                agents = session.agents_json()
+            elif ex.method == "POST":
+                body, _ = await self._read_json(ex)
+                agents = await asyncio.to_thread(session.put_agent, body, None)
+            elif ex.method == "PUT":
+                body, _ = await self._read_json(ex)
+                name = ex.query("name") or body.get("name")
+                agents = await asyncio.to_thread(session.put_agent, body, name)
+            else:
+                name = ex.query("name")
+                if not name:
+                    raise GatewayError(400, "say which agent to delete: DELETE /claw/v1/agents?name=NAME")
+                agents = await asyncio.to_thread(session.delete_agent, name)
+        except AgentError as exc:
+            raise GatewayError(exc.status, str(exc)) from None
+        await ex.respond(200 if ex.method != "POST" else 201, _dumps({"agents": agents}))
+
+    def _require_admin(self, ex: Exchange) -> None:
+        if not (self.auth.enabled and self.auth.admin_required):
+            return
+        token = bearer_token(ex.scope["headers"], ex.scope.get("query_string", b""))
+        if self.auth.role_of(token) != "admin":
+            raise GatewayError(403, f"{ex.method} {ex.path} needs an admin token")
+
+
+def _int_query(ex: Exchange, name: str, default):
+    raw = ex.query(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise GatewayError(400, f"{name} must be a whole number (got '{raw}')") from None
+
+
+def _float_query(ex: Exchange, name: str, default: float) -> float:
+    raw = ex.query(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise GatewayError(400, f"{name} must be a number (got '{raw}')") from None
+    if value != value:  # NaN
+        raise GatewayError(400, f"{name} must be a number (got '{raw}')")
+    return value
 
 
 def _dumps(obj) -> bytes:

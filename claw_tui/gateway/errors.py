@@ -22,6 +22,7 @@ class GatewayError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
         retryable: bool = False,
+        backend_fault: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -30,6 +31,9 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
         self.retryable = retryable  # a failure of one backend that another attempt may not meet
+        # The backend failed (5xx, unreachable, timed out, broke the answer): counts against its health and the
+        # model's error rate. Refusals and the client's own mistakes never do.
+        self.backend_fault = backend_fault
 
 
 def retry_after(seconds: float) -> dict[str, str]:

@@ -11,7 +11,13 @@ import asyncio
 import logging
 import time
 
-from claw_tui.gateway.backends import CONNECT_ERRORS, UPSTREAM_ERRORS, Backend, UpstreamStatusError
+from claw_tui.gateway.backends import (
+    CONNECT_ERRORS,
+    UPSTREAM_ERRORS,
+    Backend,
+    UpstreamStatusError,
+    describe_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +28,13 @@ async def probe(backend: Backend) -> None:
     try:
         await backend.refresh_models()
     except CONNECT_ERRORS as exc:
-        backend.record_failure(
-            f"health check: cannot connect to {backend.url} ({exc or type(exc).__name__})", unreachable=True
-        )
+        backend.record_failure(f"health check: cannot connect: {describe_error(exc)}", unreachable=True)
         return
     except UpstreamStatusError as exc:
-        backend.record_failure(f"health check: {exc}")
+        backend.record_failure(f"health check: listing its models, {describe_error(exc)}")
         return
     except UPSTREAM_ERRORS as exc:
-        backend.record_failure(f"health check failed: {exc or type(exc).__name__}")
+        backend.record_failure(f"health check failed: {describe_error(exc)}")
         return
     backend.record_success()
     if backend.kind == "ollama" and backend.version is None:

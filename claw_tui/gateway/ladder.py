@@ -1,20 +1,32 @@
-"""The degradation ladder: when the rolling error rate of upstream answers is high, degrade in opt-in steps —
-serve an identical recent answer from the cache, then answer with the fallback model, then a static reply."""
+"""Error rates and the degradation ladder.
+
+What counts: the outcome of each answer a backend gave or failed to give. A failure is the backend's — a 5xx, a
+connection refused or dropped, no first token in time, an answer broken off or ended with an error. The client's
+own mistakes (400s, unknown models), the gateway's refusals (auth, rate limit, full queue, body limit) and clients
+that hang up count neither way.
+
+Rates are kept per backend, per (backend, model) and per model, each over a sliding time window, and only speak
+once the window holds `min_samples` outcomes. A backend's rate for one model steers routing away from that pair;
+a model's rate drives the ladder for that model alone: an identical recent answer from the cache, then its fallback
+model, then the static reply. One broken model, or one client sending requests its backend fails on, never
+degrades the answers of another model.
+"""
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 STEPS = ("cache", "fallback", "static")
+MAX_TRACKED = 1024  # models (or backend/model pairs) whose windows are kept; the least recently used go first
 
 
 class ErrorRateWindow:
     """Outcomes of the last `window_s` seconds; the rate counts only once `min_samples` outcomes are in."""
 
     def __init__(
-        self, window_s: float = 60.0, min_samples: int = 5, *, clock: Callable[[], float] = time.monotonic
+        self, window_s: float = 60.0, min_samples: int = 10, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.window_s = window_s
         self.min_samples = min_samples
@@ -46,36 +58,102 @@ class ErrorRateWindow:
         self._expire(self.clock())
         return self._errors, len(self._outcomes)
 
+    def to_json(self) -> dict:
+        errors, total = self.counts()
+        return {"error_rate": round(self.rate(), 4), "errors": errors, "outcomes": total}
 
-class DegradationLadder:
-    """Which steps are switched on, and whether the error rate says to use them now."""
+
+class ErrorRates:
+    """One window per key (a model, or a backend/model pair), with the threshold that says a key is failing."""
 
     def __init__(
-        self, threshold: float, *, cache: bool, fallback: bool, static_reply: str, window: ErrorRateWindow | None = None
+        self,
+        threshold: float = 0.5,
+        window_s: float = 60.0,
+        min_samples: int = 10,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.threshold = threshold
+        self.window_s = window_s
+        self.min_samples = min_samples
+        self.clock = clock
+        self._windows: OrderedDict[str, ErrorRateWindow] = OrderedDict()
+
+    def window(self, key: str) -> ErrorRateWindow:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = ErrorRateWindow(self.window_s, self.min_samples, clock=self.clock)
+            if len(self._windows) > MAX_TRACKED:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(key)
+        return window
+
+    def add(self, key: str, ok: bool) -> None:
+        self.window(key).add(ok)
+
+    def failing(self, key: str) -> bool:
+        window = self._windows.get(key)
+        return window is not None and self.threshold > 0 and window.rate() >= self.threshold
+
+    def rate(self, key: str) -> float:
+        window = self._windows.get(key)
+        return window.rate() if window is not None else 0.0
+
+    def failing_keys(self) -> list[str]:
+        return [key for key in self._windows if self.failing(key)]
+
+    def to_json(self) -> dict:
+        return {key: window.to_json() for key, window in self._windows.items() if window.counts()[1]}
+
+
+class DegradationLadder:
+    """Which steps are switched on, and whether a model's error rate says to use them for that model now."""
+
+    def __init__(
+        self,
+        threshold: float,
+        *,
+        cache: bool,
+        fallback: bool,
+        static_reply: str,
+        window_s: float = 60.0,
+        min_samples: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cache = cache
         self.fallback = fallback
         self.static_reply = static_reply
-        self.window = window or ErrorRateWindow()
+        self.models = ErrorRates(threshold, window_s, min_samples, clock=clock)
         self.served = dict.fromkeys(STEPS, 0)
+
+    @property
+    def threshold(self) -> float:
+        return self.models.threshold
 
     @property
     def any_step(self) -> bool:
         return self.cache or self.fallback or bool(self.static_reply)
 
-    def active(self) -> bool:
-        return self.any_step and self.threshold > 0 and self.window.rate() >= self.threshold
+    def add(self, model: str, ok: bool) -> None:
+        self.models.add(model, ok)
+
+    def active(self, model: str) -> bool:
+        return self.any_step and self.models.failing(model)
+
+    def rate(self, model: str) -> float:
+        return self.models.rate(model)
 
     def to_json(self) -> dict:
-        errors, total = self.window.counts()
+        degraded = self.models.failing_keys() if self.any_step else []
         return {
-            "active": self.active(),
-            "error_rate": round(self.window.rate(), 4),
-            "errors": errors,
-            "outcomes": total,
-            "window_s": self.window.window_s,
+            "active": bool(degraded),
+            "degraded_models": degraded,
             "threshold": self.threshold,
+            "window_s": self.models.window_s,
+            "min_samples": self.models.min_samples,
+            "models": self.models.to_json(),
             "steps": [step for step, on in zip(STEPS, (self.cache, self.fallback, bool(self.static_reply))) if on],
             "served": dict(self.served),
         }

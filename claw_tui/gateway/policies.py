@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from claw_tui.gateway.errors import GatewayError, retry_after
 
-ADMIN_PATHS = frozenset({"/api/create", "/api/delete", "/api/pull", "/api/copy", "/claw/v1/governor"})
+# With admin tokens configured, these need one: model management, and changing the box for everyone (switching
+# the governor, which locks GPU clocks and unloads models). Reading the governor's state needs any token.
+ADMIN_PATHS = frozenset({"/api/create", "/api/delete", "/api/pull", "/api/copy"})
+ADMIN_WRITES = frozenset({"/claw/v1/governor"})
+READ_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PATHS = frozenset({"/"})  # liveness probes answer without a token ("Ollama is running" tells nothing)
 
 
@@ -77,8 +81,8 @@ class Authenticator:
             return "admin"
         return "user" if user else None
 
-    def check(self, path: str, token: str | None) -> None:
-        """Raise a 401/403 GatewayError unless the token may call `path`."""
+    def check(self, path: str, token: str | None, method: str = "GET") -> None:
+        """Raise a 401/403 GatewayError unless the token may call `method path`."""
         if not self.enabled or path in OPEN_PATHS:
             return
         role = self.role_of(token)
@@ -89,8 +93,10 @@ class Authenticator:
                 f"{message}: send 'Authorization: Bearer <token>' or ?token=<token>",
                 headers={"WWW-Authenticate": 'Bearer realm="claw"'},
             )
-        if path in ADMIN_PATHS and self.admin_required and role != "admin":
-            raise GatewayError(403, f"{path} needs an admin token")
+        if not self.admin_required or role == "admin":
+            return
+        if path in ADMIN_PATHS or (path in ADMIN_WRITES and method not in READ_METHODS):
+            raise GatewayError(403, f"{method} {path} needs an admin token")
 
 
 def _matches_any(digest: bytes, digests: list[bytes]) -> bool:

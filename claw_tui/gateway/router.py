@@ -1,8 +1,10 @@
 """Choosing a backend: weighted load balancing over the healthy backends that serve a model.
 
-Each backend's effective weight is its configured weight scaled by what telemetry says about its GPU (type,
-utilisation, temperature) and divided by its requests in flight. Among the candidates, smooth weighted round robin
-(the nginx algorithm) picks: over time each backend gets its share of requests, without bursts to one of them.
+Backends out of rotation (down, degraded, weight 0) are skipped, and so is a backend whose error rate for the
+requested model is over the threshold, while another can serve it. Each backend's effective weight is its
+configured weight scaled by what telemetry says about its GPU (type, utilisation, temperature) and divided by its
+requests in flight. Among the candidates, smooth weighted round robin (the nginx algorithm) picks: over time each
+backend gets its share of requests, without bursts to one of them.
 """
 
 from __future__ import annotations
@@ -120,13 +122,19 @@ class Router:
         if not known and not unknown:
             raise NoBackend(f"model '{model}' not found", unknown_model=True)
         excluded = set(exclude)
-        for pool in (known, unknown):
-            healthy = [b for b in pool if b.in_rotation]
-            if not healthy:
-                continue
-            fresh = [b for b in healthy if b not in excluded] or healthy
-            relaxed = [b for b in fresh if not self.pressure(b.gpu)] or fresh
-            return self._weighted(relaxed)
+        # In rotation and not failing for this model; then in rotation though failing for it (another backend's
+        # health says nothing about this one's); listed before never listed.
+        tiers = (
+            [b for b in known if b.in_rotation and not b.failing(model)],
+            [b for b in unknown if b.in_rotation and not b.failing(model)],
+            [b for b in known + unknown if b.in_rotation],
+        )
+        for untried_only in (True, False):
+            for healthy in tiers:
+                candidates = [b for b in healthy if b not in excluded] if untried_only else healthy
+                if candidates:
+                    relaxed = [b for b in candidates if not self.pressure(b.gpu)] or candidates
+                    return self._weighted(relaxed)
         # Nothing healthy: try what is left rather than refuse (a recovered backend comes back this way too).
         pool = [b for b in known + unknown if b not in excluded] or known + unknown
         return min(pool, key=lambda b: (b.consecutive_failures, b.in_flight))

@@ -15,7 +15,8 @@ import aiohttp
 from claw_tui.gateway import ollama_compat as olc
 from claw_tui.gateway import openai_compat as oai
 from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.backends import CONNECT_ERRORS, Backend
+from claw_tui.gateway.backends import CONNECT_ERRORS, Backend, describe_error, unreachable_message
+from claw_tui.gateway.collect import merge_ndjson
 from claw_tui.gateway.errors import GatewayError, retry_after
 from claw_tui.gateway.policies import VramGate
 from claw_tui.gateway.relay import (
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 MAX_ERROR_BODY = 64 * 1024
+NOT_RETRIED = frozenset({501, 505})  # "not implemented" is the same on the next try
 RETRY_BACKOFF_S = 0.1
 
 
@@ -153,16 +155,20 @@ class Upstream:
                 self.ledger.mark_upstream_start(record, backend.gpu, self.resident(backend, model))
             else:
                 record.gpu = backend.gpu
-            whole = not call.stream and (call.op == "embed" or _passes_through(call, backend))
+            collect = _collects(call, backend)
+            whole = not call.stream and not collect and (call.op == "embed" or _passes_through(call, backend))
             left = call.deadline - time.monotonic()
             first_wait = left if whole else min(self.first_token_timeout_s, left)
             try:
-                async with asyncio.timeout(max(0.0, first_wait)):
+                async with asyncio.timeout(max(0.0, first_wait)) as first_token_limit:
                     response = await backend.send("POST", path, content, JSON_HEADERS)
                     if response.status >= 400:
                         raise await self._status_error(response, backend, model)
                     if whole:
                         first = relay.whole(await response.read())
+                        complete = True
+                    elif collect:
+                        first = await self._collect(relay, response, first_token_limit, call, backend, model)
                         complete = True
                     else:
                         first, complete = await self._first_bytes(relay, response, record)
@@ -172,19 +178,23 @@ class Upstream:
                         504, "the request ran past the gateway's total timeout", error_type="api_error"
                     ) from None
                 raise self._failure(
-                    backend, 504, f"no first token from backend '{backend.name}' within {first_wait:g}s", retry_in=1
+                    backend,
+                    model,
+                    504,
+                    f"no first token from backend '{backend.name}' within {first_wait:g}s",
+                    retry_in=1,
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
                 unreachable = isinstance(exc, CONNECT_ERRORS)
-                verb = "unreachable at" if unreachable else "failed before answering, at"
-                raise self._failure(
-                    backend,
-                    502,
-                    f"backend '{backend.name}' {verb} {backend.url}: {_describe(exc)}",
-                    unreachable=unreachable,
-                ) from None
-            if relay.error is not None and not relay.first_token_seen:
-                raise self._failure(backend, 500, relay.error)
+                if unreachable:
+                    message = unreachable_message(backend, exc)
+                else:
+                    message = f"backend '{backend.name}' at {backend.url} failed before answering: "
+                    message += describe_error(exc)
+                raise self._failure(backend, model, 502, message, transport=True, unreachable=unreachable) from None
+            if relay.error is not None and (complete or not relay.first_token_seen):
+                # never a 200 that carries an error: a whole answer that is an error is answered as one
+                raise self._failure(backend, model, 500, relay.error)
             backend.record_success()
             opened = Opened(backend, model, relay, response, first, complete, held_since, eof=complete)
             if complete:
@@ -195,6 +205,58 @@ class Upstream:
                 response.close()
             backend.admission.release(time.monotonic() - held_since)
             raise
+
+    async def _collect(
+        self,
+        relay: Relay,
+        response: aiohttp.ClientResponse,
+        first_token_limit: asyncio.Timeout,
+        call: Call,
+        backend: Backend,
+        model: str,
+    ) -> bytes:
+        """A non-streamed answer read as a stream (so the first-token timeout holds for it too) and merged into the
+        one JSON object the client asked for. Once the first token is in, the idle and total timeouts apply."""
+        received: list[bytes] = []
+        seen = 0
+        while True:
+            if relay.first_token_seen and first_token_limit.when() is not None:
+                first_token_limit.reschedule(None)
+            if first_token_limit.when() is None:
+                data = await self._read_within_idle(response, call.deadline, backend, model)
+            else:
+                data = await response.content.readany()
+            if not data:
+                break
+            relay.feed(data)
+            received.append(data)
+            count = relay.progress()
+            if count != seen:
+                seen = count
+                self.ledger.progress(call.record, count)
+        relay.end()
+        if relay.error is not None:
+            return b""
+        merged = merge_ndjson(b"".join(received), chat=call.op == "chat")
+        if merged is None:
+            message = f"backend '{backend.name}' closed the answer without its final chunk"
+            raise self._failure(backend, model, 502, message, retry_in=1)
+        return _dumps(merged)
+
+    async def _read_within_idle(
+        self, response: aiohttp.ClientResponse, deadline: float, backend: Backend, model: str
+    ) -> bytes:
+        left = deadline - time.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, min(self.idle_timeout_s, left))):
+                return await response.content.readany()
+        except TimeoutError:
+            if self.idle_timeout_s < left:
+                message = f"backend '{backend.name}' sent nothing for {self.idle_timeout_s:g}s (idle timeout)"
+                raise self._failure(backend, model, 504, message, retry_in=1) from None
+            raise GatewayError(
+                504, "the request ran past the gateway's total timeout", error_type="api_error"
+            ) from None
 
     async def _first_bytes(
         self, relay: Relay, response: aiohttp.ClientResponse, record: RequestRecord
@@ -215,15 +277,27 @@ class Upstream:
                 return out, False
 
     async def _status_error(self, response: aiohttp.ClientResponse, backend: Backend, model: str) -> GatewayError:
+        """The backend answered an error status. A 5xx is its failure (counted, retried elsewhere); 429 is its
+        back-pressure (retried, not counted); 404 may be a model another backend has (retried); any other 4xx is
+        the request's own fault: answered as it is, never retried, never counted."""
         content = await response.content.read(MAX_ERROR_BODY)
         message = _error_message(content) or f"backend '{backend.name}' answered {response.status}"
         status = response.status
         headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else {}
-        if status >= 500 or status == 429:
-            if status >= 500:
-                backend.record_failure(message)
-            if status in (429, 503) and not headers:
-                headers = retry_after(1)
+        if status in (429, 503) and not headers:
+            headers = retry_after(1)
+        if status >= 500:
+            backend.note_error(f"answered {status}: {message}")
+            backend.record_outcome(model, False)
+            return GatewayError(
+                status,
+                message,
+                error_type="api_error",
+                headers=headers,
+                retryable=status not in NOT_RETRIED,
+                backend_fault=True,
+            )
+        if status == 429:
             return GatewayError(status, message, error_type="api_error", headers=headers, retryable=True)
         if status == 404:
             backend.model_missing(model)
@@ -232,10 +306,30 @@ class Upstream:
 
     @staticmethod
     def _failure(
-        backend: Backend, status: int, message: str, *, unreachable: bool = False, retry_in: float = 5
+        backend: Backend,
+        model: str,
+        status: int,
+        message: str,
+        *,
+        transport: bool = False,
+        unreachable: bool = False,
+        retry_in: float = 5,
     ) -> GatewayError:
-        backend.record_failure(message, unreachable=unreachable)
-        return GatewayError(status, message, error_type="api_error", headers=retry_after(retry_in), retryable=True)
+        """A failure of the backend: counted in its error rate for `model`; a transport failure (refused, reset)
+        also counts against the backend as a whole."""
+        if transport:
+            backend.record_failure(message, unreachable=unreachable)
+        else:
+            backend.note_error(message)
+        backend.record_outcome(model, False)
+        return GatewayError(
+            status,
+            message,
+            error_type="api_error",
+            headers=retry_after(retry_in),
+            retryable=True,
+            backend_fault=True,
+        )
 
     # ---- after the first byte ---------------------------------------------------------------------------------
     async def next_chunk(self, opened: Opened, deadline: float) -> bytes | None:
@@ -280,6 +374,8 @@ class Upstream:
             if call.op == "embed":
                 return call.path, content or _dumps(body), EmbedRelay(None, call.surface)
             if call.surface == "ollama":
+                if _collects(call, backend):  # asked whole, read as a stream: see _collect
+                    return call.path, _dumps(dict(body, stream=True)), NdjsonRelay(first_token, False)
                 return call.path, content or _dumps(body), NdjsonRelay(first_token, call.stream)
             if call.stream:
                 options = body.get("stream_options")
@@ -319,6 +415,11 @@ def _passes_through(call: Call, backend: Backend) -> bool:
     return call.surface == backend.kind
 
 
+def _collects(call: Call, backend: Backend) -> bool:
+    """A non-streamed Ollama chat or generate over an Ollama backend is read as a stream and merged."""
+    return not call.stream and call.op in ("chat", "generate") and call.surface == backend.kind == "ollama"
+
+
 def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -345,8 +446,3 @@ def _most_telling(errors: list[GatewayError]) -> GatewayError:
         if error.status != 404:
             return error
     return errors[0] if errors else GatewayError(503, "no backend configured", error_type="api_error")
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,4 +1,9 @@
-"""The claw console: five panes over one running Session."""
+"""The claw console: five panes over one console source (a Session in this process, or a `claw serve`).
+
+The panes never touch the core: they render the console's model, which only the events of the source change
+(turned into `SourceEvents` messages on the console's own thread); commands (governor, agents, export) go through
+the source too.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ from typing import TYPE_CHECKING
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.theme import Theme
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from claw_tui.config import ConfigError, update_ui
+from claw_tui.console.events import RESYNC, ConsoleEvent
+from claw_tui.console.model import ConsoleModel
+from claw_tui.console.source import ConsoleSource, SourceError
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
@@ -23,11 +32,14 @@ from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.themes import load_themes
 
 if TYPE_CHECKING:  # the core is imported by whoever starts it; the console's first frame does not wait for it
+    from claw_tui.config import Config
     from claw_tui.session import Session
 
 log = logging.getLogger(__name__)
 
 STARTING = "Starting claw: the gateway, the backends and the GPU telemetry…"
+ATTACHING = "Attaching to the claw service at {address}…"
+CONNECTION = "connection"
 
 # (id, title, class); the first is shown at start, the others are imported and mounted just after the first frame.
 PANES = (
@@ -39,6 +51,14 @@ PANES = (
 )
 
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
+
+
+class SourceEvents(Message):
+    """Events from the console source, in order (posted from whichever thread the source delivers on)."""
+
+    def __init__(self, events: tuple[ConsoleEvent, ...] = ()) -> None:
+        super().__init__()
+        self.events = events
 
 
 class ClawApp(ReportsWorkerErrors, App):
@@ -66,24 +86,49 @@ class ClawApp(ReportsWorkerErrors, App):
         self,
         session: Session | None = None,
         *,
+        source: ConsoleSource | None = None,
         starter: SessionStarter | None = None,
+        config: Config | None = None,
         refresh_hz: float | None = None,
         clock: Callable[[], float] | None = None,
         gateway_label: str | None = None,
+        exit_on_signals: bool = False,
     ) -> None:
-        """Over a running `session`, or over one that `starter` starts once the first frame is on the screen."""
+        """Over a running `session`, over a `source` (e.g. a RemoteSource attached to `claw serve`), or over a
+        session that `starter` starts once the first frame is on the screen. `config` is this console's own (its
+        theme and refresh rate); it defaults to the session's or the starter's."""
         super().__init__()
-        if session is None and starter is None:
-            raise ValueError("ClawApp needs a session or a starter")
-        self.session = session
+        if session is None and starter is None and source is None:
+            raise ValueError("ClawApp needs a session, a source or a starter")
+        if session is not None:
+            from claw_tui.console.inprocess import InProcessSource
+
+            source = InProcessSource(session)
+        self.source: ConsoleSource | None = source
         self.starter = starter
-        self.config = session.config if session is not None else starter.config
+        self.config = config or (session.config if session is not None else starter.config if starter else None)
+        if self.config is None:
+            from claw_tui.config import Config
+
+            self.config = Config()
+        self.model = ConsoleModel()
         self._clock = clock
         self.gateway_label = gateway_label
         self.refresh_hz = refresh_hz if refresh_hz is not None else self.config.ui.refresh_hz
-        self.gateway = self._gateway_client()
         self._refresh_timer = None
         self._theme_notice: str | None = None
+        self._events_ready = False
+        self.exit_on_signals = exit_on_signals
+        self.ended_by: str | None = None  # the signal that ended the console
+        self._reloading = False
+        self.connected = True
+        self.loaded = False
+        if session is not None:
+            # A running session: subscribe, then read its state now, so the first frame already shows it.
+            self.source.start(self._wake)
+            self.model.load(self.source.load_now())
+            self.loaded = True
+        self.gateway = self._gateway_client()
         # Before the first frame: a theme set after mounting restyles every widget (a visible delay).
         for theme in load_themes():
             self.register_theme(theme)
@@ -94,29 +139,34 @@ class ClawApp(ReportsWorkerErrors, App):
             self._theme_notice = f"theme '{configured}' not found; using {self.theme}"
 
     def _gateway_client(self) -> GatewayClient:
-        # The console is a client of its own gateway; with auth on, it carries the session's internal token.
-        if self.session is None:
+        # The console is a client of the gateway like any other; in-process with auth on, it carries the session's
+        # internal token, attached the token it was given.
+        if self.source is None or not self.loaded:
             return GatewayClient("")
-        return GatewayClient(self.session.gateway_url, self.session.gateway_headers())
+        return GatewayClient(self.source.gateway_url, self.source.gateway_headers())
 
     @property
     def clock(self) -> Callable[[], float]:
         if self._clock is not None:
             return self._clock
-        return self.session.clock if self.session is not None else time.time
+        return self.source.clock if self.source is not None else time.time
 
     @property
     def gateway_url(self) -> str:
-        return self.session.gateway_url if self.session is not None else ""
+        return self.source.gateway_url if self.source is not None else ""
+
+    @property
+    def demo(self) -> bool:
+        return bool(self.source is not None and self.source.demo)
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="")
         with TabbedContent(id="panes", initial="power"):
             for index, (pane_id, title, path) in enumerate(PANES, start=1):
                 with TabPane(f"[dim]F{index}[/] {title}", id=pane_id):
-                    if self.session is None:
+                    if not self.loaded:
                         if index == 1:
-                            yield Static(STARTING, id="starting", classes="hint")
+                            yield Static(self._waiting_text(), id="starting", classes="hint")
                     else:
                         yield self._pane_widget(index, pane_id, path)
         yield Footer()
@@ -127,53 +177,172 @@ class ClawApp(ReportsWorkerErrors, App):
             return pane_class(path)(id=f"{pane_id}-pane")
         return DeferredPane(path, f"{pane_id}-pane")
 
+    def _handle_signals(self) -> None:
+        """A hang-up (the SSH session dropped), SIGTERM or SIGINT ends the console like ctrl+q does."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self._signalled, signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no such signal here
+                return
+
+    def _signalled(self, signum: int) -> None:
+        import signal
+
+        self.ended_by = signal.Signals(signum).name
+        self._exit_when_settled()
+
+    async def action_quit(self) -> None:
+        self._exit_when_settled()
+
+    def _exit_when_settled(self, attempts: int = 100) -> None:
+        """Exit once the hidden panes have finished mounting (a pane taken down half-mounted raises in its
+        on_mount); give up waiting after about five seconds."""
+        if not self.loaded or self.panes_ready or attempts <= 0:
+            self.exit()
+        else:
+            self.set_timer(0.05, lambda: self._exit_when_settled(attempts - 1))
+
+    def _waiting_text(self) -> str:
+        if self.starter is not None:
+            return STARTING
+        return ATTACHING.format(address=getattr(self.source, "address", self.gateway_url))
+
     def on_mount(self) -> None:
         if self._theme_notice:
             self.notify(self._theme_notice, severity="warning")
         self.theme_changed_signal.subscribe(self, self._remember_theme)
-        if self.session is None:
+        if self.exit_on_signals:
+            self._handle_signals()
+        if self.loaded:
+            self._events_ready = True
+            self._source_running()
+            self._drain_events()
+        elif self.starter is not None:
             self.sub_title = "starting the gateway and telemetry…"
             self.run_worker(self._start_session, thread=True, group="session-start", exit_on_error=False)
         else:
-            self._session_running()
+            self.sub_title = f"attaching to {getattr(self.source, 'address', '')}…"
+            self.run_worker(self._attach, group="attach", exit_on_error=False)
 
     def _start_session(self) -> None:
         session = self.starter.start()
         if session is None:
             self.call_from_thread(self.exit, return_code=1)
             return
-        self.call_from_thread(self._mount_panes, session)
+        from claw_tui.console.inprocess import InProcessSource
 
-    async def _mount_panes(self, session: Session) -> None:
-        self.session = session
+        self.source = InProcessSource(session)
+        self.call_from_thread(self._begin)
+
+    async def _attach(self) -> None:
+        """Attached: read the service's state (the events follow from there on), then show the panes."""
+        await self._begin()
+
+    async def _begin(self) -> None:
+        self._events_ready = True
+        self.source.start(self._wake)
+        try:
+            state = await self.source.load()
+        except SourceError as exc:
+            self.exit(return_code=1, message=f"claw: {exc}")
+            return
+        self.model.load(state)
+        self.loaded = True
         await self.gateway.aclose()
         self.gateway = self._gateway_client()
         await self.query_one("#starting").remove()
         for index, (pane_id, _, path) in enumerate(PANES, start=1):
             await self.query_one(f"#{pane_id}", TabPane).mount(self._pane_widget(index, pane_id, path))
-        self._session_running()
+        self._source_running()
+        self._drain_events()
 
-    def _session_running(self) -> None:
+    def _source_running(self) -> None:
+        self.refresh_bindings()  # F6 and F7 are available from here on
         self.update_header()
-        for notice in self.session.notices:
+        for notice in getattr(self.source, "notices", []):
             self.notify(notice, severity="warning", timeout=10)
         if self.refresh_hz > 0:
             self._refresh_timer = self.set_interval(1 / self.refresh_hz, self.refresh_active_pane)
 
     async def on_unmount(self) -> None:
         await self.gateway.aclose()
+        if self.source is not None:
+            await self.source.stop()
+
+    # ---- events from the source ------------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        """Called by the source, from any thread, when events wait."""
+        if self._events_ready:
+            self.post_message(SourceEvents())
+
+    def on_source_events(self, message: SourceEvents) -> None:
+        self._drain_events()
+
+    def _drain_events(self) -> None:
+        if self.source is None:
+            return
+        for event in self.source.drain():
+            if event.kind == RESYNC:
+                self._reload()
+            elif event.kind == CONNECTION:
+                self._connection_changed(event.data)
+            else:
+                self.model.apply(event)
+
+    def _reload(self) -> None:
+        """Events were lost (a slow console, or the service restarted): read the whole state again."""
+        if not self._reloading:
+            self._reloading = True
+            self.run_worker(self._read_state_again, group="resync", exit_on_error=False)
+
+    async def _read_state_again(self) -> None:
+        try:
+            self.model.load(await self.source.load())
+        except SourceError as exc:
+            log.warning("re-reading the state failed: %s", exc)
+        finally:
+            self._reloading = False
+        self.refresh_active_pane()
+
+    def _connection_changed(self, data: dict) -> None:
+        up = data.get("state") == "up"
+        if up == self.connected:
+            return
+        self.connected = up
+        self.update_header()
+        if up:
+            self.notify("the claw service is back: the panes are live again", title="attached", timeout=5)
+        else:
+            self.notify(
+                f"lost the claw service ({data.get('message') or 'no answer'}); the panes keep what they had, "
+                "and the console reconnects when it is back",
+                title="attached",
+                severity="warning",
+                timeout=10,
+            )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Until the session runs there is no governor to toggle and nothing to export.
-        return not (self.session is None and action in ("toggle_governor", "export_summary"))
+        # Until the source runs there is no governor to toggle and nothing to export.
+        return not (not self.loaded and action in ("toggle_governor", "export_summary"))
 
     def update_header(self) -> None:
-        demo = "DEMO · " if self.session.demo else ""
-        status = self.session.governor_json()
+        demo = "DEMO · " if self.demo else ""
+        status = self.model.governor
         dry = status.get("enabled") and status.get("mode") == "dry-run"
         governor = status.get("state", "off") + (" (dry run)" if dry else "")
-        address = self.gateway_label or self.gateway_url.removeprefix("http://")
-        self.sub_title = f"{demo}gateway {address} · governor {governor}"
+        label = self.source.label if self.source is not None else ""
+        if self.gateway_label and self.source is not None and self.source.mode == "in-process":
+            label = f"in-process · gateway {self.gateway_label}"
+        if not self.connected:
+            label += " · DISCONNECTED, reconnecting"
+        backends = " ".join(
+            f"{b.get('name')} {b.get('state')}" for b in self.model.backends if b.get("state") not in (None, "up")
+        )
+        self.sub_title = f"{demo}{label} · governor {governor}" + (f" · backend {backends}" if backends else "")
 
     # ---- panes -------------------------------------------------------------------------------------------------
     def active_pane(self):
@@ -188,7 +357,7 @@ class ClawApp(ReportsWorkerErrors, App):
         return self.screen_stack[0].query_one(f"#{pane_id}-pane")
 
     def refresh_active_pane(self) -> None:
-        if self.session is None:
+        if not self.loaded or not self.screen_stack:  # not started, or closing
             return
         try:
             pane = self.active_pane()
@@ -325,19 +494,20 @@ class ClawApp(ReportsWorkerErrors, App):
         self.action_show_pane(pane_id)
         self.with_pane(pane_id, lambda pane: self.call_after_refresh(getattr(pane, f"action_{action}")))
 
-    # ---- F6 / F7: the session's governor and summary export run off the UI thread --------------------------------
+    # ---- F6 / F7: commands through the source, off the UI's work -------------------------------------------------
     def action_toggle_governor(self) -> None:
-        self.run_worker(self._toggle_governor, thread=True, exclusive=True, group="governor")
+        self.run_worker(self._toggle_governor, exclusive=True, group="governor", exit_on_error=False)
 
-    def _toggle_governor(self) -> None:
+    async def _toggle_governor(self) -> None:
         try:
-            status = self.session.toggle_governor()
-        except Exception as exc:
-            self.call_from_thread(self.notify, f"governor: {exc}", severity="error")
+            status = await self.source.set_governor(not self.model.governor.get("enabled", False))
+        except SourceError as exc:
+            self.notify(f"governor: {exc}", severity="error")
             return
-        self.call_from_thread(self._governor_toggled, status)
+        self._governor_toggled(status)
 
     def _governor_toggled(self, status: dict) -> None:
+        self.model.governor = status
         self.update_header()
         if not status.get("enabled"):
             self.notify("idle downclock off (clocks at their defaults)", title="governor")
@@ -351,12 +521,12 @@ class ClawApp(ReportsWorkerErrors, App):
             self.notify(text, title="governor")
 
     def action_export_summary(self) -> None:
-        self.run_worker(self._export_summary, thread=True, exclusive=True, group="export")
+        self.run_worker(self._export_summary, exclusive=True, group="export", exit_on_error=False)
 
-    def _export_summary(self) -> None:
+    async def _export_summary(self) -> None:
         try:
-            path = self.session.export_summary()
-        except Exception as exc:
-            self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=10)
+            path = await self.source.export_summary()
+        except SourceError as exc:
+            self.notify(f"export failed: {exc}", severity="error", timeout=10)
             return
-        self.call_from_thread(self.notify, f"{path}\n(.md and .csv beside it)", title="summary written", timeout=10)
+        self.notify(f"{path}\n(.md and .csv beside it)", title="summary written", timeout=10)

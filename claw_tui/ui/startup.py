@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from claw_tui.config import Config
 
@@ -21,6 +22,7 @@ class SessionStarter:
     replay_path: str | None = None
     demo_traffic: bool = False
     listen: tuple[str, int] | None = None
+    store_path: Path | None = None
     on_started: Callable[[], None] | None = None  # e.g. freezing the startup heap of a long-running process
     error: str | None = field(default=None, init=False)
     runner: object | None = field(default=None, init=False)
@@ -32,7 +34,12 @@ class SessionStarter:
         from claw_tui.session import Session, SessionOptions, SessionThread
 
         options = SessionOptions(
-            demo=self.demo, replay_path=self.replay_path, demo_traffic=self.demo_traffic, listen=self.listen
+            demo=self.demo,
+            replay_path=self.replay_path,
+            demo_traffic=self.demo_traffic,
+            listen=self.listen,
+            store_path=self.store_path,
+            face="console",
         )
         runner = SessionThread(Session(self.config, options))
         try:

@@ -1,11 +1,12 @@
 """The Agents pane: the agents (virtual models served by the gateway) with live statistics; create, edit, delete.
 
-A change is written to the config file (only its [[agents]] tables; comments and the rest stay) and served by the
-gateway at once, without a restart.
+A change goes to the core through the console source (in-process, or `claw serve`'s /claw/v1/agents): the core
+writes it to its config file (only the [[agents]] tables; comments and the rest stay) and serves it at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from rich.console import Group
@@ -16,10 +17,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from claw_tui.config import AgentConfig, ConfigError, update_agents
-from claw_tui.gateway.agents import Agent
-from claw_tui.ledger import RequestRecord
-from claw_tui.session import DEMO_AGENTS
+from claw_tui.config import AgentConfig
+from claw_tui.console.records import RequestView as RequestRecord
+from claw_tui.console.source import SourceError
 from claw_tui.summary import group_metrics
 from claw_tui.ui import format as fmt
 from claw_tui.ui.client import GatewayError
@@ -31,18 +31,18 @@ STATS_INTERVAL_S = 1.0
 COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT", "tokens", "J/tok")
 
 
-def agent_config(agent: Agent) -> AgentConfig:
+Agent = AgentConfig  # what the pane shows of an agent: its settings, as the core reports them
+
+
+def agent_from_json(data: dict) -> AgentConfig:
+    known = {k: v for k, v in data.items() if k in AgentConfig.__dataclass_fields__}
     return AgentConfig(
-        name=agent.name,
-        model=agent.model,
-        system=agent.system,
-        options=dict(agent.options),
-        max_context_tokens=agent.max_context_tokens,
-        max_tokens=agent.max_tokens,
-        fallback=agent.fallback,
-        tools=list(agent.tools),
-        description=agent.description,
+        **{**known, "options": dict(known.get("options") or {}), "tools": list(known.get("tools") or [])}
     )
+
+
+def agent_config(agent: AgentConfig) -> AgentConfig:
+    return dataclasses.replace(agent, options=dict(agent.options), tools=list(agent.tools))
 
 
 def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
@@ -116,18 +116,21 @@ class AgentsPane(Pane):
             table.add_column(column, key=column)
 
     # ---- the table ----------------------------------------------------------------------------------------------
+    @property
+    def agents(self) -> list[AgentConfig]:
+        return [agent_from_json(a) for a in self.app.model.agents]
+
     def rows(self) -> list[tuple[str, tuple]]:
-        session = self.app.session
         by_agent: dict[str, list[RequestRecord]] = {}
-        for record in session.ledger.records():
+        for record in self.app.model.records():
             if record.agent:
                 by_agent.setdefault(record.agent, []).append(record)
-        return [(agent.name, stats_cells(agent, by_agent.get(agent.name, []))) for agent in session.agents]
+        return [(agent.name, stats_cells(agent, by_agent.get(agent.name, []))) for agent in self.agents]
 
     def refresh_data(self, force: bool = False) -> None:
         # Statistics over the whole ledger: once a second is plenty, and cheap at any refresh rate.
         now = time.monotonic()
-        agents = [a.name for a in self.app.session.agents]
+        agents = [a.name for a in self.agents]
         if not force and agents == self._shown_agents and now - self._last_stats < STATS_INTERVAL_S:
             return
         self._last_stats, self._shown_agents = now, agents
@@ -154,7 +157,7 @@ class AgentsPane(Pane):
         if not table.row_count:
             return None
         name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((a for a in self.app.session.agents if a.name == name), None)
+        return next((a for a in self.agents if a.name == name), None)
 
     def _show_selected(self) -> None:
         agent = self.selected_agent()
@@ -174,7 +177,7 @@ class AgentsPane(Pane):
 
     # ---- create, edit, delete -----------------------------------------------------------------------------------
     async def form_context(self, editing: str | None) -> FormContext:
-        others = {a.name for a in self.app.session.agents if a.name != editing}
+        others = {a.name for a in self.agents if a.name != editing}
         try:
             tags = await self.app.gateway.tags()
         except GatewayError as exc:
@@ -198,12 +201,7 @@ class AgentsPane(Pane):
         result = await self.app.push_screen_wait(AgentFormScreen(agent_config(agent) if agent else None, context))
         if result is None:
             return
-        agents = [agent_config(a) for a in self.app.session.agents]
-        if agent is None:
-            agents.append(result)
-        else:
-            agents = [result if a.name == agent.name else a for a in agents]
-        if self.save(agents):
+        if await self.save(dataclasses.asdict(result), replacing=agent.name if agent else None):
             verb = "created" if agent is None else "saved"
             self.notify(f"agent '{result.name}' {verb}; the gateway serves it now", title="agents")
             self.select(result.name)
@@ -214,11 +212,10 @@ class AgentsPane(Pane):
             self.notify("No agent selected", severity="warning")
             return
 
-        def answered(yes: bool | None) -> None:
+        async def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            agents = [agent_config(a) for a in self.app.session.agents if a.name != agent.name]
-            if self.save(agents):
+            if await self.save(None, replacing=agent.name):
                 self.notify(f"agent '{agent.name}' deleted", title="agents")
 
         self.app.push_screen(
@@ -228,22 +225,19 @@ class AgentsPane(Pane):
             answered,
         )
 
-    def save(self, agents: list[AgentConfig]) -> bool:
-        """Write the agents to the config file, then serve them; on a write error nothing changes."""
-        session = self.app.session
-        path = session.config.path
-        # The demo's sample agents are served, never written into the operator's config file.
-        to_save = [a for a in agents if not (session.demo and Agent.from_config(a) in DEMO_AGENTS)]
-        if path is not None:
-            try:
-                update_agents(path, to_save)
-            except (ConfigError, OSError) as exc:
-                self.notify(f"agents not saved: {exc}", severity="error", timeout=10)
-                return False
-        else:
-            self.notify("no config file: the change lasts until claw stops", severity="warning")
-        session.config.agents = agents
-        session.set_agents([Agent.from_config(a) for a in agents])
+    async def save(self, agent: dict | None, replacing: str | None = None) -> bool:
+        """Create, replace (`replacing`) or delete (`agent` None) an agent through the core, which writes its config
+        file and serves the change; when it refuses, nothing changes and the reason is shown."""
+        source = self.app.source
+        try:
+            if agent is None:
+                agents = await source.delete_agent(replacing)
+            else:
+                agents = await source.save_agent(agent, replacing)
+        except SourceError as exc:
+            self.notify(f"agents not saved: {exc}", severity="error", timeout=10)
+            return False
+        self.app.model.agents = agents
         self.refresh_data(force=True)
         return True
 

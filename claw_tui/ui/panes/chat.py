@@ -16,7 +16,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Markdown, Select, Static
 from textual.worker import Worker
 
-from claw_tui.ledger import RequestRecord
+from claw_tui.console.records import RequestView as RequestRecord
 from claw_tui.ollama.parameters import validate_options
 from claw_tui.ui import format as fmt
 from claw_tui.ui.client import GatewayError
@@ -338,19 +338,20 @@ class ChatPane(Pane):
             )
 
     async def _show_stats(self, request_id: str | None, turn: Turn, stats: Static, prefix: str = "") -> None:
-        session = self.app.session
-        record = session.ledger.get(request_id) if request_id else None
+        """The answer's cost, once the request's `finished` event (with its final energy) has come."""
+        model = self.app.model
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ENERGY_WAIT_S
+        # The energy is final once the power samples cover the end of the answer (well under a second).
+        record = model.record(request_id) if request_id else None
+        while request_id and loop.time() < deadline:
+            record = model.record(request_id)
+            if record is not None and record.finished and (record.energy_final or not model.metering):
+                break
+            await asyncio.sleep(0.05)
         if record is None:
             turn.stats = prefix or "done"
             stats.update(turn.stats)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ENERGY_WAIT_S
-        # The energy is final once the power samples cover the end of the answer (well under a second).
-        while loop.time() < deadline:
-            await asyncio.to_thread(session.refresh_telemetry)
-            if record.status != "active" and (record.energy_final or not session.ledger.metering):
-                break
-            await asyncio.sleep(0.05)
         turn.stats = stats_line(record, prefix=prefix)
         stats.update(turn.stats)

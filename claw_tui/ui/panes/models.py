@@ -472,9 +472,6 @@ class ModelsPane(Pane):
         self._building = False
         if name is None:
             return
-        # The gateway caches each backend's model list for a few seconds: the new model must show now.
-        for backend in self.app.session.backends:
-            backend.forget_models()
         self.notify(f"{name} is ready: select it in Chat or send requests to it", title="model built")
         self._pending_open = name
         self.poll_now()

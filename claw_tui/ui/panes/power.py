@@ -1,5 +1,6 @@
 """The Power pane: per-GPU power trace with its limit, clocks, util/temperature, the GPU's state, alerts with
-what to do, session energy and tokens/J, and the requests that spent that energy.
+what to do, session energy by bucket (requests, model loads, unmetered, idle) and tokens per joule, and the
+requests that spent that energy. It renders the console's model only (telemetry and requests from events).
 
 Redraws only while visible (the app refreshes the active pane) and the charts at most twice a second.
 Keys: [ and ] switch GPU (or click a GPU in the bar), w / W change the time window.
@@ -18,6 +19,7 @@ from textual.content import Content
 from textual.events import Resize
 from textual.widgets import Static, TabbedContent, Tabs
 
+from claw_tui.telemetry.alerts import AlertThresholds
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series
@@ -30,6 +32,7 @@ MAX_SIDE_INTERVAL_S = 2.0
 MIN_WINDOW_S = 10.0
 TALL_HEIGHT = 36  # from this pane height on: util/temp chart, recent requests and processes
 WIDE_WIDTH = 120
+SPLIT_CELLS_WIDTH = 100  # narrower: clocks, util and temperature share cells
 CELL_GAP = 2
 RECENT_REQUESTS = 200  # records scanned for the bands and the requests table
 
@@ -154,6 +157,41 @@ def power_style(power_w: float | None, limit_w: float | None) -> str:
     return "bold $error" if share >= 0.95 else "bold $warning" if share >= 0.8 else "bold $success"
 
 
+def thresholds(model) -> AlertThresholds:
+    """The service's alert thresholds (its config), as its status says."""
+    known = model.status.get("alert_thresholds") or {}
+    default = AlertThresholds()
+    return AlertThresholds(
+        power_alert_w=known.get("power_alert_w") or default.power_alert_w,
+        temp_alert_c=known.get("temp_alert_c") or default.temp_alert_c,
+    )
+
+
+def energy_cells(totals: dict, narrow: bool = False) -> list[Cell]:
+    """Where the session's energy went: requests, model loads, the GPU busy with work claw did not see, idle."""
+    cells = [
+        Cell("energy", fmt.joules(totals.get("total_j")), "bold"),
+        Cell("requests", fmt.joules(totals.get("active_j"))),
+    ]
+    load, unmetered = totals.get("load_j"), totals.get("unmetered_j")
+    if narrow and load is not None and unmetered is not None:
+        cells.append(Cell("load/unmet", f"{fmt.num(load, 1)}/{fmt.num(unmetered, 1, ' J')}"))
+    else:
+        cells += [
+            Cell(label, fmt.joules(v)) for label, v in (("load", load), ("unmetered", unmetered)) if v is not None
+        ]
+    cells.append(Cell("idle", fmt.joules(totals.get("idle_j"))))
+    return cells
+
+
+def efficiency_cells(model, narrow: bool = False) -> list[Cell]:
+    """Two numbers, two names: all the energy measured (idle included), and the requests' energy alone."""
+    all_in, requests = fmt.ratio(model.tokens_per_joule_all_in), fmt.ratio(model.tokens_per_joule_requests)
+    if narrow:
+        return [Cell("tok/J all-in/requests", f"{all_in}/{requests}", "bold $success")]
+    return [Cell("tok/J all-in", all_in, "bold $success"), Cell("tok/J requests", requests)]
+
+
 class PowerPane(Pane):
     can_focus = True
     BINDINGS = [
@@ -234,8 +272,7 @@ class PowerPane(Pane):
             self.refresh_data(force_plot=True)
 
     def _gpu_count(self) -> int:
-        sampler = self.app.session.sampler
-        return sampler.gpu_count if sampler is not None else 0
+        return self.app.model.telemetry.gpu_count
 
     # ---- refresh ------------------------------------------------------------------------------------------------
     def refresh_data(self, force_plot: bool = False) -> None:
@@ -247,9 +284,9 @@ class PowerPane(Pane):
         if not force_plot and now - self._last_values < PLOT_INTERVAL_S - 0.05:
             return
         self._last_values = now
-        session = self.app.session
-        sampler = session.sampler
-        telemetry_ok = sampler is not None and sampler.state == "ok" and sampler.gpu_count > 0
+        session = self.app.model
+        sampler = session.telemetry
+        telemetry_ok = sampler.state == "ok" and sampler.gpu_count > 0
         if telemetry_ok and self.gpu_index >= sampler.gpu_count:
             self.gpu_index = 0
         self._show_gpu_bar(sampler if telemetry_ok else None)
@@ -312,9 +349,9 @@ class PowerPane(Pane):
     def _show_stats(self, session, telemetry_ok: bool) -> None:
         width = max(20, self.size.width - 2)
         if not telemetry_ok:
-            self._set_lines("#power-stats", self._no_telemetry_lines(session.sampler))
+            self._set_lines("#power-stats", self._no_telemetry_lines(session.telemetry))
             return
-        snapshot = session.sampler.latest(self.gpu_index)
+        snapshot = session.telemetry.latest(self.gpu_index)
         if snapshot is None:
             self._set_lines("#power-stats", [Content("waiting for the first sample…")])
             return
@@ -324,7 +361,7 @@ class PowerPane(Pane):
 
     @staticmethod
     def _no_telemetry_lines(sampler) -> list[Content]:
-        if sampler is None or sampler.kind == "none":
+        if sampler is None or sampler.kind == "none" or sampler.state == "none":
             reason = sampler.message if sampler is not None else "no telemetry source"
             head = Content.assemble(("No GPU telemetry: ", "bold $warning"), reason or "source unavailable")
             tail = "The gateway keeps working; energy is not measured. Try `claw --demo` or `claw --replay FILE`."
@@ -334,30 +371,35 @@ class PowerPane(Pane):
         return [head, Content.styled(tail, "$text-muted")]
 
     def _cells(self, session, snapshot) -> list[Cell]:
-        sampler = session.sampler
+        sampler = session.telemetry
         index = self.gpu_index
-        totals = session.ledger.totals()
-        tokens = sum(r.completion_tokens for r in session.ledger.records() if r.status == "ok")
-        total_j = totals["total_j"]
-        tokens_per_j = tokens / total_j if total_j > 0 and tokens else None
+        totals = session.energy
         limit = snapshot.power_limit_w
+        if self.size.width >= SPLIT_CELLS_WIDTH:
+            clocks = [
+                Cell("SM", fmt.num(snapshot.sm_clock_mhz, 0, " MHz")),
+                Cell("mem", fmt.num(snapshot.mem_clock_mhz, 0, " MHz")),
+                Cell("util", fmt.num(snapshot.util_pct, 0, "%")),
+                Cell("temp", fmt.num(snapshot.temp_c, 0, " °C")),
+            ]
+        else:  # narrow: pairs share a cell, so that the essentials keep to a few lines
+            clocks = [
+                Cell("SM/mem", f"{fmt.num(snapshot.sm_clock_mhz, 0)}/{fmt.num(snapshot.mem_clock_mhz, 0, ' MHz')}"),
+                Cell("util/temp", f"{fmt.num(snapshot.util_pct, 0, '%')}/{fmt.num(snapshot.temp_c, 0, ' °C')}"),
+            ]
         return [
             Cell(f"GPU {snapshot.index}", short_gpu_name(snapshot.name), "bold"),
             Cell("power", f"{fmt.num(snapshot.power_w, 0)}/{fmt.watts(limit)}", power_style(snapshot.power_w, limit)),
             Cell("σ60s", fmt.num(sampler.power_stddev_w(index), 1, " W")),
-            Cell("SM", fmt.num(snapshot.sm_clock_mhz, 0, " MHz")),
-            Cell("mem", fmt.num(snapshot.mem_clock_mhz, 0, " MHz")),
-            Cell("util", fmt.num(snapshot.util_pct, 0, "%")),
-            Cell("temp", fmt.num(snapshot.temp_c, 0, " °C")),
+            *clocks,
             Cell("VRAM", fmt.vram(snapshot.vram_used_mib, snapshot.vram_total_mib)),
             Cell("P-state", snapshot.pstate or fmt.NA),
-            Cell("energy", fmt.joules(total_j), "bold"),
-            Cell("idle", fmt.joules(totals["idle_j"])),
-            Cell("tokens/J", fmt.ratio(tokens_per_j), "bold $success"),
+            *energy_cells(totals, narrow=self.size.width < SPLIT_CELLS_WIDTH),
+            *efficiency_cells(session, narrow=self.size.width < SPLIT_CELLS_WIDTH),
         ]
 
     def _status_line(self, session, snapshot) -> Content:
-        sampler = session.sampler
+        sampler = session.telemetry
         reasons = ", ".join(snapshot.clock_event_reasons) or "none"
         reason_style = "$text" if reasons in ("none", "gpu_idle") else "bold $warning"
         trace = sampler.trace_stats(self.gpu_index)
@@ -365,12 +407,12 @@ class PowerPane(Pane):
         gaps = trace.get("gaps", 0)
         check = sampler.energy_check(self.gpu_index)
         counter = fmt.NA if check["error_pct"] is None else f"{check['error_pct']:+.2f}%"
-        governor_text = governor_words(session.governor_json())
+        governor_text = governor_words(session.governor)
         parts = [
             ("reasons ", "$text-muted"),
             (reasons, reason_style),
             ("  in flight ", "$text-muted"),
-            (str(session.ledger.in_flight()), "$text"),
+            (str(session.in_flight), "$text"),
             ("  governor ", "$text-muted"),
             (governor_text, "$text"),
             ("  trace ", "$text-muted"),
@@ -383,24 +425,25 @@ class PowerPane(Pane):
 
     def _show_alerts(self, session) -> None:
         widget = self.query_one("#power-alerts", Static)
-        gpu = self.gpu_index if session.sampler is not None and session.sampler.state == "ok" else None
-        alerts = session.alerts.active(gpu)
+        gpu = self.gpu_index if session.telemetry.state == "ok" else None
+        alerts = session.alerts_for(gpu)
         _show(widget, bool(alerts))
         if not alerts:
             return
         width = max(20, self.size.width - 2)
         lines = []
         for alert in alerts[:3]:
-            style = "bold $error" if alert.severity == "critical" else "bold $warning"
-            if alert.clearing:
+            critical = alert.get("severity") == "critical"
+            style = "bold $error" if critical else "bold $warning"
+            if alert.get("clearing"):
                 style = "$text-muted"
-            ago = "" if not alert.clearing else f" (lasted {alert.last_seen - alert.since:.0f} s, clearing)"
+            ago = "" if not alert.get("clearing") else f" (lasted {alert.get('duration_s') or 0:.0f} s, clearing)"
             line = Content.assemble(
-                ("▲ " if alert.severity == "critical" else "△ ", style),
-                (alert.message, style),
+                ("▲ " if critical else "△ ", style),
+                (str(alert.get("message", "")), style),
                 (ago, "$text-muted"),
                 (" — ", "$text-muted"),
-                (alert.hint, "$text"),
+                (str(alert.get("hint", "")), "$text"),
             )
             lines.append(line.truncate(width, ellipsis=True))
         if len(alerts) > 3:
@@ -425,7 +468,7 @@ class PowerPane(Pane):
                 self._set_subtitle(chart, "")
                 chart.plot(series=[], x_range=(-self.window_s, 0), y_range=(0, 1), empty_text="no telemetry")
             return
-        sampler = session.sampler
+        sampler = session.telemetry
         span = self._x_span(sampler, now)
         x_range = (-span, 0.0)
         x_labels = [(-span, f"-{window_label(span)}"), (-span / 2, f"-{window_label(span / 2)}"), (0.0, "now")]
@@ -448,11 +491,11 @@ class PowerPane(Pane):
         return sampler.history_1hz(self.gpu_index, now - span)
 
     def _draw_power(self, chart: BrailleChart, session, now: float, span: float, x_range, x_labels, label: str) -> None:
-        sampler = session.sampler
+        sampler = session.telemetry
         index = self.gpu_index
         snapshot = sampler.latest(index)
         limit = snapshot.power_limit_w if snapshot is not None else None
-        threshold = session.alerts.thresholds.power_threshold_w(limit)
+        threshold = thresholds(session).power_threshold_w(limit)
         y_top = max(limit or 0.0, 100.0)
         if span <= sampler.history_minutes * 60:
             columns = chart.dot_columns((0.0, y_top))
@@ -509,7 +552,7 @@ class PowerPane(Pane):
     def _request_bands(self, session, now: float, span: float) -> list[tuple[float, float]]:
         start = now - span
         intervals = []
-        for record in session.ledger.records(RECENT_REQUESTS):
+        for record in session.records(RECENT_REQUESTS):
             if record.gpu is not None and record.gpu != self.gpu_index:
                 continue
             begin = record.t_upstream_start or record.t_arrival
@@ -539,7 +582,7 @@ class PowerPane(Pane):
     def _draw_util(self, chart: BrailleChart, session, history, now: float, x_range, x_labels, label) -> None:
         util = [(p.ts - now, p.util_pct) for p in history]
         temp = [(p.ts - now, p.temp_c) for p in history]
-        alert_c = session.alerts.thresholds.temp_alert_c
+        alert_c = thresholds(session).temp_alert_c
         top = max([100.0, alert_c] + [v for _, v in temp if v is not None])
         chart.plot(
             series=[Series(util, "chart--series-4", max_gap=5.0), Series(temp, "chart--series-1", max_gap=5.0)],
@@ -564,7 +607,7 @@ class PowerPane(Pane):
     def _show_requests(self, session) -> None:
         records = [
             r
-            for r in session.ledger.records(RECENT_REQUESTS)
+            for r in session.records(RECENT_REQUESTS)
             if r.status != "active" and (r.gpu is None or r.gpu == self.gpu_index)
         ][-7:]
         header = Content.styled(

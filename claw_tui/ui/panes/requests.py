@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Select, Static
 
-from claw_tui.ledger import RequestRecord
+from claw_tui.console.records import RequestView as RequestRecord
 from claw_tui.summary import group_metrics
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
@@ -104,7 +104,7 @@ def summary_text(records: list[RequestRecord], shown: int) -> Text:
     text.append(f" · {metrics['tokens']['completion']:,} tok · ")
     tpj = metrics["efficiency"]["tokens_per_joule"]
     text.append("—" if tpj is None else f"{tpj:.2f}", style="bold green")
-    text.append(" tok/J")
+    text.append(" tok/J requests")
     return text
 
 
@@ -129,7 +129,6 @@ class RequestsPane(Pane):
         self._choices: dict[str, tuple[str, ...]] = {"model": (), "agent": ()}
         self._last_summary = 0.0
         self._signature: tuple | None = None
-        self._changing = True  # some row shown may still change (active, or its energy not final yet)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="requests-bar", classes="bar"):
@@ -198,18 +197,18 @@ class RequestsPane(Pane):
 
     # ---- the log ------------------------------------------------------------------------------------------------
     def refresh_data(self, force: bool = False) -> None:
-        records = self.app.session.ledger.records(SCAN_RECORDS)
-        # Nothing new and nothing shown still changing: skip the work (this runs 4 times a second).
-        signature = (len(records), records[-1].id if records else None)
-        if not force and signature == self._signature and not self._changing:
+        model = self.app.model
+        # Nothing new: skip the work (this runs 4 times a second).
+        signature = model.requests_version
+        if not force and signature == self._signature:
             return
+        records = model.records(SCAN_RECORDS)
         self._signature = signature
         self._update_choices(records)
         model, agent, status = (self.filter_value(n) for n in ("model", "agent", "status"))
         selected = [r for r in records if matches(r, model, agent, status)]
         shown = selected[-MAX_ROWS:]
         self._sync_rows(shown)
-        self._changing = any(r.id not in self._finished for r in shown)
         self.query_one("#requests-empty", Static).display = not shown
         self.query_one("#requests-table", DataTable).display = bool(shown)
         now = time.monotonic()
@@ -257,7 +256,7 @@ class RequestsPane(Pane):
         if not table.row_count:
             return None
         row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return self.app.session.ledger.get(row_key.value)
+        return self.app.model.record(row_key.value)
 
     def action_details(self) -> None:
         record = self.selected_record()

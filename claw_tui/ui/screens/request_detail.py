@@ -13,7 +13,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from claw_tui.ledger import RequestRecord
+from claw_tui.console.records import RequestView as RequestRecord
 from claw_tui.ui import format as fmt
 
 PHASES = (  # (label, start attribute, end attribute, colour)

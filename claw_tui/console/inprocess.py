@@ -1,0 +1,88 @@
+"""The console over a Session running in this process (on its own loop, in its own thread): direct calls, and the
+Session's event bus for the events, exactly what /claw/v1/events carries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from claw_tui.console.bus import Subscription
+from claw_tui.console.events import ConsoleEvent
+from claw_tui.console.snapshots import telemetry_json
+from claw_tui.console.source import SourceError
+
+REQUESTS_LOADED = 5000
+TELEMETRY_LOADED_S = 3600.0
+MODEL_EVENTS_LOADED = 200
+
+
+class InProcessSource:
+    mode = "in-process"
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.demo = session.demo
+        self._subscription: Subscription | None = None
+
+    @property
+    def label(self) -> str:
+        return f"in-process · gateway {self.gateway_url.removeprefix('http://')}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.session.gateway_url
+
+    def gateway_headers(self) -> dict[str, str]:
+        return self.session.gateway_headers()
+
+    def clock(self) -> float:
+        return self.session.clock()
+
+    @property
+    def notices(self) -> list[str]:
+        return list(self.session.notices)
+
+    def start(self, wake: Callable[[], None]) -> None:
+        self._subscription = self.session.bus.subscribe(wake)
+
+    def drain(self) -> list[ConsoleEvent]:
+        return self._subscription.drain() if self._subscription is not None else []
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    async def load(self) -> dict:
+        return await asyncio.to_thread(self.load_now)
+
+    def load_now(self) -> dict:
+        session = self.session
+        return {
+            "status": session.status_json(),
+            "requests": [r.to_json() for r in reversed(session.ledger.records(REQUESTS_LOADED))],
+            "telemetry": telemetry_json(session.sampler, session.clock(), TELEMETRY_LOADED_S),
+            "agents": session.agents_json(),
+            "model_events": [e.to_json() for e in session.ledger.model_events(MODEL_EVENTS_LOADED)],
+        }
+
+    # ---- commands: run off the console's thread, on the Session's loop where they touch it --------------------------
+    async def set_governor(self, enabled: bool) -> dict:
+        return await self._call(self.session.set_governor_enabled, enabled)
+
+    async def save_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+        return await self._call(self.session.put_agent, agent, replacing)
+
+    async def delete_agent(self, name: str) -> list[dict]:
+        return await self._call(self.session.delete_agent, name)
+
+    async def export_summary(self, directory: Path | None = None) -> Path:
+        return await self._call(self.session.export_summary, directory)
+
+    @staticmethod
+    async def _call(function, *args):
+        try:
+            return await asyncio.to_thread(function, *args)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise SourceError(str(exc)) from None

@@ -1,0 +1,55 @@
+"""The one interface between a console and the core: a `ConsoleSource` delivers events and answers queries and
+commands. Two implementations: `InProcessSource` (a Session in this process, direct calls) and `RemoteSource`
+(a `claw serve` through claw's HTTP API)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from claw_tui.console.events import ConsoleEvent
+
+
+class SourceError(Exception):
+    """A query or command that failed; `str()` is one sentence to show."""
+
+
+class ConsoleSource(Protocol):
+    mode: str  # "in-process" | "attached"
+    demo: bool
+
+    @property
+    def label(self) -> str:
+        """What the header says about where the console's data comes from."""
+
+    @property
+    def gateway_url(self) -> str: ...
+
+    def gateway_headers(self) -> dict[str, str]: ...
+
+    def clock(self) -> float: ...
+
+    def start(self, wake: Callable[[], None]) -> None:
+        """Begin delivering events; `wake()` is called (from any thread) when `drain()` has something."""
+
+    def drain(self) -> list[ConsoleEvent]: ...
+
+    async def load(self) -> dict:
+        """The whole state: {"status", "requests" (newest first), "telemetry", "agents"}."""
+
+    async def stop(self) -> None: ...
+
+    async def set_governor(self, enabled: bool) -> dict: ...
+
+    async def save_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+        """Create (replacing=None) or replace an agent; returns every agent."""
+
+    async def delete_agent(self, name: str) -> list[dict]: ...
+
+    async def export_summary(self, directory: Path | None = None) -> Path:
+        """Write the session's summary (JSON, Markdown and CSV) on this machine; returns the JSON's path."""
+
+
+def agent_names(agents: list[dict]) -> list[str]:
+    return [str(a.get("name")) for a in agents]
