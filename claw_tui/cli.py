@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import platform
 import sys
 
-from claw_tui import __version__
+from claw_tui import __version__, logs
 from claw_tui.commands.common import check_replay, reader_gone, silence_stdout
+
+log = logging.getLogger(__name__)
 
 # Each module defines `register(subparsers)`, which adds its parser with `set_defaults(run=<callable(args)->int>)`.
 COMMAND_MODULES = (
@@ -44,12 +48,7 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay", metavar="FILE", help="play a recorded GPU trace as the telemetry source")
     parser.add_argument("--connect", metavar="URL", help="attach the console to the claw service at URL")
     parser.add_argument("--token", metavar="T", help="the service's token for --connect (else $CLAW_TOKEN)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-
-
-def configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (each -v a level more)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    face = args.command or "console"
+    logs.configure(face, args.verbose)
+    # The console's file gathers many runs: each starts with this line. On stderr it is noise but for debugging.
+    started = logging.INFO if face == "console" else logging.DEBUG
+    log.log(started, "claw %s: %s (pid %d, Python %s)", __version__, face, os.getpid(), platform.python_version())
+    log.debug("options: %s", {key: value for key, value in vars(args).items() if key != "run"})
     if getattr(args, "replay", None) and (code := check_replay(args.replay)):
         return code
     run = getattr(args, "run", None)

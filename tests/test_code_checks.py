@@ -1,18 +1,23 @@
-"""The habits CI enforces: ruff's lint rules and formatting over the whole repository."""
+"""The habits CI enforces: ruff's lint rules and formatting over the whole repository, and the import contracts
+(the core never imports Textual) checked by import-linter."""
 
 from __future__ import annotations
 
+import pkgutil
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import claw_tui
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ruff() -> list[str]:
-    beside = Path(sys.executable).with_name("ruff")
-    return [str(beside)] if beside.exists() else [shutil.which("ruff") or "ruff"]
+def _tool(name: str) -> list[str]:
+    beside = Path(sys.executable).with_name(name)
+    return [str(beside)] if beside.exists() else [shutil.which(name) or name]
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
@@ -20,10 +25,24 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_ruff_lint_is_clean():
-    result = _run([*_ruff(), "check", "--no-cache", "--output-format", "concise", "."])
+    result = _run([*_tool("ruff"), "check", "--no-cache", "--output-format", "concise", "."])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_clean():
-    result = _run([*_ruff(), "format", "--no-cache", "--check", "."])
+    result = _run([*_tool("ruff"), "format", "--no-cache", "--check", "."])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_contracts_are_kept():
+    result = _run([*_tool("lint-imports"), "--no-cache"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_the_core_contract_covers_every_module_outside_the_console():
+    """A new top-level module of claw_tui is core unless it is the console: it must be named in the contract."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    contract = next(c for c in config["contracts"] if c["name"] == "The core never imports Textual or rich")
+    top_level = {f"claw_tui.{info.name}" for info in pkgutil.iter_modules(claw_tui.__path__)}
+    assert set(contract["source_modules"]) == top_level - {"claw_tui.ui"}

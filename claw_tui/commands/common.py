@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
-from claw_tui.config import Config, ConfigError, check_telemetry_source, load_config_for_cli
+from claw_tui.config import Config, ConfigError, check_telemetry_source, config_path_and_source, load_config_for_cli
+
+log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2  # what argparse uses for a bad command line; also a missing or broken input file
 
@@ -26,6 +29,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 def load_config_or_exit(args: argparse.Namespace, *, runs_session: bool = False) -> Config:
     """The effective config, or one clear line on stderr and exit status 2. `runs_session`: the command starts a
     Session (the console, serve), so the telemetry source must suit --demo / --replay as given."""
+    path, source = config_path_and_source(getattr(args, "config", None))
+    log.debug("config: %s (%s%s)", path, source, "" if path.exists() else "; no file there, so the defaults")
     try:
         config = load_config_for_cli(getattr(args, "config", None))
         if runs_session:

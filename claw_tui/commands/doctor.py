@@ -36,6 +36,7 @@ from claw_tui.commands.doctor_readiness import (
 )
 from claw_tui.config import Config, ConfigError, config_path_and_source, load_config_for_cli
 from claw_tui.governor import StateFile, default_state_file, pid_alive
+from claw_tui.logs import console_log_status
 from claw_tui.telemetry.types import TelemetryError
 
 EXIT_OK = 0
@@ -164,6 +165,7 @@ def run_checks(config: Config, box: Box, *, demo: bool = False, nvml=None) -> li
     else:
         checks.append(check_metrics(None, {}, configured_url(config)))
     checks.append(check_store(config))
+    checks.append(Check("console log", *console_log_status()))
     return checks
 
 

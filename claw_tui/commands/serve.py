@@ -80,11 +80,6 @@ def run_serve(args) -> int:
         path = resolve_config_path(getattr(args, "config", None)).expanduser().resolve()
         print(systemd_unit(args, path), end="")
         return 0
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     config = load_config_or_exit(args, runs_session=True)
     from claw_tui.runtime import run
 

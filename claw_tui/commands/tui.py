@@ -52,8 +52,6 @@ def say(text: str) -> None:
 
 
 def run_tui(args) -> int:
-    # Logging goes to a file handler only when asked: stderr would scribble over the screen.
-    logging.getLogger().handlers[:] = [logging.NullHandler()]
     config = load_config_or_exit(args, runs_session=not getattr(args, "connect", None))
     from claw_tui.console.remote import NeedsToken, probe
 

@@ -41,6 +41,7 @@ from claw_tui.gateway.router import GpuView, Router
 from claw_tui.gateway.supersede import CONVERSATION_HEADER, Superseder, Turn, conversation_key
 from claw_tui.gateway.upstream import Call, Opened, Upstream, UpstreamTimeout
 from claw_tui.ledger import Ledger, RequestRecord
+from claw_tui.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                     GatewayError(500, "internal gateway error (see the claw log)", error_type="api_error")
                 )
         finally:
+            log.debug("%s %s answered %d", ex.method, ex.path, ex.status)
             ex.close()
 
     # ---- metered requests -----------------------------------------------------------------------------------------
@@ -283,6 +285,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             client=client or ex.client_host,
         )
         ex.request_id = record.id
+        REQUEST_ID.set(record.id)  # every log line of this request's task names it
         self.active += 1
         try:
             ex.watch()

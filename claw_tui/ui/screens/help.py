@@ -12,6 +12,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from claw_tui.logs import console_log_file
+
 EXTRA_GLOBAL_KEYS = (
     ("1 … 5", "switch panes (when no text field has focus)"),
     ("ctrl+p", "command palette: panes, themes, actions"),
@@ -70,4 +72,6 @@ class HelpScreen(ModalScreen[None]):
             yield Static("claw — keys", classes="dialog-title")
             with VerticalScroll(id="help-body"):
                 yield Static(keys_table(self.sections), id="help-keys")
-            yield Static("Esc closes", classes="dialog-hint")
+            yield Static(
+                f"Esc closes · log: {log}" if (log := console_log_file()) else "Esc closes", classes="dialog-hint"
+            )
