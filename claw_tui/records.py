@@ -112,6 +112,7 @@ class RequestRecord:
             "agent": self.agent,
             "model": self.model,
             "backend": self.backend,
+            "gpu": self.gpu,
             "endpoint": self.endpoint,
             "surface": self.surface,
             "stream": self.stream,

@@ -446,6 +446,7 @@ def record_from_json(data: dict) -> RequestRecord:
         surface=data.get("surface") or "ollama",
         agent=data.get("agent"),
         backend=data.get("backend"),
+        gpu=data.get("gpu") if isinstance(data.get("gpu"), int) else None,
         stream=bool(data.get("stream", True)),
         status=data.get("status") or "error",
         http_status=data.get("http_status"),
