@@ -1,5 +1,13 @@
-# ---------------------------------------------------------------------------------------------------------------
-# The commented default file
+"""The commented default config file that `claw config init` writes: every key, its default and its help."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import tomli_w
+
+from claw_tui.config.schema import DEFAULT_OLLAMA_URL, TABLE_SECTIONS, AgentConfig, BackendConfig, DoctorConfig
 
 
 def default_config_text() -> str:
@@ -63,5 +71,3 @@ def toml_pair(key: str, value: Any) -> str:
         inline = ", ".join(toml_pair(item_key, item) for item_key, item in value.items())
         return f"{key} = {{ {inline} }}" if inline else f"{key} = {{}}"
     return tomli_w.dumps({key: value}).strip()
-
-

@@ -1,5 +1,22 @@
-# ---------------------------------------------------------------------------------------------------------------
-# Writing
+"""Writing: a whole config, or one section of an existing file, keeping everything else in it as it was."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import tomllib
+from dataclasses import MISSING
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from claw_tui.config.errors import ConfigError, SchemaError, format_key_path
+from claw_tui.config.load import config_from_document, parse_toml
+from claw_tui.config.locate import TomlStatement, scan_toml_statements
+from claw_tui.config.schema import AgentConfig, Config, UIConfig
+from claw_tui.config.validate import validate_config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -105,7 +122,7 @@ def save_config(config: Config, path: Path) -> None:
 def check_document(document: dict[str, Any], path: Path | None) -> None:
     try:
         validate_config(config_from_document(document))
-    except _SchemaError as exc:
+    except SchemaError as exc:
         raise ConfigError(exc.message, path=path, key=format_key_path(exc.key_path)) from None
 
 
@@ -276,5 +293,3 @@ def write_text_atomically(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
-
-

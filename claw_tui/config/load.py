@@ -1,4 +1,30 @@
+"""Loading: the TOML document (tomllib) is turned into typed dataclasses (unknown keys, wrong types and missing keys
+are refused), then the values are checked (validate.py). Every error becomes a ConfigError that names the file, the
+dotted key and the line where that key is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+import types
+import typing
+from dataclasses import MISSING
+from pathlib import Path
+from typing import Any
+
+from claw_tui.config.errors import ConfigError, KeyPath, SchemaError, describe_value, format_key_path
+from claw_tui.config.locate import find_key_line
+from claw_tui.config.paths import config_path_and_source, resolve_config_path
+from claw_tui.config.schema import ARRAY_SECTIONS, TABLE_SECTIONS, Config
+from claw_tui.config.validate import validate_config
+
 NO_SUCH_FILE = "no such config file"
+
+
 def load_config_for_cli(cli_path: str | None) -> Config:
     """The configuration the command line asks for: a file named by --config or $CLAW_CONFIG must exist."""
     path, source = config_path_and_source(cli_path)
@@ -8,9 +34,6 @@ def load_config_for_cli(cli_path: str | None) -> Config:
         if exc.message == NO_SUCH_FILE:
             exc.message = f"{NO_SUCH_FILE} (named by {source}; `claw config init` writes one there)"
         raise
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading
 
 
 def load_config(path: Path | None, *, must_exist: bool = False) -> Config:
@@ -35,7 +58,7 @@ def parse_config_text(text: str, *, path: Path | None = None) -> Config:
     try:
         config = config_from_document(document)
         validate_config(config)
-    except _SchemaError as exc:
+    except SchemaError as exc:
         raise ConfigError(
             exc.message, path=path, key=format_key_path(exc.key_path), line=find_key_line(text, exc.key_path)
         ) from None
@@ -70,17 +93,17 @@ def config_from_document(document: dict[str, Any]) -> Config:
     for name, value in document.items():
         if name in TABLE_SECTIONS:
             if not isinstance(value, dict):
-                raise _SchemaError((name,), f"expected a table ([{name}]), got {describe_value(value)}")
+                raise SchemaError((name,), f"expected a table ([{name}]), got {describe_value(value)}")
             sections[name] = build_dataclass(TABLE_SECTIONS[name], value, (name,))
         elif name in ARRAY_SECTIONS:
             if isinstance(value, dict):
-                raise _SchemaError((name,), f"expected an array of tables ([[{name}]]), got a table ([{name}])")
+                raise SchemaError((name,), f"expected an array of tables ([[{name}]]), got a table ([{name}])")
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-                raise _SchemaError((name,), f"expected an array of tables ([[{name}]]), got {describe_value(value)}")
+                raise SchemaError((name,), f"expected an array of tables ([[{name}]]), got {describe_value(value)}")
             cls = ARRAY_SECTIONS[name]
             sections[name] = [build_dataclass(cls, item, (name, index)) for index, item in enumerate(value)]
         else:
-            raise _SchemaError((name,), unknown_key_message(name, [*TABLE_SECTIONS, *ARRAY_SECTIONS]))
+            raise SchemaError((name,), unknown_key_message(name, [*TABLE_SECTIONS, *ARRAY_SECTIONS]))
     return Config(**sections)
 
 
@@ -90,12 +113,12 @@ def build_dataclass(cls: type, table: dict[str, Any], key_path: KeyPath) -> Any:
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in fields:
-            raise _SchemaError((*key_path, key), unknown_key_message(key, list(fields)))
+            raise SchemaError((*key_path, key), unknown_key_message(key, list(fields)))
         values[key] = check_type(value, hints[key], (*key_path, key))
     for name, f in fields.items():
         required = f.default is MISSING and f.default_factory is MISSING
         if required and name not in values:
-            raise _SchemaError((*key_path, name), f"missing required key '{name}'")
+            raise SchemaError((*key_path, name), f"missing required key '{name}'")
     return cls(**values)
 
 
@@ -108,7 +131,7 @@ def unknown_key_message(key: str, known: list[str]) -> str:
 
 
 def check_type(value: Any, hint: Any, key_path: KeyPath) -> Any:
-    """Return the value as the field's type (an integer becomes a float), or raise a _SchemaError."""
+    """Return the value as the field's type (an integer becomes a float), or raise a SchemaError."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         # Only "X | None" is used: None cannot be written in TOML, so a present value must be an X.
@@ -116,47 +139,29 @@ def check_type(value: Any, hint: Any, key_path: KeyPath) -> Any:
         return check_type(value, inner, key_path)
     if origin is list:
         if not isinstance(value, list):
-            raise _SchemaError(key_path, f"expected an array of strings, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected an array of strings, got {describe_value(value)}")
         (item_hint,) = typing.get_args(hint)
         return [check_type(item, item_hint, (*key_path, index)) for index, item in enumerate(value)]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise _SchemaError(key_path, f"expected a table, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected a table, got {describe_value(value)}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise _SchemaError(key_path, f"expected true or false, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected true or false, got {describe_value(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _SchemaError(key_path, f"expected an integer, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected an integer, got {describe_value(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _SchemaError(key_path, f"expected a number, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected a number, got {describe_value(value)}")
         if not math.isfinite(value):
-            raise _SchemaError(key_path, f"expected a finite number, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected a finite number, got {describe_value(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise _SchemaError(key_path, f"expected a string, got {describe_value(value)}")
+            raise SchemaError(key_path, f"expected a string, got {describe_value(value)}")
         return value
     raise TypeError(f"no type check for {hint!r}")
-
-
-def describe_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a float ({value})"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"a string ({json.dumps(shown, ensure_ascii=False)})"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a date/time ({value})"
-

@@ -1,5 +1,11 @@
-# ---------------------------------------------------------------------------------------------------------------
-# Where keys are written (tomllib reports no positions for valid documents)
+"""Where keys are written in a config file (tomllib reports no positions for valid documents)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+
+from claw_tui.config.errors import KeyPath
 
 
 @dataclass
@@ -169,5 +175,3 @@ class _TomlScanner:
                 self.pos += 1
                 extra += 1
         self.line += self.text.count("\n", start, self.pos)
-
-

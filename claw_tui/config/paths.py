@@ -1,5 +1,14 @@
-# ---------------------------------------------------------------------------------------------------------------
-# Paths
+"""Where the config file is (--config, $CLAW_CONFIG, the user config folder) and where a demo run keeps its files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+from claw_tui.config.schema import APP_NAME, CONFIG_ENV_VAR
 
 
 def resolve_config_path(cli_path: str | None) -> Path:
@@ -15,6 +24,7 @@ def config_path_and_source(cli_path: str | None) -> tuple[Path, str]:
     if env_path:
         return Path(env_path).expanduser(), f"${CONFIG_ENV_VAR}"
     return platformdirs.user_config_path(APP_NAME) / "config.toml", "default"
+
 
 DEMO_KEEP_S = 24 * 3600
 

@@ -1,10 +1,20 @@
+"""The settings: one dataclass per section of the config file, each field with its help, range or choices."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
 APP_NAME = "claw"
 CONFIG_ENV_VAR = "CLAW_CONFIG"
 OLLAMA_HOST_ENV_VAR = "OLLAMA_HOST"
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 OLLAMA_DEFAULT_PORT = 11434
-# ---------------------------------------------------------------------------------------------------------------
-# Schema
 
 
 def setting(
@@ -247,4 +257,3 @@ TABLE_SECTIONS: dict[str, type] = {
     "doctor": DoctorConfig,
 }
 ARRAY_SECTIONS: dict[str, type] = {"backends": BackendConfig, "agents": AgentConfig}
-

@@ -1,9 +1,29 @@
-# ---------------------------------------------------------------------------------------------------------------
-# Checking values
+"""Checking values: ranges, choices, addresses, tokens, agent options, the theme and duplicate names."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from claw_tui.config.default_file import toml_pair
+from claw_tui.config.errors import ConfigError, KeyPath, SchemaError, describe_value
+from claw_tui.config.locate import find_key_line
+from claw_tui.config.schema import ARRAY_SECTIONS, TABLE_SECTIONS, AgentConfig, BackendConfig, Config, GatewayConfig
+from claw_tui.ollama.parameters import (
+    DEPRECATED_PARAMETERS,
+    PARAMETERS,
+    ParameterError,
+    coerce_option,
+    suggest_for_unknown,
+)
+from claw_tui.theme_files import TEXTUAL_THEMES, claw_theme_names, themes_dir
 
 
 def validate_config(config: Config) -> None:
-    """Check ranges, choices, addresses and names; raise a _SchemaError at the first problem."""
+    """Check ranges, choices, addresses and names; raise a SchemaError at the first problem."""
     for name in TABLE_SECTIONS:
         check_field_limits(getattr(config, name), (name,))
     for name in ARRAY_SECTIONS:
@@ -12,7 +32,7 @@ def validate_config(config: Config) -> None:
     check_listen(config.gateway)
     check_tokens(config.gateway)
     if not config.backends:
-        raise _SchemaError(("backends",), "at least one backend is needed")
+        raise SchemaError(("backends",), "at least one backend is needed")
     for index, backend in enumerate(config.backends):
         check_backend(backend, ("backends", index))
     for index, agent in enumerate(config.agents):
@@ -21,7 +41,7 @@ def validate_config(config: Config) -> None:
     check_unique_names(config.agents, "agents", "agent")
     check_theme(config.ui.theme)
     if config.telemetry.source == "replay" and not config.telemetry.replay_file:
-        raise _SchemaError(("telemetry", "replay_file"), 'source = "replay" needs a replay_file')
+        raise SchemaError(("telemetry", "replay_file"), 'source = "replay" needs a replay_file')
 
 
 def check_telemetry_source(config: Config, *, demo: bool, replay: bool = False) -> None:
@@ -50,22 +70,22 @@ def check_field_limits(section: Any, key_path: KeyPath) -> None:
         limits = f.metadata
         if limits.get("choices") and value not in limits["choices"]:
             allowed = ", ".join(f'"{choice}"' for choice in limits["choices"])
-            raise _SchemaError((*key_path, f.name), f"must be one of {allowed}, got {json.dumps(value)}")
+            raise SchemaError((*key_path, f.name), f"must be one of {allowed}, got {json.dumps(value)}")
         if value is None or isinstance(value, (bool, str, list, dict)):
             continue
         if limits.get("at_least") is not None and value < limits["at_least"]:
-            raise _SchemaError((*key_path, f.name), f"must be at least {limits['at_least']}, got {value}")
+            raise SchemaError((*key_path, f.name), f"must be at least {limits['at_least']}, got {value}")
         if limits.get("above") is not None and value <= limits["above"]:
-            raise _SchemaError((*key_path, f.name), f"must be more than {limits['above']}, got {value}")
+            raise SchemaError((*key_path, f.name), f"must be more than {limits['above']}, got {value}")
         if limits.get("at_most") is not None and value > limits["at_most"]:
-            raise _SchemaError((*key_path, f.name), f"must be at most {limits['at_most']}, got {value}")
+            raise SchemaError((*key_path, f.name), f"must be at most {limits['at_most']}, got {value}")
 
 
 def check_listen(gateway: GatewayConfig) -> None:
     try:
         gateway.host_port()
     except ValueError as exc:
-        raise _SchemaError(
+        raise SchemaError(
             ("gateway", "listen"), f"invalid listen address {json.dumps(gateway.listen)}: {exc}"
         ) from None
 
@@ -74,31 +94,31 @@ def check_tokens(gateway: GatewayConfig) -> None:
     for key in ("tokens", "admin_tokens"):
         for index, token in enumerate(getattr(gateway, key)):
             if not token.strip():
-                raise _SchemaError(("gateway", key, index), "a token must not be empty")
+                raise SchemaError(("gateway", key, index), "a token must not be empty")
     for model, fallback in gateway.fallback_models.items():
         if not isinstance(fallback, str) or not fallback.strip():
-            raise _SchemaError(
+            raise SchemaError(
                 ("gateway", "fallback_models", model), f"expected the name of a model, got {describe_value(fallback)}"
             )
 
 
 def check_backend(backend: BackendConfig, key_path: KeyPath) -> None:
     if not backend.name.strip():
-        raise _SchemaError((*key_path, "name"), "the name must not be empty")
+        raise SchemaError((*key_path, "name"), "the name must not be empty")
     parts = urlsplit(backend.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _SchemaError((*key_path, "url"), f"expected an http:// or https:// URL, got {json.dumps(backend.url)}")
+        raise SchemaError((*key_path, "url"), f"expected an http:// or https:// URL, got {json.dumps(backend.url)}")
     try:
         _ = parts.port  # urlsplit checks the port only when asked for it
     except ValueError:
-        raise _SchemaError((*key_path, "url"), f"invalid port in {json.dumps(backend.url)}") from None
+        raise SchemaError((*key_path, "url"), f"invalid port in {json.dumps(backend.url)}") from None
 
 
 def check_agent(agent: AgentConfig, key_path: KeyPath) -> None:
     if not agent.name.strip():
-        raise _SchemaError((*key_path, "name"), "the name must not be empty")
+        raise SchemaError((*key_path, "name"), "the name must not be empty")
     if not agent.model.strip():
-        raise _SchemaError((*key_path, "model"), "the model must not be empty")
+        raise SchemaError((*key_path, "model"), "the model must not be empty")
     for name, value in agent.options.items():
         check_agent_option(name, value, (*key_path, "options", name))
 
@@ -113,19 +133,19 @@ def check_agent_option(name: str, value: Any, key_path: KeyPath) -> None:
     spec = PARAMETERS.get(name)
     if spec is None:
         if name in DEPRECATED_PARAMETERS:
-            raise _SchemaError(key_path, f"'{name}' is a deprecated Ollama option that Ollama ignores; remove it")
+            raise SchemaError(key_path, f"'{name}' is a deprecated Ollama option that Ollama ignores; remove it")
         hint = suggest_for_unknown(name)
-        raise _SchemaError(key_path, f"unknown Ollama option '{name}'" + (f" ({hint})" if hint else ""))
+        raise SchemaError(key_path, f"unknown Ollama option '{name}'" + (f" ({hint})" if hint else ""))
     expected = "an array of strings" if spec.repeatable else OPTION_TYPE_WORDS[spec.type]
     if spec.type == "int" and isinstance(value, float):
-        raise _SchemaError(key_path, f"expected {expected}, got {describe_value(value)}")
+        raise SchemaError(key_path, f"expected {expected}, got {describe_value(value)}")
     try:
         coerce_option(name, value)
     except ParameterError as exc:
         if exc.code != "invalid-type":
-            raise _SchemaError(key_path, exc.message) from None
+            raise SchemaError(key_path, exc.message) from None
         example = "" if spec.default is None else f" (e.g. {toml_pair(name, spec.default)})"
-        raise _SchemaError(key_path, f"expected {expected}, got {describe_value(value)}{example}") from None
+        raise SchemaError(key_path, f"expected {expected}, got {describe_value(value)}{example}") from None
 
 
 def check_theme(theme: str) -> None:
@@ -140,17 +160,15 @@ def check_theme(theme: str) -> None:
     message += (
         f": the themes folder ({themes_dir()}) has {', '.join(claw_themes)}; Textual's own, such as nord, work too"
     )
-    raise _SchemaError(("ui", "theme"), message)
+    raise SchemaError(("ui", "theme"), message)
 
 
 def check_unique_names(items: list[Any], section: str, noun: str) -> None:
     first_index: dict[str, int] = {}
     for index, item in enumerate(items):
         if item.name in first_index:
-            raise _SchemaError(
+            raise SchemaError(
                 (section, index, "name"),
                 f"duplicate {noun} name '{item.name}' (also {section}[{first_index[item.name]}])",
             )
         first_index[item.name] = index
-
-
