@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import tomli_w
-
 from claw_tui.config.schema import DEFAULT_OLLAMA_URL, TABLE_SECTIONS, AgentConfig, BackendConfig, DoctorConfig
+from claw_tui.config.toml_text import toml_pair
 
 
 def default_config_text() -> str:
@@ -64,10 +63,3 @@ def example_table(header: str, section: Any) -> str:
     width = max(len(pair) for pair, _ in pairs)
     lines = [f"# {header}"] + [f"# {pair.ljust(width)}  # {help}" for pair, help in pairs]
     return "\n".join(lines) + "\n"
-
-
-def toml_pair(key: str, value: Any) -> str:
-    if isinstance(value, dict):
-        inline = ", ".join(toml_pair(item_key, item) for item_key, item in value.items())
-        return f"{key} = {{ {inline} }}" if inline else f"{key} = {{}}"
-    return tomli_w.dumps({key: value}).strip()

@@ -1,177 +1,112 @@
-"""Where keys are written in a config file (tomllib reports no positions for valid documents)."""
+"""Where keys are written in a config file: tomllib reports no positions for a valid document (and tomlkit keeps
+every character but no line numbers, and regroups an array of tables written in pieces).
+
+A key is found by reading ever longer beginnings of the text: a beginning cut at the end of a line is a valid
+document of its own when the cut falls between two statements (never inside a multi-line string or array), and a
+key, once written, is in every longer one. The first such beginning that holds the key ends with the statement that
+writes it; that statement starts at the first line from which it reads as a document of its own.
+"""
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass
+from typing import Any
 
 from claw_tui.config.errors import KeyPath
 
 
-@dataclass
-class TomlStatement:
-    """A table header or a key/value pair of a TOML text, with the lines it spans (1-based, inclusive)."""
-
-    kind: str  # "table", "array_table" or "key_value"
-    keys: tuple[str, ...]  # as written: the header's keys, or the dotted key of a pair
-    path: KeyPath  # full path in the document, with array-of-tables indexes
-    first_line: int
-    last_line: int
-
-
 def find_key_line(text: str, key_path: KeyPath) -> int | None:
-    """The line of the key (or, failing that, of its closest enclosing key or table) in a valid TOML text."""
-    lines: dict[KeyPath, int] = {}
+    """The line of the key (or, failing that, of its closest enclosing key or table) in a valid TOML text: the line
+    of a table's header, or the first line of a key's statement (a key inside a value is located at that value)."""
     try:
-        statements = scan_toml_statements(text)
-    except (IndexError, tomllib.TOMLDecodeError):
-        return None  # a layout the scanner misreads must not hide the error being reported
-    for statement in statements:
-        path = statement.path
-        first = 1 if statement.kind != "key_value" else len(path) - len(statement.keys) + 1
-        for end in range(first, len(path) + 1):
-            lines.setdefault(path[:end], statement.first_line)
-    for end in range(len(key_path), 0, -1):
-        if key_path[:end] in lines:
-            return lines[key_path[:end]]
-    return None
+        lines = _Lines(text)
+        written = _longest_written(tomllib.loads(text), key_path)
+        if not written:
+            return None
+        last = lines.first_holding(written)
+        return lines.statement_start(last)
+    except tomllib.TOMLDecodeError:  # not a valid document: there is no key to locate
+        return None
 
 
-def scan_toml_statements(text: str) -> list[TomlStatement]:
-    return _TomlScanner(text).scan()
+def _longest_written(document: dict[str, Any], key_path: KeyPath) -> KeyPath:
+    for length in range(len(key_path), 0, -1):
+        if _holds(document, key_path[:length]):
+            return key_path[:length]
+    return ()
 
 
-_BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+def _holds(document: Any, key_path: KeyPath) -> bool:
+    node = document
+    for part in key_path:
+        in_array = isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node)
+        in_table = isinstance(part, str) and isinstance(node, dict) and part in node
+        if not (in_array or in_table):
+            return False
+        node = node[part]
+    return True
 
 
-class _TomlScanner:
-    """Walks a TOML text that tomllib has accepted, noting each header and key/value pair with its lines."""
+# A blank line, a comment, a table header, or a line with a key and "=" (a key and its "=" share a line).
+_STATEMENT_START = re.compile(r"[ \t]*(?:\r?\n|#|\[|$|[^\n]*=)")
+
+
+class _Lines:
+    """The text's lines (split at line feeds only, as TOML counts them) and its beginnings as documents."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.pos = 0
-        self.line = 1
-        self.table: KeyPath = ()
-        self.last_array_index: dict[KeyPath, int] = {}
+        self.ends = [index + 1 for index, char in enumerate(text) if char == "\n"]
+        if not self.ends or self.ends[-1] != len(text):
+            self.ends.append(len(text))
+        self.count = len(self.ends)
+        self._parsed: dict[tuple[int, int], dict[str, Any] | None] = {}
 
-    def scan(self) -> list[TomlStatement]:
-        statements: list[TomlStatement] = []
-        while True:
-            self.skip_blank_lines_and_comments()
-            if self.pos >= len(self.text):
-                return statements
-            first_line = self.line
-            if self.text.startswith("[[", self.pos):
-                self.pos += 2
-                keys = self.read_key()
-                self.pos += 2
-                self.table = self.open_array_table(keys)
-                statements.append(TomlStatement("array_table", keys, self.table, first_line, first_line))
-            elif self.text.startswith("[", self.pos):
-                self.pos += 1
-                keys = self.read_key()
-                self.pos += 1
-                self.table = self.resolve(keys)
-                statements.append(TomlStatement("table", keys, self.table, first_line, first_line))
+    def document(self, first: int, last: int) -> dict[str, Any] | None:
+        """Lines first..last (1-based, inclusive; last < first is empty) as a document, None when they are not one."""
+        if (first, last) not in self._parsed:
+            start = self.ends[first - 2] if first > 1 else 0
+            end = self.ends[last - 1] if last >= 1 else 0
+            try:
+                self._parsed[first, last] = tomllib.loads(self.text[start:end]) if end > start else {}
+            except tomllib.TOMLDecodeError:
+                self._parsed[first, last] = None
+        return self._parsed[first, last]
+
+    def can_start_statement(self, line: int) -> bool:
+        """Whether the line may be where a statement starts (or a blank line, or a comment): a cheap test that spares
+        parsing the beginnings that end inside a long multi-line string."""
+        start = self.ends[line - 2] if line > 1 else 0
+        return _STATEMENT_START.match(self.text, start, self.ends[line - 1]) is not None
+
+    def next_cut(self, line: int, limit: int) -> int | None:
+        """The first line from `line` on, before `limit`, after which the beginning of the text is a valid document."""
+        for cut in range(line, limit):
+            if (cut == 0 or self.can_start_statement(cut + 1)) and self.document(1, cut) is not None:
+                return cut
+        return None
+
+    def first_holding(self, key_path: KeyPath) -> int:
+        """The last line of the statement that writes the key: a binary search over the valid beginnings."""
+        low, high = 0, self.count  # the beginning up to line `low` does not hold the key, up to `high` it does
+        bound = high  # no valid cut lies from `bound` to `high`
+        while bound - low > 1:
+            cut = self.next_cut((low + bound) // 2, bound)
+            if cut is None:
+                bound = (low + bound) // 2
+            elif _holds(self.document(1, cut), key_path):
+                high = bound = cut
             else:
-                keys = self.read_key()
-                self.pos += 1  # "="
-                self.skip_value()
-                statements.append(TomlStatement("key_value", keys, (*self.table, *keys), first_line, self.line))
+                low = cut
+        return high
 
-    def resolve(self, keys: tuple[str, ...]) -> KeyPath:
-        """A header's path, each array of tables in it standing for its latest element."""
-        path: list[str | int] = []
-        for key in keys:
-            path.append(key)
-            if tuple(path) in self.last_array_index:
-                path.append(self.last_array_index[tuple(path)])
-        return tuple(path)
-
-    def open_array_table(self, keys: tuple[str, ...]) -> KeyPath:
-        array_path = (*self.resolve(keys[:-1]), keys[-1])
-        index = self.last_array_index.get(array_path, -1) + 1
-        self.last_array_index[array_path] = index
-        return (*array_path, index)
-
-    def skip_blank_lines_and_comments(self) -> None:
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char == "\n":
-                self.line += 1
-                self.pos += 1
-            elif char in " \t\r":
-                self.pos += 1
-            elif char == "#":
-                self.skip_comment()
-            else:
-                return
-
-    def skip_comment(self) -> None:
-        end = self.text.find("\n", self.pos)
-        self.pos = len(self.text) if end < 0 else end
-
-    def skip_spaces(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in " \t":
-            self.pos += 1
-
-    def read_key(self) -> tuple[str, ...]:
-        keys: list[str] = []
-        while True:
-            self.skip_spaces()
-            char = self.text[self.pos]
-            if char in "\"'":
-                start = self.pos
-                self.skip_string()
-                keys.append(tomllib.loads(f"k = {self.text[start : self.pos]}")["k"])
-            else:
-                start = self.pos
-                while self.pos < len(self.text) and self.text[self.pos] in _BARE_KEY_CHARS:
-                    self.pos += 1
-                keys.append(self.text[start : self.pos])
-            self.skip_spaces()
-            if self.pos < len(self.text) and self.text[self.pos] == ".":
-                self.pos += 1
+    def statement_start(self, last: int) -> int:
+        """The first line of the statement that ends at `last`: the last line before which the text is a valid
+        beginning and from which, up to `last`, it reads as a document of its own."""
+        for first in range(last, 0, -1):
+            if not self.can_start_statement(first):
                 continue
-            return tuple(keys)
-
-    def skip_value(self) -> None:
-        """Move to the end of a value: the first newline outside strings, arrays and inline tables."""
-        depth = 0
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char in "\"'":
-                self.skip_string()
-                continue
-            if char in "[{":
-                depth += 1
-            elif char in "]}":
-                depth -= 1
-            elif char == "#":
-                self.skip_comment()
-                continue
-            elif char == "\n":
-                if depth == 0:
-                    return
-                self.line += 1
-            self.pos += 1
-
-    def skip_string(self) -> None:
-        quote = self.text[self.pos]
-        delimiter = quote * 3 if self.text.startswith(quote * 3, self.pos) else quote
-        start = self.pos
-        self.pos += len(delimiter)
-        while not self.text.startswith(delimiter, self.pos):
-            if self.pos >= len(self.text):
-                raise IndexError("unterminated string")
-            if quote == '"' and self.text[self.pos] == "\\":
-                self.pos += 1
-            self.pos += 1
-        self.pos += len(delimiter)
-        if len(delimiter) == 3:
-            # Up to two quotes may sit right before a closing delimiter; they belong to the string.
-            extra = 0
-            while extra < 2 and self.text.startswith(quote, self.pos):
-                self.pos += 1
-                extra += 1
-        self.line += self.text.count("\n", start, self.pos)
+            if self.document(first, last) is not None and self.document(1, first - 1) is not None:
+                return first
+        return last

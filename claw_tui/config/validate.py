@@ -8,10 +8,10 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from claw_tui.config.default_file import toml_pair
 from claw_tui.config.errors import ConfigError, KeyPath, SchemaError, describe_value
 from claw_tui.config.locate import find_key_line
 from claw_tui.config.schema import ARRAY_SECTIONS, TABLE_SECTIONS, AgentConfig, BackendConfig, Config, GatewayConfig
+from claw_tui.config.toml_text import toml_pair
 from claw_tui.ollama.parameters import (
     DEPRECATED_PARAMETERS,
     PARAMETERS,
