@@ -1,6 +1,25 @@
-# ================================================================================================================
-# The app
-# ================================================================================================================
+"""The app: the front door (Host check, faults answered before routing), the routes, and `SimServer`, which serves
+them on a local port."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Self
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import Response
+from starlette.routing import Route
+
+from claw_tui.httpserver import AppServer
+from claw_tui.sim.gpu import SimGPU
+from claw_tui.sim.server.faults import default_failure_message
+from claw_tui.sim.server.ollama_api import OllamaApi
+from claw_tui.sim.server.openai_api import OpenAIApi
+from claw_tui.sim.server.responses import openai_error_body
+from claw_tui.sim.server.scheduler import SimState
+from claw_tui.sim.server.wire import JSON_MEDIA, go_json
 
 
 class _FrontDoor:

@@ -1,6 +1,11 @@
-# ================================================================================================================
-# Fault injection
-# ================================================================================================================
+"""Fault injection: the failures, broken streams and stalls that tests ask the simulated server to suffer next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from claw_tui.sim.server.wire import BUSY_MESSAGE, INFERENCE_PATHS, RUNNER_CRASH_MESSAGE, STREAM_ERROR_MESSAGE
 
 
 @dataclass
@@ -104,4 +109,3 @@ def default_failure_message(status: int) -> str:
     if status == 404:
         return "model not found"
     return "simulated failure"
-

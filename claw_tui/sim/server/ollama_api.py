@@ -1,6 +1,42 @@
-# ================================================================================================================
-# Ollama surface
-# ================================================================================================================
+"""The Ollama surface: /api/* as Ollama answers it (field names and order, NDJSON streams, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from claw_tui.sim.models import (
+    GIB,
+    MIB,
+    InstalledModel,
+    canonical_name,
+    is_valid_name,
+)
+from claw_tui.sim.server.responses import DeferredResponse, ErrorItem, ollama_error, ollama_error_item
+from claw_tui.sim.server.scheduler import Admission, Final, GenRequest, SimState, to_ns
+from claw_tui.sim.server.wire import (
+    FOREVER_DISPLAY_S,
+    JSON_MEDIA,
+    NDJSON,
+    OLLAMA_VERSION,
+    RequestError,
+    expect_type,
+    go_json,
+    json_kind,
+    now_rfc3339,
+    parse_keep_alive,
+    read_json_body,
+    rfc3339_nano,
+    rfc3339_to_unix,
+)
+from claw_tui.sim.text import count_chat_tokens, count_tokens, embedding_vector, normalize
 
 
 class OllamaApi:
@@ -112,7 +148,7 @@ class OllamaApi:
                 )
             if data.get("tools") and "tools" not in model.capabilities:
                 raise RequestError(400, f"registry.ollama.ai/library/{model.name} does not support tools")
-            think = _resolve_think(data.get("think"), model, label)
+            think = resolve_think(data.get("think"), model, label)
             if "completion" not in model.capabilities:
                 raise RequestError(400, f'"{label}" does not support chat')
             options = self.state.resolve_options(model, data.get("options"))
@@ -136,8 +172,8 @@ class OllamaApi:
         req = GenRequest(
             model=model,
             model_label=label,
-            prompt=_last_user_text(conversation),
-            context=_conversation_text(conversation),
+            prompt=last_user_text(conversation),
+            context=conversation_text(conversation),
             prompt_tokens=count_chat_tokens(conversation),
             options=options,
             keep_alive_s=keep_alive_s,
@@ -162,7 +198,7 @@ class OllamaApi:
                 )
             if data.get("raw") and (data.get("template") or data.get("system") or data.get("context")):
                 raise RequestError(400, "raw mode does not support template, system, or context")
-            think = _resolve_think(data.get("think"), model, label)
+            think = resolve_think(data.get("think"), model, label)
             if "completion" not in model.capabilities:
                 raise RequestError(400, f'"{label}" does not support generate')
             options = self.state.resolve_options(model, data.get("options"))
@@ -206,7 +242,7 @@ class OllamaApi:
             data = await read_json_body(request, "api.EmbedRequest")
             expect_type(data, "model", ("string",), "EmbedRequest", "string")
             model, label = self._require_model(data.get("model"))
-            texts = _embed_inputs(data.get("input"))
+            texts = embed_inputs(data.get("input"))
             keep_alive_s = self.state.keep_alive_or_default(parse_keep_alive(data.get("keep_alive")))
             options = self.state.resolve_options(model, data.get("options"))
             dimensions = data.get("dimensions") or 0
@@ -226,7 +262,7 @@ class OllamaApi:
             total_s = time.monotonic() - arrived
             result: dict[str, Any] = {"model": label, "embeddings": vectors}
             if texts:
-                result.update(total_duration=_ns(total_s), load_duration=_ns(load_s), prompt_eval_count=sum(counts))
+                result.update(total_duration=to_ns(total_s), load_duration=to_ns(load_s), prompt_eval_count=sum(counts))
             yield go_json(result)
 
         return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release)
@@ -581,7 +617,7 @@ def _check_generate_fields(data: dict[str, Any], struct_name: str, *, chat: bool
         )
 
 
-def _resolve_think(think: Any, model: InstalledModel, label: str) -> bool | str:
+def resolve_think(think: Any, model: InstalledModel, label: str) -> bool | str:
     if "thinking" in model.capabilities:
         return True if think is None else think
     if think:
@@ -601,14 +637,14 @@ def _format_of(data: dict[str, Any]) -> Any:
     return None
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
+def last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
             return _content_text(message)
     return _content_text(messages[-1]) if messages else ""
 
 
-def _conversation_text(messages: list[dict[str, Any]]) -> str:
+def conversation_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(f"{m.get('role', '')}: {_content_text(m)}" for m in messages)
 
 
@@ -621,7 +657,7 @@ def _content_text(message: dict[str, Any]) -> str:
     return ""
 
 
-def _embed_inputs(value: Any) -> list[str]:
+def embed_inputs(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -682,4 +718,3 @@ def _tensor_summary(model: InstalledModel) -> list[dict[str, Any]]:
         },
         {"name": "output_norm.weight", "type": "F32", "shape": [spec.embedding_length]},
     ]
-

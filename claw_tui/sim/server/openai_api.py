@@ -1,6 +1,31 @@
-# ================================================================================================================
-# OpenAI-compatible surface
-# ================================================================================================================
+"""The OpenAI-compatible surface: /v1/* as Ollama answers it (SSE streams, OpenAI-shaped errors)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from claw_tui.sim.models import InstalledModel
+from claw_tui.sim.server.ollama_api import conversation_text, embed_inputs, embedding_for, last_user_text, resolve_think
+from claw_tui.sim.server.responses import DeferredResponse, ErrorItem, openai_error, openai_error_item
+from claw_tui.sim.server.scheduler import Admission, Final, GenRequest, SimState
+from claw_tui.sim.server.wire import (
+    JSON_MEDIA,
+    SSE_MEDIA,
+    RequestError,
+    expect_type,
+    go_json,
+    json_kind,
+    read_json_body,
+    rfc3339_to_unix,
+)
+from claw_tui.sim.text import count_chat_tokens, count_tokens
 
 
 class OpenAIApi:
@@ -31,7 +56,7 @@ class OpenAIApi:
                 raise RequestError(400, "[] is too short - 'messages'")
             if "completion" not in model.capabilities:
                 raise RequestError(400, f'"{label}" does not support chat')
-            think = _resolve_think(_openai_think(data), model, label)
+            think = resolve_think(_openai_think(data), model, label)
             options = self.state.resolve_options(model, self._options(data))
             admission = self.state.admit()
         except RequestError as exc:
@@ -42,8 +67,8 @@ class OpenAIApi:
         req = GenRequest(
             model=model,
             model_label=label,
-            prompt=_last_user_text(conversation),
-            context=_conversation_text(conversation),
+            prompt=last_user_text(conversation),
+            context=conversation_text(conversation),
             prompt_tokens=count_chat_tokens(conversation),
             options=options,
             keep_alive_s=self.state.keep_alive_or_default(None),
@@ -91,7 +116,7 @@ class OpenAIApi:
             raw_input = data.get("input")
             if raw_input is None or raw_input == "" or raw_input == []:
                 raise RequestError(400, "invalid input")
-            texts = _embed_inputs(raw_input)
+            texts = embed_inputs(raw_input)
             encoding = data.get("encoding_format") or "float"
             if encoding not in ("float", "base64"):
                 raise RequestError(400, f"invalid encoding format: {encoding}")
@@ -319,4 +344,3 @@ async def _openai_single(
                 )
     finally:
         await events.aclose()
-

@@ -1,6 +1,10 @@
-# ================================================================================================================
-# Options
-# ================================================================================================================
+"""Request options, the way Ollama's api.Options.FromMap takes them: known keys type-checked, unknown keys ignored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claw_tui.sim.server.wire import RequestError
 
 INT_OPTIONS = frozenset(
     {
@@ -71,4 +75,3 @@ def apply_options(options: dict[str, Any], values: Any) -> None:
             if not all(isinstance(item, str) for item in value):
                 raise RequestError(500, f'option "{key}" must be of an array of strings')
             options[key] = list(value)
-

@@ -1,6 +1,15 @@
-# ================================================================================================================
-# Responses whose status is decided by their first item
-# ================================================================================================================
+"""Responses whose status is decided by their first item, and the error bodies of both surfaces."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from starlette.responses import Response
+
+from claw_tui.sim.server.wire import JSON_MEDIA, RunnerGone, go_json
 
 
 @dataclass(frozen=True)
@@ -128,4 +137,3 @@ def openai_error(status: int, message: str) -> Response:
 def openai_error_item(status: int, message: str) -> ErrorItem:
     body = openai_error_body(status, message)
     return ErrorItem(status, body, b"data: " + body + b"\n\n")
-

@@ -1,6 +1,38 @@
-# ================================================================================================================
-# Runners and scheduling
-# ================================================================================================================
+"""Runners and scheduling: models loaded on the simulated GPUs (load delay, VRAM, keep_alive expiry), the
+bounded queue, `num_parallel` slots per model, and the generation of answers that puts work on the GPUs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from claw_tui.sim.gpu import SimGPU
+from claw_tui.sim.models import (
+    CATALOGUE,
+    GIB,
+    MIB,
+    InstalledModel,
+    canonical_name,
+)
+from claw_tui.sim.server.faults import Faults, StreamPlan
+from claw_tui.sim.server.options import DEFAULT_OPTIONS, SIM_TOKENS_OPTION, apply_options
+from claw_tui.sim.server.wire import (
+    BUSY_MESSAGE,
+    FOREVER,
+    STREAM_ERROR_MESSAGE,
+    RequestError,
+    RunnerGone,
+    SimulatedConnectionDrop,
+    StreamCut,
+    parse_keep_alive,
+)
+from claw_tui.sim.text import Answer, count_tokens, generate_answer
 
 
 class Runner:
@@ -436,10 +468,10 @@ class SimState:
                     done_reason=done_reason,
                     prompt_tokens=req.prompt_tokens,
                     eval_count=emitted,
-                    total_ns=_ns(ended - req.arrived),
-                    load_ns=_ns(loaded_at - req.arrived),
-                    prompt_eval_ns=_ns(prefill_ended - prefill_started),
-                    eval_ns=_ns(ended - prefill_ended),
+                    total_ns=to_ns(ended - req.arrived),
+                    load_ns=to_ns(loaded_at - req.arrived),
+                    prompt_eval_ns=to_ns(prefill_ended - prefill_started),
+                    eval_ns=to_ns(ended - prefill_ended),
                 ),
             )
         except StreamCut:
@@ -561,7 +593,7 @@ def _num_ctx_for_vram(total_vram_bytes: float) -> int:
     return 4096
 
 
-def _ns(seconds: float) -> int:
+def to_ns(seconds: float) -> int:
     return max(0, round(seconds * 1e9))
 
 
@@ -584,4 +616,3 @@ def _cut_at_stop(tokens: list[str], stops: list[str]) -> list[str]:
                 kept.append(token[: cut - length])
             break
     return kept
-

@@ -1,3 +1,17 @@
+"""Ollama's wire formats, the way its Go server writes and reads them: JSON as Go's encoder writes it, RFC 3339
+times, Go durations, keep_alive values, Go's JSON decoding errors, and the errors answered before any output."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import math
+import time
+from typing import Any
+
+from starlette.requests import Request
+
 OLLAMA_VERSION = "0.32.15"
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 RUNNER_CRASH_MESSAGE = "llama runner process has terminated: exit status 2"
@@ -16,9 +30,6 @@ INFERENCE_PATHS = (
     "/v1/embeddings",
 )
 STREAM_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
-# ================================================================================================================
-# Wire-format helpers
-# ================================================================================================================
 
 
 def go_json(obj: Any) -> bytes:
@@ -198,4 +209,3 @@ def expect_type(data: dict[str, Any], key: str, kinds: tuple[str, ...], struct_n
         raise RequestError(
             400, f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{key} of type {go_type}"
         )
-
