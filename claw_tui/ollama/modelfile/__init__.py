@@ -7,12 +7,42 @@ The scanner follows Ollama's own parser (parser/parser.go) rune for rune where i
   lines, until a line break (or the end of the file) right after the closing quote; there are no escapes;
 - characters that are neither printable nor blanks are dropped from values.
 Unlike Ollama, which stops at the first problem, `parse` reports all of them.
+
+The parts: `model` (the Modelfile and its constants), `scanner` and `parser`, `hints` (what to write instead),
+`validate`, `serialize` (writing back, keeping the layout) and `api` (`/api/create` bodies, `/api/show` answers).
 """
+
+from claw_tui.ollama.modelfile.api import from_show_response, replace_parameters, to_create_request
+from claw_tui.ollama.modelfile.model import (
+    INSTRUCTIONS,
+    INVALID_COMMAND,
+    INVALID_REQUIRES,
+    INVALID_ROLE,
+    MESSAGE_ROLES,
+    MISSING_FROM,
+    LayoutLine,
+    Modelfile,
+    ModelfileError,
+    ParameterValue,
+    ParseResult,
+)
+from claw_tui.ollama.modelfile.parser import check_text, parse
+from claw_tui.ollama.modelfile.serialize import diff, is_representable, quote_value, serialize
+from claw_tui.ollama.modelfile.validate import validate
+from claw_tui.ollama.parameters import Diagnostic
+
 __all__ = [
+    "INSTRUCTIONS",
+    "INVALID_COMMAND",
+    "INVALID_REQUIRES",
+    "INVALID_ROLE",
+    "MESSAGE_ROLES",
+    "MISSING_FROM",
     "Diagnostic",
     "LayoutLine",
     "Modelfile",
     "ModelfileError",
+    "ParameterValue",
     "ParseResult",
     "check_text",
     "diff",

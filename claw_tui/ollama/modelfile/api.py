@@ -1,4 +1,26 @@
-# ------------------------------------------------------------------------------------------------ API bodies
+"""The Modelfile and the API: `/api/create` request bodies, and a Modelfile read back from `/api/show`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from claw_tui.ollama.modelfile.model import WHITESPACE, LayoutLine, Modelfile, ModelfileError, ParameterValue
+from claw_tui.ollama.modelfile.parser import parse
+from claw_tui.ollama.modelfile.validate import validate
+from claw_tui.ollama.parameters import (
+    PARAMETERS,
+    QUANTIZE_TYPES,
+    Diagnostic,
+    ParameterError,
+    ParamSpec,
+    ParamValue,
+    coerce_option,
+    parse_typed,
+)
 
 
 def to_create_request(

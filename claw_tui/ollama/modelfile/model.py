@@ -1,3 +1,16 @@
+"""The Modelfile as data, the layout kept to write it back, and the constants of Ollama's parser (its messages)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from claw_tui.ollama.parameters import (
+    Diagnostic,
+    ParamValue,
+)
+
 INSTRUCTIONS = ("from", "license", "template", "system", "adapter", "parameter", "message", "requires")
 INVALID_COMMAND = (
     'command must be one of "from", "license", "template", "system", "adapter", "parameter", "message", "requires"'
@@ -10,14 +23,20 @@ INVALID_REQUIRES = "requires must be a valid semver (e.g. 0.14.0)"
 BLANKS = " \t"
 LINE_BREAKS = "\r\n"
 WHITESPACE = BLANKS + LINE_BREAKS
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_LETTERS = re.compile(r"[A-Za-z]+")
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
-_SEMVER = re.compile(
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+LETTERS = re.compile(r"[A-Za-z]+")
+NAME_CHARS = re.compile(r"[A-Za-z0-9_]+")
+SEMVER = re.compile(
     r"v(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*)"
     r"(?:-(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
     r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?"
 )
+
+
+def is_invisible(char: str) -> bool:
+    """Characters Ollama's parser silently drops: neither printable (Go's strconv.IsPrint) nor blanks."""
+    return not char.isprintable() and char not in WHITESPACE
+
 
 ParameterValue = ParamValue | list[str]
 SlotKey = tuple[Any, ...]
@@ -75,4 +94,3 @@ class ModelfileError(ValueError):
     def __init__(self, diagnostics: list[Diagnostic]):
         super().__init__("; ".join(d.message for d in diagnostics))
         self.diagnostics = diagnostics
-

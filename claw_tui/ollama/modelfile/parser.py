@@ -1,13 +1,38 @@
-# ---------------------------------------------------------------------------------------------------- parsing
+"""Parsing: the scanner's instructions turned into a `Modelfile` (with its layout), checked as Ollama checks them."""
+
+from __future__ import annotations
+
+import re
+
+from claw_tui.ollama.modelfile.hints import describe_char, hint_for_role
+from claw_tui.ollama.modelfile.model import (
+    INVALID_REQUIRES,
+    INVALID_ROLE,
+    MESSAGE_ROLES,
+    MISSING_FROM,
+    SEMVER,
+    LayoutLine,
+    Modelfile,
+    ParseResult,
+    SlotKey,
+)
+from claw_tui.ollama.modelfile.scanner import Comment, Instruction, Scanner, Source, Value
+from claw_tui.ollama.modelfile.serialize import slot_value
+from claw_tui.ollama.parameters import (
+    Diagnostic,
+    ParameterError,
+    lookup_parameter,
+    parse_typed,
+)
 
 
 def parse(text: str) -> ParseResult:
     """Parse Modelfile text; never raises on bad input, reports every problem found."""
     text = text.removeprefix("\ufeff")
-    source = _Source(text)
+    source = Source(text)
     diagnostics: list[Diagnostic] = []
     builder = _Builder(source, diagnostics)
-    scanner = _Scanner(source, diagnostics)
+    scanner = Scanner(source, diagnostics)
     for item in scanner.items():
         builder.add(item)
     builder.finish(scanner.seen_keywords)
@@ -22,7 +47,7 @@ def check_text(text: str) -> list[Diagnostic]:
 class _Builder:
     """Turns scanned instructions into a Modelfile, with Ollama's accumulate / last-wins rules."""
 
-    def __init__(self, source: _Source, diagnostics: list[Diagnostic]):
+    def __init__(self, source: Source, diagnostics: list[Diagnostic]):
         self.source = source
         self.diagnostics = diagnostics
         self.modelfile = Modelfile()
@@ -35,16 +60,16 @@ class _Builder:
             Diagnostic(self.source.line_of(pos), self.source.column_of(pos), severity, message, suggestion, code)
         )
 
-    def add(self, item: _Instruction | _Comment | int) -> None:
+    def add(self, item: Instruction | Comment | int) -> None:
         layout = self.layout
         if isinstance(item, int):
             layout.extend(LayoutLine("blank") for _ in range(item))
-        elif isinstance(item, _Comment):
+        elif isinstance(item, Comment):
             layout.append(LayoutLine("comment", item.text))
         else:
             self.add_instruction(item)
 
-    def add_instruction(self, instruction: _Instruction) -> None:
+    def add_instruction(self, instruction: Instruction) -> None:
         value = instruction.value
         if not value.closed:
             self.report_unterminated(value)
@@ -54,14 +79,14 @@ class _Builder:
         if key is not None:
             self.remember(key, instruction)
 
-    def remember(self, key: SlotKey, instruction: _Instruction) -> None:
+    def remember(self, key: SlotKey, instruction: Instruction) -> None:
         source_text = self.source.text[instruction.start : instruction.value.end]
         if key in self.layout_index:
             self.layout[self.layout_index[key]] = None  # a repeated single value: only the winner stays
         self.layout_index[key] = len(self.layout)
-        self.layout.append(LayoutLine("slot", source_text, key, _slot_value(self.modelfile, key)))
+        self.layout.append(LayoutLine("slot", source_text, key, slot_value(self.modelfile, key)))
 
-    def report_unterminated(self, value: _Value) -> None:
+    def report_unterminated(self, value: Value) -> None:
         hint = f"close it with {value.quote}"
         if value.ran_on_after is not None:
             line = self.source.line_of(value.ran_on_after)
@@ -77,7 +102,7 @@ class _Builder:
             "unterminated-quote",
         )
 
-    def report_value_quirks(self, instruction: _Instruction) -> None:
+    def report_value_quirks(self, instruction: Instruction) -> None:
         value = instruction.value
         if value.ran_on_after is not None:
             closing_line = self.source.line_of(value.ran_on_after)
@@ -96,12 +121,12 @@ class _Builder:
             self.report(
                 value.dropped[0],
                 "warning",
-                f"Ollama drops the invisible character {_describe_char(char)}{more}",
+                f"Ollama drops the invisible character {describe_char(char)}{more}",
                 "delete it, or it silently disappears from the value",
                 "dropped-character",
             )
 
-    def note_repeat(self, key: SlotKey, instruction: _Instruction, message: str) -> None:
+    def note_repeat(self, key: SlotKey, instruction: Instruction, message: str) -> None:
         previous = self.seen_at.get(key)
         line = self.source.line_of(instruction.start)
         if previous is not None:
@@ -110,7 +135,7 @@ class _Builder:
             )
         self.seen_at[key] = line
 
-    def warn_inline_comment(self, instruction: _Instruction) -> None:
+    def warn_inline_comment(self, instruction: Instruction) -> None:
         value = instruction.value
         if not value.quote and re.search(r"\s#", value.text):
             self.report(
@@ -121,7 +146,7 @@ class _Builder:
                 "inline-comment",
             )
 
-    def add_from(self, instruction: _Instruction) -> SlotKey | None:
+    def add_from(self, instruction: Instruction) -> SlotKey | None:
         if not instruction.value.text:
             self.report(instruction.start, "error", "FROM needs a model name or a path", None, "missing-value")
             return None
@@ -130,25 +155,25 @@ class _Builder:
         self.modelfile.from_ = instruction.value.text
         return ("from",)
 
-    def add_template(self, instruction: _Instruction) -> SlotKey:
+    def add_template(self, instruction: Instruction) -> SlotKey:
         self.note_repeat(("template",), instruction, "TEMPLATE is already given on line {line}; this one wins")
         self.modelfile.template = instruction.value.text
         return ("template",)
 
-    def add_system(self, instruction: _Instruction) -> SlotKey:
+    def add_system(self, instruction: Instruction) -> SlotKey:
         self.note_repeat(("system",), instruction, "SYSTEM is already given on line {line}; this one wins")
         self.modelfile.system = instruction.value.text
         return ("system",)
 
-    def add_requires(self, instruction: _Instruction) -> SlotKey | None:
-        if not _is_semver(instruction.value.text):
+    def add_requires(self, instruction: Instruction) -> SlotKey | None:
+        if not is_semver(instruction.value.text):
             self.report(instruction.value.start, "error", INVALID_REQUIRES, None, "invalid-requires")
             return None
         self.note_repeat(("requires",), instruction, "REQUIRES is already given on line {line}; this one wins")
         self.modelfile.requires = instruction.value.text
         return ("requires",)
 
-    def add_adapter(self, instruction: _Instruction) -> SlotKey | None:
+    def add_adapter(self, instruction: Instruction) -> SlotKey | None:
         if not instruction.value.text:
             self.report(instruction.start, "error", "ADAPTER needs a path", None, "missing-value")
             return None
@@ -159,19 +184,19 @@ class _Builder:
         self.modelfile.adapters.append(instruction.value.text)
         return ("adapter", len(self.modelfile.adapters) - 1)
 
-    def add_license(self, instruction: _Instruction) -> SlotKey:
+    def add_license(self, instruction: Instruction) -> SlotKey:
         self.modelfile.license.append(instruction.value.text)
         return ("license", len(self.modelfile.license) - 1)
 
-    def add_message(self, instruction: _Instruction) -> SlotKey | None:
+    def add_message(self, instruction: Instruction) -> SlotKey | None:
         role = instruction.argument or ""
         if role not in MESSAGE_ROLES:
-            self.report(instruction.argument_start, "error", INVALID_ROLE, _hint_for_role(role), "invalid-role")
+            self.report(instruction.argument_start, "error", INVALID_ROLE, hint_for_role(role), "invalid-role")
             return None
         self.modelfile.messages.append((role, instruction.value.text))
         return ("message", len(self.modelfile.messages) - 1)
 
-    def add_parameter(self, instruction: _Instruction) -> SlotKey | None:
+    def add_parameter(self, instruction: Instruction) -> SlotKey | None:
         name, text = instruction.argument or "", instruction.value.text
         try:
             spec = lookup_parameter(name, text)
@@ -218,6 +243,5 @@ class _Builder:
             )
 
 
-def _is_semver(text: str) -> bool:
-    return bool(_SEMVER.fullmatch(text if text.startswith("v") else "v" + text))
-
+def is_semver(text: str) -> bool:
+    return bool(SEMVER.fullmatch(text if text.startswith("v") else "v" + text))

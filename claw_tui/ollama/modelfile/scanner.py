@@ -1,27 +1,54 @@
-# --------------------------------------------------------------------------------------------------- scanning
+"""Scanning a Modelfile the way Ollama's parser does, rune for rune where it matters, into instructions and
+comments; every problem is reported, with a hint where one helps."""
 
+from __future__ import annotations
 
-def _is_invisible(char: str) -> bool:
-    """Characters Ollama's parser silently drops: neither printable (Go's strconv.IsPrint) nor blanks."""
-    return not char.isprintable() and char not in WHITESPACE
+import bisect
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from claw_tui.ollama.modelfile.hints import (
+    did_you_mean_instruction,
+    hint_for_bad_follower,
+    hint_for_bad_name,
+    hint_for_bad_start,
+    hint_for_role,
+    usage,
+)
+from claw_tui.ollama.modelfile.model import (
+    BLANKS,
+    INSTRUCTIONS,
+    INVALID_COMMAND,
+    INVALID_ROLE,
+    LETTERS,
+    LINE_BREAK,
+    LINE_BREAKS,
+    NAME_CHARS,
+    WHITESPACE,
+    is_invisible,
+)
+from claw_tui.ollama.parameters import (
+    Diagnostic,
+)
 
 
 def _drop_invisible(text: str) -> str:
     if _strip_blanks_for_check(text).isprintable():
         return text
-    return "".join(c for c in text if not _is_invisible(c))
+    return "".join(c for c in text if not is_invisible(c))
 
 
 def _strip_blanks_for_check(text: str) -> str:
     return text.replace("\t", "").replace("\r", "").replace("\n", "")
 
 
-class _Source:
+class Source:
     """The text with line/column lookup (a line ends at \\n, \\r\\n or a lone \\r, as in Ollama)."""
 
     def __init__(self, text: str):
         self.text = text
-        self.line_starts = [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
+        self.line_starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
 
     def line_of(self, pos: int) -> int:
         return bisect.bisect_right(self.line_starts, pos)
@@ -51,7 +78,7 @@ class _Source:
 
 
 @dataclass
-class _Value:
+class Value:
     text: str  # unquoted, trimmed, invisible characters dropped
     start: int  # first visible character (the opening quote, if any), or where the value would start
     end: int  # the line break that ends it, or len(text)
@@ -70,7 +97,7 @@ def _quote_closes(text: str, first: int, last: int) -> bool:
     return True
 
 
-def _scan_value(source: _Source, start: int) -> _Value:
+def _scan_value(source: Source, start: int) -> Value:
     # Ollama re-checks the buffer at every blank and line break: at a line break a complete value ends the
     # instruction, at a blank the value goes on. Invisible characters never reach its buffer.
     text = source.text
@@ -87,7 +114,7 @@ def _scan_value(source: _Source, start: int) -> _Value:
                 return _make_value(text, first, last, pos, True, ran_on_after, dropped)
             if complete and first is not None and text[first] == '"' and closed_at is None:
                 closed_at = pos
-        elif _is_invisible(char):
+        elif is_invisible(char):
             dropped.append(pos)
         else:
             if first is None:
@@ -101,35 +128,35 @@ def _scan_value(source: _Source, start: int) -> _Value:
 
 def _make_value(
     text: str, first: int | None, last: int, end: int, closed: bool, ran_on_after: int | None, dropped: list[int]
-) -> _Value:
+) -> Value:
     if first is None:
-        return _Value("", end, end, True, "", None, dropped)
+        return Value("", end, end, True, "", None, dropped)
     raw = _drop_invisible(text[first : last + 1])
     quote = '"""' if raw.startswith('"""') else '"' if raw.startswith('"') else ""
     if not closed:
-        return _Value("", first, end, False, quote, ran_on_after, dropped)
+        return Value("", first, end, False, quote, ran_on_after, dropped)
     value = raw[len(quote) : len(raw) - len(quote)] if quote else raw
-    return _Value(value, first, end, True, quote, ran_on_after, dropped)
+    return Value(value, first, end, True, quote, ran_on_after, dropped)
 
 
 @dataclass
-class _Instruction:
+class Instruction:
     keyword: str  # lower case
     start: int
     argument: str | None  # parameter name or message role
     argument_start: int
-    value: _Value
+    value: Value
 
 
 @dataclass
-class _Comment:
+class Comment:
     text: str
     start: int
     end: int
 
 
-class _Scanner:
-    def __init__(self, source: _Source, diagnostics: list[Diagnostic]):
+class Scanner:
+    def __init__(self, source: Source, diagnostics: list[Diagnostic]):
         self.source = source
         self.diagnostics = diagnostics
         self.seen_keywords: set[str] = set()  # valid instruction names met, with or without a usable value
@@ -139,7 +166,7 @@ class _Scanner:
             Diagnostic(self.source.line_of(pos), self.source.column_of(pos), severity, message, suggestion, code)
         )
 
-    def items(self) -> Iterator[_Instruction | _Comment | int]:
+    def items(self) -> Iterator[Instruction | Comment | int]:
         """Instructions and comments in order; an int n stands for n blank lines."""
         source, text = self.source, self.source.text
         pos, previous_line = 0, 0
@@ -152,7 +179,7 @@ class _Scanner:
                 yield blank_lines
             if text[start] == "#":
                 end = source.end_of_line(start)
-                yield _Comment(text[start:end], start, end)
+                yield Comment(text[start:end], start, end)
                 pos = end
             else:
                 instruction, pos = self._instruction(start)
@@ -162,39 +189,39 @@ class _Scanner:
                     return  # the rest of the file is inside the open quote
             previous_line = source.line_of(max(pos - 1, start))
 
-    def _instruction(self, start: int) -> tuple[_Instruction | None, int]:
+    def _instruction(self, start: int) -> tuple[Instruction | None, int]:
         source, text = self.source, self.source.text
-        name_end = source.run(start, _LETTERS)
+        name_end = source.run(start, LETTERS)
         name = text[start:name_end]
         follower = text[name_end] if name_end < len(text) else ""
         if not name:
-            self.report(start, "error", INVALID_COMMAND, _hint_for_bad_start(text[start]), "unknown-instruction")
+            self.report(start, "error", INVALID_COMMAND, hint_for_bad_start(text[start]), "unknown-instruction")
             return None, source.end_of_line(start)
         if name.lower() in INSTRUCTIONS:
             self.seen_keywords.add(name.lower())
         if follower not in BLANKS or not follower:
             if name.lower() in INSTRUCTIONS and follower in ("", "\r", "\n"):
-                self.report(start, "error", INVALID_COMMAND, _usage(name.lower()), "missing-value")
+                self.report(start, "error", INVALID_COMMAND, usage(name.lower()), "missing-value")
             else:
                 self.report(
-                    start, "error", INVALID_COMMAND, _hint_for_bad_follower(name, follower), "unknown-instruction"
+                    start, "error", INVALID_COMMAND, hint_for_bad_follower(name, follower), "unknown-instruction"
                 )
             return None, source.end_of_line(start)
         keyword = name.lower()
         after = name_end + 1
         if keyword not in INSTRUCTIONS:
-            self.report(start, "error", INVALID_COMMAND, _did_you_mean_instruction(name), "unknown-instruction")
+            self.report(start, "error", INVALID_COMMAND, did_you_mean_instruction(name), "unknown-instruction")
             return None, _scan_value(source, after).end
         if keyword == "parameter":
-            return self._with_argument(keyword, start, after, _NAME_CHARS, "name")
+            return self._with_argument(keyword, start, after, NAME_CHARS, "name")
         if keyword == "message":
-            return self._with_argument(keyword, start, after, _LETTERS, "role")
+            return self._with_argument(keyword, start, after, LETTERS, "role")
         value = _scan_value(source, after)
-        return _Instruction(keyword, start, None, after, value), value.end
+        return Instruction(keyword, start, None, after, value), value.end
 
     def _with_argument(
         self, keyword: str, start: int, after: int, argument_chars: re.Pattern[str], what: str
-    ) -> tuple[_Instruction | None, int]:
+    ) -> tuple[Instruction | None, int]:
         """PARAMETER <name> <value> and MESSAGE <role> <value>."""
         source, text = self.source, self.source.text
         argument_start = source.skip(after, BLANKS)
@@ -211,7 +238,7 @@ class _Scanner:
         follower = text[end] if end < len(text) else ""
         if follower in BLANKS and follower and argument:
             value = _scan_value(source, end + 1)
-            return _Instruction(keyword, start, argument, argument_start, value), value.end
+            return Instruction(keyword, start, argument, argument_start, value), value.end
         if follower in ("", "\r", "\n"):
             if not argument:
                 message = f"{keyword.upper()} needs a {what} and a value"
@@ -219,7 +246,7 @@ class _Scanner:
                 message = f"parameter {argument} needs a value"
             else:
                 message = f"MESSAGE {argument} needs a value"
-            self.report(argument_start, "error", message, _usage(keyword), "missing-value")
+            self.report(argument_start, "error", message, usage(keyword), "missing-value")
             return None, end
         token_end = source.token_end(argument_start)
         token = text[argument_start:token_end]
@@ -228,10 +255,9 @@ class _Scanner:
                 argument_start,
                 "error",
                 f'invalid parameter name "{token}"',
-                _hint_for_bad_name(token),
+                hint_for_bad_name(token),
                 "invalid-parameter-name",
             )
         else:
-            self.report(argument_start, "error", INVALID_ROLE, _hint_for_role(token), "invalid-role")
+            self.report(argument_start, "error", INVALID_ROLE, hint_for_role(token), "invalid-role")
         return None, _scan_value(source, token_end).end
-

@@ -1,4 +1,24 @@
-# ----------------------------------------------------------------------------------------------- writing back
+"""Writing a Modelfile back: quoting values Ollama reads back as written, keeping the layout (comments, order)
+of what did not change, and the diff between two texts."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from claw_tui.ollama.modelfile.hints import describe_char
+from claw_tui.ollama.modelfile.model import (
+    BLANKS,
+    LINE_BREAK,
+    LINE_BREAKS,
+    WHITESPACE,
+    Modelfile,
+    SlotKey,
+    is_invisible,
+)
+from claw_tui.ollama.parameters import (
+    format_value,
+)
 
 
 def quote_value(value: str) -> str:
@@ -23,14 +43,14 @@ def quote_value(value: str) -> str:
 
 
 def is_representable(value: str) -> bool:
-    """Whether `value` reads back unchanged once written with quote_value (see _why_unrepresentable)."""
-    return _why_unrepresentable(value) is None
+    """Whether `value` reads back unchanged once written with quote_value (see why_unrepresentable)."""
+    return why_unrepresentable(value) is None
 
 
-def _why_unrepresentable(value: str) -> str | None:
-    invisible = next((c for c in value if _is_invisible(c)), None)
+def why_unrepresentable(value: str) -> str | None:
+    invisible = next((c for c in value if is_invisible(c)), None)
     if invisible is not None:
-        return f"Ollama drops {_describe_char(invisible)} from Modelfile values"
+        return f"Ollama drops {describe_char(invisible)} from Modelfile values"
     if not quote_value(value).startswith('"""'):
         return None
     # Inside \"\"\"...\"\"\" the value ends at the first line break that follows \"\"\" (blanks between allowed).
@@ -83,7 +103,7 @@ def _slot_keys(modelfile: Modelfile) -> list[SlotKey]:
 
 
 def _instruction_line(modelfile: Modelfile, key: SlotKey) -> str:
-    value = _slot_value(modelfile, key)
+    value = slot_value(modelfile, key)
     kind = key[0]
     if kind == "parameter":
         label = f"PARAMETER {key[1]}"
@@ -96,7 +116,7 @@ def _instruction_line(modelfile: Modelfile, key: SlotKey) -> str:
 
 
 def _quoted(value: str, label: str) -> str:
-    reason = _why_unrepresentable(value)
+    reason = why_unrepresentable(value)
     if reason is not None:
         raise ValueError(f"{label}: {reason}")
     return quote_value(value)
@@ -105,7 +125,7 @@ def _quoted(value: str, label: str) -> str:
 _MISSING = object()
 
 
-def _slot_value(modelfile: Modelfile, key: SlotKey) -> Any:
+def slot_value(modelfile: Modelfile, key: SlotKey) -> Any:
     """The current value a slot key points at, or _MISSING."""
     kind = key[0]
     if kind in ("from", "template", "system", "requires"):
@@ -131,7 +151,7 @@ def _lines_following_layout(modelfile: Modelfile, keys: list[SlotKey]) -> list[s
         if line.kind != "slot":
             placed.append((None, line.text if line.kind == "comment" else ""))
         elif line.key in wanted:
-            unchanged = _same_value(_slot_value(modelfile, line.key), line.snapshot)
+            unchanged = _same_value(slot_value(modelfile, line.key), line.snapshot)
             placed.append((line.key, line.text if unchanged else _instruction_line(modelfile, line.key)))
     placed_keys = {key for key, _ in placed}
     for key in keys:
@@ -152,7 +172,7 @@ def _insertion_index(placed: list[tuple[SlotKey | None, str]], key: SlotKey) -> 
 
 
 def _split_lines(text: str) -> list[str]:
-    lines = _LINE_BREAK.split(text)
+    lines = LINE_BREAK.split(text)
     if lines[-1] == "":
         lines.pop()
     return lines
@@ -165,4 +185,3 @@ def diff(a_text: str, b_text: str, *, a_label: str = "current", b_label: str = "
             _split_lines(a_text), _split_lines(b_text), fromfile=a_label, tofile=b_label, n=context, lineterm=""
         )
     )
-

@@ -1,4 +1,21 @@
-# ------------------------------------------------------------------------------------------------ validation
+"""Checks of a `Modelfile` built or edited in code, with the same messages the parser gives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from claw_tui.ollama.modelfile.hints import hint_for_role
+from claw_tui.ollama.modelfile.model import INVALID_REQUIRES, INVALID_ROLE, MESSAGE_ROLES, MISSING_FROM, Modelfile
+from claw_tui.ollama.modelfile.parser import is_semver
+from claw_tui.ollama.modelfile.serialize import is_representable, why_unrepresentable
+from claw_tui.ollama.parameters import (
+    Diagnostic,
+    ParameterError,
+    coerce_option,
+    format_value,
+    lookup_parameter,
+)
 
 
 def validate(modelfile: Modelfile) -> list[Diagnostic]:
@@ -25,16 +42,16 @@ def validate(modelfile: Modelfile) -> list[Diagnostic]:
         diagnostics.extend(_validate_parameter(name, value))
     for role, _ in modelfile.messages:
         if role not in MESSAGE_ROLES:
-            error(INVALID_ROLE, "invalid-role", _hint_for_role(role))
+            error(INVALID_ROLE, "invalid-role", hint_for_role(role))
     if any(not adapter for adapter in modelfile.adapters):
         error("ADAPTER needs a path", "missing-value")
-    if isinstance(modelfile.requires, str) and not _is_semver(modelfile.requires):
+    if isinstance(modelfile.requires, str) and not is_semver(modelfile.requires):
         error(INVALID_REQUIRES, "invalid-requires")
     for label, text in _text_values(modelfile):
         if not isinstance(text, str):
             error(f"{label} must be text, not {type(text).__name__}", "invalid-type")
         elif not is_representable(text):
-            error(f"{label} cannot be written in a Modelfile", "unrepresentable-value", _why_unrepresentable(text))
+            error(f"{label} cannot be written in a Modelfile", "unrepresentable-value", why_unrepresentable(text))
     return diagnostics
 
 
@@ -77,4 +94,3 @@ def _text_values(modelfile: Modelfile) -> Iterator[tuple[str, Any]]:
     stops = modelfile.parameters.get("stop")
     if isinstance(stops, list):
         yield from (("PARAMETER stop", stop) for stop in stops)
-
