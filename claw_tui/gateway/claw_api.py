@@ -92,7 +92,7 @@ class ClawEndpoints:
 
     async def claw_governor(self, ex: Exchange) -> None:
         """GET: the governor's status; POST {"enabled": bool, "idle_after_s"?: s, "unload_after_s"?: s}."""
-        governor = getattr(self.session, "governor", None)
+        governor = self.session.governor if self.session is not None else None
         if governor is None:
             raise GatewayError(503, "the governor is not running", headers={"Retry-After": "60"})
         if ex.method == "GET":
