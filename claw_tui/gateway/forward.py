@@ -72,11 +72,17 @@ class Forwarder:
                 kept.append(opened.first)
         else:
             await ex.start(200, headers)
+            kept_bytes = 0
 
             async def sink(data: bytes) -> None:
+                nonlocal kept, kept_bytes
                 await ex.write(data)
-                if kept is not None and sum(map(len, kept)) < CACHE_MAX_BYTES:
-                    kept.append(data)
+                if kept is not None:  # a running count keeps the cost per chunk flat in the stream's length
+                    kept_bytes += len(data)
+                    if kept_bytes > CACHE_MAX_BYTES:
+                        kept = None  # too long to keep: not cached at all (never a cut answer)
+                    else:
+                        kept.append(data)
 
             status, error = await self.pump(call, opened, sink)
             await ex.end()

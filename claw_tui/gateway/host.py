@@ -1,6 +1,7 @@
 """What the gateway needs from its host, the Session: routing and VRAM admission read the sampler's latest
-snapshots; claw's own endpoints (/claw/v1/*) read the status, the summary, telemetry, events, the governor and the
-agents. The gateway reads its host and never owns it; a Gateway without a host serves the model endpoints only."""
+snapshots; claw's own endpoints (/claw/v1/*) read the status, the summary, the pages of requests, telemetry,
+events, the governor and the agents. The gateway reads its host and never owns it; a Gateway without a host
+serves the model endpoints only."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from claw_tui.console.bus import EventBus
     from claw_tui.governor import Governor
+    from claw_tui.request_pages import RequestQuery
     from claw_tui.telemetry.sampler import TelemetrySampler
 
 
@@ -36,6 +38,9 @@ class GatewayHost(Protocol):
     def status_json(self) -> dict[str, Any]: ...
 
     def summary_json(self) -> dict[str, Any]: ...
+
+    def requests_page(self, query: RequestQuery) -> bytes:
+        """A page of /claw/v1/requests as JSON (blocking: it may read the store); raises StoreError."""
 
     def refresh_telemetry(self) -> None:
         """Poll the GPUs now (blocking: called in a worker thread)."""
