@@ -14,7 +14,7 @@ from typing import Any
 import tomlkit
 from tomlkit import TOMLDocument
 from tomlkit.exceptions import TOMLKitError
-from tomlkit.items import AoT, Item, Table, Whitespace
+from tomlkit.items import AoT, Item, Key, Table, Whitespace
 
 from claw_tui.config.errors import ConfigError, SchemaError, format_key_path
 from claw_tui.config.load import config_from_document, parse_toml
@@ -44,7 +44,7 @@ def section_to_dict(section: Any, *, skip_defaults: bool = False) -> dict[str, A
     return data
 
 
-def field_default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field[Any]) -> Any:
     if f.default_factory is not MISSING:
         return f.default_factory()
     return f.default
@@ -108,20 +108,25 @@ def rewrite_section(path: Path, key: str, value: dict[str, Any] | list[dict[str,
     expected = {name: item for name, item in parse_toml(text, path=path).items() if name != key}
     if value:
         expected[key] = value
+    new_text = _edited(text, key, value)
+    if new_text is None or tomllib.loads(new_text) != expected:
+        new_text = dumps_toml(expected)  # a layout tomlkit could not edit in place: every value kept, comments lost
+    write_text_atomically(path, new_text)
+
+
+def _edited(text: str, key: str, value: dict[str, Any] | list[dict[str, Any]]) -> str | None:
+    """The text with the section replaced in tomlkit's document; None when tomlkit could not make a valid one."""
     try:
         document = tomlkit.parse(text)
         if isinstance(value, dict):
             _rewrite_table(document, key, value)
         else:
             _rewrite_array_of_tables(document, key, value)
-        new_text: str | None = document.as_string()
-        if tomllib.loads(new_text) != expected:
-            new_text = None
+        new_text = document.as_string()
+        tomllib.loads(new_text)
     except (TOMLKitError, tomllib.TOMLDecodeError, ValueError, TypeError, KeyError):
-        new_text = None
-    if new_text is None:
-        new_text = dumps_toml(expected)  # a layout tomlkit could not edit in place: every value kept, comments lost
-    write_text_atomically(path, new_text)
+        return None
+    return new_text
 
 
 def _rewrite_table(document: TOMLDocument, key: str, data: dict[str, Any]) -> None:
@@ -136,7 +141,7 @@ def _rewrite_array_of_tables(document: TOMLDocument, key: str, wanted: list[dict
     """The tables are matched with the old ones by name: a kept table keeps its comments and unchanged lines."""
     old = document.get(key)
     kept: dict[Any, Table] = {}
-    trailing: list[tuple[None, Item]] = []
+    trailing: list[tuple[Key | None, Item]] = []
     if isinstance(old, AoT) and old.body:
         kept = {table.get("name"): table for table in old.body}
         trailing = _trailing_trivia(old.body[-1])  # the comments that introduce whatever follows the tables
@@ -164,7 +169,7 @@ def _update_table(table: Table, data: dict[str, Any]) -> None:
             table[name] = value
 
 
-def _trailing_trivia(table: Table) -> list[tuple[None, Item]]:
+def _trailing_trivia(table: Table) -> list[tuple[Key | None, Item]]:
     """Take the comments and blank lines after a table's last key out of it (tomlkit keeps them in the table)."""
     body = table.value.body
     cut = len(body)
@@ -175,7 +180,7 @@ def _trailing_trivia(table: Table) -> list[tuple[None, Item]]:
     return trailing
 
 
-def _remove_keeping_trivia(document: TOMLDocument, key: str, trailing: list[tuple[None, Item]]) -> None:
+def _remove_keeping_trivia(document: TOMLDocument, key: str, trailing: list[tuple[Key | None, Item]]) -> None:
     """Remove a top-level key; the comments that followed it (less one blank line, so that no gap is left) go to
     the table before it, or else before the table after it, or else to the end of the file."""
     body = document.body
@@ -200,7 +205,7 @@ def _remove_keeping_trivia(document: TOMLDocument, key: str, trailing: list[tupl
         document.add(item)
 
 
-def _less_one_blank_line(trivia: list[tuple[None, Item]]) -> list[tuple[None, Item]]:
+def _less_one_blank_line(trivia: list[tuple[Key | None, Item]]) -> list[tuple[Key | None, Item]]:
     if trivia and isinstance(trivia[0][1], Whitespace) and trivia[0][1].as_string().startswith("\n"):
         rest = trivia[0][1].as_string()[1:]
         return ([(None, tomlkit.ws(rest))] if rest else []) + trivia[1:]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import tomlkit
 from tomlkit.items import Item, String, StringType, Table, Trivia
@@ -35,7 +35,7 @@ def toml_item(value: Any) -> Item:
         return array.multiline(bool(value))
     if isinstance(value, str):
         return toml_string(value)
-    return tomlkit.item(value)
+    return cast(Item, tomlkit.item(value))
 
 
 def toml_table(data: dict[str, Any], *, in_array: bool = False) -> Table:

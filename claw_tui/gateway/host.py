@@ -1,7 +1,7 @@
 """What the gateway needs from its host, the Session: routing and VRAM admission read the sampler's latest
 snapshots; claw's own endpoints (/claw/v1/*) read the status, the summary, the pages of requests, telemetry,
-events, the governor and the agents. The gateway reads its host and never owns it; a Gateway without a host
-serves the model endpoints only."""
+events, the governor and the agents. The gateway reads its host and never owns it; a Gateway built without one
+(a test's) serves the model and inference endpoints, not claw's own."""
 
 from __future__ import annotations
 
