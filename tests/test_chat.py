@@ -210,6 +210,28 @@ async def test_a_pasted_block_is_kept_whole(demo_runner):
         assert pane.conversation().turns[0].prompt == "Review this:\ndef f(x):\n    return x * 2\n\nprint(f(3))"
 
 
+async def test_what_terminals_send_reaches_the_input_as_new_lines_a_paste_and_a_send(demo_runner):
+    """The bytes a terminal writes, through Textual's own parser, as the driver delivers them: kitty's shift+Enter,
+    a bare line feed (ctrl+j in every terminal), a bracketed paste of several lines, then a carriage return."""
+    from textual._xterm_parser import XTermParser
+
+    app = ClawApp(demo_runner.session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_chat(pilot)
+        box = app.query_one("#chat-input", ChatInput)
+        box.focus()
+        parser = XTermParser()
+        for data in ("one", "\x1b[13;2u", "two", "\n", "\x1b[200~three\nfour\r\nfive\x1b[201~"):
+            for event in parser.feed(data):
+                app.post_message(event)
+            await pilot.pause()
+        await wait_for(lambda: box.text == "one\ntwo\nthree\nfour\nfive")
+        for event in parser.feed("\r"):
+            app.post_message(event)
+        await answered(app)
+        assert pane.conversation().turns[0].prompt == "one\ntwo\nthree\nfour\nfive"
+
+
 async def test_up_and_down_walk_the_prompt_history(demo_runner):
     app = ClawApp(demo_runner.session)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -11,18 +11,19 @@ request upstream and records it `cancelled`).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, Label, Markdown, Select, Static
+from textual.widgets import Input, Markdown, Select, Static
 from textual.worker import Worker, WorkerState
 
 from claw_tui.console.conversation import Conversation, ConversationError, Turn
 from claw_tui.console.source import SourceError
-from claw_tui.ollama.parameters import validate_options
 from claw_tui.ui.chat_models import (
     ModelFacts,
     context_limit,
@@ -37,7 +38,10 @@ from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.screens.conversations import ConversationsScreen
 from claw_tui.ui.widgets.chat_input import ChatInput
+from claw_tui.ui.widgets.chat_options import ChatOptions
 from claw_tui.ui.widgets.chat_turn import TurnView
+
+log = logging.getLogger(__name__)
 
 EMPTY_CHAT_HINT = (
     "Type below: Enter sends, shift+Enter or ctrl+j starts a new line, ↑ recalls an earlier prompt.\n"
@@ -88,6 +92,7 @@ class ChatPane(Pane):
         self._offered: list[str] = []  # the names in the picker
         self._loaded_ctx: dict[str, int | None] = {}  # /api/ps context_length, per served model
         self._answer: Worker | None = None
+        self._starting = False  # a turn between Enter and its request
         self._models_loaded_at: float | None = None
         self._shown: str | None = None
         self._save_lock: asyncio.Lock | None = None
@@ -97,13 +102,7 @@ class ChatPane(Pane):
         with Horizontal(id="chat-bar", classes="bar"):
             yield Select([], prompt="model or agent", id="chat-model", allow_blank=True, compact=True)
             yield Static("", id="chat-status")
-        with Horizontal(id="chat-options", classes="bar"):
-            yield Label("temp")
-            yield Input(id="chat-temperature", type="number", placeholder="model", compact=True)
-            yield Label("num_ctx")
-            yield Input(id="chat-num-ctx", type="integer", placeholder="model", compact=True)
-            yield Label("system")
-            yield Input(id="chat-system", placeholder="the model's or agent's own", compact=True)
+        yield ChatOptions()
         yield VerticalScroll(id="chat-log")
         yield ChatInput(prompts=self.prompt_history, placeholder=INPUT_PLACEHOLDER, id="chat-input")
 
@@ -128,7 +127,8 @@ class ChatPane(Pane):
 
     @property
     def streaming(self) -> bool:
-        return self._answer is not None and self._answer.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        running = self._answer is not None and self._answer.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        return running or self._starting
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         super().on_worker_state_changed(event)
@@ -183,7 +183,7 @@ class ChatPane(Pane):
 
     async def _learn_facts(self, tags: list[dict]) -> None:
         """/api/show for each model not seen yet (or changed since): its capabilities and context."""
-        wanted = [t for t in tags if t.get("name") and self._facts_digest.get(t["name"]) != t.get("digest", "")]
+        wanted = [t for t in tags if t.get("name") and self._facts_digest.get(t["name"]) != self._fact_key(t)]
         limit = asyncio.Semaphore(SHOW_CONCURRENCY)
 
         async def learn(tag: dict) -> None:
@@ -193,9 +193,16 @@ class ChatPane(Pane):
                 except GatewayError:
                     return  # unknown: still offered, and asked again at the next reload
             self.facts[tag["name"]] = facts_from_show(shown)
-            self._facts_digest[tag["name"]] = tag.get("digest", "")
+            self._facts_digest[tag["name"]] = self._fact_key(tag)
 
         await asyncio.gather(*(learn(tag) for tag in wanted))
+
+    def _fact_key(self, tag: dict) -> str:
+        """What /api/show depends on: a model's digest; for an agent (no digest), its settings."""
+        if (tag.get("details") or {}).get("format") != "agent":
+            return str(tag.get("digest", ""))
+        agent = next((a for a in self.app.model.agents if a.get("name") == tag.get("name")), {})
+        return json.dumps(agent, sort_keys=True, default=str)
 
     @on(Select.Changed, "#chat-model")
     async def _model_changed(self) -> None:
@@ -248,19 +255,7 @@ class ChatPane(Pane):
         self.refresh_bindings()
 
     def _options_to_bar(self, conversation: Conversation) -> None:
-        values = {
-            "#chat-temperature": str(conversation.options.get("temperature", "")),
-            "#chat-num-ctx": str(conversation.options.get("num_ctx", "")),
-            "#chat-system": conversation.system,
-        }
-        changed = False
-        for selector, value in values.items():
-            field = self.query_one(selector, Input)
-            if field.value != value:
-                changed = True
-                with field.prevent(Input.Changed):
-                    field.value = value
-        if changed and self.model:
+        if self.query_one(ChatOptions).show(conversation) and self.model:
             self.notify(f"options for {self.model}: {options_words(conversation)}", title="chat", timeout=4)
 
     @on(Input.Changed, "#chat-options Input")
@@ -269,33 +264,11 @@ class ChatPane(Pane):
         follows a new num_ctx at once."""
         if self.model is None:
             return
+        bar = self.query_one(ChatOptions)
         conversation = self.conversation()
-        conversation.options = self._bar_options(quiet=True) or {}
-        conversation.system = self.query_one("#chat-system", Input).value.strip()
+        conversation.options, _ = bar.read()
+        conversation.system = bar.system
         self._update_status()
-
-    def _bar_options(self, *, quiet: bool = False) -> dict | None:
-        """The options typed in the bar, or None (with a notification unless `quiet`) when one is invalid."""
-        options: dict = {}
-        temperature = self.query_one("#chat-temperature", Input).value.strip()
-        num_ctx = self.query_one("#chat-num-ctx", Input).value.strip()
-        problem = None
-        try:
-            if temperature:
-                options["temperature"] = float(temperature)
-            if num_ctx:
-                options["num_ctx"] = int(num_ctx)
-        except ValueError:
-            problem = "temperature must be a number and num_ctx a whole number"
-        if problem is None and options.get("num_ctx", 1) <= 0:
-            problem = "num_ctx must be more than 0"
-        if problem is None:
-            problem = next((d.message for d in validate_options(options) if d.is_error), None)
-        if problem is None:
-            return options
-        if not quiet:
-            self.notify(problem, severity="error")
-        return None
 
     async def action_new_conversation(self) -> None:
         if self.streaming:
@@ -419,22 +392,28 @@ class ChatPane(Pane):
         if self.streaming:
             self.notify("An answer is still streaming — Esc stops it", severity="warning")
             return False
-        options = self._bar_options()
-        if options is None:
+        bar = self.query_one(ChatOptions)
+        options, problem = bar.read()
+        if problem is not None:
+            self.notify(problem, severity="error")
             return False
         conversation = self.conversation(model)
         conversation.options = options
-        conversation.system = self.query_one("#chat-system", Input).value.strip()
+        conversation.system = bar.system
         body: dict = {"model": model, "messages": conversation.request_messages(prompt)}
         if options:
             body["options"] = options
         turn = Turn(prompt, model=model, options=dict(options), at=self.app.clock())
         conversation.turns.append(turn)
         view = TurnView(turn)
-        await self.query(".chat-empty").remove()
-        await self.query_one("#chat-log", VerticalScroll).mount(view)
+        self._starting = True
+        try:
+            await self.query(".chat-empty").remove()
+            await self.query_one("#chat-log", VerticalScroll).mount(view)
+            self._answer = self.stream_answer(body, conversation, view)
+        finally:
+            self._starting = False
         self._update_status()
-        self._answer = self.stream_answer(body, conversation, view)
         self.refresh_bindings()
         return True
 
@@ -452,17 +431,19 @@ class ChatPane(Pane):
                 async for chunk in chat.chunks:
                     await self._take(chunk, view, stream)
         except asyncio.CancelledError:
-            await stream.stop()
             turn.state = "stopped"
-            view.show_stats()
-            self._finish(conversation)
-            if turn.request_id:
-                self.run_worker(self._show_stats(view), group="chat-stats", exit_on_error=False)
+            if self.is_attached:  # Esc, not the console closing
+                await stream.stop()
+                view.show_stats()
+                self._finish(conversation)
+                if turn.request_id:
+                    self.run_worker(self._show_stats(view, conversation), group="chat-stats", exit_on_error=False)
             raise
         except GatewayError as exc:
             await self._failed(conversation, view, stream, exc.message)
             return
         except Exception as exc:  # a broken stream still ends as a sentence under the turn, not a traceback
+            log.exception("the chat answer failed")
             await self._failed(conversation, view, stream, str(exc) or "the answer broke off")
             return
         await stream.stop()
@@ -501,7 +482,7 @@ class ChatPane(Pane):
         self.save(conversation)
         self.refresh_context()
 
-    async def _show_stats(self, view: TurnView) -> None:
+    async def _show_stats(self, view: TurnView, stopped_in: Conversation | None = None) -> None:
         """The answer's cost, once the request's `finished` event (with its final energy) has come."""
         turn = view.turn
         request_id = turn.request_id
@@ -519,5 +500,5 @@ class ChatPane(Pane):
         if record is not None and not turn.prompt_tokens:
             turn.prompt_tokens, turn.completion_tokens = record.prompt_tokens, record.completion_tokens
         view.show_stats()
-        if turn.state == "stopped":
-            self.save(self.conversation(turn.model))
+        if stopped_in is not None:
+            self.save(stopped_in)  # again, now with the stopped answer's cost
