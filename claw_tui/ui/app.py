@@ -53,6 +53,9 @@ PANES = (
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
 
 
+HEADER_EVENTS = frozenset({"governor", "backends"})
+
+
 class SourceEvents(Message):
     """Events from the console source, in order (posted from whichever thread the source delivers on)."""
 
@@ -285,6 +288,7 @@ class ClawApp(ReportsWorkerErrors, App):
     def _drain_events(self) -> None:
         if self.source is None:
             return
+        header_news = False
         for event in self.source.drain():
             if event.kind == RESYNC:
                 self._reload()
@@ -292,6 +296,9 @@ class ClawApp(ReportsWorkerErrors, App):
                 self._connection_changed(event.data)
             else:
                 self.model.apply(event)
+                header_news = header_news or event.kind in HEADER_EVENTS
+        if header_news and self.loaded:
+            self.update_header()  # the header says the governor's and backends' state as soon as it changes
 
     def _reload(self) -> None:
         """Events were lost (a slow console, or the service restarted): read the whole state again."""
