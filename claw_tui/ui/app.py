@@ -443,7 +443,8 @@ class ClawApp(ReportsWorkerErrors, App):
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         sections = [("Everywhere", binding_rows(self.BINDINGS) + list(EXTRA_GLOBAL_KEYS))]
         for _, title, path in PANES:
-            rows = binding_rows(pane_class(path).BINDINGS)
+            pane = pane_class(path)
+            rows = list(getattr(pane, "HELP_KEYS", ())) + binding_rows(pane.BINDINGS)  # keys its widgets take
             if rows:
                 sections.append((title, rows))
         return sections

@@ -73,6 +73,11 @@ def options_words(conversation: Conversation) -> str:
 
 class ChatPane(Pane):
     main_widget = "#chat-input"
+    HELP_KEYS = (  # taken by the prompt itself (ChatInput)
+        ("Enter", "Send the prompt"),
+        ("shift+Enter / ctrl+j", "New line in the prompt"),
+        ("↑ / ↓", "Earlier prompts (from the first / last line)"),
+    )
     BINDINGS = [
         Binding("escape", "stop", "Stop", show=True, tooltip="Stop the answer (the gateway cancels upstream)"),
         Binding("ctrl+l", "new_conversation", "New", show=True, tooltip="Start a new conversation with this model"),
