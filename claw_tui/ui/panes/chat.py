@@ -505,5 +505,6 @@ class ChatPane(Pane):
         if record is not None and not turn.prompt_tokens:
             turn.prompt_tokens, turn.completion_tokens = record.prompt_tokens, record.completion_tokens
         view.show_stats()
+        self._update_status()
         if stopped_in is not None:
             self.save(stopped_in)  # again, now with the stopped answer's cost
