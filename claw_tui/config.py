@@ -270,7 +270,14 @@ class DoctorConfig:
 @dataclass
 class StoreConfig:
     path: str = setting("", "SQLite session store; empty = sessions.db in the user data folder")
-    retention_days: int = setting(30, "days sessions are kept; 0 = forever", at_least=0)
+    retention_days: int = setting(
+        30, "days sessions are kept, and rows of a running session older than that; 0 = forever", at_least=0
+    )
+    memory_records: int = setting(
+        10_000,
+        "requests kept in memory (the console, the first pages of /claw/v1/requests); the store has all",
+        above=0,
+    )
 
     def resolved_path(self) -> Path:
         if self.path:

@@ -203,10 +203,22 @@ class RemoteSource:
         self._status_at = time.monotonic()
         self.demo = bool((status.get("session") or {}).get("demo"))
 
+    async def _recent_requests(self) -> dict:
+        """The newest REQUESTS_LOADED requests, a page at a time (the service answers at most 1,000 a page)."""
+        rows: list[dict] = []
+        before = ""
+        while len(rows) < REQUESTS_LOADED:
+            page = await self._get_json(f"/claw/v1/requests?limit=1000{before}")
+            rows += page.get("requests") or []
+            if not page.get("next_before"):
+                break
+            before = f"&before={page['next_before']}"
+        return {"requests": rows[:REQUESTS_LOADED]}
+
     async def load(self) -> dict:
         status, requests, telemetry, agents, model_events = await asyncio.gather(
             self._get_json("/claw/v1/status"),
-            self._get_json(f"/claw/v1/requests?limit={REQUESTS_LOADED}"),
+            self._recent_requests(),
             self._get_json(f"/claw/v1/telemetry?seconds={TELEMETRY_LOADED_S}"),
             self._get_json("/claw/v1/agents"),
             self._get_json("/claw/v1/model-events?limit=200"),

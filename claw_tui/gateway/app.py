@@ -32,6 +32,7 @@ from claw_tui.gateway.errors import GatewayError, error_body, surface_of_path
 from claw_tui.gateway.exchange import Exchange
 from claw_tui.gateway.health import HealthChecker
 from claw_tui.gateway.ladder import DegradationLadder
+from claw_tui.gateway.metrics import OTHER as OTHER_LABEL
 from claw_tui.gateway.metrics import GatewayMetrics, LiveCollector
 from claw_tui.gateway.model_ops import WARMUP_CLIENT, model_operation
 from claw_tui.gateway.policies import Authenticator, RateLimiter, VramGate, bearer_token
@@ -98,7 +99,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             cfg.vram_admission_pct, self._vram_pct, timeout_s=cfg.queue_timeout_s, max_waiting=max(1, cfg.queue_size)
         )
         self.router = Router(backends, self._gpu_view, pressure=lambda gpu: self.vram.over(gpu) is not None)
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(label_model=self.model_label, label_agent=self.agent_label)
         self.metrics.add_live(LiveCollector(lambda: self.backends, self._gpus_json, ledger.totals, lambda: self.active))
         ledger.add_finalized_listener(self.metrics.observe)
         self.upstream = Upstream(
@@ -140,6 +141,18 @@ class Gateway(ModelEndpoints, ClawEndpoints):
 
     def set_agents(self, agents: list[Agent]) -> None:
         self.agents = {agent.name: agent for agent in agents}
+
+    def model_label(self, name: str) -> str:
+        """A model's name as a metric label: one a backend serves or the configuration names; else "other"."""
+        if any(backend.lists(name) for backend in self.backends):
+            return name
+        configured = (
+            {a.model for a in self.agents.values()} | set(self.fallback_models) | set(self.fallback_models.values())
+        )
+        return name if name in configured else OTHER_LABEL
+
+    def agent_label(self, name: str) -> str:
+        return name if name in self.agents else OTHER_LABEL
 
     def client_headers(self) -> dict[str, str]:
         """Headers for claw's own requests to this gateway."""
@@ -470,11 +483,17 @@ class Gateway(ModelEndpoints, ClawEndpoints):
                 kept.append(opened.first)
         else:
             await ex.start(200, headers)
+            kept_bytes = 0
 
             async def sink(data: bytes) -> None:
+                nonlocal kept, kept_bytes
                 await ex.write(data)
-                if kept is not None and sum(map(len, kept)) < CACHE_MAX_BYTES:
-                    kept.append(data)
+                if kept is not None:  # a running count keeps the cost per chunk flat in the stream's length
+                    kept_bytes += len(data)
+                    if kept_bytes > CACHE_MAX_BYTES:
+                        kept = None  # too long to keep: not cached at all (never a cut answer)
+                    else:
+                        kept.append(data)
 
             status, error = await self.pump(call, opened, sink)
             await ex.end()

@@ -10,6 +10,8 @@ from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
 from claw_tui.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from claw_tui.gateway.policies import bearer_token
+from claw_tui.request_pages import QueryError, RequestQuery, page_bytes
+from claw_tui.store import StoreError
 
 KEEPALIVE_S = 15.0
 MAX_TELEMETRY_S = 6 * 3600
@@ -56,11 +58,21 @@ class ClawEndpoints:
         }
 
     async def claw_requests(self, ex: Exchange) -> None:
-        limit = _int_query(ex, "limit", 100)
-        if self.session is not None:
-            await asyncio.to_thread(self.session.refresh_telemetry)
-        records = self.ledger.records(max(0, min(limit, 10_000)))
-        await ex.respond(200, _dumps({"requests": [r.to_json() for r in reversed(records)]}))
+        """Newest first, a page at a time: `limit` (at most 1,000), `before=<id>`, and filters `model`, `agent`,
+        `status`, `since`. Built off the event loop: a big page never stalls the requests in flight."""
+        try:
+            query = RequestQuery.parse(ex.query)
+        except QueryError as exc:
+            raise GatewayError(400, str(exc)) from None
+        if self.session is None:
+            await ex.respond(200, page_bytes(self.ledger.records(), query, None, ring_full=False))
+            return
+        await asyncio.to_thread(self.session.refresh_telemetry)
+        try:
+            body = await asyncio.to_thread(self.session.requests_page, query)
+        except StoreError as exc:
+            raise GatewayError(503, f"older requests are in the session store, which cannot be read: {exc}") from None
+        await ex.respond(200, body)
 
     async def claw_model_events(self, ex: Exchange) -> None:
         """Model operations (loads, unloads, warm-ups), newest first: listed apart from requests."""
