@@ -229,12 +229,15 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/events": r("GET", self.claw_events),
             "/claw/v1/telemetry": r("GET", self.claw_telemetry),
             "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
+            "/claw/v1/conversations": r("GET POST", self.claw_conversations),
         }
 
     def _route(self, path: str) -> Route | None:
         route = self.routes.get(path)
         if route is None and path.startswith("/v1/models/"):
             return Route(frozenset({"GET"}), self.openai_model)
+        if route is None and path.startswith("/claw/v1/conversations/"):
+            return Route(frozenset({"GET", "PUT", "DELETE"}), self.claw_conversation)
         return route
 
     async def __call__(self, scope, receive, send) -> None:
