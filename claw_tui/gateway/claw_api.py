@@ -263,7 +263,7 @@ class ClawEndpoints:
             await ex.respond(200, _dumps({"deleted": conversation_id}))
 
     def _conversation_store(self):
-        saved_in = getattr(self.session, "store", None)
+        saved_in = self.session.store if self.session is not None else None
         if saved_in is None:
             raise GatewayError(503, "conversations are not kept: this claw service runs without a session store")
         return saved_in.path

@@ -1,7 +1,7 @@
 """What the gateway needs from its host, the Session: routing and VRAM admission read the sampler's latest
 snapshots; claw's own endpoints (/claw/v1/*) read the status, the summary, the pages of requests, telemetry,
-events, the governor and the agents. The gateway reads its host and never owns it; a Gateway built without one
-(a test's) serves the model and inference endpoints, not claw's own."""
+events, the governor, the agents and the store of conversations. The gateway reads its host and never owns it; a
+Gateway built without one (a test's) serves the model and inference endpoints, not claw's own."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from claw_tui.console.bus import EventBus
     from claw_tui.governor import Governor
     from claw_tui.request_pages import RequestQuery
+    from claw_tui.store import SessionStore
     from claw_tui.telemetry.sampler import TelemetrySampler
 
 
@@ -30,6 +31,10 @@ class GatewayHost(Protocol):
     @property
     def governor(self) -> Governor | None:
         """None while the governor is not running."""
+
+    @property
+    def store(self) -> SessionStore | None:
+        """The session store (the chat's conversations are kept there), None when the service runs without one."""
 
     @property
     def bus(self) -> EventBus:
