@@ -285,6 +285,30 @@ class StoreConfig:
         return platformdirs.user_data_path(APP_NAME) / "sessions.db"
 
 
+@dataclass
+class BatchConfig:
+    enabled: bool = setting(
+        True, "serve the Batch API (/v1/files, /v1/batches) and drain batch jobs when the GPU idles"
+    )
+    slots: int = setting(
+        2,
+        "requests a backend generates at once per model (Ollama's OLLAMA_NUM_PARALLEL): batch lines fill these",
+        at_least=1,
+    )
+    preempt: bool = setting(
+        False,
+        "an interactive request that finds every slot taken by batch lines cancels the newest (it runs again later); "
+        "false = batch lines in flight finish, and no new one starts while interactive work waits",
+    )
+    max_file_bytes: int = setting(64 * 1024 * 1024, "largest batch input file, in bytes", above=0)
+    max_lines: int = setting(50_000, "most requests in one batch input file", at_least=1)
+    max_queued_lines: int = setting(200_000, "most batch requests waiting over all jobs (then 429)", at_least=1)
+    max_attempts: int = setting(3, "tries of a batch request that fails on the backend's side", at_least=1)
+    webhook_secret: str = setting("", "key of the HMAC-SHA256 signature of webhook calls (X-Claw-Signature)")
+    webhook_tries: int = setting(5, "tries of a webhook call (exponential backoff between them)", at_least=1)
+    webhook_backoff_s: float = setting(1.0, "wait before the first retry of a webhook call; doubles each time", above=0)
+
+
 def ollama_url_from_env() -> str:
     """The Ollama URL from $OLLAMA_HOST the way Ollama reads it ("0.0.0.0:11434" → "http://0.0.0.0:11434")."""
     host = os.environ.get(OLLAMA_HOST_ENV_VAR, "").strip().rstrip("/")
@@ -312,6 +336,7 @@ class Config:
     ui: UIConfig = field(default_factory=UIConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     # The file this configuration belongs to; it may not exist yet (then every value is a default).
     path: Path | None = field(default=None, compare=False)
 
@@ -323,6 +348,7 @@ TABLE_SECTIONS: dict[str, type] = {
     "ui": UIConfig,
     "store": StoreConfig,
     "doctor": DoctorConfig,
+    "batch": BatchConfig,
 }
 ARRAY_SECTIONS: dict[str, type] = {"backends": BackendConfig, "agents": AgentConfig}
 
@@ -939,7 +965,7 @@ REDACTED = "<redacted>"
 
 
 def redact_secrets(config: Config) -> Config:
-    """A copy with the gateway tokens and backend API keys replaced, for printing."""
+    """A copy with the gateway tokens, backend API keys and the webhook secret replaced, for printing."""
     gateway = dataclasses.replace(
         config.gateway,
         tokens=[REDACTED for _ in config.gateway.tokens],
@@ -948,7 +974,8 @@ def redact_secrets(config: Config) -> Config:
     backends = [
         dataclasses.replace(backend, api_key=REDACTED if backend.api_key else "") for backend in config.backends
     ]
-    return dataclasses.replace(config, gateway=gateway, backends=backends)
+    batch = dataclasses.replace(config.batch, webhook_secret=REDACTED if config.batch.webhook_secret else "")
+    return dataclasses.replace(config, gateway=gateway, backends=backends, batch=batch)
 
 
 def save_config(config: Config, path: Path) -> None:
@@ -1163,7 +1190,7 @@ def default_config_text() -> str:
         "# Agents: a model with a system prompt and options, offered to clients as a model of its own.\n"
         "# The Agents pane (F4) edits these tables. For example:\n" + example_table("[[agents]]", example_agent)
     )
-    for name in ("ui", "store"):
+    for name in ("ui", "store", "batch"):
         parts.append(commented_table(f"[{name}]", TABLE_SECTIONS[name]()))
     parts.append(
         "# Budgets of `claw doctor`, the readiness checklist (`claw doctor --load N` sends N requests at once).\n"

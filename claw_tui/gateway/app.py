@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from claw_tui.batch import api as batch_api
 from claw_tui.config import GatewayConfig
 from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
@@ -51,6 +52,7 @@ TEXT = b"text/plain; charset=utf-8"
 UNMETERED_PATHS = frozenset({"/", "/metrics"})  # not rate-limited: probes and scrapes
 ADMIN_ENDPOINTS = ("/api/create", "/api/delete", "/api/pull", "/api/copy")
 CLIENT_HEADER = b"x-claw-client"
+BATCH_HEADER = b"x-claw-batch"  # on batch lines (X-Claw-Client: batch): which job and line the request serves
 BACKEND_HEADER = b"x-claw-backend"
 CACHE_MAX_BYTES = 1 << 20
 
@@ -225,12 +227,15 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/events": r("GET", self.claw_events),
             "/claw/v1/telemetry": r("GET", self.claw_telemetry),
             "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
+            **{path: r("GET POST", lambda ex: batch_api.handle(self, ex)) for path in batch_api.PATHS},
         }
 
     def _route(self, path: str) -> Route | None:
         route = self.routes.get(path)
         if route is None and path.startswith("/v1/models/"):
             return Route(frozenset({"GET"}), self.openai_model)
+        if route is None and batch_api.owns(path):
+            return Route(frozenset({"GET", "POST"}), lambda ex: batch_api.handle(self, ex))
         return route
 
     async def __call__(self, scope, receive, send) -> None:
@@ -296,6 +301,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             agent=agent.name if agent else None,
             stream=stream,
             client=client or ex.client_host,
+            batch=ex.header(BATCH_HEADER) if client == "batch" else None,
         )
         ex.request_id = record.id
         REQUEST_ID.set(record.id)  # every log line of this request's task names it
