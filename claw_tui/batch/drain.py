@@ -238,19 +238,22 @@ class Drain:
             log.exception("batch line %s/%s failed in claw", job.id, line.custom_id)
             outcome = LineOutcome("retry", error={"code": "claw_error", "message": repr(exc)})
         finally:
-            job.in_flight.pop(line.custom_id, None)
-            job.started.pop(line.custom_id, None)
-            if outcome is not None:
-                if outcome.state == "retry" and attempts >= self.max_attempts:
-                    outcome = LineOutcome(
-                        "failed", outcome.status_code, outcome.response, outcome.error, outcome.request_id
-                    )
-                if outcome.state == "retry":
-                    job.not_before = self.clock() + min(MAX_RETRY_PAUSE_S, 2.0**attempts)
-                if outcome.state == "done":
-                    job.note_duration(self.clock() - started)
-                await asyncio.shield(self.service.line_finished(job, line, outcome))
-            self.wake()
+            try:
+                if outcome is not None:
+                    if outcome.state == "retry" and attempts >= self.max_attempts:
+                        outcome = LineOutcome(
+                            "failed", outcome.status_code, outcome.response, outcome.error, outcome.request_id
+                        )
+                    if outcome.state == "retry":
+                        job.not_before = self.clock() + min(MAX_RETRY_PAUSE_S, 2.0**attempts)
+                    if outcome.state == "done":
+                        job.note_duration(self.clock() - started)
+                    await asyncio.shield(self.service.line_finished(job, line, outcome))
+            finally:
+                # Only once its result is written does the line stop counting as in flight: a job ends after that.
+                job.in_flight.pop(line.custom_id, None)
+                job.started.pop(line.custom_id, None)
+                self.wake()
 
     async def _send(self, job: JobState, line: BatchLine) -> LineOutcome:
         body = dict(line.body)
