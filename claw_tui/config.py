@@ -296,9 +296,9 @@ class BatchConfig:
         at_least=1,
     )
     preempt: bool = setting(
-        False,
-        "an interactive request that finds every slot taken by batch lines cancels the newest (it runs again later); "
-        "false = batch lines in flight finish, and no new one starts while interactive work waits",
+        True,
+        "an interactive request that finds every slot taken by batch lines cancels the newest one, which runs again "
+        "later; false = batch lines in flight finish first (no new one starts while interactive work waits)",
     )
     max_file_bytes: int = setting(64 * 1024 * 1024, "largest batch input file, in bytes", above=0)
     max_lines: int = setting(50_000, "most requests in one batch input file", at_least=1)
