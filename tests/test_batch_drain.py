@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,7 +77,7 @@ def test_no_batch_line_starts_while_interactive_work_holds_the_slots(session):
     )
     # Batch lines filled the two slots: some ran side by side.
     spans = sorted((r["times"]["upstream_start"], r["times"]["end"]) for r in batch_lines)
-    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
 def test_a_job_that_would_miss_its_window_runs_regardless(session):
@@ -164,7 +165,7 @@ class Receiver(BaseHTTPRequestHandler):
     calls: list[dict] = []
     failures_left = 0
 
-    def do_POST(self):  # noqa: N802 - the stdlib's name
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).calls.append({"headers": dict(self.headers), "body": body})
         status = 500 if type(self).failures_left > 0 else 204
