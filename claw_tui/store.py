@@ -1,4 +1,6 @@
-"""The SQLite session store (WAL): sessions, request records, 1 Hz telemetry, governor events, session stats.
+"""The SQLite session store (WAL): sessions, request records, 1 Hz telemetry, governor events, session stats, and
+the console's chat conversations (not tied to a session: a conversation outlives the session it started in, and
+pruning old sessions keeps it).
 
 Writes go through a queue to one writer thread that commits at least every `flush_interval_s`, so a crash loses
 at most about a second and nothing on the gateway's hot path waits for the disk. The session's running totals
@@ -70,6 +72,17 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_session ON events(session_id, ts);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    model TEXT NOT NULL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    session_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_update ON conversations(updated_at);
 """
 # Columns added after the first release: (table, column, SQL type).
 MIGRATIONS = (("sessions", "stats", "TEXT"), ("sessions", "stats_at", "REAL"), ("requests", "kind", "TEXT"))
@@ -556,3 +569,80 @@ def record_from_json(data: dict) -> RequestRecord:
         model_resident=data.get("model_resident"),
         energy_final=bool(data.get("energy_final", True)),
     )
+
+
+# ---- chat conversations ----------------------------------------------------------------------------------------------
+# Written rarely (once per chat turn) and read back at once, so each call opens its own connection: WAL lets it write
+# beside the session's writer thread.
+class ConversationNotFound(StoreError):
+    """No conversation with that id."""
+
+
+def _conversations(path: Path, action):
+    try:
+        conn = connect(Path(path))
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+    try:
+        with conn:
+            return action(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"the session store {path} failed: {exc}") from None
+    finally:
+        conn.close()
+
+
+def save_conversation(path: Path, conversation: dict, now: float | None = None) -> dict:
+    """Insert or replace a conversation (the JSON of `Conversation.to_json()`); returns it as saved."""
+    saved = dict(conversation, updated_at=now if now is not None else time.time())
+    row = (
+        saved["id"],
+        saved.get("title") or "",
+        saved["model"],
+        len(saved.get("turns") or []),
+        saved.get("created_at") or saved["updated_at"],
+        saved["updated_at"],
+        saved.get("session_id"),
+        json.dumps(saved, ensure_ascii=False),
+    )
+    _conversations(
+        path,
+        lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO conversations (id, title, model, turns, created_at, updated_at, session_id, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        ),
+    )
+    return saved
+
+
+def list_conversations(path: Path, limit: int = 200) -> list[dict]:
+    """The newest conversations first, without their turns (`turns` is how many)."""
+    keys = ("id", "title", "model", "turns", "created_at", "updated_at", "session_id")
+    rows = _conversations(
+        path,
+        lambda conn: conn.execute(
+            f"SELECT {', '.join(keys)} FROM conversations ORDER BY updated_at DESC LIMIT ?", (limit,)
+        ).fetchall(),
+    )
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def load_conversation(path: Path, conversation_id: str) -> dict:
+    row = _conversations(
+        path, lambda conn: conn.execute("SELECT data FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    )
+    if row is None:
+        raise ConversationNotFound(f"no conversation '{conversation_id}' in the session store")
+    data = _json_or_empty(row[0])
+    if not data:
+        raise StoreError(f"conversation '{conversation_id}' in the session store cannot be read")
+    return data
+
+
+def delete_conversation(path: Path, conversation_id: str) -> None:
+    deleted = _conversations(
+        path, lambda conn: conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount
+    )
+    if deleted == 0:
+        raise ConversationNotFound(f"no conversation '{conversation_id}' in the session store")

@@ -227,6 +227,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/events": r("GET", self.claw_events),
             "/claw/v1/telemetry": r("GET", self.claw_telemetry),
             "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
+            "/claw/v1/conversations": r("GET POST", self.claw_conversations),
             **{path: r("GET POST", lambda ex: batch_api.handle(self, ex)) for path in batch_api.PATHS},
         }
 
@@ -234,6 +235,8 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         route = self.routes.get(path)
         if route is None and path.startswith("/v1/models/"):
             return Route(frozenset({"GET"}), self.openai_model)
+        if route is None and path.startswith("/claw/v1/conversations/"):
+            return Route(frozenset({"GET", "PUT", "DELETE"}), self.claw_conversation)
         if route is None and batch_api.owns(path):
             return Route(frozenset({"GET", "POST"}), lambda ex: batch_api.handle(self, ex))
         return route

@@ -67,7 +67,7 @@ class SourceEvents(Message):
 
 
 class ClawApp(ReportsWorkerErrors, App):
-    CSS_PATH = "claw.tcss"
+    CSS_PATH = ["claw.tcss", "chat.tcss"]
     TITLE = "claw"
     COMMANDS = App.COMMANDS | {ClawCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -445,7 +445,8 @@ class ClawApp(ReportsWorkerErrors, App):
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         sections = [("Everywhere", binding_rows(self.BINDINGS) + list(EXTRA_GLOBAL_KEYS))]
         for _, title, path in PANES:
-            rows = binding_rows(pane_class(path).BINDINGS)
+            pane = pane_class(path)
+            rows = list(getattr(pane, "HELP_KEYS", ())) + binding_rows(pane.BINDINGS)  # keys its widgets take
             if rows:
                 sections.append((title, rows))
         return sections
@@ -482,7 +483,10 @@ class ClawApp(ReportsWorkerErrors, App):
                 lambda: self.call_action("export_summary"),
             )
         pane_actions = (
-            ("chat", "Clear chat", "start a new conversation with the selected model", "clear_chat"),
+            ("chat", "New conversation", "start a new conversation with the selected model", "new_conversation"),
+            ("chat", "Open conversation", "reopen a saved conversation", "open_conversations"),
+            ("chat", "Regenerate answer", "ask for the last answer again", "regenerate"),
+            ("chat", "Export conversation", "write the conversation as Markdown", "export_conversation"),
             ("chat", "Copy answer", "copy the last answer to the clipboard", "copy_answer"),
             ("models", "Rebuild model", "build the edited Modelfile under a new name", "rebuild"),
             ("models", "Revert Modelfile", "drop your edits to the open Modelfile", "revert"),
