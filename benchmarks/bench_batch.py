@@ -1,6 +1,6 @@
 """Batch jobs in the demo: interactive latency with a 500-request batch queued, and the batch's energy per token.
 
-    python benchmarks/bench_batch.py [--requests 500] [--interactive 120] [--sim-speed 3] [--preempt both]
+    python benchmarks/bench_batch.py [--requests 500] [--interactive 240] [--sim-speed 3] [--preempt both]
 
 One `claw serve --demo` process per scheduling mode (`[batch] preempt` off, on, or both in turn). In each:
 1. warm-up: the model is loaded;
@@ -267,7 +267,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="batch requests")
     parser.add_argument("--max-tokens", type=int, default=48, help="tokens each batch request generates")
-    parser.add_argument("--interactive", type=int, default=120, help="interactive requests per phase")
+    parser.add_argument("--interactive", type=int, default=240, help="interactive requests per phase")
     parser.add_argument("--interactive-tokens", type=int, default=24, help="tokens each interactive request asks")
     parser.add_argument("--gap", type=float, default=0.5, help="mean seconds between interactive arrivals")
     parser.add_argument("--sim-speed", type=float, default=3.0, help="the simulator's speed factor")

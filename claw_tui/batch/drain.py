@@ -199,7 +199,10 @@ class Drain:
             room = self.slots - self.in_flight - (0 if urgent else self._interactive_now())
             if room <= 0:
                 continue
-            claimed = await self.service.claim(job, min(room, job.queued))
+            wanted = min(room, job.queued)
+            claimed = await self.service.claim(job, wanted)
+            if len(claimed) < wanted:  # the store has fewer queued lines than counted: trust the store
+                job.queued = len(claimed)
             for line, attempts in claimed:
                 job.queued -= 1
                 job.started[line.custom_id] = self.clock()
