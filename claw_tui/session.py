@@ -118,7 +118,7 @@ class Session:
         self.server: AppServer | None = None
         self.governor: Governor | None = None
         self.batch = None  # the BatchService, when batch jobs are served
-        self.batch_off_reason = ""
+        self.batch_off_reason = "batch jobs are starting: try again in a moment"
         # Live alerts with their hints (the console, /claw/v1/status), and time spent in each condition (export).
         self.alerts = AlertMonitor(
             AlertThresholds(power_alert_w=config.telemetry.power_alert_w, temp_alert_c=config.telemetry.temp_alert_c),
@@ -478,6 +478,7 @@ class Session:
         self._stops.append(("batch jobs", self._stop_batch))
 
     async def _stop_batch(self) -> None:
+        self.batch_off_reason = "the claw service is stopping"
         service, self.batch = self.batch, None
         await service.stop()
 

@@ -83,7 +83,7 @@ def test_the_openai_sdk_batch_workflow_runs_end_to_end(session):
     final = wait_for_final_energy(client, batch.id)
     claw = final.model_extra["claw"]
     assert claw["energy_j"] > 0 and claw["joules_per_token"] == pytest.approx(
-        claw["energy_j"] / final.usage.output_tokens, rel=1e-3
+        claw["energy_j"] / final.usage.output_tokens, rel=1e-2
     )
     assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0
 
@@ -94,7 +94,13 @@ def test_the_openai_sdk_batch_workflow_runs_end_to_end(session):
     assert {r["batch"] for r in batch_records} == {f"{batch.id}/req-{i}" for i in range(5)}
     assert sum(r["energy_j"] for r in batch_records) == pytest.approx(claw["energy_j"], abs=0.01)
 
-    kinds = [e.kind for e in subscription.drain() if e.kind.startswith("batch.")]
+    kinds: list[str] = []
+
+    def ended() -> bool:
+        kinds.extend(e.kind for e in subscription.drain() if e.kind.startswith("batch."))
+        return "batch.completed" in kinds
+
+    wait_until(ended)
     subscription.close()
     assert kinds[0] == "batch.created" and "batch.status" in kinds and kinds[-1] == "batch.completed"
 

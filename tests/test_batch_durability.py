@@ -31,7 +31,7 @@ def start_serve(tmp_path, port: int) -> subprocess.Popen:
 
     def up():
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=1).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{port}/v1/batches", timeout=1).status_code == 200
         except httpx.HTTPError:
             assert process.poll() is None, "claw serve exited"
             return False

@@ -29,7 +29,7 @@ async def handle(gateway, ex: Exchange) -> None:
     service: BatchService | None = getattr(gateway.session, "batch", None)
     if service is None:
         reason = getattr(gateway.session, "batch_off_reason", "") or "batch jobs are not served here"
-        raise GatewayError(503, reason)
+        raise GatewayError(503, reason, headers={"Retry-After": "1"})
     try:
         await _dispatch(gateway, service, ex)
     except BatchError as exc:

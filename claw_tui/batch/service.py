@@ -101,6 +101,7 @@ class BatchService:
         )
         self._webhook_sleep = webhook_sleep
         self._energy_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one writer of energy at a time
         self._pending_records: collections.Counter[str] = collections.Counter()  # batch id -> records not final
         self._energy_updates: list[tuple] = []
         self._progress_at: dict[str, float] = {}
@@ -458,10 +459,14 @@ class BatchService:
                 log.exception("writing batch energy failed")
 
     def _flush_energy(self) -> None:
-        with self._energy_lock:
-            updates, self._energy_updates = self._energy_updates, []
-        if updates:
-            self.store.add_energy(updates)
+        """Write the energy of finished attempts; they stay listed (a job's energy is not final) until written."""
+        with self._flush_lock:
+            with self._energy_lock:
+                updates = list(self._energy_updates)
+            if updates:
+                self.store.add_energy(updates)
+                with self._energy_lock:
+                    del self._energy_updates[: len(updates)]
 
     # ---- for the console -------------------------------------------------------------------------------------------
     def jobs_now(self, limit: int = 100) -> list[dict]:
