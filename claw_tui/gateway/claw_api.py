@@ -104,7 +104,7 @@ class ClawEndpoints:
 
     async def claw_governor(self, ex: Exchange) -> None:
         """GET: the governor's status; POST {"enabled": bool, "idle_after_s"?: s, "unload_after_s"?: s}."""
-        governor = getattr(self.session, "governor", None)
+        governor = self.session.governor if self.session is not None else None
         if governor is None:
             raise GatewayError(503, "the governor is not running", headers={"Retry-After": "60"})
         if ex.method == "GET":
@@ -263,7 +263,7 @@ class ClawEndpoints:
             await ex.respond(200, _dumps({"deleted": conversation_id}))
 
     def _conversation_store(self):
-        saved_in = getattr(self.session, "store", None)
+        saved_in = self.session.store if self.session is not None else None
         if saved_in is None:
             raise GatewayError(503, "conversations are not kept: this claw service runs without a session store")
         return saved_in.path
