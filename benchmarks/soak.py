@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--retention-days", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tracemalloc", action="store_true", help="print what grew most between two windows")
     args = parser.parse_args(argv)
     window = max(100, args.requests // args.windows)
     tmp = Path(tempfile.mkdtemp(prefix="claw-soak-"))
@@ -294,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     console.start()
     load.start()
     seconds_per_window = args.days * 86_400 / args.windows
+    traced = None
+    if args.tracemalloc:
+        tracemalloc.start(12)
     done_requests = 0
     console_stats: dict = {}
     try:
@@ -329,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.tracemalloc:
+                traced = trace_growth(traced, index, args.windows)
     finally:
         stop.set()
         load.join(30)
@@ -353,6 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, args.out / "soak.png")
     print(json.dumps(report, indent=1))
     return 0
+
+
+def trace_growth(first, index: int, windows: int):
+    """A snapshot at the end of the first quarter; at the end, the allocations that grew most since."""
+    if index == windows // 4:
+        return tracemalloc.take_snapshot()
+    if first is not None and index == windows - 1:
+        for stat in tracemalloc.take_snapshot().compare_to(first, "traceback")[:8]:
+            print(stat, *stat.traceback.format()[-6:], sep="\n  ", flush=True)
+    return first
 
 
 def _tenth(rows: list[dict], key, last: bool) -> float:

@@ -471,7 +471,7 @@ class Ledger:
         record = work.record
         record.energy_final = True
         model = canonical_model(record.model)
-        if record.load_j >= LOAD_COUNT_MIN_J:
+        if record.kind != "unload" and record.load_j >= LOAD_COUNT_MIN_J:  # an unload's energy is no load
             self.parking.add_load(model, record.load_j)
         for index in gpus:
             key = (index, model)

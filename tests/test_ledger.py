@@ -241,6 +241,19 @@ def test_model_operations_are_kept_apart_and_their_energy_is_load():
         ledger.open_request(model="m", endpoint="/x", kind="nonsense")
 
 
+def test_an_unload_is_load_energy_but_not_counted_as_a_load():
+    clock = FakeClock(0.0)
+    ledger = Ledger(lag_s=0, clock=clock)
+    unload = ledger.open_request(model="m", endpoint="/api/generate", kind="unload")
+    ledger.mark_upstream_start(unload, gpu=0)
+    clock.now = 1.5
+    ledger.finish(unload, "ok", 200)
+    ledger.add_power(0, samples(0, 3, lambda t: 200.0 if t < 1.5 else 80.0))
+    assert unload.energy_final and unload.load_j == pytest.approx(300, rel=0.02)
+    assert ledger.totals()["load_j"] == pytest.approx(300, rel=0.02)
+    assert ledger.models_json().get("m:latest", {"load_count": 0})["load_count"] == 0
+
+
 def test_parking_is_the_power_above_the_baseline_while_resident_and_unused():
     clock = FakeClock(0.0)
     ledger = Ledger(lag_s=0, clock=clock)
