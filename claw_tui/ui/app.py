@@ -16,8 +16,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.screen import ModalScreen
 from textual.theme import Theme
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Select, Static, TabbedContent, TabPane, TextArea
 
 from claw_tui.config import ConfigError, update_ui
 from claw_tui.console.events import RESYNC, ConsoleEvent
@@ -26,7 +28,7 @@ from claw_tui.console.source import ConsoleSource, SourceError
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
-from claw_tui.ui.panes.deferred import DeferredPane, pane_class
+from claw_tui.ui.panes.deferred import pane_class
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.themes import load_themes
@@ -41,7 +43,7 @@ STARTING = "Starting claw: the gateway, the backends and the GPU telemetry…"
 ATTACHING = "Attaching to the claw service at {address}…"
 CONNECTION = "connection"
 
-# (id, title, class); the first is shown at start, the others are imported and mounted just after the first frame.
+# (id, title, class); a pane's module is imported when the pane is first composed.
 PANES = (
     ("power", "Power", "claw_tui.ui.panes.power:PowerPane"),
     ("chat", "Chat", "claw_tui.ui.panes.chat:ChatPane"),
@@ -51,6 +53,16 @@ PANES = (
 )
 
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
+
+
+def typing_into(widget: Widget | None) -> bool:
+    """True when the focus is in a text field, a form (class `form`) or a dialog: keys there are input."""
+    if widget is None:
+        return False
+    for node in (widget, *widget.ancestors):
+        if isinstance(node, (Input, TextArea, Select, ModalScreen)) or node.has_class("form"):
+            return True
+    return False
 
 
 class SourceEvents(Message):
@@ -73,7 +85,7 @@ class ClawApp(ReportsWorkerErrors, App):
             for i, (pane_id, title, _) in enumerate(PANES, start=1)
         ),
         *(
-            Binding(str(i), f"show_pane('{pane_id}')", title, show=False)
+            Binding(str(i), f"digit_pane('{pane_id}')", title, show=False)
             for i, (pane_id, title, _) in enumerate(PANES, start=1)
         ),
         Binding("f6", "toggle_governor", "Governor", show=True, priority=True),
@@ -167,15 +179,9 @@ class ClawApp(ReportsWorkerErrors, App):
                     if not self.loaded:
                         if index == 1:
                             yield Static(self._waiting_text(), id="starting", classes="hint")
-                    else:
-                        yield self._pane_widget(index, pane_id, path)
+                    else:  # composed with the app: no pane is ever taken down half-mounted
+                        yield pane_class(path)(id=f"{pane_id}-pane")
         yield Footer()
-
-    @staticmethod
-    def _pane_widget(index: int, pane_id: str, path: str):
-        if index == 1:
-            return pane_class(path)(id=f"{pane_id}-pane")
-        return DeferredPane(path, f"{pane_id}-pane")
 
     def _handle_signals(self) -> None:
         """A hang-up (the SSH session dropped), SIGTERM or SIGINT ends the console like ctrl+q does."""
@@ -255,8 +261,10 @@ class ClawApp(ReportsWorkerErrors, App):
         await self.gateway.aclose()
         self.gateway = self._gateway_client()
         await self.query_one("#starting").remove()
-        for index, (pane_id, _, path) in enumerate(PANES, start=1):
-            await self.query_one(f"#{pane_id}", TabPane).mount(self._pane_widget(index, pane_id, path))
+        # One pane after the other, each awaited: the first shows while the others mount, and every way out
+        # (ctrl+q, signals) waits until they are all mounted (see _exit_when_settled).
+        for pane_id, _, path in PANES:
+            await self.query_one(f"#{pane_id}", TabPane).mount(pane_class(path)(id=f"{pane_id}-pane"))
         self._source_running()
         self._drain_events()
 
@@ -326,6 +334,8 @@ class ClawApp(ReportsWorkerErrors, App):
             )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "digit_pane":  # a digit typed into a field or form is text, never a pane switch
+            return not typing_into(self.focused)
         # Until the source runs there is no governor to toggle and nothing to export.
         return not (not self.loaded and action in ("toggle_governor", "export_summary"))
 
@@ -385,6 +395,9 @@ class ClawApp(ReportsWorkerErrors, App):
         self.tabs.active = pane_id
         self.with_pane(pane_id, lambda pane: pane.focus_main())
 
+    def action_digit_pane(self, pane_id: str) -> None:
+        self.action_show_pane(pane_id)
+
     def with_pane(self, pane_id: str, use: Callable, attempts: int = 20) -> None:
         """Call `use(pane)` now, or once the pane is mounted (hidden panes mount just after the first frame)."""
         try:
@@ -436,7 +449,8 @@ class ClawApp(ReportsWorkerErrors, App):
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         sections = [("Everywhere", binding_rows(self.BINDINGS) + list(EXTRA_GLOBAL_KEYS))]
         for _, title, path in PANES:
-            rows = binding_rows(pane_class(path).BINDINGS)
+            pane = pane_class(path)
+            rows = binding_rows(pane.BINDINGS) + list(getattr(pane, "HELP_KEYS", ()))
             if rows:
                 sections.append((title, rows))
         return sections

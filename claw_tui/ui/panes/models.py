@@ -108,6 +108,10 @@ def problems_text(result: ParseResult) -> Text:
 
 class ModelsPane(Pane):
     main_widget = "#models-installed"
+    HELP_KEYS = (
+        ("Enter", "open the model under the cursor: its Modelfile, parameters and diff"),
+        ("tab", "from the lists to the actions, the editor and its Modelfile / Parameters / Diff tabs"),
+    )
     BINDINGS = [
         Binding("l", "load_model", "Load", show=True, tooltip="Load the selected model into memory"),
         Binding("u", "unload_model", "Unload", show=True, tooltip="Unload the selected model now (keep_alive 0)"),
@@ -146,7 +150,7 @@ class ModelsPane(Pane):
             yield Button("Unload", id="models-unload", compact=True)
             yield Button("Revert", id="models-revert", compact=True)
             yield Button("Rebuild…", id="models-rebuild", variant="primary", compact=True)
-        with TabbedContent(id="models-tabs"):
+        with TabbedContent(id="models-tabs", classes="form"):
             with TabPane("Modelfile", id="models-tab-modelfile"):
                 yield ModelfileEditor(
                     id="modelfile-editor", placeholder="Select a model and press Enter to open its Modelfile"
