@@ -112,8 +112,10 @@ async def test_clock_chart_is_not_blank_a_few_seconds_after_start(tmp_path):
             await pilot.pause()
             chart = app.query_one("#clock-chart", BrailleChart)
             assert chart.has_data
-            assert "last 10 s" in str(chart.border_title)  # a young session shows the room it has, not 2 min
+            # The title names the window chosen (w / W); the axis of a young session spans the time it has.
+            assert "last 2 min" in str(chart.border_title)
             text = "".join(chart.render_line(y).text for y in range(chart.size.height))
+            assert "-10 s" in text and "2 min" not in text
             assert any("\u2801" <= ch <= "\u28ff" for ch in text)  # braille dots drawn
     finally:
         runner.stop()

@@ -25,6 +25,7 @@ from claw_tui.config import ConfigError, update_ui
 from claw_tui.console.events import RESYNC, ConsoleEvent
 from claw_tui.console.model import ConsoleModel
 from claw_tui.console.source import ConsoleSource, SourceError
+from claw_tui.ui import format
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 STARTING = "Starting claw: the gateway, the backends and the GPU telemetry…"
 ATTACHING = "Attaching to the claw service at {address}…"
 CONNECTION = "connection"
+HEADER_EVENTS = ("governor", "backends")
 
 # (id, title, class); a pane's module is imported when the pane is first composed.
 PANES = (
@@ -78,6 +80,7 @@ class ClawApp(ReportsWorkerErrors, App):
     TITLE = "claw"
     COMMANDS = App.COMMANDS | {ClawCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-roomy")]  # dialogs tighten their spacing on 24-line terminals
     BINDINGS = [
         # The tabs carry the F-keys in their labels, so the footer keeps its room for the pane's own keys.
         *(
@@ -181,7 +184,7 @@ class ClawApp(ReportsWorkerErrors, App):
                             yield Static(self._waiting_text(), id="starting", classes="hint")
                     else:  # composed with the app: no pane is ever taken down half-mounted
                         yield pane_class(path)(id=f"{pane_id}-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def _handle_signals(self) -> None:
         """A hang-up (the SSH session dropped), SIGTERM or SIGINT ends the console like ctrl+q does."""
@@ -293,6 +296,7 @@ class ClawApp(ReportsWorkerErrors, App):
     def _drain_events(self) -> None:
         if self.source is None:
             return
+        header_news = False
         for event in self.source.drain():
             if event.kind == RESYNC:
                 self._reload()
@@ -300,6 +304,9 @@ class ClawApp(ReportsWorkerErrors, App):
                 self._connection_changed(event.data)
             else:
                 self.model.apply(event)
+                header_news = header_news or event.kind in HEADER_EVENTS
+        if header_news:  # the header follows the governor and the backends as their events come, not a tick later
+            self.update_header()
 
     def _reload(self) -> None:
         """Events were lost (a slow console, or the service restarted): read the whole state again."""
@@ -340,19 +347,20 @@ class ClawApp(ReportsWorkerErrors, App):
         return not (not self.loaded and action in ("toggle_governor", "export_summary"))
 
     def update_header(self) -> None:
-        demo = "DEMO · " if self.demo else ""
-        status = self.model.governor
-        dry = status.get("enabled") and status.get("mode") == "dry-run"
-        governor = status.get("state", "off") + (" (dry run)" if dry else "")
+        """Where the console is attached, the governor in words, and each backend that is not up with its reason;
+        shorter words on a narrow terminal."""
+        narrow = self.size.width < 100
+        parts = ["DEMO"] if self.demo else []
         label = self.source.label if self.source is not None else ""
         if self.gateway_label and self.source is not None and self.source.mode == "in-process":
-            label = f"in-process · gateway {self.gateway_label}"
-        if not self.connected:
-            label += " · DISCONNECTED, reconnecting"
-        backends = " ".join(
-            f"{b.get('name')} {b.get('state')}" for b in self.model.backends if b.get("state") not in (None, "up")
-        )
-        self.sub_title = f"{demo}{label} · governor {governor}" + (f" · backend {backends}" if backends else "")
+            label = f"in-process {self.gateway_label}" if narrow else f"in-process · gateway {self.gateway_label}"
+        parts.append(label + (" · DISCONNECTED, reconnecting" if not self.connected else ""))
+        parts.append(("gov " if narrow else "governor ") + format.governor_words(self.model.governor))
+        down = [b for b in self.model.backends if b.get("state") not in (None, "up")]
+        parts += ["backend " + format.backend_words(b) for b in down]
+        sub_title = " · ".join(part for part in parts if part)
+        if sub_title != self.sub_title:
+            self.sub_title = sub_title
 
     # ---- panes -------------------------------------------------------------------------------------------------
     def active_pane(self):

@@ -23,6 +23,7 @@ from claw_tui.telemetry.alerts import AlertThresholds
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series
+from claw_tui.ui.widgets.columns import ellipsize
 
 WINDOWS_S = (10.0, 60.0, 120.0, 600.0, 3600.0)
 DEFAULT_WINDOW_S = 120.0
@@ -35,6 +36,7 @@ WIDE_WIDTH = 120
 SPLIT_CELLS_WIDTH = 100  # narrower: clocks, util and temperature share cells
 CELL_GAP = 2
 RECENT_REQUESTS = 200  # records scanned for the bands and the requests table
+RECENT_WITH_AVERAGE_WIDTH = 88  # the recent requests show their average power from this width on
 
 
 @dataclass(frozen=True)
@@ -122,20 +124,6 @@ def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, f
     return merged
 
 
-def governor_words(governor: dict) -> str:
-    """The governor in a few words: its state, the locked clock, how soon it downclocks, dry run."""
-    state = governor.get("state", "off")
-    words = state.replace("_", " ")
-    if governor.get("locked_sm_clock_mhz"):
-        words += f" @ {governor['locked_sm_clock_mhz']} MHz"
-    if state == "idle_pending" and governor.get("idle_after_s") is not None:
-        left = max(0.0, governor["idle_after_s"] - (governor.get("idle_for_s") or 0.0))
-        words += f" in {left:.0f} s"
-    if governor.get("mode") == "dry-run" and governor.get("enabled"):
-        words += " (dry run)"
-    return words + " · F6"
-
-
 def _show(widget, visible: bool) -> None:
     if widget.display != visible:  # setting it at all costs a layout pass
         widget.display = visible
@@ -197,8 +185,8 @@ class PowerPane(Pane):
     BINDINGS = [
         Binding("left_square_bracket", "gpu(-1)", "Prev GPU", show=False),
         Binding("right_square_bracket", "gpu(1)", "Next GPU", show=False),
-        Binding("w", "window(1)", "Window", show=False),
-        Binding("W", "window(-1)", "Window", show=False),
+        Binding("w", "window(1)", "Window", show=False, tooltip="Longer chart window: 10 s … 1 h, then back"),
+        Binding("W", "window(-1)", "Window", show=False, tooltip="Shorter chart window"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -260,7 +248,12 @@ class PowerPane(Pane):
 
     def action_window(self, step: int) -> None:
         index = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
+        wrapped = not 0 <= index + step < len(WINDOWS_S)
         self.window_s = WINDOWS_S[(index + step) % len(WINDOWS_S)]
+        note = f"window {window_label(self.window_s)}"
+        if wrapped:
+            note += " (back to the shortest)" if step > 0 else " (round to the longest)"
+        self.notify(note, title="power chart", timeout=3)
         self.refresh_data(force_plot=True)
 
     def on_gpu_bar_selected(self, message: GpuBar.Selected) -> None:
@@ -407,7 +400,7 @@ class PowerPane(Pane):
         gaps = trace.get("gaps", 0)
         check = sampler.energy_check(self.gpu_index)
         counter = fmt.NA if check["error_pct"] is None else f"{check['error_pct']:+.2f}%"
-        governor_text = governor_words(session.governor)
+        governor_text = fmt.governor_words(session.governor) + " · F6"
         parts = [
             ("reasons ", "$text-muted"),
             (reasons, reason_style),
@@ -472,7 +465,7 @@ class PowerPane(Pane):
         span = self._x_span(sampler, now)
         x_range = (-span, 0.0)
         x_labels = [(-span, f"-{window_label(span)}"), (-span / 2, f"-{window_label(span / 2)}"), (0.0, "now")]
-        label = window_label(span)
+        label = window_label(self.window_s)  # the window chosen (w / W); the axis shows how much of it has passed
         self._draw_power(power_chart, session, now, span, x_range, x_labels, label)
         # The side charts are narrower: they move by a cell less often, so they redraw less often (≤ every 2 s).
         side_cells = max(1, clock_chart.size.width - 5)
@@ -610,26 +603,28 @@ class PowerPane(Pane):
             for r in session.records(RECENT_REQUESTS)
             if r.status != "active" and (r.gpu is None or r.gpu == self.gpu_index)
         ][-7:]
-        header = Content.styled(
-            f"{'time':8}  {'model':16} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9} {'J/tok':>6} {'avg W':>6}",
-            "bold $text-muted",
-        )
-        lines = [Content.styled(f"Recent requests on GPU {self.gpu_index}", "bold"), header]
+        with_average = self.query_one("#power-requests").size.width >= RECENT_WITH_AVERAGE_WIDTH
+        head = f"{'time':8}  {'model':16} {'agent':10} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9} {'J/tok':>6}"
+        lines = [
+            Content.styled(f"Recent requests on GPU {self.gpu_index}", "bold"),
+            Content.styled(head + (f" {'avg W':>6}" if with_average else ""), "bold $text-muted"),
+        ]
         for record in reversed(records):
             duration = record.duration_ms
             seconds = (duration or 0) / 1000
             avg_w = record.energy_j / seconds if seconds > 0 and record.energy_j else None
             status_style = "$success" if record.status == "ok" else "$error"
+            numbers = (
+                f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
+                f"{fmt.ratio(record.joules_per_token, 2):>6}" + (f" {fmt.num(avg_w, 0):>6}" if with_average else "")
+            )
             lines.append(
                 Content.assemble(
                     (time.strftime("%H:%M:%S", time.localtime(record.t_arrival)) + "  ", "$text-muted"),
-                    (f"{(record.agent or record.model)[:16]:16} ", "$text"),
+                    (f"{ellipsize(record.model, 16):16} ", "$text"),
+                    (f"{ellipsize(record.agent or '—', 10):10} ", "$text-muted"),
                     (f"{record.status:9} ", status_style),
-                    (
-                        f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
-                        f"{fmt.ratio(record.joules_per_token, 2):>6} {fmt.num(avg_w, 0):>6}",
-                        "$text",
-                    ),
+                    (numbers, "$text"),
                 )
             )
         if not records:

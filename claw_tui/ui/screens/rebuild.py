@@ -55,7 +55,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
                 yield Select([(q, q) for q in QUANTIZE_TYPES], prompt="keep as is", id="rebuild-quantize", compact=True)
             yield Static("", id="rebuild-check")
             yield ProgressBar(id="rebuild-progress", show_eta=False)
-            yield RichLog(id="rebuild-log", markup=True, wrap=True, auto_scroll=True)
+            yield RichLog(id="rebuild-log", markup=True, wrap=True, auto_scroll=True, min_width=20)  # wraps digests
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="rebuild-close", compact=True)
                 yield Button("Build", id="rebuild-build", variant="primary", compact=True)
@@ -155,6 +155,8 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
             self._allow_retry()
             return
         self.built = name
+        self.installed.append(name)
+        self.query_one("#rebuild-check", Static).update(f"[green]✓[/] built {name}: Done opens it")
         self.log_line(f"[green]✓ {name} is ready[/]")
         build = self.query_one("#rebuild-build", Button)
         build.label = "Done"
