@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input, TabbedContent
 
+from claw_tui.config import AgentConfig
 from claw_tui.ui.app import PANES, ClawApp
 from claw_tui.ui.panes.deferred import pane_class
+from claw_tui.ui.panes.models import ModelsPane
+from claw_tui.ui.screens.agent_form import FormContext, check_agent
 from claw_tui.ui.screens.help import HelpScreen, key_label
+from claw_tui.ui.screens.rebuild import RebuildScreen
+from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from tests.conftest import start_demo_session
 from tests.test_tui import text_of, wait_for
 
@@ -92,3 +97,181 @@ async def test_help_at_80x24_scrolls_and_lists_every_key_of_every_pane(demo_runn
         assert body.scroll_y == body.max_scroll_y  # … and it scrolls from the keyboard
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+# ---- Models ------------------------------------------------------------------------------------------------------
+async def open_models(pilot) -> ModelsPane:
+    await pilot.press("f3")
+    pane = pilot.app.query_one(ModelsPane)
+    await wait_for(lambda: pane.current == "qwen3:8b" and pane.result is not None)
+    return pane
+
+
+async def test_a_rebuild_at_80x24_fits_lands_sorted_and_opens_at_from(demo_runner):
+    app = ClawApp(demo_runner.session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_app(pilot)
+        pane = await open_models(pilot)
+        editor = app.query_one(ModelfileEditor)
+        assert editor.cursor_location == (0, 0) and editor.scroll_y == 0  # FROM is the first line in view
+        assert editor.text.startswith("FROM ")
+        await pilot.press("ctrl+r")
+        screen = await wait_for(lambda: isinstance(app.screen, RebuildScreen) and app.screen)
+        screen.query_one("#rebuild-name", Input).value = "aaa-first"
+        await pilot.press("enter")
+        await wait_for(lambda: screen.built == "aaa-first")
+        await pilot.pause()
+        dialog = screen.query_one("#rebuild-dialog")
+        for part in ("#rebuild-build", "#rebuild-close", ".dialog-title"):
+            region = screen.query_one(part).region
+            assert dialog.region.contains_region(region) and region.bottom <= 24, part  # title and buttons in view
+        check = text_of(screen.query_one("#rebuild-check"))
+        assert "is a new name" not in check and "built aaa-first" in check
+        log = screen.query_one("#rebuild-log")
+        assert log.virtual_size.width <= log.scrollable_content_region.width  # digests wrap: nothing cut sideways
+        assert any("sha256:" in str(line.text) for line in log.lines)
+        await pilot.press("enter")  # Done
+        table = app.query_one("#models-installed", DataTable)
+        await wait_for(lambda: "aaa-first:latest" in table.rows)
+        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert names == sorted(names) and names[0] == "aaa-first:latest"  # in its place, not appended
+        await wait_for(lambda: pane.current == "aaa-first:latest")
+        assert editor.cursor_location == (0, 0)
+
+
+async def test_the_load_button_acts_on_the_open_model_not_the_cursor_row(demo_runner):
+    session = demo_runner.session
+    app = ClawApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready_app(pilot)
+        pane = await open_models(pilot)
+        installed = app.query_one("#models-installed", DataTable)
+        installed.move_cursor(row=installed.get_row_index("llama3.2:3b"))  # the cursor elsewhere …
+        app.query_one("#models-load").press()  # … the button beside "qwen3:8b"
+        loaded = app.query_one("#models-loaded", DataTable)
+        await wait_for(lambda: "qwen3:8b" in loaded.rows, timeout=20)
+        assert "llama3.2:3b" not in loaded.rows and pane.current == "qwen3:8b"
+        # The load is a model event: the Events tab lists it with its time, duration and energy.
+        events = app.query_one("#models-events", DataTable)
+        pane.refresh_data()
+        await wait_for(lambda: events.row_count >= 1 or pane.refresh_data())
+        row = [str(cell) for cell in events.get_row_at(0)]
+        assert row[1] == "load" and row[2] == "qwen3:8b" and row[3] == "ok" and row[4].endswith("s")
+
+
+async def test_an_empty_models_pane_says_the_backend_is_down_in_the_gateways_words(tmp_path):
+    from tests.gateway_support import SimBackends, start_gateway
+
+    with SimBackends([{}]) as sims:
+        sims.stop_server(0)  # down from the start: the gateway has no list of models to fall back on
+        runner = start_gateway(tmp_path, sims)
+        try:
+            app = ClawApp(runner.session)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await ready_app(pilot)
+                await pilot.press("f3")
+                empty = app.query_one("#models-empty")
+                await wait_for(lambda: empty.display and "unreachable" in text_of(empty))
+                text = text_of(empty)
+                assert "No models: the backend cannot be listed" in text and "b0" in text
+                assert not app.query_one("#models-lists").display
+                # The header names the backend that is not up, with its reason, once the service says so.
+                await wait_for(lambda: "backend b0" in app.sub_title, timeout=20)
+        finally:
+            runner.stop()
+
+
+# ---- Agents --------------------------------------------------------------------------------------------------------
+def form_context(models: list[str]) -> FormContext:
+    return FormContext(other_agents=set(), models=models)
+
+
+def test_an_agent_on_a_model_built_as_name_latest_is_on_the_backend():
+    agent = AgentConfig(name="pirate", model="llama3.2-pirate")
+    errors, warnings = check_agent(agent, form_context(["llama3.2-pirate:latest", "qwen3:8b"]))
+    assert errors == [] and warnings == []
+    agent = AgentConfig(name="qwen3", model="qwen3:8b")  # `qwen3` is `qwen3:latest`, not installed: no clash
+    assert check_agent(agent, form_context(["qwen3:8b"]))[0] == []
+    agent = AgentConfig(name="llama3.2-pirate", model="qwen3:8b")
+    assert "installed model" in check_agent(agent, form_context(["llama3.2-pirate:latest"]))[0][0]
+
+
+def test_the_agent_form_refuses_the_options_that_saving_refuses(tmp_path):
+    """Ollama would ignore an unknown name and cut a fraction: the config refuses both, so the form does too."""
+    import tomli_w
+
+    from claw_tui.config import ConfigError, load_config
+
+    for options, expected in (
+        ({"temprature": 0.2}, "unknown option 'temprature'"),
+        ({"num_ctx": 8192.5}, "truncated"),
+        ({"temperature": "hot"}, "temperature"),
+    ):
+        errors, _ = check_agent(AgentConfig(name="a", model="qwen3:8b", options=options), form_context([]))
+        assert any(expected in e for e in errors), (options, errors)
+        path = tmp_path / "claw.toml"
+        path.write_text(tomli_w.dumps({"agents": [{"name": "a", "model": "qwen3:8b", "options": options}]}))
+        with pytest.raises(ConfigError):  # the config that saving writes refuses the same agent
+            load_config(path)
+
+
+# ---- tables at 80×24 ----------------------------------------------------------------------------------------------
+LONG_MODEL = "hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M"
+
+
+def seed_requests(session, model: str, agent: str | None, count: int = 3) -> None:
+    ledger = session.ledger
+    for _ in range(count):
+        record = ledger.open_request(model=model, endpoint="/v1/chat/completions", agent=agent)
+        ledger.mark_upstream_start(record, gpu=0)
+        ledger.mark_first_token(record, at=record.t_arrival + 0.25)
+        record.prompt_tokens, record.completion_tokens = 123_456, 98_765
+        ledger.finish(record, "ok", 200)
+
+
+def fits_across(table: DataTable) -> bool:
+    return table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_at_80x24_the_requests_table_drops_columns_before_it_cuts_the_energy(demo_runner):
+    session = demo_runner.session
+    seed_requests(session, LONG_MODEL, "customer-support-bot")
+    app = ClawApp(session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_app(pilot)
+        await pilot.press("f5")
+        table = app.query_one("#requests-table", DataTable)
+        await wait_for(lambda: table.row_count == 3)
+        await pilot.pause()
+        labels = [str(column.label) for column in table.columns.values()]
+        assert "energy" in labels and "tok/J" in labels and "model" in labels
+        assert fits_across(table), labels  # no sideways scroll: the energy is whole at the right edge
+    async with ClawApp(session).run_test(size=(200, 50)) as pilot:
+        await ready_app(pilot)
+        await pilot.press("f5")
+        table = pilot.app.query_one("#requests-table", DataTable)
+        await wait_for(lambda: table.row_count == 3)
+        assert {"prefill", "decode", "agent", "id"} <= {str(c.label) for c in table.columns.values()}
+
+
+async def test_at_80x24_the_agents_table_keeps_its_j_per_token_whole(tmp_path):
+    from claw_tui.config import AgentConfig
+    from tests.conftest import demo_config
+
+    config = demo_config()
+    config.agents = [AgentConfig(name="customer-support-bot", model=LONG_MODEL)]
+    runner = start_demo_session(tmp_path, config)
+    try:
+        seed_requests(runner.session, LONG_MODEL, "customer-support-bot", count=1200)
+        app = ClawApp(runner.session)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready_app(pilot)
+            await pilot.press("f4")
+            table = app.query_one("#agents-table", DataTable)
+            await wait_for(lambda: table.row_count == 1 and "1,200" in str(table.get_row_at(0)[2]))
+            await pilot.pause()
+            labels = [str(column.label) for column in table.columns.values()]
+            assert labels[-1] == "J/tok" and "TTFT" not in labels  # TTFT dropped first
+            assert fits_across(table), labels
+    finally:
+        runner.stop()

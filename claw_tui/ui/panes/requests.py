@@ -46,7 +46,7 @@ COLUMNS = (
     "tok/J",
     "id",
 )
-DROP_ORDER = ("id", "endpoint", "prefill", "decode", "tok/s", "in", "agent", "TTFT", "time")
+DROP_ORDER = ("id", "endpoint", "prefill", "decode", "tok/s", "in", "agent", "TTFT")  # time orders the rows
 MODEL_WIDTH = 28
 
 
@@ -58,7 +58,7 @@ class TimeCell(Text):
         self.ts = ts
 
 
-def row_cells(record: RequestRecord) -> dict[str, object]:
+def row_cells(record: RequestRecord, model_width: int = MODEL_WIDTH) -> dict[str, object]:
     rate = record.decode_tokens_per_s
     return {
         "endpoint": Text(record.endpoint, style="dim"),
@@ -68,7 +68,7 @@ def row_cells(record: RequestRecord) -> dict[str, object]:
         "id": Text(record.id, style="dim"),
         "time": TimeCell(record.t_arrival),
         "status": Text(record.status, style=fmt.STATUS_STYLE.get(record.status, "")),
-        "model": ellipsize(record.model, MODEL_WIDTH),
+        "model": ellipsize(record.model, model_width),
         "agent": ellipsize(record.agent or "—", MODEL_WIDTH),
         "TTFT": fmt.right(fmt.duration(record.ttft_ms)),
         "duration": fmt.right(fmt.duration(record.duration_ms) if record.t_end else "…"),
@@ -125,7 +125,8 @@ class RequestsPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._columns: tuple[str, ...] = ()
-        self._widths = ColumnWidths(COLUMNS)
+        self._widths = ColumnWidths(COLUMNS, caps={"model": MODEL_WIDTH, "agent": MODEL_WIDTH})
+        self._model_width = MODEL_WIDTH
         self._finished: set[str] = set()  # rows that can no longer change
         self._choices: dict[str, tuple[str, ...]] = {"model": (), "agent": ()}
         self._last_summary = 0.0
@@ -148,20 +149,22 @@ class RequestsPane(Pane):
         self._set_columns(self._fitted())
 
     def on_resize(self) -> None:
-        if self._columns and self._fitted() != self._columns:
+        if self._columns and self._fitted() != (self._columns, self._model_width):
             self._set_columns(self._fitted())
             self.refresh_data(force=True)
 
-    def _fitted(self) -> tuple[str, ...]:
-        """The columns that fit the table's width with the widest text seen in each."""
+    def _fitted(self) -> tuple[tuple[str, ...], int]:
+        """The columns that fit the table's width with the widest text seen in each, and the model names' width
+        (shortened with … when even the fewest columns would not fit)."""
         room = table_room(self.query_one("#requests-table", DataTable), self.app.size.width - 2)
-        return self._widths.fit(DROP_ORDER, room)
+        columns = self._widths.fit(DROP_ORDER, room)
+        return columns, self._widths.squeezed(columns, "model", room)
 
-    def _set_columns(self, columns: tuple[str, ...]) -> None:
+    def _set_columns(self, layout: tuple[tuple[str, ...], int]) -> None:
         table = self.query_one("#requests-table", DataTable)
         table.clear(columns=True)
         self._finished.clear()
-        self._columns = columns
+        self._columns, self._model_width = layout
         for column in self._columns:
             table.add_column(column, key=column)
 
@@ -209,7 +212,7 @@ class RequestsPane(Pane):
         selected = [r for r in records if matches(r, model, agent, status)]
         shown = selected[-MAX_ROWS:]
         self._sync_rows(shown)
-        if self._fitted() != self._columns:  # a wider value arrived: drop a column rather than cut a number
+        if self._fitted() != (self._columns, self._model_width):  # a wider value: drop a column, not cut a number
             self._set_columns(self._fitted())
             self._sync_rows(shown)
         self.query_one("#requests-empty", Static).display = not shown
@@ -230,8 +233,8 @@ class RequestsPane(Pane):
         for record in records:
             if record.id in self._finished:
                 continue
-            cells = row_cells(record)
-            self._widths.add(cells)
+            cells = row_cells(record, self._model_width)
+            self._widths.add({**cells, "model": record.model})
             if record.id not in table.rows:
                 table.add_row(*(cells[c] for c in self._columns), key=record.id)
                 added = True

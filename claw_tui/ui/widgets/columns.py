@@ -24,8 +24,9 @@ def cell_width(value: object) -> int:
 class ColumnWidths:
     """The widest text of each column seen so far (headers included)."""
 
-    def __init__(self, columns: Iterable[str]) -> None:
+    def __init__(self, columns: Iterable[str], caps: Mapping[str, int] | None = None) -> None:
         self.headers = tuple(columns)
+        self.caps = dict(caps or {})  # text columns shown at most this wide (longer text is ellipsized)
         self.reset()
 
     def reset(self) -> None:
@@ -34,7 +35,7 @@ class ColumnWidths:
     def add(self, cells: Mapping[str, object]) -> None:
         widths = self.widths
         for column, value in cells.items():
-            width = cell_width(value)
+            width = min(cell_width(value), self.caps.get(column, 10_000))
             if width > widths.get(column, 0):
                 widths[column] = width
 
@@ -50,6 +51,12 @@ class ColumnWidths:
 
     def total(self, columns: Iterable[str]) -> int:
         return sum(self.widths[column] + CELL_PADDING for column in columns)
+
+    def squeezed(self, columns: Iterable[str], column: str, available: int, minimum: int = 12) -> int:
+        """How wide `column` may be for `columns` to fit `available` (its own width when they fit already)."""
+        columns = tuple(columns)
+        over = self.total(columns) - available
+        return max(minimum, self.widths[column] - max(0, over))
 
 
 def table_room(widget, fallback: int) -> int:
