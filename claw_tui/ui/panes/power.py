@@ -17,11 +17,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.events import Resize
-from textual.widgets import Static, TabbedContent, Tabs
+from textual.widgets import DataTable, Static, TabbedContent, Tabs
 
 from claw_tui.telemetry.alerts import AlertThresholds
 from claw_tui.ui import format as fmt
+from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
+from claw_tui.ui.panes.overview import GpuOverview
 from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series
 from claw_tui.ui.widgets.columns import ellipsize
 
@@ -35,6 +37,7 @@ TALL_HEIGHT = 36  # from this pane height on: util/temp chart, recent requests a
 WIDE_WIDTH = 120
 SPLIT_CELLS_WIDTH = 100  # narrower: clocks, util and temperature share cells
 CELL_GAP = 2
+LOADED_POLL_S = 5.0  # the overview asks /api/ps this often (to name each runner's model)
 RECENT_REQUESTS = 200  # records scanned for the bands and the requests table
 RECENT_WITH_AVERAGE_WIDTH = 88  # the recent requests show their average power from this width on
 
@@ -182,7 +185,9 @@ def efficiency_cells(model, narrow: bool = False) -> list[Cell]:
 
 class PowerPane(Pane):
     can_focus = True
+    HELP_KEYS = (("Enter", "in the overview: the highlighted GPU in detail"),)
     BINDINGS = [
+        Binding("o", "toggle_overview", "Overview", show=True, tooltip="Every GPU at once, or one GPU in detail"),
         Binding("left_square_bracket", "gpu(-1)", "Prev GPU", show=False),
         Binding("right_square_bracket", "gpu(1)", "Next GPU", show=False),
         Binding("w", "window(1)", "Window", show=False, tooltip="Longer chart window: 10 s … 1 h, then back"),
@@ -199,28 +204,92 @@ class PowerPane(Pane):
         self._shown: dict[str, list] = {}
         self._power_columns = PowerColumns()
         self.chart_draws = 0  # how many times the charts were rebuilt (benchmarks and tests read it)
+        self.mode = "detail"  # or "overview": every GPU at once (`o`); several GPUs open on it
+        self._mode_chosen = False
+        self._loaded_models: list[dict] = []
+        self._loaded_polled_at = -math.inf
 
     def compose(self) -> ComposeResult:
-        yield GpuBar(id="power-gpus")
-        yield Static(id="power-stats")
-        yield Static(id="power-alerts")
-        with Horizontal(id="power-charts"):
-            yield BrailleChart(id="power-chart")
-            with Vertical(id="power-side"):
-                yield BrailleChart(id="clock-chart")
-                yield BrailleChart(id="util-chart")
-        with Horizontal(id="power-bottom"):
-            yield Static(id="power-requests")
-            yield Static(id="power-processes")
+        yield GpuOverview(id="power-overview")
+        with Vertical(id="power-detail"):
+            yield GpuBar(id="power-gpus")
+            yield Static(id="power-stats")
+            yield Static(id="power-alerts")
+            with Horizontal(id="power-charts"):
+                yield BrailleChart(id="power-chart")
+                with Vertical(id="power-side"):
+                    yield BrailleChart(id="clock-chart")
+                    yield BrailleChart(id="util-chart")
+            with Horizontal(id="power-bottom"):
+                yield Static(id="power-requests")
+                yield Static(id="power-processes")
 
     def on_mount(self) -> None:
+        self._show_mode()
         self.refresh_data()
+
+    # ---- overview or detail --------------------------------------------------------------------------------------
+    @property
+    def overview(self) -> bool:
+        return self.mode == "overview"
+
+    def action_toggle_overview(self) -> None:
+        self._mode_chosen = True
+        highlighted = self.query_one(GpuOverview).highlighted_gpu
+        if self.overview and highlighted is not None:
+            self.mode = "detail"  # the GPU highlighted in the overview is the one shown in detail
+            self.select_gpu(highlighted)
+            self.mode = "overview"
+        self.mode = "detail" if self.overview else "overview"
+        self._show_mode()
+        self.refresh_data(force_plot=True)
+
+    def _show_mode(self) -> None:
+        _show(self.query_one("#power-overview"), self.overview)
+        _show(self.query_one("#power-detail"), not self.overview)
+        if self.overview:
+            self.query_one(GpuOverview).highlight(self.gpu_index)
+            self._poll_loaded_models()
+            if self.has_focus:
+                self.query_one("#overview-gpus").focus()
+        elif self.app.focused is not None and self in self.app.focused.ancestors:
+            self.focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a GPU of the overview: that GPU in detail."""
+        if event.data_table.id == "overview-gpus":
+            event.stop()
+            self.select_gpu(int(event.row_key.value))
+            self.action_toggle_overview()
+
+    def _poll_loaded_models(self) -> None:
+        """The models /api/ps says are loaded, to name what each Ollama runner serves (every few seconds)."""
+        now = time.monotonic()
+        if now - self._loaded_polled_at >= LOADED_POLL_S:
+            self._loaded_polled_at = now
+            self.run_worker(self._read_loaded_models, exclusive=True, group="power-ps", exit_on_error=False)
+
+    async def _read_loaded_models(self) -> None:
+        try:
+            self._loaded_models = await self.app.gateway.ps()
+        except GatewayError:
+            self._loaded_models = []  # no names: the runners show as runners
+            return
+        self._show_overview(self.app.model)
+
+    def _show_overview(self, session) -> None:
+        sampler = session.telemetry
+        snapshots = sampler.latest_all() if sampler.state == "ok" else []
+        self.query_one(GpuOverview).show(session, snapshots, self._loaded_models)
 
     def on_show(self) -> None:
         self.call_after_refresh(self._take_focus)
 
     def focus_main(self) -> None:
-        self.focus()  # the pane itself takes the keys ([ ] w W)
+        if self.overview:
+            self.query_one("#overview-gpus").focus()  # arrows move between GPUs; the pane's keys still apply
+        else:
+            self.focus()  # the pane itself takes the keys ([ ] w W)
 
     def _take_focus(self) -> None:
         """Hold the focus while shown (unless a field has it), so that [ ] and w reach the pane without a click."""
@@ -228,7 +297,7 @@ class PowerPane(Pane):
         if tabs is not None and self.parent is not None and tabs.active != self.parent.id:
             return  # another pane was chosen meanwhile: taking the focus would pull this tab back to the front
         if self.app.focused is None or isinstance(self.app.focused, Tabs):
-            self.focus()
+            self.focus_main()
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.height >= TALL_HEIGHT, "-tall")
@@ -260,6 +329,8 @@ class PowerPane(Pane):
         self.select_gpu(message.index)
 
     def select_gpu(self, index: int) -> None:
+        if self.overview:
+            self.query_one(GpuOverview).highlight(index)
         if 0 <= index < self._gpu_count() and index != self.gpu_index:
             self.gpu_index = index
             self.refresh_data(force_plot=True)
@@ -282,6 +353,15 @@ class PowerPane(Pane):
         telemetry_ok = sampler.state == "ok" and sampler.gpu_count > 0
         if telemetry_ok and self.gpu_index >= sampler.gpu_count:
             self.gpu_index = 0
+        if telemetry_ok and not self._mode_chosen:  # a box of several GPUs opens on all of them at once
+            self._mode_chosen = True
+            if sampler.gpu_count > 1:
+                self.mode = "overview"
+                self._show_mode()
+        if self.overview:
+            self._poll_loaded_models()
+            self._show_overview(session)
+            return
         self._show_gpu_bar(sampler if telemetry_ok else None)
         self._show_stats(session, telemetry_ok)
         self._show_alerts(session)
