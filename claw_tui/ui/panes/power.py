@@ -242,7 +242,8 @@ class PowerPane(Pane):
             self.mode = "overview"
         self.mode = "detail" if self.overview else "overview"
         self._show_mode()
-        self.refresh_data(force_plot=True)
+        # Once laid out: the charts size their dot columns from their widgets, which a hidden view did not have.
+        self.call_after_refresh(self.refresh_data, True)
 
     def _show_mode(self) -> None:
         _show(self.query_one("#power-overview"), self.overview)
