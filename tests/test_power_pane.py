@@ -149,6 +149,9 @@ async def test_gpu_keys_and_clicks_switch_gpu(tmp_path):
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.pause()
             pane = app.query_one(PowerPane)
+            assert pane.overview  # two GPUs open on the overview; o shows one of them in detail
+            await pilot.press("o")
+            await pilot.pause()
             bar = app.query_one("#power-gpus", GpuBar)
             assert bar.display and "0 H200" in str(bar.render()) and "1 H200" in str(bar.render())
             assert pane.gpu_index == 0

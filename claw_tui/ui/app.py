@@ -30,6 +30,7 @@ from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
 from claw_tui.ui.panes.deferred import pane_class
+from claw_tui.ui.screens import SHORT_HEIGHT
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.themes import load_themes
@@ -80,7 +81,10 @@ class ClawApp(ReportsWorkerErrors, App):
     TITLE = "claw"
     COMMANDS = App.COMMANDS | {ClawCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-roomy")]  # dialogs tighten their spacing on 24-line terminals
+    VERTICAL_BREAKPOINTS = [
+        (0, "-short"),
+        (SHORT_HEIGHT, "-roomy"),
+    ]  # dialogs tighten their spacing on 24-line terminals
     BINDINGS = [
         # The tabs carry the F-keys in their labels, so the footer keeps its room for the pane's own keys.
         *(

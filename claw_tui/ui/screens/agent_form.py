@@ -21,6 +21,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 
 from claw_tui.config import AgentConfig
 from claw_tui.ollama.parameters import validate_options
+from claw_tui.ui.screens import dialog_classes
 
 # Ollama only ignores or cuts these, but claw's config refuses to save them: the form does the same.
 REFUSED_OPTION_CODES = ("unknown-parameter", "deprecated-parameter", "truncated-value")
@@ -112,7 +113,7 @@ class AgentFormScreen(ModalScreen[AgentConfig | None]):
         agent = self.original or AgentConfig(name="", model="")
         suggester = SuggestFromList(self.context.models, case_sensitive=True)
         title = f"Edit agent {agent.name}" if self.original else "New agent"
-        with Vertical(id="agent-dialog", classes="dialog"):
+        with Vertical(id="agent-dialog", classes=dialog_classes(self.app)):
             yield Static(title, classes="dialog-title")
             with Grid(id="agent-fields"):
                 yield Label("name")

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from claw_tui.logs import console_log_file
+from claw_tui.ui.screens import dialog_classes
 
 EXTRA_GLOBAL_KEYS = (
     ("1 … 5", "switch panes (not while a text field, form or dialog has the focus)"),
@@ -78,7 +79,7 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-dialog", classes="dialog"):
+        with Vertical(id="help-dialog", classes=dialog_classes(self.app)):
             yield Static("claw — keys", classes="dialog-title")
             with VerticalScroll(id="help-body"):
                 yield Static(keys_table(self.sections), id="help-keys")

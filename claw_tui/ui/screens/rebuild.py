@@ -13,6 +13,7 @@ from claw_tui.ollama.modelfile import Modelfile, ModelfileError, to_create_reque
 from claw_tui.ollama.parameters import QUANTIZE_TYPES
 from claw_tui.ui.client import GatewayError
 from claw_tui.ui.errors import ReportsWorkerErrors
+from claw_tui.ui.screens import dialog_classes
 from claw_tui.ui.screens.confirm import ConfirmScreen
 
 
@@ -41,7 +42,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         self._worker = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="rebuild-dialog", classes="dialog"):
+        with Vertical(id="rebuild-dialog", classes=dialog_classes(self.app)):
             yield Static(f"Rebuild [b]{self.source}[/] under a new name", classes="dialog-title")
             lines = f"{self.changes} changed line{'s' if self.changes != 1 else ''}" if self.changes else "no changes"
             yield Static(
