@@ -379,18 +379,29 @@ async def claw_summary(client: httpx.AsyncClient) -> dict | None:
     return data if isinstance(data, dict) and data.get("schema") else None
 
 
+async def _recent_records(client: httpx.AsyncClient, wanted: int) -> list[dict]:
+    """The gateway's newest `wanted` records, a page at a time."""
+    rows: list[dict] = []
+    params: dict = {"limit": 1000}
+    while len(rows) < wanted:
+        try:
+            response = await client.get("/claw/v1/requests", params=params, timeout=30)
+            page = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            break
+        rows += page.get("requests") or []
+        if not page.get("next_before"):
+            break
+        params = {"limit": 1000, "before": page["next_before"]}
+    return rows
+
+
 async def gateway_records(client: httpx.AsyncClient, ids: set[str], wait_s: float = ENERGY_WAIT_S) -> list[dict]:
     """The gateway's records of these requests, once their energy is final (or after `wait_s`)."""
     deadline = time.monotonic() + wait_s
-    limit = min(10_000, len(ids) + 2_000)
     found: dict[str, dict] = {}
     while True:
-        try:
-            response = await client.get("/claw/v1/requests", params={"limit": limit}, timeout=30)
-            rows = response.json().get("requests") or [] if response.status_code == 200 else []
-        except (httpx.HTTPError, ValueError):
-            rows = []
-        found = {r["id"]: r for r in rows if r.get("id") in ids}
+        found = {r["id"]: r for r in await _recent_records(client, len(ids) + 2_000) if r.get("id") in ids}
         if len(found) == len(ids) and all(r.get("energy_final") for r in found.values()):
             return list(found.values())
         if time.monotonic() >= deadline:

@@ -37,8 +37,11 @@ from claw_tui.governor import (
 )
 from claw_tui.httpserver import AppServer, ConnectionLimits
 from claw_tui.ledger import Ledger
-from claw_tui.store import SessionStore, default_store_path
+from claw_tui.records import RequestRecord
+from claw_tui.request_pages import RequestQuery, page_bytes
+from claw_tui.store import SessionStore, default_store_path, list_requests
 from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
+from claw_tui.tally import SessionTally
 from claw_tui.telemetry.alerts import Alert, AlertMonitor, AlertThresholds
 from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import TelemetryError, TelemetrySource
@@ -100,7 +103,9 @@ class Session:
         self.clock = self.options.clock
         self.started_at = self.clock()
         self.ended_at: float | None = None
-        self.ledger = Ledger(clock=self.clock)
+        self.ledger = Ledger(clock=self.clock, max_records=config.store.memory_records)
+        self.tally = SessionTally()  # every request of the session, counted as it finishes (the live summary)
+        self.ledger.add_finalized_listener(self.tally.add)
         self.notices: list[str] = []
         self.store: SessionStore | None = None
         self.sim = None
@@ -178,7 +183,7 @@ class Session:
         path = self.options.store_path or (
             Path(self.config.store.path).expanduser() if self.config.store.path else None
         )
-        store = SessionStore(path)
+        store = SessionStore(path, clock=self.clock)
         try:
             store.start(
                 demo=self.demo,
@@ -596,6 +601,7 @@ class Session:
             "alerts": {**self.alert_totals.to_json(), **self.alerts.to_json()},
             "models": self.ledger.models_json(),
             "idle_baseline_w": self.idle_baseline_w(),
+            "tally": self.tally.to_json(),
         }
 
     def idle_baseline_w(self) -> float | None:
@@ -604,19 +610,29 @@ class Session:
         gpus = self.sampler.gpu_count if self.sampler is not None else 0
         return sum(baselines.values()) if gpus and len(baselines) == gpus else None
 
+    def requests_page(self, query: RequestQuery) -> bytes:
+        """A page of `/claw/v1/requests` as JSON bytes (called on a thread: it may read the store)."""
+        memory = self.ledger.records()
+        store = self.store
+
+        def read_store(q: RequestQuery, older_than: RequestRecord | None) -> list[RequestRecord]:
+            return list_requests(store.path, store.session_id, q, older_than)
+
+        full = len(memory) >= self.ledger.max_records
+        return page_bytes(memory, query, read_store if store is not None else None, ring_full=full)
+
     def summary_json(self) -> dict:
         self.refresh_telemetry()
         stats = self.stats_json(fresh=True)
         return build_summary(
             session=self.session_json(),
             gpus=stats["gpus"],
-            records=self.ledger.records(),
+            tally=self.tally,
             energy=stats["energy"],
             counter_j=stats["counter_j"],
             power_stddev_w=stats["power_stddev_w"],
             governor=stats["governor"],
             alerts=stats["alerts"],
-            model_events=self.ledger.model_events(),
             models=stats["models"],
             idle_baseline_w=stats["idle_baseline_w"],
         )

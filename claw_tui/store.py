@@ -1,4 +1,6 @@
-"""The SQLite session store (WAL): sessions, request records, 1 Hz telemetry, governor events, session stats.
+"""The SQLite session store (WAL): sessions, request records, 1 Hz telemetry, governor events, session stats, and
+the console's chat conversations (not tied to a session: a conversation outlives the session it started in, and
+pruning old sessions keeps it).
 
 Writes go through a queue to one writer thread that commits at least every `flush_interval_s`, so a crash loses
 at most about a second and nothing on the gateway's hot path waits for the disk. The session's running totals
@@ -18,12 +20,14 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
 from claw_tui.records import MODEL_EVENT_KINDS, REQUEST, RequestRecord
+from claw_tui.request_pages import RequestQuery
 from claw_tui.telemetry.types import GpuSnapshot
 
 log = logging.getLogger(__name__)
@@ -68,9 +72,20 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_session ON events(session_id, ts);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    model TEXT NOT NULL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    session_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_update ON conversations(updated_at);
 """
 # Columns added after the first release: (table, column, SQL type).
-MIGRATIONS = (("sessions", "stats", "TEXT"), ("sessions", "stats_at", "REAL"))
+MIGRATIONS = (("sessions", "stats", "TEXT"), ("sessions", "stats_at", "REAL"), ("requests", "kind", "TEXT"))
 
 _STOP = object()
 DAY_S = 86400.0
@@ -117,12 +132,40 @@ def prune(conn: sqlite3.Connection, retention_days: float, now: float | None = N
     return len(old)
 
 
+def prune_rows(conn: sqlite3.Connection, session_id: str, cutoff: float) -> int:
+    """Delete a running session's rows from before `cutoff` (its totals stay in the session's saved stats)."""
+    with conn:
+        removed = conn.execute(
+            "DELETE FROM requests WHERE session_id = ? AND t_arrival < ?", (session_id, cutoff)
+        ).rowcount
+        removed += conn.execute("DELETE FROM telemetry WHERE session_id = ? AND ts < ?", (session_id, cutoff)).rowcount
+        removed += conn.execute("DELETE FROM events WHERE session_id = ? AND ts < ?", (session_id, cutoff)).rowcount
+    return removed
+
+
+ROW_PRUNE_INTERVAL_S = 3600.0
+
+
+def session_id_at(started_at: float) -> str:
+    """A session's id: the local time it started (so ids sort as sessions started) and a random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(started_at)) + "-" + uuid.uuid4().hex[:6]
+
+
 class SessionStore:
-    def __init__(self, path: Path | None = None, *, flush_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        flush_interval_s: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path) if path else default_store_path()
         self.flush_interval_s = flush_interval_s
-        self.session_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.started_at = time.time()
+        self.clock = clock
+        self.retention_days = 0.0
+        self._pruned_rows_at = clock()
+        self.session_id = session_id_at(clock())
+        self.started_at = clock()
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -134,6 +177,7 @@ class SessionStore:
     ) -> None:
         if started_at is not None:
             self.started_at = started_at
+            self.session_id = session_id_at(started_at)
         self._conn = connect(self.path)
         with self._conn:
             self._conn.execute(
@@ -146,6 +190,7 @@ class SessionStore:
                     json.dumps({**(info or {}), "pid": os.getpid()}),
                 ),
             )
+        self.retention_days = retention_days
         if retention_days > 0:
             self._queue.put(("prune", retention_days))
         self._thread = threading.Thread(target=self._writer, name="claw-store", daemon=True)
@@ -172,6 +217,7 @@ class SessionStore:
                 record.model,
                 record.agent,
                 record.status,
+                record.kind,
                 json.dumps(record.to_json()),
             )
         )
@@ -221,14 +267,15 @@ class SessionStore:
                     self._commit(conn)
                     pending = 0
                 deadline = time.monotonic() + self.flush_interval_s
+                self._prune_old_rows(conn)
 
     def _write(self, conn: sqlite3.Connection, item: tuple) -> None:
         kind, *values = item
         try:
             if kind == "request":
                 conn.execute(
-                    "INSERT OR REPLACE INTO requests (session_id, id, t_arrival, model, agent, status, record) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO requests (session_id, id, t_arrival, model, agent, status, kind, record) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (self.session_id, *values),
                 )
             elif kind == "telemetry":
@@ -249,12 +296,28 @@ class SessionStore:
                 conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (values[0], self.session_id))
             elif kind == "prune":
                 conn.commit()
-                self.pruned = prune(conn, values[0])
+                self.pruned = prune(conn, values[0], now=self.clock())
                 if self.pruned:
                     log.info("session store: removed %d sessions older than %g days", self.pruned, values[0])
         except sqlite3.Error as exc:
             self.error = f"session store write failed: {exc}"
             log.error(self.error)
+
+    def _prune_old_rows(self, conn: sqlite3.Connection) -> None:
+        """Once an hour (of the session's clock): a session that runs longer than the retention sheds its oldest
+        rows, so the store stays within `retention_days` however long the service runs."""
+        now = self.clock()
+        if self.retention_days <= 0 or now - self._pruned_rows_at < ROW_PRUNE_INTERVAL_S:
+            return
+        self._pruned_rows_at = now
+        try:
+            removed = prune_rows(conn, self.session_id, now - self.retention_days * DAY_S)
+        except sqlite3.Error as exc:
+            self.error = f"session store pruning failed: {exc}"
+            log.error(self.error)
+            return
+        if removed:
+            log.info("session store: removed %d rows older than %g days", removed, self.retention_days)
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         try:
@@ -434,6 +497,44 @@ def _json_or_empty(text: str | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def list_requests(
+    path: Path, session_id: str, query: RequestQuery, older_than: RequestRecord | None
+) -> list[RequestRecord]:
+    """A page of a session's stored requests, newest first: those older than `older_than` (or than the record
+    `query.before` names), matching the query's filters."""
+    conn = open_reader(path)
+    try:
+        anchor: tuple[float, str] | None = None
+        if older_than is not None:
+            anchor = (older_than.t_arrival, older_than.id)
+        elif query.before:
+            row = conn.execute(
+                "SELECT t_arrival, id FROM requests WHERE session_id = ? AND id = ?", (session_id, query.before)
+            ).fetchone()
+            if row is None:
+                return []
+            anchor = (row[0], row[1])
+        sql = "SELECT record FROM requests WHERE session_id = ? AND (kind IS NULL OR kind = 'request')"
+        args: list = [session_id]
+        if anchor is not None:
+            sql += " AND (t_arrival < ? OR (t_arrival = ? AND id < ?))"
+            args += [anchor[0], anchor[0], anchor[1]]
+        for column, value in (("model", query.model), ("agent", query.agent), ("status", query.status)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        if query.since is not None:
+            sql += " AND t_arrival >= ?"
+            args.append(query.since)
+        sql += " ORDER BY t_arrival DESC, id DESC LIMIT ?"
+        args.append(query.limit)
+        return [record_from_json(json.loads(row[0])) for row in conn.execute(sql, args)]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the stored requests: {exc}") from None
+    finally:
+        conn.close()
+
+
 def record_from_json(data: dict) -> RequestRecord:
     """A RequestRecord back from the JSON shape of `/claw/v1/requests` (and the store)."""
     times = data.get("times") or {}
@@ -472,3 +573,80 @@ def record_from_json(data: dict) -> RequestRecord:
         model_resident=data.get("model_resident"),
         energy_final=bool(data.get("energy_final", True)),
     )
+
+
+# ---- chat conversations ----------------------------------------------------------------------------------------------
+# Written rarely (once per chat turn) and read back at once, so each call opens its own connection: WAL lets it write
+# beside the session's writer thread.
+class ConversationNotFound(StoreError):
+    """No conversation with that id."""
+
+
+def _conversations(path: Path, action):
+    try:
+        conn = connect(Path(path))
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the session store {path}: {exc}") from None
+    try:
+        with conn:
+            return action(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"the session store {path} failed: {exc}") from None
+    finally:
+        conn.close()
+
+
+def save_conversation(path: Path, conversation: dict, now: float | None = None) -> dict:
+    """Insert or replace a conversation (the JSON of `Conversation.to_json()`); returns it as saved."""
+    saved = dict(conversation, updated_at=now if now is not None else time.time())
+    row = (
+        saved["id"],
+        saved.get("title") or "",
+        saved["model"],
+        len(saved.get("turns") or []),
+        saved.get("created_at") or saved["updated_at"],
+        saved["updated_at"],
+        saved.get("session_id"),
+        json.dumps(saved, ensure_ascii=False),
+    )
+    _conversations(
+        path,
+        lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO conversations (id, title, model, turns, created_at, updated_at, session_id, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        ),
+    )
+    return saved
+
+
+def list_conversations(path: Path, limit: int = 200) -> list[dict]:
+    """The newest conversations first, without their turns (`turns` is how many)."""
+    keys = ("id", "title", "model", "turns", "created_at", "updated_at", "session_id")
+    rows = _conversations(
+        path,
+        lambda conn: conn.execute(
+            f"SELECT {', '.join(keys)} FROM conversations ORDER BY updated_at DESC LIMIT ?", (limit,)
+        ).fetchall(),
+    )
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def load_conversation(path: Path, conversation_id: str) -> dict:
+    row = _conversations(
+        path, lambda conn: conn.execute("SELECT data FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    )
+    if row is None:
+        raise ConversationNotFound(f"no conversation '{conversation_id}' in the session store")
+    data = _json_or_empty(row[0])
+    if not data:
+        raise StoreError(f"conversation '{conversation_id}' in the session store cannot be read")
+    return data
+
+
+def delete_conversation(path: Path, conversation_id: str) -> None:
+    deleted = _conversations(
+        path, lambda conn: conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount
+    )
+    if deleted == 0:
+        raise ConversationNotFound(f"no conversation '{conversation_id}' in the session store")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from claw_tui.parking import canonical_model
+from claw_tui.quantiles import percentile
 from claw_tui.records import RequestRecord
+from claw_tui.tally import GroupStats, SavedTally, SessionTally, ratio
 
 SCHEMA = "claw.summary/1"
 
@@ -30,18 +31,6 @@ EMPTY_GOVERNOR = {
 }
 
 
-def percentile(values: Sequence[float], pct: float) -> float | None:
-    """Linear-interpolated percentile (the same rule as numpy's default)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    if low == high:
-        return ordered[low]
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def percentiles(values: Sequence[float]) -> dict:
     return {f"p{p}": _round(percentile(values, p)) for p in (50, 95, 99)}
 
@@ -50,119 +39,64 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    return numerator / denominator if denominator > 0 and numerator > 0 else None
-
-
 def group_metrics(records: Iterable[RequestRecord]) -> dict:
-    """The per-group metrics used for the whole session, by_model and by_agent rows."""
-    records = [r for r in records if r.status != "active"]
-    statuses = Counter(r.status for r in records)
-    ok = [r for r in records if r.status == "ok"]
-    energy = sum(r.energy_j for r in records)
-    completion = sum(r.completion_tokens for r in records)
-    prompt = sum(r.prompt_tokens for r in records)
-    latencies = [r.duration_ms for r in ok if r.duration_ms is not None]
-    ttfts = [r.ttft_ms for r in ok if r.ttft_ms is not None]
-    return {
-        "requests": {
-            "total": len(records),
-            "ok": statuses.get("ok", 0),
-            "errors": statuses.get("error", 0),
-            "by_status": dict(sorted(statuses.items())),
-        },
-        "tokens": {"prompt": prompt, "completion": completion},
-        "energy_j": _round(energy),
-        "prefill_j": _round(sum(r.prefill_j for r in records)),
-        "decode_j": _round(sum(r.decode_j for r in records)),
-        "efficiency": {
-            "tokens_per_joule": _round(_ratio(completion, energy), 4),
-            "joules_per_token": _round(_ratio(energy, completion), 4),
-        },
-        "latency_ms": percentiles(latencies),
-        "ttft_ms": percentiles(ttfts),
-    }
-
-
-def grouped(records: Sequence[RequestRecord], key: str) -> list[dict]:
-    groups: dict[str, list[RequestRecord]] = {}
+    """The per-group metrics (the whole session, a by_model or by_agent row) of a list of records."""
+    stats = GroupStats()
     for record in records:
-        name = getattr(record, key)
-        if name:
-            groups.setdefault(name, []).append(record)
-    return [{key: name, **group_metrics(items)} for name, items in sorted(groups.items())]
+        if record.status != "active":
+            stats.add(record)
+    return stats.to_json()
 
 
 EMPTY_MODEL_COSTS = {"load_count": 0, "load_j": 0.0, "parking_s": 0.0, "parking_j": None, "unload_after": []}
 
 
-def by_model(records: Sequence[RequestRecord], models: dict[str, dict]) -> list[dict]:
+def by_model(tally: SessionTally | SavedTally, models: dict[str, dict]) -> list[dict]:
     """Request metrics per model, with each model's loads, parking cost and unload-after-N-minutes savings."""
-    rows = {canonical_model(row["model"]): row for row in grouped(records, "model")}
+    rows = {canonical_model(name): {"model": name, **row} for name, row in tally.groups_json("model").items()}
     for name in models:
         if name not in rows:
             rows[name] = {"model": name, **group_metrics([])}
     return [{**row, **EMPTY_MODEL_COSTS, **models.get(name, {})} for name, row in sorted(rows.items())]
 
 
-def model_events_json(events: Sequence[RequestRecord], listed: int = 100) -> dict:
-    """Loads, unloads and warm-ups: counted apart from requests, with the energy they drew (all of it load)."""
-    finished = [e for e in events if e.status != "active"]
-    return {
-        "total": len(finished),
-        "by_kind": dict(sorted(Counter(e.kind for e in finished).items())),
-        "energy_j": _round(sum(e.energy_j for e in finished)),
-        "recent": [_event_row(e) for e in finished[-listed:]],
-    }
-
-
-def _event_row(event: RequestRecord) -> dict:
-    return {
-        "id": event.id,
-        "kind": event.kind,
-        "model": event.model,
-        "backend": event.backend,
-        "status": event.status,
-        "error": event.error,
-        "at": event.t_arrival,
-        "duration_ms": _round(event.duration_ms),
-        "load_ms": _round(event.server_load_ms),
-        "energy_j": _round(event.energy_j),
-    }
+def by_agent(tally: SessionTally | SavedTally) -> list[dict]:
+    return [{"agent": name, **row} for name, row in tally.groups_json("agent").items()]
 
 
 def build_summary(
     *,
     session: dict,
     gpus: list[dict],
-    records: Sequence[RequestRecord],
+    records: Iterable[RequestRecord] = (),
     energy: dict,
     counter_j: float | None,
     power_stddev_w: float | None,
     governor: dict | None,
     alerts: dict,
     extra: dict | None = None,
-    model_events: Sequence[RequestRecord] = (),
+    model_events: Iterable[RequestRecord] = (),
     models: dict[str, dict] | None = None,
     idle_baseline_w: float | None = None,
+    tally: SessionTally | SavedTally | None = None,
 ) -> dict:
     """`energy` holds the ledger totals (total_j and its buckets active_j = requests, load_j, unmetered_j, idle_j,
-    pending_j, with the seconds each covered); `models` the ledger's per-model loads and parking.
+    pending_j, with the seconds each covered); `models` the ledger's per-model loads and parking. The request
+    statistics come from `tally` (the live session's, kept as records finish) or else from `records` and
+    `model_events` (a stored session, a bench run).
 
     `integral_j` is the integral of the 20 ms power samples (what requests and idle are shares of); `counter_j` is
     the GPU's energy counter over the same session, the ground truth: their difference checks the sampling.
     """
-    finished = [r for r in records if r.status != "active" and r.is_request]
-    metrics = group_metrics(finished)
+    if tally is None:
+        tally = SessionTally.of(itertools.chain(records, model_events))
+    metrics = tally.whole_json()
     duration_s = session.get("duration_s") or 0.0
     total_j = energy["total_j"]
     models = models or {}
     parking = [m.get("parking_j") for m in models.values()]
     measured_s = sum(energy.get(k) or 0.0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
     completion = metrics["tokens"]["completion"]
-    wakes = [r.wake_ms for r in finished if r.wake_ms is not None]
     summary = {
         "schema": SCHEMA,
         "session": session,
@@ -186,31 +120,31 @@ def build_summary(
             "integral_j": _round(total_j),
             "counter_minus_integral_j": _round(counter_j - total_j) if counter_j is not None else None,
             "counter_vs_integral_pct": _round(100 * (total_j - counter_j) / counter_j) if counter_j else None,
-            "avg_power_w": _round(_ratio(total_j - energy.get("pending_j", 0.0), measured_s)),
-            "idle_power_w": _round(_ratio(energy["idle_j"], energy.get("idle_s"))),
-            "active_power_w": _round(_ratio(energy["active_j"], energy.get("active_s"))),
+            "avg_power_w": _round(ratio(total_j - energy.get("pending_j", 0.0), measured_s)),
+            "idle_power_w": _round(ratio(energy["idle_j"], energy.get("idle_s"))),
+            "active_power_w": _round(ratio(energy["active_j"], energy.get("active_s"))),
             "power_stddev_w": _round(power_stddev_w),
         },
         "tokens": metrics["tokens"],
         "efficiency": {
             # Session-wide figures charge idle energy too: that is what an idle-power change moves.
-            "tokens_per_joule": _round(_ratio(completion, total_j), 4),
-            "joules_per_token": _round(_ratio(total_j, completion), 4),
+            "tokens_per_joule": _round(ratio(completion, total_j), 4),
+            "joules_per_token": _round(ratio(total_j, completion), 4),
             "active_tokens_per_joule": metrics["efficiency"]["tokens_per_joule"],
             "active_joules_per_token": metrics["efficiency"]["joules_per_token"],
-            "tokens_per_s": _round(_ratio(completion, duration_s)),
+            "tokens_per_s": _round(ratio(completion, duration_s)),
         },
         "latency_ms": metrics["latency_ms"],
         "ttft_ms": metrics["ttft_ms"],
         "requests": metrics["requests"],
-        "by_model": by_model(finished, models),
-        "by_agent": grouped(finished, "agent"),
+        "by_model": by_model(tally, models),
+        "by_agent": by_agent(tally),
         "governor": {**EMPTY_GOVERNOR, **(governor or {})},
         "alerts": alerts or AlertTracker().to_json(),
-        "model_events": model_events_json(model_events),
+        "model_events": tally.model_events_json(),
     }
-    if summary["governor"]["wake_latency_ms_p95"] is None and wakes:
-        summary["governor"]["wake_latency_ms_p95"] = _round(percentile(wakes, 95))
+    if summary["governor"]["wake_latency_ms_p95"] is None:
+        summary["governor"]["wake_latency_ms_p95"] = _round(tally.wake_p95())
     if extra:
         summary.update(extra)
     return summary
@@ -364,10 +298,21 @@ def summary_from_stored(stored) -> dict:
         governor=stats.get("governor") or governor_from_events(stored.events),
         alerts=alerts,
         model_events=stored.model_events,
+        tally=_saved_tally(stats, stored.records),
         models=stats.get("models") or {},
         idle_baseline_w=stats.get("idle_baseline_w"),
     )
     return summary
+
+
+def _saved_tally(stats: dict, records: Sequence[RequestRecord]) -> SavedTally | None:
+    """The running totals saved with the session, when they count more requests than the store still holds (old
+    rows pruned); otherwise the stored records themselves (they include the last second the totals may miss)."""
+    saved = stats.get("tally")
+    if not isinstance(saved, dict):
+        return None
+    total = ((saved.get("whole") or {}).get("requests") or {}).get("total") or 0
+    return SavedTally(saved) if total > len(records) else None
 
 
 def energy_from_telemetry(rows: list[dict], records: Sequence[RequestRecord]) -> tuple[dict, float | None]:

@@ -608,6 +608,26 @@ def test_quoted_keys_are_located(tmp_path: Path) -> None:
     assert (error.key, error.line) == ("gateway.queue_size", 3)
 
 
+def test_agents_written_apart_are_located(tmp_path: Path) -> None:
+    error = load_error(
+        tmp_path,
+        """
+        [[agents]]
+        name = "a"
+        model = "m"
+
+        [ui]
+        theme = "nord"
+
+        [[agents]]
+        name = "b"
+        model = "m"
+        max_tokens = -1
+    """,
+    )
+    assert (error.key, error.line) == ("agents[1].max_tokens", 11)
+
+
 def test_toml_syntax_error_has_its_line(tmp_path: Path) -> None:
     error = load_error(tmp_path, '[gateway]\nlisten = "127.0.0.1:1"\nretries = \n')
     assert error.line == 3
@@ -738,6 +758,12 @@ def test_update_ui_keeps_agents(tmp_path: Path) -> None:
     assert config.ui == UIConfig(theme="nord", refresh_hz=2.0)
     assert [agent.name for agent in config.agents] == ["old", "older"]
     assert "# the coding agent" in path.read_text()
+
+
+def test_update_ui_keeps_comments_and_unchanged_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", '# Looks\n[ui]\ntheme = "nord"\nrefresh_hz = 4.0  # fast enough\n\n# more\n')
+    update_ui(path, UIConfig(theme="claw-light", refresh_hz=4.0))
+    assert path.read_text() == '# Looks\n[ui]\ntheme = "claw-light"\nrefresh_hz = 4.0  # fast enough\n\n# more\n'
 
 
 # --- claw config ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -212,7 +213,9 @@ def test_record_from_replay_then_read_it_back(capsys, tmp_path):
     out_file = tmp_path / "rec.jsonl.gz"
     code, out, _err = run(capsys, "--replay", str(BURST), "--record", str(out_file), "--seconds", "0.6")
     assert code == 0
-    assert out.startswith(f"recorded 0.6 s to {out_file}")
+    assert re.match(
+        rf"recorded 0\.[67] s to {re.escape(str(out_file))}", out
+    )  # 0.6 s asked; a busy machine adds a poll
     assert "GPU 0:" in out and "power samples (median Δt 2" in out and "energy counter Δ" in out
     trace = load_trace(out_file)
     assert trace.header["source"] == "replay"

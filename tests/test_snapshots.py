@@ -218,26 +218,54 @@ ANSWER = """Rayleigh scattering: air molecules scatter **short wavelengths** far
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_chat_pane_with_an_answer(snap_compare, frozen_session, size):
+    """Two turns: the thinking folded into its one line, the answer, its cost, and the context meter."""
     record = next(r for r in frozen_session.ledger.records() if r.status == "ok")
 
     async def run_before(pilot):
         await pilot.press("f2")
         await settle(pilot)
         pane = pilot.app.query_one(ChatPane)
-        turn = Turn(
-            "why is the sky blue?",
+        first = Turn(
+            "why is the sky blue?\n(one paragraph)",
             answer=ANSWER,
-            thinking="The user asks about colour of the sky.",
+            thinking="The user asks about colour of the sky. Rayleigh scattering goes as the fourth power.",
+            state="ok",
             stats=stats_line(record),
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
         )
-        pane.conversations["qwen3:8b"] = Conversation(
-            messages=[{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": ANSWER}], turns=[turn]
-        )
+        second = Turn("and at sunset?", answer="Redder: the long path scatters the blue away.", state="stopped")
+        pane.conversations["qwen3:8b"] = Conversation(model="qwen3:8b", turns=[first, second])
         await pane.show_conversation()
-        pane._update_status()
         await settle(pilot)
 
     assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat_saved_conversations(snap_compare, frozen_session, size):
+    from claw_tui import store
+
+    for index, (title, model, turns) in enumerate(
+        [("why is the sky blue?", "qwen3:8b", 3), ("triage this ticket", "support", 1), ("a haiku", "llama3.2:3b", 2)]
+    ):
+        conversation = Conversation(
+            model=model, id=f"c-snap-{index}", turns=[Turn(title, answer="…", state="ok")] * turns, created_at=START
+        )
+        store.save_conversation(frozen_session.store.path, conversation.to_json(), now=START + 60 * index)
+
+    async def run_before(pilot):
+        await pilot.press("f2")
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: pilot.app.screen.query("#conversations-table DataTable, DataTable"))
+        await settle(pilot)
+
+    try:
+        assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
+    finally:
+        for index in range(3):
+            store.delete_conversation(frozen_session.store.path, f"c-snap-{index}")
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

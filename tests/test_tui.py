@@ -13,7 +13,6 @@ from rich.text import Text
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from claw_tui.ui.app import ClawApp
-from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.panes.chat import ChatPane
 from claw_tui.ui.panes.models import ModelsPane
 from claw_tui.ui.screens.agent_form import AgentFormScreen
@@ -22,6 +21,7 @@ from claw_tui.ui.screens.help import HelpScreen
 from claw_tui.ui.screens.rebuild import RebuildScreen
 from claw_tui.ui.screens.request_detail import RequestDetailScreen
 from claw_tui.ui.startup import SessionStarter
+from claw_tui.ui.widgets.chat_input import ChatInput
 from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from tests.conftest import demo_config, start_demo_session
 
@@ -110,7 +110,7 @@ async def test_number_keys_switch_panes_only_outside_text_fields(demo_runner):
         await pilot.press("f2")
         await pilot.press("4")  # typed into the chat input, not a pane switch
         assert tabs.active == "chat"
-        assert app.query_one("#chat-input", Input).value == "4"
+        assert app.query_one("#chat-input", ChatInput).text == "4"
 
 
 async def test_help_lists_the_keys_of_every_pane(demo_runner):
@@ -155,130 +155,19 @@ async def test_palette_runs_pane_actions(demo_runner):
         assert app.query_one("#panes", TabbedContent).active == "agents"
 
 
-# ---- chat ----------------------------------------------------------------------------------------------------------
+# ---- chat (the pane's own tests are in test_chat.py) -----------------------------------------------------------------
 async def ask(pilot, prompt: str) -> None:
-    pilot.app.query_one("#chat-input", Input).focus()
-    await pilot.press(*prompt)
+    """Type a prompt the way an operator does (a new line with ctrl+j) and send it with Enter."""
+    pilot.app.query_one("#chat-input", ChatInput).focus()
+    for index, line in enumerate(prompt.split("\n")):
+        if index:
+            await pilot.press("ctrl+j")
+        await pilot.press(*line)
     await pilot.press("enter")
 
 
 def stats_lines(app) -> list[str]:
     return [text_of(s) for s in app.query(".chat-stats")]
-
-
-async def test_chat_streams_an_answer_with_its_stats(demo_runner):
-    app = ClawApp(demo_runner.session)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
-        await pilot.press("f2")
-        select = app.query_one("#chat-model", Select)
-        await wait_for(lambda: not select.is_blank())
-        assert select.value == "qwen3:8b"
-        await ask(pilot, "why is the sky blue?")
-        await wait_for(lambda: any("TTFT" in line for line in stats_lines(app)))
-        line = next(line for line in stats_lines(app) if "TTFT" in line)
-        assert " ms" in line and "tok/s" in line and "J/tok" in line and "prefill" in line and "decode" in line
-        pane = app.query_one(ChatPane)
-        assert pane.history[-1]["role"] == "assistant" and pane.history[-1]["content"]
-        record = demo_runner.session.ledger.records()[-1]
-        assert record.status == "ok" and record.energy_j > 0
-        await pilot.press("ctrl+y")
-        assert app.clipboard == pane.history[-1]["content"]
-
-
-async def test_escape_stops_the_answer_and_the_gateway_cancels_upstream(demo_runner):
-    session = demo_runner.session
-    session.sim.state.stall_next(30.0, after_chunks=3)
-    app = ClawApp(session)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
-        await pilot.press("f2")
-        await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
-        await ask(pilot, "tell me a long story")
-        pane = app.query_one(ChatPane)
-        await wait_for(lambda: pane.conversation().turns and pane.conversation().turns[-1].thinking)
-        assert pane.streaming
-        await pilot.press("escape")
-        record = await wait_for(lambda: next((r for r in session.ledger.records() if r.status == "cancelled"), None))
-        assert record.http_status == 499 and record.endpoint == "/api/chat"
-        await wait_for(lambda: any("stopped" in line for line in stats_lines(app)))
-        assert not pane.streaming
-        assert pane.conversation().turns[-1].thinking  # what the model had thought so far stays visible
-
-
-async def test_each_model_keeps_its_conversation_and_ctrl_l_clears_it(demo_runner):
-    app = ClawApp(demo_runner.session)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
-        await pilot.press("f2")
-        select = app.query_one("#chat-model", Select)
-        await wait_for(lambda: not select.is_blank())
-        pane = app.query_one(ChatPane)
-        await ask(pilot, "first question")
-        await wait_for(lambda: any("TTFT" in line for line in stats_lines(app)))
-        select.value = "support"  # an agent: its own conversation
-        await wait_for(lambda: not app.query(".chat-user"))
-        await ask(pilot, "agent question")
-        await wait_for(lambda: any("TTFT" in line for line in stats_lines(app)))
-        assert demo_runner.session.ledger.records()[-1].agent == "support"
-        select.value = "qwen3:8b"
-        await wait_for(lambda: [text_of(w) for w in app.query(".chat-user")] == ["first question"])
-        assert len(pane.conversation("support").turns) == 1
-        app.query_one("#chat-input", Input).focus()
-        await pilot.press("ctrl+l")
-        await wait_for(lambda: not app.query(".chat-user"))
-        assert pane.conversation("qwen3:8b").messages == []
-        assert len(pane.conversation("support").turns) == 1
-
-
-async def test_per_turn_options_and_system_override_reach_the_backend(demo_runner):
-    session = demo_runner.session
-    app = ClawApp(session)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
-        await pilot.press("f2")
-        await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
-        app.query_one("#chat-num-ctx", Input).value = "0"
-        await ask(pilot, "refused")
-        await pilot.pause(0.2)
-        assert any("num_ctx must be more than 0" in n for n in notifications(app))
-        assert not session.ledger.records()
-        app.query_one("#chat-num-ctx", Input).value = "2048"
-        app.query_one("#chat-temperature", Input).value = "0.1"
-        app.query_one("#chat-system", Input).value = "Answer in one line."
-        app.query_one("#chat-input", Input).value = ""
-        await ask(pilot, "hello")
-        await wait_for(lambda: any("TTFT" in line for line in stats_lines(app)))
-        # num_ctx sizes the runner the backend loads: /api/ps shows it.
-        _, ps = await gateway_json(session, "GET", "/api/ps")
-        assert {m["name"]: m["context_length"] for m in ps["models"]}["qwen3:8b"] == 2048
-        record = session.ledger.records()[-1]
-        assert record.prompt_tokens > 0
-
-
-async def test_backend_errors_and_an_unreachable_gateway_are_explained(demo_runner):
-    session = demo_runner.session
-    # More failures than the gateway retries (it retries before the first byte), so the error reaches the pane.
-    session.sim.state.fail_next(n=5, status=500, message="CUDA error: out of memory")
-    app = ClawApp(session)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
-        await pilot.press("f2")
-        await wait_for(lambda: not app.query_one("#chat-model", Select).is_blank())
-        await ask(pilot, "hello")
-        await wait_for(lambda: any("out of memory" in line for line in stats_lines(app)))
-        assert app.query_one(ChatPane).history == []  # the failed turn can be sent again
-
-    app = ClawApp(session)
-    app.gateway = GatewayClient("http://127.0.0.1:9")  # nothing listens there
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
-        await pilot.press("f2")
-        status = app.query_one("#chat-status", Static)
-        await wait_for(lambda: "gateway unreachable" in text_of(status))
-        await pilot.press("f3")
-        await wait_for(lambda: "gateway unreachable" in text_of(app.query_one("#models-current", Static)))
-        assert app.is_running
 
 
 # ---- models ----------------------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from claw_tui import store
 from claw_tui.console.bus import Subscription
+from claw_tui.console.conversation import Conversation, ConversationError, write_markdown
 from claw_tui.console.events import ConsoleEvent
 from claw_tui.console.snapshots import telemetry_json
 from claw_tui.console.source import SourceError
@@ -80,9 +82,42 @@ class InProcessSource:
     async def export_summary(self, directory: Path | None = None) -> Path:
         return await self._call(self.session.export_summary, directory)
 
+    # ---- chat conversations: the Session's store, read and written from a worker thread ---------------------------
+    async def list_conversations(self) -> list[dict]:
+        return await self._call(store.list_conversations, self._store_path())
+
+    async def load_conversation(self, conversation_id: str) -> dict:
+        return await self._call(store.load_conversation, self._store_path(), conversation_id)
+
+    async def save_conversation(self, conversation: dict) -> dict:
+        checked = _checked(conversation)
+        checked.session_id = checked.session_id or self.session.id
+        return await self._call(store.save_conversation, self._store_path(), checked.to_json())
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._call(store.delete_conversation, self._store_path(), conversation_id)
+
+    async def export_conversation(self, conversation: dict, directory: Path | None = None) -> Path:
+        return await self._call(write_markdown, _checked(conversation), directory or self._export_dir())
+
+    def _store_path(self) -> Path:
+        if self.session.store is None:
+            raise SourceError("conversations are not kept: this session runs without a session store")
+        return self.session.store.path
+
+    def _export_dir(self) -> Path:
+        return self.session.export_dir()
+
     @staticmethod
     async def _call(function, *args):
         try:
             return await asyncio.to_thread(function, *args)
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, store.StoreError, ConversationError) as exc:
             raise SourceError(str(exc)) from None
+
+
+def _checked(conversation: dict) -> Conversation:
+    try:
+        return Conversation.from_json(conversation)
+    except ConversationError as exc:
+        raise SourceError(str(exc)) from None

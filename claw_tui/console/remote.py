@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from claw_tui.console.conversation import Conversation, ConversationError, check_id, write_markdown
 from claw_tui.console.events import RESYNC, ConsoleEvent, SseParser
 from claw_tui.console.source import SourceError
 
@@ -202,10 +203,22 @@ class RemoteSource:
         self._status_at = time.monotonic()
         self.demo = bool((status.get("session") or {}).get("demo"))
 
+    async def _recent_requests(self) -> dict:
+        """The newest REQUESTS_LOADED requests, a page at a time (the service answers at most 1,000 a page)."""
+        rows: list[dict] = []
+        before = ""
+        while len(rows) < REQUESTS_LOADED:
+            page = await self._get_json(f"/claw/v1/requests?limit=1000{before}")
+            rows += page.get("requests") or []
+            if not page.get("next_before"):
+                break
+            before = f"&before={page['next_before']}"
+        return {"requests": rows[:REQUESTS_LOADED]}
+
     async def load(self) -> dict:
         status, requests, telemetry, agents, model_events = await asyncio.gather(
             self._get_json("/claw/v1/status"),
-            self._get_json(f"/claw/v1/requests?limit={REQUESTS_LOADED}"),
+            self._recent_requests(),
             self._get_json(f"/claw/v1/telemetry?seconds={TELEMETRY_LOADED_S}"),
             self._get_json("/claw/v1/agents"),
             self._get_json("/claw/v1/model-events?limit=200"),
@@ -279,6 +292,37 @@ class RemoteSource:
         stem = f"claw-summary-{(summary.get('session') or {}).get('id', 'session')}-{time.strftime('%Y%m%d-%H%M%S')}"
         texts = {"json": json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "md": md, "csv": csv}
         return await asyncio.to_thread(_write_files, directory, stem, texts)
+
+    # ---- chat conversations, kept in the service's session store --------------------------------------------------
+    async def list_conversations(self) -> list[dict]:
+        return (await self._get_json("/claw/v1/conversations")).get("conversations") or []
+
+    async def load_conversation(self, conversation_id: str) -> dict:
+        return await self._get_json(self._conversation_path(conversation_id))
+
+    async def save_conversation(self, conversation: dict) -> dict:
+        path = self._conversation_path(conversation.get("id"))
+        return (await self._request("PUT", path, conversation)).json()
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._request("DELETE", self._conversation_path(conversation_id))
+
+    async def export_conversation(self, conversation: dict, directory: Path | None = None) -> Path:
+        """Written here, where the console runs (like F7's summary attached)."""
+        from claw_tui.store import default_store_path
+
+        directory = directory or default_store_path().parent / "exports"
+        try:
+            return await asyncio.to_thread(write_markdown, Conversation.from_json(conversation), directory)
+        except ConversationError as exc:
+            raise SourceError(str(exc)) from None
+
+    @staticmethod
+    def _conversation_path(conversation_id: object) -> str:
+        try:
+            return f"/claw/v1/conversations/{check_id(conversation_id)}"
+        except ConversationError as exc:
+            raise SourceError(str(exc)) from None
 
 
 def _write_files(directory: Path, stem: str, texts: dict[str, str]) -> Path:

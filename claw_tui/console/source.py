@@ -50,6 +50,20 @@ class ConsoleSource(Protocol):
     async def export_summary(self, directory: Path | None = None) -> Path:
         """Write the session's summary (JSON, Markdown and CSV) on this machine; returns the JSON's path."""
 
+    # ---- chat conversations, kept in the core's session store ----------------------------------------------------
+    async def list_conversations(self) -> list[dict]:
+        """The saved conversations, newest first, without their turns."""
+
+    async def load_conversation(self, conversation_id: str) -> dict: ...
+
+    async def save_conversation(self, conversation: dict) -> dict:
+        """Create or replace a conversation (the JSON of `Conversation.to_json()`); returns it as saved."""
+
+    async def delete_conversation(self, conversation_id: str) -> None: ...
+
+    async def export_conversation(self, conversation: dict, directory: Path | None = None) -> Path:
+        """Write the conversation as Markdown on this machine (beside F7's summaries); returns the file's path."""
+
 
 def agent_names(agents: list[dict]) -> list[str]:
     return [str(a.get("name")) for a in agents]

@@ -2,56 +2,56 @@
 
 `Gateway` is itself the ASGI application (a dictionary of routes, no framework on the hot path). Every request
 passes the front policies (auth, rate limit, body limit); metered requests (chat, generate, embeddings) then go
-through the degradation ladder, singleflight or supersede when switched on, and `Upstream` (backend choice,
-admission, retries, fallbacks, timeouts), and their answer is relayed chunk by chunk.
+through the degradation ladder (degraded.py), singleflight (shared.py) or supersede when switched on, and
+`Upstream` (backend choice, admission, retries, fallbacks, timeouts), and their answer is relayed chunk by chunk
+(forward.py). What the gateway reads from its host, the Session, is `GatewayHost` (host.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import aiohttp
 import httpx
 
 from claw_tui.config import GatewayConfig
 from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
-from claw_tui.gateway.backends import Backend, describe_error
-from claw_tui.gateway.cache import AnswerCache, Flight, FlightError, Singleflight, StoredAnswer, request_key
+from claw_tui.gateway.backends import Backend
+from claw_tui.gateway.cache import AnswerCache, Singleflight, request_key
 from claw_tui.gateway.catalog import ModelEndpoints
 from claw_tui.gateway.claw_api import ClawEndpoints
-from claw_tui.gateway.errors import GatewayError, error_body, surface_of_path
+from claw_tui.gateway.degraded import DegradedReplies
+from claw_tui.gateway.errors import GatewayError, surface_of_path
 from claw_tui.gateway.exchange import Exchange
+from claw_tui.gateway.forward import Forwarder
 from claw_tui.gateway.health import HealthChecker
+from claw_tui.gateway.host import GatewayHost
 from claw_tui.gateway.ladder import DegradationLadder
+from claw_tui.gateway.metrics import OTHER as OTHER_LABEL
 from claw_tui.gateway.metrics import GatewayMetrics, LiveCollector
 from claw_tui.gateway.model_ops import WARMUP_CLIENT, model_operation
 from claw_tui.gateway.policies import Authenticator, RateLimiter, VramGate, bearer_token
-from claw_tui.gateway.relay import estimate_first_token, static_answer
 from claw_tui.gateway.residency import ResidencyWatcher
 from claw_tui.gateway.router import GpuView, Router
-from claw_tui.gateway.supersede import CONVERSATION_HEADER, Superseder, Turn, conversation_key
-from claw_tui.gateway.upstream import Call, Opened, Upstream, UpstreamTimeout
+from claw_tui.gateway.shared import SharedRequests
+from claw_tui.gateway.supersede import CONVERSATION_HEADER, Superseder
+from claw_tui.gateway.upstream import Call, Upstream
 from claw_tui.ledger import Ledger, RequestRecord
 from claw_tui.logs import REQUEST_ID
 
+if TYPE_CHECKING:
+    from claw_tui.telemetry.types import GpuSnapshot
+
 log = logging.getLogger(__name__)
 
-OLLAMA_API_VERSION = "0.32.15"  # answered by /api/version when no Ollama backend said its own
-TEXT = b"text/plain; charset=utf-8"
-UNMETERED_PATHS = frozenset({"/", "/metrics"})  # not rate-limited: probes and scrapes
-ADMIN_ENDPOINTS = ("/api/create", "/api/delete", "/api/pull", "/api/copy")
 CLIENT_HEADER = b"x-claw-client"
-BACKEND_HEADER = b"x-claw-backend"
-CACHE_MAX_BYTES = 1 << 20
 
 Handler = Callable[[Exchange], Awaitable[None]]
 
@@ -71,7 +71,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         backends: list[Backend],
         ledger: Ledger,
         agents: list[Agent],
-        session: Any = None,
+        session: GatewayHost | None = None,
         config: GatewayConfig | None = None,
         first_token_timeout_s: float | None = None,
     ) -> None:
@@ -98,7 +98,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             cfg.vram_admission_pct, self._vram_pct, timeout_s=cfg.queue_timeout_s, max_waiting=max(1, cfg.queue_size)
         )
         self.router = Router(backends, self._gpu_view, pressure=lambda gpu: self.vram.over(gpu) is not None)
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(label_model=self.model_label, label_agent=self.agent_label)
         self.metrics.add_live(LiveCollector(lambda: self.backends, self._gpus_json, ledger.totals, lambda: self.active))
         ledger.add_finalized_listener(self.metrics.observe)
         self.upstream = Upstream(
@@ -126,11 +126,16 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self.fallback_models = {k: v for k, v in cfg.fallback_models.items() if isinstance(v, str) and v}
         self.health = HealthChecker(backends)
         self.residency = ResidencyWatcher(backends, ledger.set_resident)
+        # the steps of a metered request after its call is built
+        self.forward = Forwarder(ledger, self.upstream, self.residency, self.ladder, self.cache, self.metrics)
+        self.degraded = DegradedReplies(ledger, self.ladder, self.cache, self.metrics)
+        self.shared = SharedRequests(self.flights, ledger, self.forward) if self.flights is not None else None
+        # leaders' records of shared requests, metered by their flight's producer
+        self._flight_records: set[str] = self.shared.records if self.shared is not None else set()
         self.active = 0
         self.routes = self._routes()
         self._warmup: asyncio.Task | None = None
         self.warmup_results: dict[str, str] = {}
-        self._flight_records: set[str] = set()  # leaders' records, metered by their flight's producer
         self._id_prefix = secrets.token_hex(4)
         self._id_counter = 0
 
@@ -140,6 +145,18 @@ class Gateway(ModelEndpoints, ClawEndpoints):
 
     def set_agents(self, agents: list[Agent]) -> None:
         self.agents = {agent.name: agent for agent in agents}
+
+    def model_label(self, name: str) -> str:
+        """A model's name as a metric label: one a backend serves or the configuration names; else "other"."""
+        if any(backend.lists(name) for backend in self.backends):
+            return name
+        configured = (
+            {a.model for a in self.agents.values()} | set(self.fallback_models) | set(self.fallback_models.values())
+        )
+        return name if name in configured else OTHER_LABEL
+
+    def agent_label(self, name: str) -> str:
+        return name if name in self.agents else OTHER_LABEL
 
     def client_headers(self) -> dict[str, str]:
         """Headers for claw's own requests to this gateway."""
@@ -212,12 +229,15 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/events": r("GET", self.claw_events),
             "/claw/v1/telemetry": r("GET", self.claw_telemetry),
             "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
+            "/claw/v1/conversations": r("GET POST", self.claw_conversations),
         }
 
     def _route(self, path: str) -> Route | None:
         route = self.routes.get(path)
         if route is None and path.startswith("/v1/models/"):
             return Route(frozenset({"GET"}), self.openai_model)
+        if route is None and path.startswith("/claw/v1/conversations/"):
+            return Route(frozenset({"GET", "PUT", "DELETE"}), self.claw_conversation)
         return route
 
     async def __call__(self, scope, receive, send) -> None:
@@ -391,300 +411,41 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         key = request_key(ex.path, body) if (self.cache.enabled or self.flights is not None) else None
 
         if self.ladder.active(call.model):
-            if await self._degraded_reply(ex, call, key, extra):
+            if await self.degraded.reply(ex, call, key, extra):
                 return
             if self.ladder.fallback and call.fallbacks:
-                self.ladder.served["fallback"] += 1
-                self.metrics.degraded.labels("fallback").inc()
-                call.model, call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
-                call.record.downgraded_from = record.model
-                call.raw = None
+                self.degraded.to_fallback(call)
 
-        if self.flights is not None and key is not None:
-            await self._singleflight(ex, call, key, extra)
+        if self.shared is not None and key is not None:
+            await self.shared.serve(ex, call, key, extra)
             return
 
-        turn = self._begin_turn(ex, identity, requested, body, record)
+        superseder = self.superseder
+        turn = None
+        if superseder is not None:
+            turn = superseder.begin_request(
+                identity, requested, body, ex.header(CONVERSATION_HEADER), record.id, ex.interrupt
+            )
         try:
             try:
                 opened = await self.upstream.open(call)
             except GatewayError as exc:
-                self._outcome(call.model, exc)
-                if self.ladder.active(call.model) and await self._degraded_reply(
+                self.forward.outcome(call.model, exc)
+                if self.ladder.active(call.model) and await self.degraded.reply(
                     ex, call, key, extra, after_failure=exc, allow_fallback=False
                 ):
                     return
                 raise
             if turn is not None:
                 turn.answering = True
-            await self._relay(ex, call, opened, extra, key)
+            await self.forward.relay(ex, call, opened, extra, key)
         finally:
-            if turn is not None:
-                self.superseder.end(turn)
-
-    def _begin_turn(
-        self, ex: Exchange, identity: str, requested: str, body: dict, record: RequestRecord
-    ) -> Turn | None:
-        if self.superseder is None:
-            return None
-        key = conversation_key(identity, requested, body, ex.header(CONVERSATION_HEADER))
-        if key is None:
-            return None
-        turn = Turn(key=key, request_id=record.id, interrupt=ex.interrupt)
-        self.superseder.begin(turn)
-        return turn
-
-    def _outcome(self, model: str, exc: GatewayError | None) -> None:
-        """Feed the model's error rate (the ladder): backend failures count, refusals and client mistakes do not.
-        (Each backend's own rates are fed per attempt, in upstream.py, and when an answer ends, in `_finish`.)"""
-        if exc is None:
-            self.ladder.add(model, True)
-        elif exc.backend_fault:
-            self.ladder.add(model, False)
-
-    def _headers(self, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        record = call.record
-        headers = [
-            (b"content-type", opened.relay.media_type),
-            (b"x-claw-request-id", record.id.encode()),
-            (b"x-claw-backend", opened.backend.name.encode()),
-            (b"x-claw-model", opened.model.encode()),
-        ]
-        if record.downgraded_from:
-            headers.append((b"x-claw-model-downgraded", opened.model.encode()))
-            self.metrics.fallbacks.labels(record.downgraded_from, opened.model).inc()
-        return headers + extra
-
-    async def _relay(
-        self, ex: Exchange, call: Call, opened: Opened, extra: list[tuple[bytes, bytes]], key: str | None
-    ) -> None:
-        headers = self._headers(call, opened, extra)
-        kept: list[bytes] | None = [] if key is not None and self.cache.enabled else None
-        if opened.complete:
-            status, error = ("error", opened.relay.error) if opened.relay.error else ("ok", None)
-            await ex.respond(200, opened.first, headers[1:], opened.relay.media_type)
-            if kept is not None:
-                kept.append(opened.first)
-        else:
-            await ex.start(200, headers)
-
-            async def sink(data: bytes) -> None:
-                await ex.write(data)
-                if kept is not None and sum(map(len, kept)) < CACHE_MAX_BYTES:
-                    kept.append(data)
-
-            status, error = await self.pump(call, opened, sink)
-            await ex.end()
-        self._finish(call, opened, status, error)
-        if kept is not None and status == "ok":
-            prompt, completion = opened.relay.usage()
-            self.cache.put(
-                key,
-                StoredAnswer(200, opened.relay.media_type, kept, opened.model, opened.backend.name, prompt, completion),
-            )
-
-    async def pump(
-        self, call: Call, opened: Opened, sink: Callable[[bytes], Awaitable[None]]
-    ) -> tuple[str, str | None]:
-        """Relay the rest of an opened answer into `sink`; returns the outcome (status, error)."""
-        relay, record, ledger = opened.relay, call.record, self.ledger
-        seen = relay.progress()
-        if seen:
-            ledger.progress(record, seen)
-        try:
-            await sink(opened.first)
-            while True:
-                data = await self.upstream.next_chunk(opened, call.deadline)
-                if data is None:
-                    await sink(relay.end())
-                    break
-                out = relay.feed(data)
-                count = relay.progress()
-                if count != seen:
-                    seen = count
-                    ledger.progress(record, count)
-                if out:
-                    await sink(out)
-        except (aiohttp.ClientError, OSError, UpstreamTimeout) as exc:
-            message = (
-                str(exc)
-                if isinstance(exc, UpstreamTimeout)
-                else f"backend '{opened.backend.name}' failed mid-stream: {describe_error(exc)}"
-            )
-            if isinstance(exc, UpstreamTimeout):
-                opened.backend.note_error(message)
-            else:  # the connection broke: the backend as a whole failed
-                opened.backend.record_failure(message)
-            await sink(relay.failure(message))
-            return "error", message
-        finally:
-            await self.upstream.close(opened)
-        return ("error", relay.error) if relay.error else ("ok", None)
-
-    def _finish(self, call: Call, opened: Opened, status: str, error: str | None) -> None:
-        record = call.record
-        opened.relay.apply_to(record)
-        if record.t_first_token is None:
-            at = estimate_first_token(record, opened.relay)
-            if at is not None:
-                self.ledger.mark_first_token(record, at=at)
-        self.ledger.finish(record, status, 200, error)
-        ok = status == "ok"
-        if ok:
-            (self.residency.unloaded if record.kind == "unload" else self.residency.loaded)(
-                opened.backend, opened.model
-            )
-        elif error:
-            opened.backend.note_error(error)
-        opened.backend.record_outcome(opened.model, ok)
-        if opened.model != call.model:  # a fallback answered because the model itself failed
-            self.ladder.add(call.model, False)
-        self._outcome(opened.model, None if ok else GatewayError(502, error or "", backend_fault=True))
-
-    # ---- the degradation ladder ---------------------------------------------------------------------------------
-    async def _degraded_reply(
-        self,
-        ex: Exchange,
-        call: Call,
-        key: str | None,
-        extra: list[tuple[bytes, bytes]],
-        *,
-        after_failure: GatewayError | None = None,
-        allow_fallback: bool = True,
-    ) -> bool:
-        """Answer from the cache, or with the static reply, when the ladder says so; False when neither applies."""
-        record = call.record
-        cached = self.cache.get(key) if key is not None else None
-        if cached is not None:
-            self.ladder.served["cache"] += 1
-            self.metrics.degraded.labels("cache").inc()
-            headers = [
-                (b"x-claw-request-id", record.id.encode()),
-                (b"x-claw-backend", b"cache"),
-                (b"x-claw-model", cached.model.encode()),
-                (b"x-claw-cache", b"hit"),
-                (b"x-claw-degraded", b"cache"),
-            ] + extra
-            record.backend = "cache"
-            record.prompt_tokens, record.completion_tokens = cached.prompt_tokens, cached.completion_tokens
-            await self._send_chunks(ex, cached.media_type, cached.chunks, headers, record)
-            self.ledger.finish(record, "ok", 200, "served from the answer cache (degraded)")
-            return True
-        if allow_fallback and self.ladder.fallback and call.fallbacks:
-            return False
-        if self.ladder.static_reply and call.op != "embed":
-            self.ladder.served["static"] += 1
-            self.metrics.degraded.labels("static").inc()
-            media, content = static_answer(
-                call.surface, call.op, call.requested, self.ladder.static_reply, call.stream, record.id
-            )
-            headers = [
-                (b"x-claw-request-id", record.id.encode()),
-                (b"x-claw-backend", b"static"),
-                (b"x-claw-model", call.requested.encode()),
-                (b"x-claw-degraded", b"static"),
-            ] + extra
-            record.backend = "static"
-            await self._send_chunks(ex, media, [content], headers, record)
-            reason = f"static reply: error rate of {call.model} {self.ladder.rate(call.model):.0%}"
-            if after_failure is not None:
-                reason += f"; {after_failure.message}"
-            self.ledger.finish(record, "rejected", 200, reason)
-            return True
-        return False
-
-    async def _send_chunks(
-        self,
-        ex: Exchange,
-        media_type: bytes,
-        chunks: list[bytes],
-        headers: list[tuple[bytes, bytes]],
-        record: RequestRecord,
-    ) -> None:
-        self.ledger.mark_first_token(record)
-        if media_type.startswith(b"application/json"):
-            await ex.respond(200, b"".join(chunks), headers, media_type)
-            return
-        await ex.start(200, [(b"content-type", media_type)] + headers)
-        for chunk in chunks:
-            await ex.write(chunk)
-        await ex.end()
-
-    # ---- singleflight ---------------------------------------------------------------------------------------------
-    async def _singleflight(self, ex: Exchange, call: Call, key: str, extra: list[tuple[bytes, bytes]]) -> None:
-        record = call.record
-        flight = self.flights.join(key)
-        leader = flight is None
-        if leader:
-            self._flight_records.add(record.id)
-            flight = self.flights.lead(key, record.id, lambda f: self._produce(f, call, extra, key))
-        try:
-            try:
-                head = await asyncio.shield(flight.head)
-            except FlightError as exc:
-                if not leader:
-                    self.ledger.finish(record, "error", exc.status, "the shared request failed")
-                headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-                await ex.respond(exc.status, exc.body, headers)
-                return
-            except asyncio.CancelledError:
-                if flight.head.cancelled() and not ex.gone and not ex.interrupted:
-                    raise GatewayError(
-                        502, "the shared upstream request was cancelled", error_type="api_error"
-                    ) from None
-                raise
-            own = [(b"x-claw-request-id", record.id.encode())]
-            if not leader:
-                own.append((b"x-claw-singleflight", flight.leader_id.encode()))
-                record.backend = head.backend
-                record.model = head.model
-            await ex.start(200, [h for h in head.headers if h[0] != b"x-claw-request-id"] + own)
-            async for chunk in flight.read():
-                if not leader:
-                    self.ledger.mark_first_token(record)
-                await ex.write(chunk)
-            await ex.end()
-            if not leader:
-                record.prompt_tokens, record.completion_tokens = flight.prompt_tokens, flight.completion_tokens
-                self.ledger.finish(record, "error" if flight.error else "ok", 200, flight.error)
-        finally:
-            self.flights.leave(flight)
-
-    async def _produce(self, flight: Flight, call: Call, extra: list[tuple[bytes, bytes]], key: str) -> None:
-        """The shared upstream request of a flight; it meters into the leader's record."""
-        record = call.record
-        try:
-            try:
-                opened = await self.upstream.open(call)
-            except GatewayError as exc:
-                self._outcome(call.model, exc)
-                self.ledger.finish(record, "error", exc.status, exc.message)
-                flight.head.set_exception(FlightError(exc.status, error_body(call.surface, exc), exc.headers))
-                return
-            headers = self._headers(call, opened, extra)
-            flight.head.set_result(FlightHead(headers, opened.backend.name, opened.model))
-
-            async def publish(data: bytes) -> None:
-                if data:
-                    flight.publish(data)
-
-            if opened.complete:
-                await publish(opened.first)
-                status, error = ("error", opened.relay.error) if opened.relay.error else ("ok", None)
-            else:
-                status, error = await self.pump(call, opened, publish)
-            flight.prompt_tokens, flight.completion_tokens = opened.relay.usage()
-            self._finish(call, opened, status, error)
-            flight.finish(error)
-        except asyncio.CancelledError:
-            self.ledger.finish(record, "cancelled", 499, "every client of the shared request disconnected")
-            raise
-        finally:
-            self._flight_records.discard(record.id)
+            if turn is not None and superseder is not None:
+                superseder.end(turn)
 
     # ---- telemetry for the router and VRAM admission ----------------------------------------------------------------
-    def _snapshots(self) -> list:
-        sampler = getattr(self.session, "sampler", None)
+    def _snapshots(self) -> list[GpuSnapshot]:
+        sampler = self.session.sampler if self.session is not None else None
         return sampler.latest_all() if sampler is not None else []
 
     def _gpus_json(self) -> list[dict]:
@@ -706,17 +467,6 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             pct = 100.0 * snap.vram_used_mib / snap.vram_total_mib
             worst = pct if worst is None else max(worst, pct)
         return worst
-
-
-@dataclass(frozen=True)
-class FlightHead:
-    headers: list[tuple[bytes, bytes]]
-    backend: str
-    model: str
-
-
-def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def quiet_http_client_logs() -> None:

@@ -218,6 +218,11 @@ class Backend:
             self._refresh_soon()
         return model in names or (":" not in model and f"{model}:latest" in names)
 
+    def lists(self, model: str) -> bool:
+        """Did the backend's last model list name this model? (no refresh: safe from any thread)"""
+        names = self._model_names
+        return names is not None and (model in names or (":" not in model and f"{model}:latest" in names))
+
     def model_missing(self, model: str) -> None:
         """The backend answered that it lacks a model it listed: list again soon."""
         self._models_at = 0.0

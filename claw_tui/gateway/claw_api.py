@@ -1,5 +1,5 @@
 """claw's own endpoints: /metrics and /claw/v1/* (status, requests, summary, backends, governor, events, telemetry,
-agents) — mixed into Gateway."""
+agents, conversations) — mixed into Gateway."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
 from claw_tui.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from claw_tui.gateway.policies import bearer_token
+from claw_tui.request_pages import QueryError, RequestQuery, page_bytes
+from claw_tui.store import StoreError
 
 KEEPALIVE_S = 15.0
 MAX_TELEMETRY_S = 6 * 3600
@@ -56,11 +58,21 @@ class ClawEndpoints:
         }
 
     async def claw_requests(self, ex: Exchange) -> None:
-        limit = _int_query(ex, "limit", 100)
-        if self.session is not None:
-            await asyncio.to_thread(self.session.refresh_telemetry)
-        records = self.ledger.records(max(0, min(limit, 10_000)))
-        await ex.respond(200, _dumps({"requests": [r.to_json() for r in reversed(records)]}))
+        """Newest first, a page at a time: `limit` (at most 1,000), `before=<id>`, and filters `model`, `agent`,
+        `status`, `since`. Built off the event loop: a big page never stalls the requests in flight."""
+        try:
+            query = RequestQuery.parse(ex.query)
+        except QueryError as exc:
+            raise GatewayError(400, str(exc)) from None
+        if self.session is None:
+            await ex.respond(200, page_bytes(self.ledger.records(), query, None, ring_full=False))
+            return
+        await asyncio.to_thread(self.session.refresh_telemetry)
+        try:
+            body = await asyncio.to_thread(self.session.requests_page, query)
+        except StoreError as exc:
+            raise GatewayError(503, f"older requests are in the session store, which cannot be read: {exc}") from None
+        await ex.respond(200, body)
 
     async def claw_model_events(self, ex: Exchange) -> None:
         """Model operations (loads, unloads, warm-ups), newest first: listed apart from requests."""
@@ -92,7 +104,7 @@ class ClawEndpoints:
 
     async def claw_governor(self, ex: Exchange) -> None:
         """GET: the governor's status; POST {"enabled": bool, "idle_after_s"?: s, "unload_after_s"?: s}."""
-        governor = getattr(self.session, "governor", None)
+        governor = self.session.governor if self.session is not None else None
         if governor is None:
             raise GatewayError(503, "the governor is not running", headers={"Retry-After": "60"})
         if ex.method == "GET":
@@ -193,12 +205,95 @@ class ClawEndpoints:
             raise GatewayError(exc.status, str(exc)) from None
         await ex.respond(200 if ex.method != "POST" else 201, _dumps({"agents": agents}))
 
+    # ---- the console's chat conversations, kept in the service's session store --------------------------------------
+    async def claw_conversations(self, ex: Exchange) -> None:
+        """GET: the saved conversations, newest first, without their turns (`?limit=N`, default 200). POST: save a
+        new conversation (its id is made when the body has none). Conversations hold prompts and answers: when the
+        gateway has admin tokens, reading and writing them needs one."""
+        from claw_tui import store
+
+        self._require_admin(ex)
+        path = self._conversation_store()
+        if ex.method == "GET":
+            limit = _int_query(ex, "limit", 200)
+            if limit < 0:
+                raise GatewayError(400, "limit must be 0 or more")
+            rows = await _in_store(store.list_conversations, path, min(limit, 10_000))
+            await ex.respond(200, _dumps({"conversations": rows}))
+            return
+        body, _ = await self._read_json(ex)
+        conversation = _conversation_from(body, None)
+        if conversation.session_id is None:
+            conversation.session_id = self.session.id
+        saved = await _in_store(store.save_conversation, path, conversation.to_json())
+        await ex.respond(201, _dumps(saved), [(b"location", f"/claw/v1/conversations/{saved['id']}".encode())])
+
+    async def claw_conversation(self, ex: Exchange) -> None:
+        """/claw/v1/conversations/{id} — GET (`?format=md` for Markdown), PUT (create or replace), DELETE."""
+        from claw_tui import store
+        from claw_tui.console.conversation import Conversation, ConversationError, check_id
+
+        self._require_admin(ex)
+        conversation_id = ex.path.removeprefix("/claw/v1/conversations/")
+        try:
+            check_id(conversation_id)
+        except ConversationError as exc:
+            raise GatewayError(404, f"no conversation '{conversation_id}': {exc}") from None
+        path = self._conversation_store()
+        if ex.method == "GET":
+            fmt = ex.query("format") or "json"
+            if fmt not in ("json", "md"):
+                raise GatewayError(400, f"format must be json or md (got '{fmt}')")
+            data = await _in_store(store.load_conversation, path, conversation_id)
+            if fmt == "json":
+                await ex.respond(200, _dumps(data))
+                return
+            text = Conversation.from_json(data, id=conversation_id).to_markdown()
+            await ex.respond(200, text.encode(), media_type=SUMMARY_MEDIA["md"])
+        elif ex.method == "PUT":
+            body, _ = await self._read_json(ex)
+            if body.get("id") not in (None, conversation_id):
+                raise GatewayError(400, f"the body's id '{body.get('id')}' is not the path's '{conversation_id}'")
+            conversation = _conversation_from(body, conversation_id)
+            if conversation.session_id is None:
+                conversation.session_id = self.session.id
+            await ex.respond(200, _dumps(await _in_store(store.save_conversation, path, conversation.to_json())))
+        else:
+            await _in_store(store.delete_conversation, path, conversation_id)
+            await ex.respond(200, _dumps({"deleted": conversation_id}))
+
+    def _conversation_store(self):
+        saved_in = self.session.store if self.session is not None else None
+        if saved_in is None:
+            raise GatewayError(503, "conversations are not kept: this claw service runs without a session store")
+        return saved_in.path
+
     def _require_admin(self, ex: Exchange) -> None:
         if not (self.auth.enabled and self.auth.admin_required):
             return
         token = bearer_token(ex.scope["headers"], ex.scope.get("query_string", b""))
         if self.auth.role_of(token) != "admin":
             raise GatewayError(403, f"{ex.method} {ex.path} needs an admin token")
+
+
+def _conversation_from(body: dict, conversation_id: str | None):
+    from claw_tui.console.conversation import Conversation, ConversationError
+
+    try:
+        return Conversation.from_json(body, id=conversation_id)
+    except ConversationError as exc:
+        raise GatewayError(400, str(exc)) from None
+
+
+async def _in_store(function, *args):
+    from claw_tui.store import ConversationNotFound, StoreError
+
+    try:
+        return await asyncio.to_thread(function, *args)
+    except ConversationNotFound as exc:
+        raise GatewayError(404, str(exc)) from None
+    except StoreError as exc:
+        raise GatewayError(503, str(exc), headers={"Retry-After": "5"}) from None
 
 
 def _int_query(ex: Exchange, name: str, default):

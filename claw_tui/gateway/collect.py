@@ -10,19 +10,29 @@ from __future__ import annotations
 import json
 
 
+def _objects(data: bytes) -> list:
+    """Every JSON line, parsed in one call (as one array) when they all parse; line by line otherwise."""
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    try:
+        return json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        pass
+    objects = []
+    for line in lines:
+        try:
+            objects.append(json.loads(line))
+        except ValueError:
+            continue
+    return objects
+
+
 def merge_ndjson(data: bytes, *, chat: bool) -> dict | None:
     """The non-streamed answer made of an NDJSON stream; None when the stream has no final (`done`) chunk."""
     text: list[str] = []
     thinking: list[str] = []
     tool_calls: list = []
     final: dict | None = None
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
+    for obj in _objects(data):
         if not isinstance(obj, dict):
             continue
         part = obj.get("message") if chat else obj

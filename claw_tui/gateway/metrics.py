@@ -29,8 +29,23 @@ ENERGY_USES = (
 )
 
 
+OTHER = "other"
+
+
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """Label values come only from what the operator configured or what the backends really serve (`label_model`,
+    `label_agent`): any other name a client sends is counted as `other`, so no client can blow up the number of
+    series."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        label_model: Callable[[str], str] = lambda name: name,
+        label_agent: Callable[[str], str] = lambda name: name,
+    ) -> None:
+        self.label_model = label_model
+        self.label_agent = label_agent
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -73,12 +88,13 @@ class GatewayMetrics:
 
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request or model operation (called once, when its energy is final)."""
+        model = self.label_model(record.model) if record.model else ""
         if record.load_j > 0:
-            self.load_energy.labels(record.model or "").inc(record.load_j)
+            self.load_energy.labels(model).inc(record.load_j)
         if not record.is_request:
-            self.model_events.labels(record.model or "", record.kind).inc()
+            self.model_events.labels(model, record.kind).inc()
             return
-        model, agent = record.model or "", record.agent or ""
+        agent = self.label_agent(record.agent) if record.agent else ""
         self.requests.labels(model, agent, record.status).inc()
         if record.status == "rejected" and record.http_status in (401, 403, 413, 429, 503):
             self.rejections.labels(_REJECTION_REASONS[record.http_status]).inc()

@@ -43,6 +43,24 @@ class Superseder:
         self._turns: dict[str, Turn] = {}
         self.superseded = 0
 
+    def begin_request(
+        self,
+        identity: str,
+        model: str,
+        body: dict,
+        header: str | None,
+        request_id: str,
+        interrupt: Callable[[str], None],
+    ) -> Turn | None:
+        """The turn of a request whose conversation is named (None otherwise), begun: it supersedes the older turn
+        of its conversation still waiting."""
+        key = conversation_key(identity, model, body, header)
+        if key is None:
+            return None
+        turn = Turn(key=key, request_id=request_id, interrupt=interrupt)
+        self.begin(turn)
+        return turn
+
     def begin(self, turn: Turn) -> None:
         older = self._turns.get(turn.key)
         if older is not None and not older.answering and older.superseded_by is None:

@@ -334,12 +334,12 @@ class Upstream:
     # ---- after the first byte ---------------------------------------------------------------------------------
     async def next_chunk(self, opened: Opened, deadline: float) -> bytes | None:
         """The next raw upstream chunk within the idle timeout (and the request's deadline); None at the end."""
-        now = time.monotonic()
+        left = deadline - time.monotonic()
         try:
-            async with asyncio.timeout(min(self.idle_timeout_s, deadline - now)):
+            async with asyncio.timeout(min(self.idle_timeout_s, left)):
                 return await opened.next_raw()
         except TimeoutError:
-            if time.monotonic() >= deadline - 0.001:
+            if left <= self.idle_timeout_s:  # the deadline was the nearer limit (the loop may wake a hair early)
                 raise UpstreamTimeout("the request ran past the gateway's total timeout") from None
             raise UpstreamTimeout(
                 f"backend '{opened.backend.name}' sent nothing for {self.idle_timeout_s:g}s (idle timeout)"

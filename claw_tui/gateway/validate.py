@@ -13,7 +13,7 @@ import math
 import re
 
 from claw_tui.gateway.errors import GatewayError
-from claw_tui.ollama.parameters import ParameterError, coerce_option
+from claw_tui.ollama.parameters import PARAMETERS, ParameterError, coerce_option
 
 MAX_DEPTH = 64  # objects and arrays inside one another; deep enough for any JSON schema a client sends
 MAX_MODEL_NAME = 512
@@ -201,6 +201,8 @@ def ollama_options(options, field: str = "options") -> None:
     if not isinstance(options, dict):
         raise _bad(field, "an object", options)
     for name, value in options.items():
+        if name not in PARAMETERS:
+            continue  # Ollama ignores it (and looking for a did-you-mean here would cost every request)
         try:
             coerce_option(name, value)
         except ParameterError as exc:

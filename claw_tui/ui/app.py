@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 STARTING = "Starting claw: the gateway, the backends and the GPU telemetry…"
 ATTACHING = "Attaching to the claw service at {address}…"
 CONNECTION = "connection"
-HEADER_EVENTS = ("governor", "backends")
 
 # (id, title, class); a pane's module is imported when the pane is first composed.
 PANES = (
@@ -56,6 +55,9 @@ PANES = (
 )
 
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
+
+
+HEADER_EVENTS = frozenset({"governor", "backends"})
 
 
 def typing_into(widget: Widget | None) -> bool:
@@ -77,7 +79,7 @@ class SourceEvents(Message):
 
 
 class ClawApp(ReportsWorkerErrors, App):
-    CSS_PATH = "claw.tcss"
+    CSS_PATH = ["claw.tcss", "chat.tcss"]
     TITLE = "claw"
     COMMANDS = App.COMMANDS | {ClawCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -309,8 +311,8 @@ class ClawApp(ReportsWorkerErrors, App):
             else:
                 self.model.apply(event)
                 header_news = header_news or event.kind in HEADER_EVENTS
-        if header_news:  # the header follows the governor and the backends as their events come, not a tick later
-            self.update_header()
+        if header_news and self.loaded:
+            self.update_header()  # the header says the governor's and backends' state as soon as it changes
 
     def _reload(self) -> None:
         """Events were lost (a slow console, or the service restarted): read the whole state again."""
@@ -462,7 +464,7 @@ class ClawApp(ReportsWorkerErrors, App):
         sections = [("Everywhere", binding_rows(self.BINDINGS) + list(EXTRA_GLOBAL_KEYS))]
         for _, title, path in PANES:
             pane = pane_class(path)
-            rows = binding_rows(pane.BINDINGS) + list(getattr(pane, "HELP_KEYS", ()))
+            rows = list(getattr(pane, "HELP_KEYS", ())) + binding_rows(pane.BINDINGS)  # keys its widgets take
             if rows:
                 sections.append((title, rows))
         return sections
@@ -499,7 +501,10 @@ class ClawApp(ReportsWorkerErrors, App):
                 lambda: self.call_action("export_summary"),
             )
         pane_actions = (
-            ("chat", "Clear chat", "start a new conversation with the selected model", "clear_chat"),
+            ("chat", "New conversation", "start a new conversation with the selected model", "new_conversation"),
+            ("chat", "Open conversation", "reopen a saved conversation", "open_conversations"),
+            ("chat", "Regenerate answer", "ask for the last answer again", "regenerate"),
+            ("chat", "Export conversation", "write the conversation as Markdown", "export_conversation"),
             ("chat", "Copy answer", "copy the last answer to the clipboard", "copy_answer"),
             ("models", "Rebuild model", "build the edited Modelfile under a new name", "rebuild"),
             ("models", "Revert Modelfile", "drop your edits to the open Modelfile", "revert"),

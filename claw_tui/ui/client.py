@@ -81,7 +81,7 @@ class GatewayClient:
     def _unreachable(self, exc: httpx.HTTPError) -> GatewayError:
         if isinstance(exc, httpx.TimeoutException):
             return GatewayError(f"the gateway at {self.base_url} did not answer in time")
-        detail = str(exc) or type(exc).__name__
+        detail = str(exc) or "the connection failed"
         return GatewayError(f"gateway unreachable at {self.base_url or '(not started)'}: {detail}")
 
     async def _request(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
@@ -170,12 +170,14 @@ class GatewayClient:
         the gateway cancel the request upstream."""
         if not self.base_url:
             raise GatewayError("the gateway is not running")
+        answering = False
         try:
             async with self.client.stream(
                 "POST", "/api/chat", json=dict(body, stream=True), timeout=LONG_TIMEOUT
             ) as response:
                 if response.status_code >= 400:
                     raise GatewayError(error_text(await response.aread(), response.status_code), response.status_code)
+                answering = True
 
                 async def chunks() -> AsyncIterator[dict]:
                     async for line in response.aiter_lines():
@@ -185,4 +187,7 @@ class GatewayClient:
 
                 yield ChatStream(response.headers.get("X-Claw-Request-Id"), chunks())
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
+            if not answering:
+                raise self._unreachable(exc) from None
+            detail = f": {exc}" if str(exc) else ""
+            raise GatewayError(f"the connection to the gateway broke off before the answer ended{detail}") from None

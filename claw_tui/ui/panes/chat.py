@@ -1,122 +1,129 @@
-"""The Chat pane: stream an answer through claw's own gateway and show what it cost (TTFT, tok/s, J/tok).
+"""The Chat pane: stream an answer through claw's own gateway and show what it cost (TTFT, tok/s, J/token, the
+prefill/decode energy and a model load apart).
 
-One conversation per model or agent, kept for the session; per-turn options (temperature, num_ctx) and a system
-prompt override; Esc stops an answer (the gateway then cancels the request upstream and records it `cancelled`).
+Each model and agent has a current conversation; every finished turn saves it in the session store (through the
+console source: the Session's store in-process, the service's attached), and ctrl+o reopens a saved one. A
+conversation carries its own options (temperature, num_ctx, system): switching the model or agent shows that
+conversation's options in the bar, never the previous model's. Esc stops an answer (the gateway then cancels the
+request upstream and records it `cancelled`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import json
+import logging
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, Label, Markdown, Select, Static
-from textual.worker import Worker
+from textual.widgets import Input, Markdown, Select, Static
+from textual.worker import Worker, WorkerState
 
-from claw_tui.console.records import RequestView as RequestRecord
-from claw_tui.ollama.parameters import validate_options
-from claw_tui.ui import format as fmt
+from claw_tui.console.conversation import Conversation, ConversationError, Turn
+from claw_tui.console.source import SourceError
+from claw_tui.ui.chat_models import (
+    ModelFacts,
+    context_limit,
+    facts_from_show,
+    loaded_context,
+    meter_text,
+    model_options,
+    served_model,
+    stats_line,
+)
 from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
+from claw_tui.ui.screens.conversations import ConversationsScreen
+from claw_tui.ui.widgets.chat_input import ChatInput
+from claw_tui.ui.widgets.chat_options import ChatOptions
+from claw_tui.ui.widgets.chat_turn import TurnView
+
+log = logging.getLogger(__name__)
 
 EMPTY_CHAT_HINT = (
-    "Type below and press Enter: the answer streams through claw's gateway, metered like any client.\n"
-    "Under each answer: TTFT, decode tok/s, J/token and the prefill/decode energy.\n"
-    "Each model and agent keeps its own conversation; ctrl+l starts a new one."
+    "Type below: Enter sends, shift+Enter or ctrl+j starts a new line, ↑ recalls an earlier prompt.\n"
+    "The answer streams through claw's gateway, metered like any client; under it: TTFT, tok/s, J/token and the "
+    "prefill/decode energy.\n"
+    "Every turn saves the conversation: ctrl+o reopens one, ctrl+l starts a new one, ctrl+r regenerates the last "
+    "answer, ctrl+s writes it as Markdown."
 )
+INPUT_PLACEHOLDER = "Ask something — Enter sends · ctrl+j new line · ↑ earlier prompts"
 MODELS_RELOAD_S = 10.0
-THINKING_TAIL = 240
 ENERGY_WAIT_S = 2.0
+SHOW_CONCURRENCY = 4
 
 
-def stats_line(record: RequestRecord, *, prefix: str = "") -> str:
-    """`TTFT … ms · … tok/s · … J/tok · … tok · prefill … J · decode … J` for one finished request."""
-    parts = [prefix] if prefix else []
-    parts.append(f"TTFT {fmt.ms(record.ttft_ms)}")
-    rate = record.decode_tokens_per_s
-    parts.append(f"{rate:.1f} tok/s" if rate else "— tok/s")
-    jpt = record.joules_per_token
-    parts.append(f"{jpt:.2f} J/tok" if jpt is not None else "N/A J/tok")
-    parts.append(f"{record.completion_tokens} tok")
-    if record.energy_j > 0:
-        parts.append(f"prefill {fmt.joules(record.prefill_j)} · decode {fmt.joules(record.decode_j)}")
-    return " · ".join(parts)
+def error_sentence(error: object) -> str:
+    """An `error` field of a streamed chunk (Ollama's string, or an OpenAI-style object) as one sentence."""
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("error")
+    text = str(error or "").strip()
+    return text or "the backend answered with an error and no message"
 
 
-@dataclass
-class Turn:
-    prompt: str
-    answer: str = ""
-    thinking: str = ""
-    stats: str = ""  # Rich markup shown under the answer
-
-    def thinking_text(self) -> str:
-        """While the model thinks: the tail of its thoughts; once it answers: one line that says how long."""
-        if not self.thinking:
-            return ""
-        if self.answer:
-            return f"thought for {len(self.thinking.split()):,} words"
-        tail = " ".join(self.thinking.split())[-THINKING_TAIL:]
-        return f"thinking… {tail}"
-
-
-@dataclass
-class Conversation:
-    messages: list[dict] = field(default_factory=list)  # what the next turn sends (user/assistant)
-    turns: list[Turn] = field(default_factory=list)
-
-
-def model_options(tags: list[dict]) -> list[tuple[str, str]]:
-    """Select options: real models first, then agents (shown with the model behind them)."""
-    models, agents = [], []
-    for tag in tags:
-        name = tag.get("name")
-        if not name:
-            continue
-        details = tag.get("details") or {}
-        if details.get("format") == "agent":
-            agents.append((f"{name}  (agent → {details.get('parent_model', '?')})", name))
-        else:
-            models.append((name, name))
-    return sorted(models) + sorted(agents)
+def options_words(conversation: Conversation) -> str:
+    carried = [f"{key} {value}" for key, value in conversation.options.items()]
+    if conversation.system:
+        carried.append("a system prompt")
+    return ", ".join(carried) if carried else "the model's own"
 
 
 class ChatPane(Pane):
     main_widget = "#chat-input"
+    HELP_KEYS = (  # taken by the prompt itself (ChatInput)
+        ("Enter", "Send the prompt"),
+        ("shift+Enter / ctrl+j", "New line in the prompt"),
+        ("↑ / ↓", "Earlier prompts (from the first / last line)"),
+    )
     BINDINGS = [
         Binding("escape", "stop", "Stop", show=True, tooltip="Stop the answer (the gateway cancels upstream)"),
-        Binding("ctrl+l", "clear_chat", "Clear", show=True, tooltip="Clear chat: a new conversation with this model"),
-        Binding("ctrl+y", "copy_answer", "Copy", show=True, tooltip="Copy the last answer to the clipboard"),
+        Binding("ctrl+l", "new_conversation", "New", show=True, tooltip="Start a new conversation with this model"),
+        Binding("ctrl+o", "open_conversations", "Open", show=True, tooltip="Reopen a saved conversation"),
+        Binding("ctrl+r", "regenerate", "Regen", show=True, tooltip="Ask for the last answer again"),
+        Binding("ctrl+s", "export_conversation", "Save .md", show=True, tooltip="Write the conversation as Markdown"),
+        Binding("ctrl+y", "copy_answer", "Copy", show=False, priority=True, tooltip="Copy the last answer"),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.conversations: dict[str, Conversation] = {}
+        self.conversations: dict[str, Conversation] = {}  # the current conversation of each model or agent
+        self.prompt_history: list[str] = []
+        self.facts: dict[str, ModelFacts] = {}  # from /api/show, per model or agent name
+        self._facts_digest: dict[str, str] = {}
+        self._tags: list[dict] = []
+        self._offered: list[str] = []  # the names in the picker
+        self._loaded_ctx: dict[str, int | None] = {}  # /api/ps context_length, per served model
         self._answer: Worker | None = None
+        self._starting = False  # a turn between Enter and its request
         self._models_loaded_at: float | None = None
         self._shown: str | None = None
+        self._save_lock: asyncio.Lock | None = None
+        self._store_warned = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-bar", classes="bar"):
             yield Select([], prompt="model or agent", id="chat-model", allow_blank=True, compact=True)
             yield Static("", id="chat-status")
-        with Horizontal(id="chat-options", classes="bar"):
-            yield Label("temp")
-            yield Input(id="chat-temperature", type="number", placeholder="model", compact=True)
-            yield Label("num_ctx")
-            yield Input(id="chat-num-ctx", type="integer", placeholder="model", compact=True)
-            yield Label("system")
-            yield Input(id="chat-system", placeholder="the model's or agent's own", compact=True)
+        yield ChatOptions()
         yield VerticalScroll(id="chat-log")
-        yield Input(placeholder="Ask something — Enter sends, Esc stops", id="chat-input")
+        yield ChatInput(prompts=self.prompt_history, placeholder=INPUT_PLACEHOLDER, id="chat-input")
 
     async def on_mount(self) -> None:
+        self._save_lock = asyncio.Lock()
         self.query_one("#chat-log", VerticalScroll).anchor()
         await self.show_conversation()
         self.load_models()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers Stop only while an answer streams, and Regen once there is an answer to redo."""
+        if action == "stop":
+            return self.streaming
+        if action == "regenerate":
+            return bool(self.is_mounted and self.model and self.conversation().turns) and not self.streaming
+        return True
 
     def refresh_data(self) -> None:
         loaded = self._models_loaded_at
@@ -125,7 +132,13 @@ class ChatPane(Pane):
 
     @property
     def streaming(self) -> bool:
-        return self._answer is not None and self._answer.is_running
+        running = self._answer is not None and self._answer.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        return running or self._starting
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)
+        if event.worker is self._answer:
+            self.refresh_bindings()
 
     @property
     def model(self) -> str | None:
@@ -134,14 +147,20 @@ class ChatPane(Pane):
 
     @property
     def history(self) -> list[dict]:
-        """The messages of the current model's conversation."""
+        """The messages the current conversation sends before the next prompt."""
         return self.conversation().messages
+
+    @property
+    def chat_input(self) -> ChatInput:
+        return self.query_one("#chat-input", ChatInput)
 
     def conversation(self, model: str | None = None) -> Conversation:
         key = model or self.model or ""
-        return self.conversations.setdefault(key, Conversation())
+        if key not in self.conversations:
+            self.conversations[key] = Conversation(model=key)
+        return self.conversations[key]
 
-    # ---- the model picker ---------------------------------------------------------------------------------------
+    # ---- the model picker: only models that can chat ----------------------------------------------------------------
     @work(exclusive=True, group="chat-models", exit_on_error=False)
     async def load_models(self) -> None:
         status = self.query_one("#chat-status", Static)
@@ -149,12 +168,15 @@ class ChatPane(Pane):
         try:
             tags = await self.app.gateway.tags()
         except GatewayError as exc:
-            status.update(f"[red]cannot list models: {exc}[/]")
+            status.update(f"[red]cannot list models: {escape(str(exc))}[/]")
             return
-        options = model_options(tags)
+        self._tags = tags
+        await self._learn_facts(tags)
+        options = model_options(tags, self.facts)
         select = self.query_one("#chat-model", Select)
         current = select.value
         names = [value for _, value in options]
+        self._offered = names
         with select.prevent(Select.Changed):
             select.set_options(options)
             if current is not Select.NULL and current in names:
@@ -162,53 +184,108 @@ class ChatPane(Pane):
         if names and select.is_blank():
             select.value = self.app.default_chat_model(names)
         self._update_status()
+        self.refresh_context()
+
+    async def _learn_facts(self, tags: list[dict]) -> None:
+        """/api/show for each model not seen yet (or changed since): its capabilities and context."""
+        wanted = [t for t in tags if t.get("name") and self._facts_digest.get(t["name"]) != self._fact_key(t)]
+        limit = asyncio.Semaphore(SHOW_CONCURRENCY)
+
+        async def learn(tag: dict) -> None:
+            async with limit:
+                try:
+                    shown = await self.app.gateway.show(tag["name"])
+                except GatewayError:
+                    return  # unknown: still offered, and asked again at the next reload
+            self.facts[tag["name"]] = facts_from_show(shown)
+            self._facts_digest[tag["name"]] = self._fact_key(tag)
+
+        await asyncio.gather(*(learn(tag) for tag in wanted))
+
+    def _fact_key(self, tag: dict) -> str:
+        """What /api/show depends on: a model's digest; for an agent (no digest), its settings."""
+        if (tag.get("details") or {}).get("format") != "agent":
+            return str(tag.get("digest", ""))
+        agent = next((a for a in self.app.model.agents if a.get("name") == tag.get("name")), {})
+        return json.dumps(agent, sort_keys=True, default=str)
 
     @on(Select.Changed, "#chat-model")
     async def _model_changed(self) -> None:
         if self.model != self._shown:
             await self.show_conversation()
-        self._update_status()
+        self.refresh_context()
 
+    # ---- the status line: turns and the context meter ---------------------------------------------------------------
     def _update_status(self) -> None:
         model = self.model
+        status = self.query_one("#chat-status", Static)
         if model is None:
-            self.query_one("#chat-status", Static).update("[yellow]no model: is the backend up?[/]")
+            status.update("[yellow]no model: is the backend up?[/]")
             return
-        turns = len(self.conversation(model).turns)
-        text = f"{turns} turn{'s' if turns != 1 else ''} with {model}" if turns else f"new conversation with {model}"
-        self.query_one("#chat-status", Static).update(f"[dim]{text} · ctrl+l clears[/]")
+        conversation = self.conversation(model)
+        turns = len(conversation.turns)
+        head = f"{turns} turn{'s' if turns != 1 else ''}" if turns else "new conversation"
+        status.update(f"[dim]{head} ·[/] {meter_text(conversation.context_tokens, self.context_limit(model))}")
 
-    # ---- showing a conversation ---------------------------------------------------------------------------------
+    def context_limit(self, model: str):
+        served = served_model(self._tags, model)
+        return context_limit(self.conversation(model).options, self._loaded_ctx.get(served), self.facts.get(model))
+
+    @work(exclusive=True, group="chat-context", exit_on_error=False)
+    async def refresh_context(self) -> None:
+        """What the backend loaded the model with (/api/ps), for the meter's denominator."""
+        model = self.model
+        if model is None:
+            return
+        try:
+            ps = await self.app.gateway.ps()
+        except GatewayError:
+            return  # the meter falls back on the model's own num_ctx
+        served = served_model(self._tags, model)
+        self._loaded_ctx[served] = loaded_context(ps, served)
+        self._update_status()
+
+    # ---- showing a conversation -------------------------------------------------------------------------------------
     async def show_conversation(self) -> None:
-        """Render the selected model's conversation (each model or agent keeps its own)."""
+        """Render the selected model's current conversation, and put its options in the bar."""
         log = self.query_one("#chat-log", VerticalScroll)
         await log.remove_children()
         self._shown = self.model
-        turns = self.conversation().turns
-        if not turns:
+        conversation = self.conversation()
+        self._options_to_bar(conversation)
+        if not conversation.turns:
             await log.mount(Static(EMPTY_CHAT_HINT, classes="hint chat-empty"))
-        for turn in turns:
-            await log.mount(*self._turn_widgets(turn))
+        await log.mount_all(TurnView(turn) for turn in conversation.turns)
+        self._update_status()
+        self.refresh_bindings()
 
-    def _turn_widgets(self, turn: Turn) -> tuple[Static, Static, Markdown, Static]:
-        thinking = Static(turn.thinking_text(), classes="chat-thinking", markup=False)
-        thinking.display = bool(turn.thinking)
-        return (
-            Static(turn.prompt, classes="chat-user", markup=False),
-            thinking,
-            Markdown(turn.answer, classes="chat-answer"),
-            Static(turn.stats or "…", classes="chat-stats"),
-        )
+    def _options_to_bar(self, conversation: Conversation) -> None:
+        if self.query_one(ChatOptions).show(conversation) and self.model:
+            self.notify(f"options for {self.model}: {options_words(conversation)}", title="chat", timeout=4)
 
-    async def action_clear_chat(self) -> None:
+    @on(Input.Changed, "#chat-options Input")
+    def _bar_changed(self) -> None:
+        """The bar is the conversation's options: what is typed there (when valid) goes with it, and the meter
+        follows a new num_ctx at once."""
+        if self.model is None:
+            return
+        bar = self.query_one(ChatOptions)
+        conversation = self.conversation()
+        conversation.options, _ = bar.read()
+        conversation.system = bar.system
+        self._update_status()
+
+    async def action_new_conversation(self) -> None:
         if self.streaming:
             self.notify("An answer is still streaming — Esc stops it", severity="warning")
             return
         model = self.model
-        self.conversations.pop(model or "", None)
+        if model is None:
+            return
+        previous = self.conversation(model)
+        self.conversations[model] = Conversation(model=model, options=dict(previous.options), system=previous.system)
         await self.show_conversation()
-        self._update_status()
-        self.notify(f"new conversation with {model}" if model else "conversation cleared")
+        self.notify(f"new conversation with {model}" + (" (the last one is saved: ctrl+o)" if previous.saved else ""))
 
     def action_copy_answer(self) -> None:
         turns = self.conversation().turns
@@ -219,126 +296,201 @@ class ChatPane(Pane):
         self.app.copy_to_clipboard(answer)
         self.notify(f"answer copied ({len(answer):,} characters)")
 
-    # ---- one turn ----------------------------------------------------------------------------------------------
-    def turn_options(self) -> dict | None:
-        """The per-turn options typed in the bar, or None (with a notification) when one is invalid."""
-        options: dict = {}
-        temperature = self.query_one("#chat-temperature", Input).value.strip()
-        num_ctx = self.query_one("#chat-num-ctx", Input).value.strip()
-        try:
-            if temperature:
-                options["temperature"] = float(temperature)
-            if num_ctx:
-                options["num_ctx"] = int(num_ctx)
-        except ValueError:
-            self.notify("temperature must be a number and num_ctx a whole number", severity="error")
-            return None
-        problems = [d for d in validate_options(options) if d.is_error]
-        if num_ctx and options.get("num_ctx", 1) <= 0:
-            self.notify("num_ctx must be more than 0", severity="error")
-            return None
-        if problems:
-            self.notify(problems[0].message, severity="error")
-            return None
-        return options
-
-    @on(Input.Submitted, "#chat-input")
-    def send_prompt(self, event: Input.Submitted) -> None:
-        prompt = event.value.strip()
-        model = self.model
-        if not prompt:
-            return
-        if model is None:
-            self.notify("Pick a model first", severity="warning")
-            return
+    # ---- saved conversations ----------------------------------------------------------------------------------------
+    def action_open_conversations(self) -> None:
         if self.streaming:
             self.notify("An answer is still streaming — Esc stops it", severity="warning")
             return
-        options = self.turn_options()
-        if options is None:
+        self.app.push_screen(ConversationsScreen(), self._open_chosen)
+
+    def _open_chosen(self, conversation_id: str | None) -> None:
+        if conversation_id:
+            self.reopen(conversation_id)
+
+    @work(exclusive=True, group="chat-open", exit_on_error=False)
+    async def reopen(self, conversation_id: str) -> None:
+        try:
+            conversation = Conversation.from_json(await self.app.source.load_conversation(conversation_id))
+        except (SourceError, ConversationError) as exc:
+            self.notify(f"cannot open the conversation: {exc}", severity="error")
             return
-        event.input.value = ""
+        conversation.saved = True
+        select = self.query_one("#chat-model", Select)
+        if conversation.model not in self._offered:
+            self.notify(
+                f"“{conversation.title}” talks to {conversation.model}, which the backend does not offer now",
+                severity="error",
+            )
+            return
+        self.conversations[conversation.model] = conversation
+        for turn in conversation.turns:
+            if turn.prompt not in self.prompt_history:
+                self.prompt_history.append(turn.prompt)
+        with select.prevent(Select.Changed):
+            select.value = conversation.model
+        await self.show_conversation()
+        self.refresh_context()
+        self.chat_input.focus()
+        self.notify(f"reopened “{conversation.title}” ({len(conversation.turns)} turns)", timeout=4)
+
+    def save(self, conversation: Conversation) -> None:
+        data = conversation.to_json()  # as it is now: the saves are written in the order they were asked for
+        self.run_worker(self._save(conversation, data), group="chat-save", exit_on_error=False)
+
+    async def _save(self, conversation: Conversation, data: dict) -> None:
+        async with self._save_lock:
+            try:
+                saved = await self.app.source.save_conversation(data)
+            except SourceError as exc:
+                if not self._store_warned:
+                    self._store_warned = True
+                    self.notify(f"the conversation is not saved: {exc}", severity="warning", timeout=8)
+                return
+        conversation.saved = True
+        conversation.session_id = saved.get("session_id") or conversation.session_id
+
+    def action_export_conversation(self) -> None:
+        conversation = self.conversation()
+        if not conversation.turns:
+            self.notify("Nothing to write yet: ask something first", severity="warning")
+            return
+        self.run_worker(self._export(conversation.to_json()), group="chat-export", exit_on_error=False)
+
+    async def _export(self, data: dict) -> None:
+        try:
+            path = await self.app.source.export_conversation(data)
+        except SourceError as exc:
+            self.notify(f"conversation not written: {exc}", severity="error", timeout=10)
+            return
+        self.notify(str(path), title="conversation written", timeout=10)
+
+    # ---- one turn ---------------------------------------------------------------------------------------------------
+    @on(ChatInput.Submitted, "#chat-input")
+    async def _submitted(self, event: ChatInput.Submitted) -> None:
+        prompt = event.text.strip()
+        if prompt and await self.send(prompt):
+            event.chat_input.remember(prompt)
+            event.chat_input.clear_prompt()
+
+    async def action_regenerate(self) -> None:
+        if self.streaming:
+            self.notify("An answer is still streaming — Esc stops it", severity="warning")
+            return
+        conversation = self.conversation()
+        if not conversation.turns:
+            self.notify("No answer to regenerate yet", severity="warning")
+            return
+        last = conversation.turns.pop()
+        views = self.query(TurnView)
+        if views:
+            await views.last().remove()
+        if not await self.send(last.prompt):
+            conversation.turns.append(last)
+            await self.query_one("#chat-log", VerticalScroll).mount(TurnView(last))
+
+    async def send(self, prompt: str) -> bool:
+        """Start a turn; False (with a notification) when it cannot start."""
+        model = self.model
+        if model is None:
+            self.notify("Pick a model first", severity="warning")
+            return False
+        if self.streaming:
+            self.notify("An answer is still streaming — Esc stops it", severity="warning")
+            return False
+        bar = self.query_one(ChatOptions)
+        options, problem = bar.read()
+        if problem is not None:
+            self.notify(problem, severity="error")
+            return False
         conversation = self.conversation(model)
-        turn = Turn(prompt)
-        conversation.turns.append(turn)
-        conversation.messages.append({"role": "user", "content": prompt})
-        body: dict = {"model": model, "messages": self._messages(conversation)}
+        conversation.options = options
+        conversation.system = bar.system
+        body: dict = {"model": model, "messages": conversation.request_messages(prompt)}
         if options:
             body["options"] = options
-        widgets = self._turn_widgets(turn)
-        for hint in self.query(".chat-empty"):
-            hint.remove()
-        self.query_one("#chat-log", VerticalScroll).mount(*widgets)
+        turn = Turn(prompt, model=model, options=dict(options), at=self.app.clock())
+        conversation.turns.append(turn)
+        view = TurnView(turn)
+        self._starting = True
+        try:
+            await self.query(".chat-empty").remove()
+            await self.query_one("#chat-log", VerticalScroll).mount(view)
+            self._answer = self.stream_answer(body, conversation, view)
+        finally:
+            self._starting = False
         self._update_status()
-        self._answer = self.stream_answer(body, conversation, turn, *widgets[1:])
-
-    def _messages(self, conversation: Conversation) -> list[dict]:
-        system = self.query_one("#chat-system", Input).value.strip()
-        prefix = [{"role": "system", "content": system}] if system else []
-        return prefix + list(conversation.messages)
+        self.refresh_bindings()
+        return True
 
     def action_stop(self) -> None:
         if self.streaming:
             self._answer.cancel()
 
     @work(exclusive=True, group="chat-answer", exit_on_error=False)
-    async def stream_answer(
-        self, body: dict, conversation: Conversation, turn: Turn, thinking: Static, answer: Markdown, stats: Static
-    ) -> None:
-        stream = Markdown.get_stream(answer)
-        request_id = None
+    async def stream_answer(self, body: dict, conversation: Conversation, view: TurnView) -> None:
+        turn = view.turn
+        stream = Markdown.get_stream(view.answer)
         try:
             async with self.app.gateway.chat(body) as chat:
-                request_id = chat.request_id
+                turn.request_id = chat.request_id
                 async for chunk in chat.chunks:
-                    if "error" in chunk:
-                        raise GatewayError(str(chunk["error"]))
-                    message = chunk.get("message") or {}
-                    thought = message.get("thinking") or ""
-                    if thought:
-                        turn.thinking += thought
-                        thinking.display = True
-                        thinking.update(turn.thinking_text())
-                    piece = message.get("content") or ""
-                    if piece:
-                        if not turn.answer and turn.thinking:
-                            turn.answer = piece
-                            thinking.update(turn.thinking_text())
-                        else:
-                            turn.answer += piece
-                        await stream.write(piece)
+                    await self._take(chunk, view, stream)
         except asyncio.CancelledError:
-            await stream.stop()
-            self._remember(conversation, turn)
-            turn.stats = "[yellow]stopped[/]"
-            stats.update(turn.stats)
-            self._finish_stats_later(request_id, turn, stats, "[yellow]stopped[/]")
+            turn.state = "stopped"
+            if self.is_attached:  # Esc, not the console closing
+                await stream.stop()
+                view.show_stats()
+                self._finish(conversation)
+                if turn.request_id:
+                    self.run_worker(self._show_stats(view, conversation), group="chat-stats", exit_on_error=False)
             raise
         except GatewayError as exc:
-            await stream.stop()
-            if not turn.answer:
-                conversation.messages.pop()  # nothing was answered: the turn can be sent again
-            else:
-                self._remember(conversation, turn)
-            turn.stats = f"[red]error: {exc}[/]"
-            stats.update(turn.stats)
+            await self._failed(conversation, view, stream, exc.message)
+            return
+        except Exception as exc:  # a broken stream still ends as a sentence under the turn, not a traceback
+            log.exception("the chat answer failed")
+            await self._failed(conversation, view, stream, str(exc) or "the answer broke off")
             return
         await stream.stop()
-        self._remember(conversation, turn)
-        await self._show_stats(request_id, turn, stats)
+        turn.state = "ok"
+        await self._show_stats(view)
+        self._finish(conversation)
 
-    def _remember(self, conversation: Conversation, turn: Turn) -> None:
-        if turn.answer:
-            conversation.messages.append({"role": "assistant", "content": turn.answer})
+    async def _take(self, chunk: dict, view: TurnView, stream) -> None:
+        if "error" in chunk:
+            raise GatewayError(error_sentence(chunk["error"]))
+        turn = view.turn
+        message = chunk.get("message") or {}
+        thought = message.get("thinking") or ""
+        if thought:
+            view.thought(thought)
+        piece = message.get("content") or ""
+        if piece:
+            first = not turn.answer
+            turn.answer += piece
+            if first:
+                view.answering()
+            await stream.write(piece)
+        if chunk.get("done"):
+            turn.prompt_tokens = int(chunk.get("prompt_eval_count") or 0)
+            turn.completion_tokens = int(chunk.get("eval_count") or 0)
 
-    def _finish_stats_later(self, request_id: str | None, turn: Turn, stats: Static, prefix: str) -> None:
-        if request_id:
-            self.run_worker(
-                self._show_stats(request_id, turn, stats, prefix=prefix), group="chat-stats", exit_on_error=False
-            )
+    async def _failed(self, conversation: Conversation, view: TurnView, stream, message: str) -> None:
+        await stream.stop()
+        view.turn.state = "error"
+        view.turn.error = message
+        view.show_stats()
+        self._finish(conversation)
 
-    async def _show_stats(self, request_id: str | None, turn: Turn, stats: Static, prefix: str = "") -> None:
+    def _finish(self, conversation: Conversation) -> None:
+        self._update_status()
+        self.save(conversation)
+        self.refresh_context()
+
+    async def _show_stats(self, view: TurnView, stopped_in: Conversation | None = None) -> None:
         """The answer's cost, once the request's `finished` event (with its final energy) has come."""
+        turn = view.turn
+        request_id = turn.request_id
         model = self.app.model
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ENERGY_WAIT_S
@@ -349,9 +501,10 @@ class ChatPane(Pane):
             if record is not None and record.finished and (record.energy_final or not model.metering):
                 break
             await asyncio.sleep(0.05)
-        if record is None:
-            turn.stats = prefix or "done"
-            stats.update(turn.stats)
-            return
-        turn.stats = stats_line(record, prefix=prefix)
-        stats.update(turn.stats)
+        turn.stats = stats_line(record) if record is not None else "done"
+        if record is not None and not turn.prompt_tokens:
+            turn.prompt_tokens, turn.completion_tokens = record.prompt_tokens, record.completion_tokens
+        view.show_stats()
+        self._update_status()
+        if stopped_in is not None:
+            self.save(stopped_in)  # again, now with the stopped answer's cost
