@@ -9,12 +9,13 @@ from claw_tui.config import AgentConfig
 from claw_tui.ui.app import PANES, ClawApp
 from claw_tui.ui.panes.deferred import pane_class
 from claw_tui.ui.panes.models import ModelsPane
+from claw_tui.ui.panes.power import PowerPane
 from claw_tui.ui.screens.agent_form import FormContext, check_agent
 from claw_tui.ui.screens.help import HelpScreen, key_label
 from claw_tui.ui.screens.rebuild import RebuildScreen
 from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from tests.conftest import start_demo_session
-from tests.test_tui import text_of, wait_for
+from tests.test_tui import notifications, text_of, wait_for
 
 
 @pytest.fixture
@@ -275,3 +276,34 @@ async def test_at_80x24_the_agents_table_keeps_its_j_per_token_whole(tmp_path):
             assert fits_across(table), labels
     finally:
         runner.stop()
+
+
+# ---- Power ---------------------------------------------------------------------------------------------------------
+async def test_recent_requests_on_the_power_pane_keep_model_and_agent_apart(demo_runner):
+    seed_requests(demo_runner.session, "qwen3:8b", "support", count=2)
+    seed_requests(demo_runner.session, "llama3.2:3b", None, count=1)
+    app = ClawApp(demo_runner.session)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready_app(pilot)
+        widget = app.query_one("#power-requests")
+        await wait_for(lambda: "support" in str(widget.render()))
+        lines = str(widget.render()).splitlines()
+        header = lines[1].split()
+        assert header[:4] == ["time", "model", "agent", "status"]
+        rows = [line.split() for line in lines[2:]]
+        assert ["qwen3:8b", "support", "ok"] in [row[1:4] for row in rows]  # the agent is not in the model column
+        assert ["llama3.2:3b", "—", "ok"] in [row[1:4] for row in rows]
+
+
+async def test_the_window_title_names_the_window_chosen_and_w_says_when_it_wraps(demo_runner):
+    app = ClawApp(demo_runner.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready_app(pilot)
+        chart = app.query_one("#power-chart")
+        await wait_for(lambda: app.focused is app.query_one(PowerPane))  # the pane takes the keys once shown
+        await pilot.press("w")  # 2 min → 10 min, in a session seconds old
+        await wait_for(lambda: "10 min" in str(chart.border_title))
+        assert "window 10 min" in notifications(app)[-1]
+        await pilot.press("w", "w")  # 1 h, then round to the shortest
+        await wait_for(lambda: "· 10 s ·" in str(chart.border_title))
+        assert notifications(app)[-1] == "window 10 s (back to the shortest)"
