@@ -71,7 +71,7 @@ def eight_gpus(tmp_path_factory):
         runner = SessionThread(Session(config, options))
         runner.start()
         try:
-            for _ in range(4):
+            for _ in range(130):  # a minute and more of history: the overview's power sparklines are full
                 clock.now += 0.5
                 runner.session.sampler.tick()
             yield runner.session
@@ -203,3 +203,15 @@ def test_overview_of_eight_fake_gpus(snap_compare, eight_gpus, size):
         await overview_ready(pilot)
 
     assert snap_compare(app_for(eight_gpus), terminal_size=size, run_before=run_before)
+
+
+def test_a_gpus_last_minute_of_power_reads_as_a_sparkline_against_its_limit():
+    from claw_tui.ui.panes.overview import sparkline
+
+    now = 1000.0
+    points = [(now - 60 + t, 700.0 * t / 60) for t in range(60)]  # 0 W rising to the limit
+    line = sparkline(points, now, 700.0).plain
+    assert len(line) == 20 and line[0] == "▁" and line[-1] in "▇█"
+    assert list(line) == sorted(line)  # never falls while the power only rises
+    assert sparkline(points[:30], now, 700.0).plain.endswith("·" * 10)  # no samples: no block
+    assert sparkline(points, now, None).plain == "·" * 20  # no limit known: nothing to scale against

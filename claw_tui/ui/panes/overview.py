@@ -34,8 +34,20 @@ GPU_COLUMNS = (
     "ECC c/u",
     "Xid",
     "reasons",
+    "power, last 60 s",
 )
-GPU_DROP_ORDER = ("name", "energy", "reasons", "Xid", "ECC c/u", "mem MHz", "fan", "PCIe rx/tx", "SM MHz")
+GPU_DROP_ORDER = (
+    "power, last 60 s",
+    "name",
+    "energy",
+    "reasons",
+    "Xid",
+    "ECC c/u",
+    "mem MHz",
+    "fan",
+    "PCIe rx/tx",
+    "SM MHz",
+)
 PROCESS_COLUMNS = ("GPU", "pid", "process", "GPU mem", "SM", "mem", "model")
 PROCESS_DROP_ORDER = ("mem", "pid", "SM")
 NAME_WIDTH = 20
@@ -43,6 +55,9 @@ NAME_WIDTH = 20
 MATCH_SLACK_MIB = 1024.0
 MATCH_SLACK_SHARE = 0.15
 QUIET_REASONS = ("gpu_idle",)  # clock-event reasons that need no attention
+SPARK_SECONDS = 60.0
+SPARK_CELLS = 20
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 
 # ---- cells ----------------------------------------------------------------------------------------------------------
@@ -100,7 +115,30 @@ def reasons_cell(snapshot: GpuSnapshot) -> Text:
     return Text(", ".join(reasons), style="bold yellow")
 
 
-def gpu_cells(snapshot: GpuSnapshot) -> dict[str, object]:
+def sparkline(points: list[tuple[float, float | None]], now: float, limit: float | None) -> Text:
+    """The mean power of each 3 s of the last minute as a block (full block = the power limit), oldest first."""
+    if not points or not limit:
+        return Text("·" * SPARK_CELLS, style="dim")
+    width = SPARK_SECONDS / SPARK_CELLS
+    sums = [0.0] * SPARK_CELLS
+    counts = [0] * SPARK_CELLS
+    for ts, watts in points:
+        cell = int((ts - (now - SPARK_SECONDS)) / width)
+        if watts is not None and 0 <= cell < SPARK_CELLS:
+            sums[cell] += watts
+            counts[cell] += 1
+    text = Text()
+    for total, count in zip(sums, counts):
+        if not count:
+            text.append("·", style="dim")
+            continue
+        share = min(1.0, max(0.0, total / count / limit))
+        style = "red" if share >= 0.95 else "yellow" if share >= 0.8 else "green"
+        text.append(SPARK_BLOCKS[min(len(SPARK_BLOCKS) - 1, int(share * len(SPARK_BLOCKS)))], style=style)
+    return text
+
+
+def gpu_cells(snapshot: GpuSnapshot, history: Text | None = None) -> dict[str, object]:
     return {
         "GPU": fmt.right(str(snapshot.index), "bold"),
         "name": ellipsize(snapshot.name.removeprefix("NVIDIA ").strip() or snapshot.name, NAME_WIDTH),
@@ -116,6 +154,7 @@ def gpu_cells(snapshot: GpuSnapshot) -> dict[str, object]:
         "ECC c/u": errors_cell(snapshot),
         "Xid": xid_cell(snapshot),
         "reasons": reasons_cell(snapshot),
+        "power, last 60 s": history if history is not None else Text("·" * SPARK_CELLS, style="dim"),
     }
 
 
@@ -250,15 +289,29 @@ class GpuOverview(Vertical):
         if str(index) in table.rows:
             table.move_cursor(row=table.get_row_index(str(index)))
 
-    def show(self, model, snapshots: list[GpuSnapshot], loaded: list[dict]) -> None:
+    def show(self, model, snapshots: list[GpuSnapshot], loaded: list[dict], now: float | None = None) -> None:
         self._snapshots = snapshots
+        telemetry = model.telemetry
+        now = snapshots[0].ts if now is None and snapshots else now
         host = self.query_one("#overview-host", Static)
         host.update(host_line(model, snapshots, (host.size.width or 78) - 2))
         self._fill(
             "#overview-gpus",
             self._gpu_widths,
             GPU_DROP_ORDER,
-            {str(s.index): gpu_cells(s) for s in snapshots},
+            {
+                str(s.index): gpu_cells(
+                    s,
+                    sparkline(
+                        [(p.ts, p.power_w) for p in telemetry.recent_history(s.index, now - SPARK_SECONDS)],
+                        now,
+                        s.power_limit_w,
+                    )
+                    if now is not None
+                    else None,
+                )
+                for s in snapshots
+            },
         )
         on_gpus = [(s.index, p) for s in snapshots for p in s.processes]
         models = runner_models(on_gpus, loaded)

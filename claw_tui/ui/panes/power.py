@@ -281,7 +281,7 @@ class PowerPane(Pane):
     def _show_overview(self, session) -> None:
         sampler = session.telemetry
         snapshots = sampler.latest_all() if sampler.state == "ok" else []
-        self.query_one(GpuOverview).show(session, snapshots, self._loaded_models)
+        self.query_one(GpuOverview).show(session, snapshots, self._loaded_models, self.app.clock())
 
     def on_show(self) -> None:
         self.call_after_refresh(self._take_focus)
