@@ -237,9 +237,7 @@ class PowerPane(Pane):
         self._mode_chosen = True
         highlighted = self.query_one(GpuOverview).highlighted_gpu
         if self.overview and highlighted is not None:
-            self.mode = "detail"  # the GPU highlighted in the overview is the one shown in detail
-            self.select_gpu(highlighted)
-            self.mode = "overview"
+            self.gpu_index = highlighted  # the GPU highlighted in the overview is the one shown in detail
         self.mode = "detail" if self.overview else "overview"
         self._show_mode()
         # Once laid out: the charts size their dot columns from their widgets, which a hidden view did not have.
@@ -260,8 +258,7 @@ class PowerPane(Pane):
         """Enter on a GPU of the overview: that GPU in detail."""
         if event.data_table.id == "overview-gpus":
             event.stop()
-            self.select_gpu(int(event.row_key.value))
-            self.action_toggle_overview()
+            self.action_toggle_overview()  # the selected row is the highlighted one
 
     def _poll_loaded_models(self) -> None:
         """The models /api/ps says are loaded, to name what each Ollama runner serves (every few seconds)."""

@@ -83,12 +83,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static("claw — keys", classes="dialog-title")
             with VerticalScroll(id="help-body"):
                 yield Static(keys_table(self.sections), id="help-keys")
-            yield Static(
-                f"↑↓ PgUp PgDn scroll · Esc closes · log: {log}"
-                if (log := console_log_file())
-                else "↑↓ PgUp PgDn scroll · Esc closes",
-                classes="dialog-hint",
-            )
+            log = console_log_file()
+            yield Static("Esc closes · ↑↓ PgUp PgDn scroll" + (f"\nlog: {log}" if log else ""), classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#help-body", VerticalScroll).focus()
