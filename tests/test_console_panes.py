@@ -7,7 +7,7 @@ from textual.widgets import DataTable, Input, TabbedContent
 
 from claw_tui.config import AgentConfig
 from claw_tui.ui.app import PANES, ClawApp
-from claw_tui.ui.panes.deferred import pane_class
+from claw_tui.ui.panes.by_path import pane_class
 from claw_tui.ui.panes.models import ModelsPane
 from claw_tui.ui.panes.power import PowerPane
 from claw_tui.ui.screens.agent_form import FormContext, check_agent

@@ -29,7 +29,7 @@ from claw_tui.ui import format
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
-from claw_tui.ui.panes.deferred import pane_class
+from claw_tui.ui.panes.by_path import pane_class
 from claw_tui.ui.screens import SHORT_HEIGHT
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.startup import SessionStarter
