@@ -215,3 +215,24 @@ def test_a_gpus_last_minute_of_power_reads_as_a_sparkline_against_its_limit():
     assert list(line) == sorted(line)  # never falls while the power only rises
     assert sparkline(points[:30], now, 700.0).plain.endswith("·" * 10)  # no samples: no block
     assert sparkline(points, now, None).plain == "·" * 20  # no limit known: nothing to scale against
+
+
+async def test_an_attached_console_gets_the_overviews_fields_from_the_service(tmp_path):
+    """The remote source: the fields travel in the service's telemetry events and state, the host is the service's."""
+    from tests.test_console_attach import Service, attached_app
+
+    service = Service(tmp_path)
+    service.start()
+    try:
+        app = attached_app(service)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_for(lambda: app.panes_ready)
+            await wait_for(lambda: app.model.host.get("ram_total_mib") and app.model.telemetry.latest_all())
+            await pilot.press("o")  # one simulated GPU: detail first, o for the overview
+            overview = app.query_one(GpuOverview)
+            await wait_for(lambda: table_text(overview, "gpus"))
+            assert "host CPU" in text_of(overview.query_one("#overview-host"))
+            row = table_text(overview, "gpus")
+            assert "120K/" in row and "0/0" in row  # the simulated card's PCIe and ECC, through the service
+    finally:
+        service.stop()
