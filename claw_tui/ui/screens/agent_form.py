@@ -101,6 +101,10 @@ class AgentFormScreen(ModalScreen[AgentConfig | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", show=False),
         Binding("ctrl+s", "save", "Save", show=False),
+        # Taken before the focused field sees the next key: keys typed (or pasted) in a burst land in the field
+        # Tab moved to, not in the one it left. No field of the form uses Tab itself.
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
     ]
 
     def __init__(self, agent: AgentConfig | None, context: FormContext) -> None:
