@@ -153,7 +153,7 @@ class ModelsPane(Pane):
         self._pending_open: str | None = None  # a model just built, opened once the backend lists it
         self._diff_lines: list[str] = []
         self._validate_timer = None
-        self._events_shown: int | None = None
+        self._events_shown: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="models-empty", classes="hint")
@@ -269,9 +269,10 @@ class ModelsPane(Pane):
     def _fill_events(self) -> None:
         """Loads, unloads and warm-ups (newest first) with their time, duration and the energy of a load."""
         events = self.app.model.model_events
-        if self._events_shown == self.app.model.version:
+        signature = (len(events), events[-1].get("id") if events else None)
+        if self._events_shown == signature:
             return
-        self._events_shown = self.app.model.version
+        self._events_shown = signature
         rows = {}
         for data in reversed(events[-EVENTS_SHOWN:]):
             key = str(data.get("id") or len(rows))
