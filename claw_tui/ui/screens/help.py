@@ -16,7 +16,7 @@ from claw_tui.logs import console_log_file
 from claw_tui.ui.screens import dialog_classes
 
 EXTRA_GLOBAL_KEYS = (
-    ("1 … 5", "switch panes (not while a text field, form or dialog has the focus)"),
+    ("1 … 6", "switch panes (not while a text field, form or dialog has the focus)"),
     ("ctrl+p", "command palette: panes, themes, actions"),
     ("tab / shift+tab", "move between fields"),
 )
