@@ -333,11 +333,14 @@ async def test_f6_toggles_the_governor_and_the_header_says_so(tmp_path):
         async with app.run_test(size=(120, 40)) as pilot:
             assert "governor off" in app.sub_title
             await pilot.press("f6")
-            await wait_for(lambda: "governor idle_pending" in app.sub_title or "governor downclocked" in app.sub_title)
+            # in words, not the raw state (`idle_pending`)
+            await wait_for(
+                lambda: "governor on, idle: downclocks in" in app.sub_title or "downclocked" in app.sub_title
+            )
             assert any("idle downclock on" in n.message for n in app._notifications)
             await wait_for(lambda: gpu.locked_sm_clock() == 345)
             # the header follows the governor's events: it says so once the event is in
-            await wait_for(lambda: "governor downclocked" in app.sub_title)
+            await wait_for(lambda: "governor on, downclocked" in app.sub_title)
             await pilot.press("f6")
             await wait_for(lambda: "governor off" in app.sub_title)
             assert gpu.locked_sm_clock() is None

@@ -58,6 +58,11 @@ class FakeGpu:
     processes: list = field(default_factory=list)
     unsupported: set = field(default_factory=set)  # names of NVML functions that answer NotSupported
     samples: list = field(default_factory=list)  # (µs, mW), oldest first
+    fan: int = 41
+    pcie_kb_s: tuple = (1200, 3_400_000)  # (tx, rx)
+    ecc: tuple = (3, 0)  # (corrected, uncorrected)
+    process_util: list = field(default_factory=list)  # (pid, SM %, memory %)
+    xids: list = field(default_factory=list)  # Xid codes waiting in the event set
 
 
 class FakeNvml:
@@ -216,6 +221,41 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         gpu = self._gpu(h, "nvmlDeviceGetComputeRunningProcesses")
         return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes]
+
+    def nvmlDeviceGetFanSpeed(self, h):
+        return self._gpu(h, "nvmlDeviceGetFanSpeed").fan
+
+    def nvmlDeviceGetPcieThroughput(self, h, counter):
+        return self._gpu(h, "nvmlDeviceGetPcieThroughput").pcie_kb_s[counter]
+
+    def nvmlDeviceGetTotalEccErrors(self, h, error_type, counter_type):
+        return self._gpu(h, "nvmlDeviceGetTotalEccErrors").ecc[error_type]
+
+    def nvmlDeviceGetProcessUtilization(self, h, since_us):
+        gpu = self._gpu(h, "nvmlDeviceGetProcessUtilization")
+        if not gpu.process_util:
+            raise FakeNvmlError(self.NVML_ERROR_NOT_FOUND)
+        return [
+            SimpleNamespace(pid=p, smUtil=sm, memUtil=mem, timeStamp=self.now_us) for p, sm, mem in gpu.process_util
+        ]
+
+    def nvmlDeviceGetIndex(self, h):
+        return h
+
+    def nvmlEventSetCreate(self):
+        return "event-set"
+
+    def nvmlDeviceRegisterEvents(self, h, types, event_set):
+        self._gpu(h, "nvmlDeviceRegisterEvents")
+
+    def nvmlEventSetWait_v2(self, event_set, timeout_ms):
+        for index, gpu in enumerate(self.gpus):
+            if gpu.xids:
+                return SimpleNamespace(device=index, eventType=0x8, eventData=gpu.xids.pop(0))
+        raise FakeNvmlError(10)  # NVML_ERROR_TIMEOUT
+
+    def nvmlEventSetFree(self, event_set):
+        pass
 
 
 ALL_SNAPSHOT_FUNCTIONS = {
@@ -574,7 +614,8 @@ def test_closed_source_refuses_reads(fake):
 
 # ----- read-only --------------------------------------------------------------------------------------------------
 
-SETTER_PATTERN = re.compile(r"nvml\w*(Set|Reset|Clear)\w*")
+# `nvmlEventSet…` (create, wait on, free an event set) names a set of events, not a setting: no GPU state changes.
+SETTER_PATTERN = re.compile(r"nvml(?!EventSet)\w*(Set|Reset|Clear)\w*")
 
 
 def test_no_setter_is_ever_called(fake):
@@ -597,3 +638,61 @@ def test_no_setter_is_ever_called(fake):
 def test_source_code_names_no_setter():
     code = Path(__file__).parent.parent.joinpath("claw_tui", "telemetry", "nvml.py").read_text()
     assert not SETTER_PATTERN.search(code)
+
+
+# ----- the overview's fields ----------------------------------------------------------------------------------------
+
+
+def test_overview_fields_are_read_and_a_missing_one_is_na_and_not_asked_again(fake):
+    fake.gpus.append(FakeGpu(uuid="GPU-1", unsupported={"nvmlDeviceGetFanSpeed", "nvmlDeviceGetTotalEccErrors"}))
+    fake.gpus[0].processes = [(4242, 20 * 1024**3)]
+    fake.gpus[0].process_util = [(4242, 87, 40)]
+    source = make_source(fake)
+    source.open()
+    first, second = source.snapshot(0), source.snapshot(1)
+    assert (first.fan_pct, first.pcie_tx_kib_s, first.pcie_rx_kib_s) == (41.0, 1200.0, 3_400_000.0)
+    assert (first.ecc_corrected, first.ecc_uncorrected) == (3, 0)
+    assert (first.processes[0].sm_util_pct, first.processes[0].mem_util_pct) == (87.0, 40.0)
+    assert (second.fan_pct, second.ecc_corrected, second.ecc_uncorrected) == (None, None, None)  # N/A
+    fake.calls.clear()
+    fake.advance(0.25)
+    source.snapshot(1)
+    assert "nvmlDeviceGetFanSpeed" not in fake.calls and "nvmlDeviceGetTotalEccErrors" not in fake.calls
+
+
+def test_pcie_and_process_utilisation_are_read_every_few_seconds_one_gpu_at_a_time(fake):
+    """A PCIe reading blocks 20 ms in the driver: at 4 Hz on 8 GPUs that would be most of the poll thread's time."""
+    fake.gpus = [FakeGpu(uuid=f"GPU-{i}") for i in range(4)]
+    source = make_source(fake)
+    source.open()
+    for i in range(4):
+        source.snapshot(i)  # the first snapshot of each GPU reads everything
+    fake.calls.clear()
+    reads_per_round = []
+    for _ in range(40):  # 10 s at 4 Hz
+        fake.advance(0.25)
+        before = fake.calls.count("nvmlDeviceGetPcieThroughput")
+        for i in range(4):
+            assert source.snapshot(i).pcie_rx_kib_s == 3_400_000.0  # the last reading in between
+        reads_per_round.append((fake.calls.count("nvmlDeviceGetPcieThroughput") - before) // 2)
+    assert max(reads_per_round) == 1  # never two GPUs in one round
+    assert 4 * 2 <= sum(reads_per_round) <= 4 * 4  # each GPU every ~3 s over 10 s
+
+
+def test_xid_errors_are_counted_per_gpu_from_the_drivers_events(fake):
+    fake.gpus.append(FakeGpu(uuid="GPU-1"))
+    source = make_source(fake)
+    source.open()
+    assert (source.snapshot(0).xid_count, source.snapshot(1).xid_count) == (0, 0)
+    fake.gpus[1].xids = [79, 48]
+    fake.advance(0.25)
+    zero, one = source.snapshot(0), source.snapshot(1)
+    assert (zero.xid_count, zero.last_xid) == (0, None)
+    assert (one.xid_count, one.last_xid) == (2, 48)
+
+
+def test_a_driver_without_events_leaves_xid_na(fake):
+    fake.gpus[0].unsupported = {"nvmlDeviceRegisterEvents"}
+    source = make_source(fake)
+    source.open()
+    assert source.snapshot(0).xid_count is None

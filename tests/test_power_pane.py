@@ -112,8 +112,10 @@ async def test_clock_chart_is_not_blank_a_few_seconds_after_start(tmp_path):
             await pilot.pause()
             chart = app.query_one("#clock-chart", BrailleChart)
             assert chart.has_data
-            assert "last 10 s" in str(chart.border_title)  # a young session shows the room it has, not 2 min
+            # The title names the window chosen (w / W); the axis of a young session spans the time it has.
+            assert "last 2 min" in str(chart.border_title)
             text = "".join(chart.render_line(y).text for y in range(chart.size.height))
+            assert "-10 s" in text and "2 min" not in text
             assert any("\u2801" <= ch <= "\u28ff" for ch in text)  # braille dots drawn
     finally:
         runner.stop()
@@ -147,6 +149,9 @@ async def test_gpu_keys_and_clicks_switch_gpu(tmp_path):
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.pause()
             pane = app.query_one(PowerPane)
+            assert pane.overview  # two GPUs open on the overview; o shows one of them in detail
+            await pilot.press("o")
+            await pilot.pause()
             bar = app.query_one("#power-gpus", GpuBar)
             assert bar.display and "0 H200" in str(bar.render()) and "1 H200" in str(bar.render())
             assert pane.gpu_index == 0

@@ -161,7 +161,8 @@ def test_power_pane_two_gpus_second_selected(snap_compare, tmp_path):
 
         async def run_before(pilot):
             await settle(pilot)
-            await pilot.press("right_square_bracket")
+            await pilot.press("right_square_bracket")  # two GPUs open on the overview: ] highlights GPU 1 …
+            await pilot.press("enter")  # … and Enter shows it in detail
             await settle(pilot)
 
         assert snap_compare(app_for(runner.session), terminal_size=(160, 48), run_before=run_before)

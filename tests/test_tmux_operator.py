@@ -142,7 +142,7 @@ def test_an_operator_session_in_a_real_terminal(terminal, tmp_path):
 
     # Models: the Modelfile opens; rebuild it under a new name and see it listed.
     terminal.send("F3")
-    terminal.wait_for("PARAMETER", "valid")
+    terminal.wait_for("FROM qwen3:8b", "valid")  # the Modelfile opens at its first line
     terminal.send("C-r")
     terminal.wait_for("new name", "qwen3-8b-custom", "Build")
     terminal.send("C-u")  # clear the suggested name
@@ -190,3 +190,79 @@ def test_a_taken_port_is_one_clear_line_not_a_traceback(terminal, tmp_path):
         screen = terminal.screen(history=True)
     assert dead and status in (1, None), screen  # tmux may leave the status empty; the message below tells
     assert f"{port}" in screen and "Traceback" not in screen
+
+
+def test_every_screen_and_dialog_at_80x24(terminal, tmp_path):
+    """The overview, the Power window keys, the Models editor, rebuild and its events, the agent form with an error,
+    the tables' numbers and the help, walked at 80×24 the way an operator would: nothing needed is off the screen."""
+    command, env = claw_command(tmp_path)
+    terminal.start(command, env, REPO)
+    screen = terminal.wait_for("DEMO", "F1 Power", "gov off", "? Help", timeout=30)  # header and footer readable
+
+    # Power: every GPU at once and back; the window key says where it went.
+    terminal.send("o")
+    terminal.wait_for("host CPU", "power W", "Processes holding GPU memory", "reasons")
+    terminal.send("o")
+    terminal.wait_for("Power W · GPU 0 · 2 min")
+    terminal.send("w")
+    terminal.wait_for("window 10 min", "Power W · GPU 0 · 10 min")
+    for _ in range(3):
+        terminal.send("w")
+    terminal.wait_for("window 10 s (back to the shortest)")
+
+    # Models: the Modelfile opens at FROM; a rebuild fits with its title and buttons, and then says it is built.
+    terminal.send("F3")
+    terminal.wait_for("1  FROM qwen3:8b", "valid")
+    terminal.send("C-r")
+    terminal.wait_for("Rebuild qwen3:8b under a new name", "Build", "Close")
+    terminal.send("C-u")
+    terminal.wait_for("type a name")
+    terminal.type("zz-tmux")
+    terminal.wait_for("zz-tmux is a new name")
+    terminal.send("Enter")
+    screen = terminal.wait_for("built zz-tmux", "Done", "Rebuild qwen3:8b under a new name", timeout=30)
+    assert "is a new name" not in screen
+    terminal.send("Enter")
+    terminal.wait_for("zz-tmux:latest", timeout=15)
+
+    # Load the open model with its button's key; the Events tab lists the load.
+    terminal.send("l")
+    terminal.wait_for("loaded in", timeout=30)
+
+    # Agents: a new agent with an option saving would refuse; the error and both buttons are on the screen.
+    terminal.send("F4")
+    terminal.wait_for("support", "J/tok")
+    terminal.send("n")
+    terminal.wait_for("New agent", "Save", "Cancel", "e.g. support")
+    # Typed in one burst, as fast as a paste: each Tab moves on before the next key lands.
+    terminal.type("tmux-agent")
+    terminal.send("Tab")
+    terminal.type("qwen3:8b")
+    terminal.send("Tab", "Tab")
+    terminal.type("temprature = 1")
+    terminal.send("1")  # a digit in a dialog is text, not a pane switch
+    terminal.wait_for("temprature = 11")
+    terminal.send("C-s")
+    screen = terminal.wait_for("unknown option 'temprature'", "Save", "Cancel", "New agent", "name tmux-agent")
+    assert "model qwen3:8b" in screen
+    terminal.send("Escape")
+    terminal.wait_for("J/tok")
+
+    # Requests: the energy and tok/J columns whole at the right edge.
+    terminal.send("F5")
+    terminal.wait_for("energy", "tok/J", "status: all")
+
+    # Help: every pane's keys, [ and ] by their names, scrolled to the end from the keyboard.
+    terminal.send("?")
+    screen = terminal.wait_for("claw — keys", "Everywhere", "PgUp PgDn")
+    assert "square_bracket" not in screen
+    terminal.send("End")
+    terminal.wait_for("Clear the filters")
+    terminal.send("Escape")
+
+    terminal.send("C-q")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not terminal.pane_status()[0]:
+        time.sleep(0.1)
+    assert terminal.pane_status()[0], terminal.screen()
+    assert "Traceback" not in terminal.screen(history=True)

@@ -9,11 +9,13 @@ it changed, so the gateway's loop never does this work.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
 from claw_tui.console.bus import EventBus
 from claw_tui.console.snapshots import gpu_stats_json, snapshot_json, source_json
+from claw_tui.telemetry.none import host_load
 
 log = logging.getLogger(__name__)
 
@@ -112,4 +114,5 @@ class EventFeed:
             "tokens": {"completion": self.completion_tokens},
             "in_flight": session.ledger.in_flight(),
             "gpus": [gpu_stats_json(sampler, i) for i in range(sampler.gpu_count)] if ok else [],
+            "host": {**host_load(), "cpus": os.cpu_count()},  # the service's box: the GPU overview shows it
         }

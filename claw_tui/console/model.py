@@ -28,6 +28,7 @@ class ConsoleModel:
     agents: list[dict] = field(default_factory=list)
     energy: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
+    host: dict = field(default_factory=dict)  # the service's CPU and RAM: cpu_pct, cpus, ram_used_mib, ram_total_mib
     in_flight: int = 0
     model_events: list[dict] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -49,6 +50,7 @@ class ConsoleModel:
         stats = status.get("stats") or {}
         self.energy = stats.get("energy") or {}
         self.tokens = stats.get("tokens") or {}
+        self.host = stats.get("host") or {}
         self.in_flight = int(status.get("in_flight") or 0)
         self.agents = list(state.get("agents") or [])
         self.model_events = list(state.get("model_events") or [])
@@ -81,6 +83,7 @@ class ConsoleModel:
             self.telemetry.set_stats(data)
             self.energy = data.get("energy") or self.energy
             self.tokens = data.get("tokens") or self.tokens
+            self.host = data.get("host") or self.host
             self.in_flight = int(data.get("in_flight") or 0)
         elif kind == "telemetry.gpus":
             self.telemetry.set_gpus(data)

@@ -24,7 +24,7 @@ def point_json(point: HistoryPoint) -> list:
 def snapshot_json(snapshot) -> dict | None:
     if snapshot is None:
         return None
-    return {"ts": snapshot.ts, **snapshot.to_json(), "mem_util_pct": snapshot.mem_util_pct}
+    return snapshot.console_json()
 
 
 def gpu_stats_json(sampler: TelemetrySampler, index: int) -> dict:

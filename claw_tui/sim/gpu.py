@@ -44,6 +44,8 @@ MIN_SM_CLOCK_MHZ = 345
 SM_CLOCK_STEP_MHZ = 15  # 1980..345 in 15 MHz steps = 110 supported clocks, as on the real card
 MEM_CLOCK_MHZ = 3201
 BASELINE_VRAM_MIB = 500.0
+SIM_PCIE_IDLE_KIB_S = 120.0  # PCIe traffic of an idle card, KiB/s
+SIM_PCIE_LOAD_KIB_S = 12_000_000.0  # a model load streams its weights in at about 12 GB/s
 
 POWER_LIMIT_MIN_W = 200.0
 POWER_LIMIT_MAX_W = 700.0
@@ -342,6 +344,12 @@ class SimGPU:
                 pstate="P0" if (self._work or self._resident or self._locked_mhz is not None) else "P8",
                 clock_event_reasons=decode_clock_event_reasons(self._clock_event_mask()),
                 processes=self._processes(),
+                fan_pct=None,  # an H200 SXM is passively cooled: NVML answers NotSupported
+                pcie_tx_kib_s=round(SIM_PCIE_IDLE_KIB_S + 2_000.0 * self._phase_load("decode"), 1),
+                pcie_rx_kib_s=round(SIM_PCIE_IDLE_KIB_S + SIM_PCIE_LOAD_KIB_S * self._phase_load("load"), 1),
+                ecc_corrected=0,
+                ecc_uncorrected=0,
+                xid_count=0,
             )
 
     # ---- internals ----------------------------------------------------------------------------------------
@@ -452,9 +460,16 @@ class SimGPU:
         return mask
 
     def _processes(self) -> list[GpuProcess]:
+        # With one runner the GPU's utilisation is its own; with several, NVML's per-process split is not modelled.
+        util = (self._util_pct(), self._mem_util_pct()) if len(self._resident) == 1 else (None, None)
         return [
             GpuProcess(
-                pid=_runner_pid(self.seed, self.index, name), name="ollama runner", vram_mib=vram, is_ollama_runner=True
+                pid=_runner_pid(self.seed, self.index, name),
+                name="ollama runner",
+                vram_mib=vram,
+                is_ollama_runner=True,
+                sm_util_pct=util[0],
+                mem_util_pct=util[1],
             )
             for name, vram in self._resident.items()
         ]

@@ -1,8 +1,11 @@
 """The NVML telemetry source: real NVIDIA GPUs through nvidia-ml-py (module `pynvml`).
 
-Read-only by design: this module never calls an NVML setter (clocks, power limits, resets).
+Read-only by design: this module never calls an NVML setter (clocks, power limits, resets). It subscribes to the
+driver's Xid events (an observation: nothing on the GPU changes) to count them.
 Costs on an H200 (see the shared NVML reference): the power sample buffer ~0.3 ms per call, the energy counter
-~3 ms (call it at 1-2 Hz from a thread), every snapshot field a few µs.
+~3 ms (call it at 1-2 Hz from a thread), every snapshot field a few µs. Measured on an H100 (driver 580): ECC counts
+1.5 µs, per-process utilisation ~1.4 ms, PCIe throughput 20 ms (the driver samples a 20 ms window): those two are
+read every few seconds, one GPU per snapshot, and the last reading is kept in between.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ _ERROR_CODES = {
     "NVML_ERROR_RESET_REQUIRED": 16,
     "NVML_ERROR_LIB_RM_VERSION_MISMATCH": 18,
     "NVML_ERROR_NO_DATA": 21,
+    "NVML_ERROR_TIMEOUT": 10,
 }
 # The device or the driver is gone: no field can be read until NVML is opened again.
 _FATAL_ERRORS = (
@@ -62,7 +66,15 @@ _FALLBACKS = {
     "NVML_TEMPERATURE_GPU": 0,
     "NVML_PSTATE_UNKNOWN": 32,
     "NVML_SUCCESS": 0,
+    "NVML_PCIE_UTIL_TX_BYTES": 0,
+    "NVML_PCIE_UTIL_RX_BYTES": 1,
+    "NVML_MEMORY_ERROR_TYPE_CORRECTED": 0,
+    "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": 1,
+    "NVML_VOLATILE_ECC": 0,
+    "nvmlEventTypeXidCriticalError": 0x8,
 }
+SLOW_FIELDS_INTERVAL_S = 3.0  # PCIe throughput and per-process utilisation: each GPU this often at most
+MAX_EVENTS_PER_POLL = 32
 
 # c_nvmlValue_t member for each NVML_VALUE_TYPE_* (0..6).
 _VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
@@ -125,6 +137,11 @@ class NvmlSource:
         self._samples_unsupported: set[int] = set()
         self._instant_field_unsupported: set[int] = set()
         self._process_names: dict[int, tuple[str, bool]] = {}
+        self._unsupported: set[tuple[str, int]] = set()  # (reading, GPU) pairs the GPU answered NotSupported to
+        self._slow: dict[int, dict] = {}  # per GPU: the last PCIe and per-process readings, and when
+        self._last_slow_read = -float("inf")
+        self._events: Any = None  # the Xid event set, or None where the driver offers none
+        self._xids: dict[int, list[int]] = {}  # per GPU: the Xid codes seen since open
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
@@ -158,6 +175,9 @@ class NvmlSource:
                 raise NvmlUnavailable(self._reason(err)) from err
             self._samples_unsupported.clear()
             self._instant_field_unsupported.clear()
+            self._unsupported.clear()
+            self._slow.clear()
+            self._open_xid_events()
             return list(self._statics)
 
     def reopen(self) -> list[GpuStatic]:
@@ -169,6 +189,11 @@ class NvmlSource:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        if self._events is not None:
+            free = getattr(self._nvml, "nvmlEventSetFree", None)
+            if free is not None:
+                self._optional(free, self._events)
+            self._events = None
         if self._open:
             try:
                 self._nvml.nvmlShutdown()
@@ -185,6 +210,7 @@ class NvmlSource:
         static = self._statics[index]
         memory = self._field(nvml.nvmlDeviceGetMemoryInfo, handle)
         utilisation = self._field(nvml.nvmlDeviceGetUtilizationRates, handle)
+        slow = self._slow_reading(index, handle)
         return GpuSnapshot(
             index=index,
             name=static.name,
@@ -202,7 +228,13 @@ class NvmlSource:
             vram_total_mib=_mib(getattr(memory, "total", None)) or static.vram_total_mib,
             pstate=self._pstate(handle),
             clock_event_reasons=decode_clock_event_reasons(self._clock_event_mask(handle)),
-            processes=self._processes(handle),
+            processes=self._processes(handle, slow["processes"]),
+            fan_pct=_float_or_none(self._reading("fan", index, "nvmlDeviceGetFanSpeed", handle)),
+            pcie_tx_kib_s=slow["pcie_tx_kib_s"],
+            pcie_rx_kib_s=slow["pcie_rx_kib_s"],
+            ecc_corrected=self._ecc(index, handle, "NVML_MEMORY_ERROR_TYPE_CORRECTED"),
+            ecc_uncorrected=self._ecc(index, handle, "NVML_MEMORY_ERROR_TYPE_UNCORRECTED"),
+            **self._xid(index),
         )
 
     def power_samples(self, index: int, since_ts: float) -> list[PowerSample]:
@@ -321,7 +353,7 @@ class NvmlSource:
         mask = self._field(reader, handle)
         return None if mask is None else int(mask)
 
-    def _processes(self, handle: Any) -> list[GpuProcess]:
+    def _processes(self, handle: Any, utilisation: dict[int, tuple[float, float]]) -> list[GpuProcess]:
         running = self._field(self._nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
         processes = []
         seen = set()
@@ -331,9 +363,123 @@ class NvmlSource:
             if pid not in self._process_names:
                 self._process_names[pid] = self._describe_process(pid)
             name, runner = self._process_names[pid]
-            processes.append(GpuProcess(pid=pid, name=name, vram_mib=_mib(info.usedGpuMemory), is_ollama_runner=runner))
+            sm, mem = utilisation.get(pid, (None, None))
+            processes.append(
+                GpuProcess(
+                    pid=pid,
+                    name=name,
+                    vram_mib=_mib(info.usedGpuMemory),
+                    is_ollama_runner=runner,
+                    sm_util_pct=sm,
+                    mem_util_pct=mem,
+                )
+            )
         self._forget_exited(seen)
         return processes
+
+    # ----- the overview's fields ------------------------------------------------------------------------------
+
+    def _reading(self, name: str, index: int, function: str, *args: Any) -> Any:
+        """A field that a GPU either has or not: once it answered NotSupported (or the bindings lack the
+        function), it is not asked again."""
+        if (name, index) in self._unsupported:
+            return None
+        reader = getattr(self._nvml, function, None)
+        if reader is None:
+            self._unsupported.add((name, index))
+            return None
+        try:
+            return reader(*args)
+        except self._nvml_error() as err:
+            if self._is(err, _FATAL_ERRORS):
+                raise self._telemetry_error(err, index) from err
+            if self._is(err, _MISSING_FIELD_ERRORS):
+                self._unsupported.add((name, index))
+            return None
+
+    def _ecc(self, index: int, handle: Any, kind: str) -> int | None:
+        function = "nvmlDeviceGetTotalEccErrors"
+        count = self._reading(kind, index, function, handle, self._const(kind), self._const("NVML_VOLATILE_ECC"))
+        return _int_or_none(count)
+
+    def _slow_reading(self, index: int, handle: Any) -> dict:
+        """PCIe throughput and per-process utilisation: a GPU's first snapshot reads them, later ones at most every
+        SLOW_FIELDS_INTERVAL_S, and never two GPUs within the same slice of it (a PCIe reading blocks 20 ms): the
+        last reading in between."""
+        last = self._slow.get(index)
+        now = self._clock()
+        if last is not None:
+            slice_s = SLOW_FIELDS_INTERVAL_S / max(1, len(self._handles))
+            if now - last["at"] < SLOW_FIELDS_INTERVAL_S or now - self._last_slow_read < slice_s:
+                return last
+        self._last_slow_read = now
+        tx_kind, rx_kind = self._const("NVML_PCIE_UTIL_TX_BYTES"), self._const("NVML_PCIE_UTIL_RX_BYTES")
+        tx = self._reading("pcie", index, "nvmlDeviceGetPcieThroughput", handle, tx_kind)
+        rx = None if tx is None else self._reading("pcie", index, "nvmlDeviceGetPcieThroughput", handle, rx_kind)
+        reading = {
+            "at": now,
+            "pcie_tx_kib_s": _float_or_none(tx),
+            "pcie_rx_kib_s": _float_or_none(rx),
+            "processes": self._process_utilisation(index, handle, (last or {}).get("at", now - 10.0)),
+        }
+        self._slow[index] = reading
+        return reading
+
+    def _process_utilisation(self, index: int, handle: Any, since: float) -> dict[int, tuple[float, float]]:
+        """pid → (SM %, memory %) of the newest sample since `since` (NVML answers NotFound when none is new)."""
+        samples = self._reading("process_util", index, "nvmlDeviceGetProcessUtilization", handle, _seconds_to_us(since))
+        newest: dict[int, tuple[int, float, float]] = {}
+        for sample in samples or ():
+            pid, ts = int(sample.pid), int(getattr(sample, "timeStamp", 0))
+            if pid not in newest or ts >= newest[pid][0]:
+                newest[pid] = (ts, float(sample.smUtil), float(sample.memUtil))
+        return {pid: (sm, mem) for pid, (_, sm, mem) in newest.items()}
+
+    def _open_xid_events(self) -> None:
+        """Subscribe to Xid critical errors on every GPU that offers them (a GPU without stays N/A)."""
+        nvml = self._nvml
+        self._xids = {}
+        events = self._optional(getattr(nvml, "nvmlEventSetCreate", lambda: None))
+        if events is None:
+            return
+        register = getattr(nvml, "nvmlDeviceRegisterEvents", None)
+        for index, handle in enumerate(self._handles):
+            try:
+                if register is not None:
+                    register(handle, self._const("nvmlEventTypeXidCriticalError"), events)
+            except self._nvml_error():
+                continue
+            else:
+                if register is not None:
+                    self._xids[index] = []
+        self._events = events if self._xids else None
+        if self._events is None and hasattr(nvml, "nvmlEventSetFree"):
+            self._optional(nvml.nvmlEventSetFree, events)
+
+    def _drain_xid_events(self) -> None:
+        wait = getattr(self._nvml, "nvmlEventSetWait_v2", None) or getattr(self._nvml, "nvmlEventSetWait", None)
+        if wait is None:
+            return
+        for _ in range(MAX_EVENTS_PER_POLL):
+            try:
+                event = wait(self._events, 0)
+            except self._nvml_error():  # a timeout: nothing waiting
+                return
+            index = self._index_of(event.device)
+            if index in self._xids:
+                self._xids[index].append(int(event.eventData))
+
+    def _index_of(self, device: Any) -> int | None:
+        index = self._optional(self._nvml.nvmlDeviceGetIndex, device)
+        return None if index is None else int(index)
+
+    def _xid(self, index: int) -> dict:
+        if self._events is None or index not in self._xids:
+            return {"xid_count": None, "last_xid": None}
+        if index == 0 or 0 not in self._xids:
+            self._drain_xid_events()
+        seen = self._xids[index]
+        return {"xid_count": len(seen), "last_xid": seen[-1] if seen else None}
 
     def _forget_exited(self, running_pids: set[int]) -> None:
         # Bounds the name cache and keeps a recycled pid from inheriting an old name. With several GPUs a pid

@@ -43,6 +43,8 @@ class GpuProcess:
     name: str
     vram_mib: float | None
     is_ollama_runner: bool = False
+    sm_util_pct: float | None = None  # this process's share of the SM time (nvmlDeviceGetProcessUtilization)
+    mem_util_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,13 @@ class GpuSnapshot:
     pstate: str | None = None
     clock_event_reasons: list[str] = field(default_factory=list)
     processes: list[GpuProcess] = field(default_factory=list)
+    fan_pct: float | None = None  # None on passively cooled cards (H100/H200 SXM: NotSupported)
+    pcie_tx_kib_s: float | None = None  # PCIe throughput, KiB/s, refreshed every few seconds (each read takes 20 ms)
+    pcie_rx_kib_s: float | None = None
+    ecc_corrected: int | None = None  # volatile ECC error counts (since the driver loaded)
+    ecc_uncorrected: int | None = None
+    xid_count: int | None = None  # Xid critical errors seen since claw opened the GPU; None when not observable
+    last_xid: int | None = None
 
     def to_json(self) -> dict:
         """The shape `claw gpu --json` prints for one GPU."""
@@ -104,6 +113,28 @@ class GpuSnapshot:
         out = {key: data[key] for key in keys}
         out["processes"] = [asdict(p) for p in self.processes]
         return out
+
+    def console_json(self) -> dict:
+        """What a console receives (telemetry events, `GET /claw/v1/telemetry`): the `claw gpu --json` shape plus
+        the time of the reading and the overview's fields."""
+        return {
+            "ts": self.ts,
+            **self.to_json(),
+            "mem_util_pct": self.mem_util_pct,
+            **{key: getattr(self, key) for key in OVERVIEW_FIELDS},
+        }
+
+
+# Fields the GPU overview shows beyond `claw gpu --json`'s; each may be None (N/A) on a GPU that lacks it.
+OVERVIEW_FIELDS = (
+    "fan_pct",
+    "pcie_tx_kib_s",
+    "pcie_rx_kib_s",
+    "ecc_corrected",
+    "ecc_uncorrected",
+    "xid_count",
+    "last_xid",
+)
 
 
 class TelemetrySource(Protocol):

@@ -16,17 +16,21 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.screen import ModalScreen
 from textual.theme import Theme
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Select, Static, TabbedContent, TabPane, TextArea
 
 from claw_tui.config import ConfigError, update_ui
 from claw_tui.console.events import RESYNC, ConsoleEvent
 from claw_tui.console.model import ConsoleModel
 from claw_tui.console.source import ConsoleSource, SourceError
+from claw_tui.ui import format
 from claw_tui.ui.client import GatewayClient
 from claw_tui.ui.commands import ClawCommands, PaletteCommand
 from claw_tui.ui.errors import ReportsWorkerErrors
-from claw_tui.ui.panes.deferred import DeferredPane, pane_class
+from claw_tui.ui.panes.by_path import pane_class
+from claw_tui.ui.screens import SHORT_HEIGHT
 from claw_tui.ui.screens.help import EXTRA_GLOBAL_KEYS, HelpScreen, binding_rows
 from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.themes import load_themes
@@ -41,7 +45,7 @@ STARTING = "Starting claw: the gateway, the backends and the GPU telemetry…"
 ATTACHING = "Attaching to the claw service at {address}…"
 CONNECTION = "connection"
 
-# (id, title, class); the first is shown at start, the others are imported and mounted just after the first frame.
+# (id, title, class); a pane's module is imported when the pane is first composed.
 PANES = (
     ("power", "Power", "claw_tui.ui.panes.power:PowerPane"),
     ("chat", "Chat", "claw_tui.ui.panes.chat:ChatPane"),
@@ -58,6 +62,16 @@ PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
 HEADER_EVENTS = frozenset({"governor", "backends"})
 
 
+def typing_into(widget: Widget | None) -> bool:
+    """True when the focus is in a text field, a form (class `form`) or a dialog: keys there are input."""
+    if widget is None:
+        return False
+    for node in (widget, *widget.ancestors):
+        if isinstance(node, (Input, TextArea, Select, ModalScreen)) or node.has_class("form"):
+            return True
+    return False
+
+
 class SourceEvents(Message):
     """Events from the console source, in order (posted from whichever thread the source delivers on)."""
 
@@ -71,6 +85,8 @@ class ClawApp(ReportsWorkerErrors, App):
     TITLE = "claw"
     COMMANDS = App.COMMANDS | {ClawCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    # Dialogs tighten their spacing on 24-line terminals.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_HEIGHT, "-roomy")]
     BINDINGS = [
         # The tabs carry the F-keys in their labels, so the footer keeps its room for the pane's own keys.
         *(
@@ -78,7 +94,7 @@ class ClawApp(ReportsWorkerErrors, App):
             for key, (pane_id, title, _) in zip(PANE_KEYS, PANES)
         ),
         *(
-            Binding(str(i), f"show_pane('{pane_id}')", title, show=False)
+            Binding(str(i), f"digit_pane('{pane_id}')", title, show=False)
             for i, (pane_id, title, _) in enumerate(PANES, start=1)
         ),
         Binding("f6", "toggle_governor", "Governor", show=True, priority=True),
@@ -172,15 +188,9 @@ class ClawApp(ReportsWorkerErrors, App):
                     if not self.loaded:
                         if index == 1:
                             yield Static(self._waiting_text(), id="starting", classes="hint")
-                    else:
-                        yield self._pane_widget(index, pane_id, path)
-        yield Footer()
-
-    @staticmethod
-    def _pane_widget(index: int, pane_id: str, path: str):
-        if index == 1:
-            return pane_class(path)(id=f"{pane_id}-pane")
-        return DeferredPane(path, f"{pane_id}-pane")
+                    else:  # composed with the app: no pane is ever taken down half-mounted
+                        yield pane_class(path)(id=f"{pane_id}-pane")
+        yield Footer(compact=True)
 
     def _handle_signals(self) -> None:
         """A hang-up (the SSH session dropped), SIGTERM or SIGINT ends the console like ctrl+q does."""
@@ -260,8 +270,10 @@ class ClawApp(ReportsWorkerErrors, App):
         await self.gateway.aclose()
         self.gateway = self._gateway_client()
         await self.query_one("#starting").remove()
-        for index, (pane_id, _, path) in enumerate(PANES, start=1):
-            await self.query_one(f"#{pane_id}", TabPane).mount(self._pane_widget(index, pane_id, path))
+        # One pane after the other, each awaited: the first shows while the others mount, and every way out
+        # (ctrl+q, signals) waits until they are all mounted (see _exit_when_settled).
+        for pane_id, _, path in PANES:
+            await self.query_one(f"#{pane_id}", TabPane).mount(pane_class(path)(id=f"{pane_id}-pane"))
         self._source_running()
         self._drain_events()
 
@@ -335,23 +347,26 @@ class ClawApp(ReportsWorkerErrors, App):
             )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "digit_pane":  # a digit typed into a field or form is text, never a pane switch
+            return not typing_into(self.focused)
         # Until the source runs there is no governor to toggle and nothing to export.
         return not (not self.loaded and action in ("toggle_governor", "export_summary"))
 
     def update_header(self) -> None:
-        demo = "DEMO · " if self.demo else ""
-        status = self.model.governor
-        dry = status.get("enabled") and status.get("mode") == "dry-run"
-        governor = status.get("state", "off") + (" (dry run)" if dry else "")
+        """Where the console is attached, the governor in words, and each backend that is not up with its reason;
+        shorter words on a narrow terminal."""
+        narrow = self.size.width < 100
+        parts = ["DEMO"] if self.demo else []
         label = self.source.label if self.source is not None else ""
         if self.gateway_label and self.source is not None and self.source.mode == "in-process":
-            label = f"in-process · gateway {self.gateway_label}"
-        if not self.connected:
-            label += " · DISCONNECTED, reconnecting"
-        backends = " ".join(
-            f"{b.get('name')} {b.get('state')}" for b in self.model.backends if b.get("state") not in (None, "up")
-        )
-        self.sub_title = f"{demo}{label} · governor {governor}" + (f" · backend {backends}" if backends else "")
+            label = f"in-process {self.gateway_label}" if narrow else f"in-process · gateway {self.gateway_label}"
+        parts.append(label + (" · DISCONNECTED, reconnecting" if not self.connected else ""))
+        parts.append(("gov " if narrow else "governor ") + format.governor_words(self.model.governor))
+        down = [b for b in self.model.backends if b.get("state") not in (None, "up")]
+        parts += ["backend " + format.backend_words(b) for b in down]
+        sub_title = " · ".join(part for part in parts if part)
+        if sub_title != self.sub_title:
+            self.sub_title = sub_title
 
     # ---- panes -------------------------------------------------------------------------------------------------
     def active_pane(self):
@@ -393,6 +408,9 @@ class ClawApp(ReportsWorkerErrors, App):
         self.set_focus(None)
         self.tabs.active = pane_id
         self.with_pane(pane_id, lambda pane: pane.focus_main())
+
+    def action_digit_pane(self, pane_id: str) -> None:
+        self.action_show_pane(pane_id)
 
     def with_pane(self, pane_id: str, use: Callable, attempts: int = 20) -> None:
         """Call `use(pane)` now, or once the pane is mounted (hidden panes mount just after the first frame)."""

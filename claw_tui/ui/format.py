@@ -59,6 +59,14 @@ def vram(used_mib: float | None, total_mib: float | None) -> str:
     return f"{used_mib / 1024:.1f}/{total_mib / 1024:.0f} GiB"
 
 
+# The governor's states as an operator reads them (`idle_pending` → downclocks soon).
+GOVERNOR_STATES = {
+    "off": "off",
+    "active": "on, requests in flight",
+    "idle_pending": "on, idle: downclocks",
+    "downclocked": "on, downclocked",
+}
+
 STATUS_STYLE = {"ok": "green", "error": "red", "cancelled": "yellow", "rejected": "magenta", "active": "cyan"}
 
 
@@ -106,3 +114,24 @@ def duration(ms_value: float | None) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def governor_words(governor: dict) -> str:
+    """The governor in a few words: `off`, `idle in 12 s`, `downclocked @ 345 MHz`, `(dry run)`."""
+    state = governor.get("state", "off")
+    words = GOVERNOR_STATES.get(state, state.replace("_", " "))
+    if governor.get("locked_sm_clock_mhz"):
+        words += f" @ {governor['locked_sm_clock_mhz']} MHz"
+    if state == "idle_pending" and governor.get("idle_after_s") is not None:
+        left = max(0.0, governor["idle_after_s"] - (governor.get("idle_for_s") or 0.0))
+        words += f" in {left:.0f} s"
+    if governor.get("mode") == "dry-run" and governor.get("enabled"):
+        words += " (dry run)"
+    return words
+
+
+def backend_words(backend: dict) -> str:
+    """`ollama down: connection refused` — a backend that is not up, with the reason it gives."""
+    words = f"{backend.get('name')} {backend.get('state')}"
+    reason = backend.get("state_reason") or backend.get("last_error")
+    return f"{words}: {reason}" if reason else words

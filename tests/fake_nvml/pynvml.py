@@ -8,6 +8,8 @@ configures it:
   FAKE_NVML_NO_PERMISSION=1   clock setters answer NVML_ERROR_NO_PERMISSION (as for a non-root user)
   FAKE_NVML_SKEW_S=seconds    power sample timestamps are this far behind the wall clock
   FAKE_NVML_VRAM_USED_MIB=n   GPU memory in use (default 512 of 143771 MiB)
+  FAKE_NVML_GPUS=n            this many GPUs (default 1)
+  FAKE_NVML_PROCESSES=g:pid:mib,…   compute processes holding GPU memory (GPU index, pid, MiB)
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_TEMPERATURE_GPU = 0
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_ERROR_TIMEOUT = 10
+NVML_PCIE_UTIL_TX_BYTES = 0
+NVML_PCIE_UTIL_RX_BYTES = 1
 
 _MESSAGES = {
     1: "Uninitialized",
     3: "Not Supported",
     4: "Insufficient Permissions",
     6: "Not Found",
+    10: "Timeout",
     12: "NVML Shared Library Not Found",
 }
 SM_CLOCKS = tuple(range(1980, 344, -15))
@@ -73,9 +79,11 @@ class FakeNvml:
         log_path: str | None = None,
         fail_reset: bool = False,
         vram_used_mib: int = 512,
+        processes: dict[int, list[tuple[int, int]]] | None = None,
     ) -> None:
         self.gpus = gpus
         self.vram_used_mib = vram_used_mib
+        self.processes = processes or {}  # GPU index -> [(pid, MiB)]
         self.absent = absent
         self.no_permission = no_permission
         self.fail_reset = fail_reset
@@ -148,9 +156,8 @@ class FakeNvml:
 
     def nvmlDeviceGetMemoryInfo(self, handle):
         total = 143771
-        return SimpleNamespace(
-            total=total * 2**20, used=self.vram_used_mib * 2**20, free=(total - self.vram_used_mib) * 2**20
-        )
+        used = self.vram_used_mib + sum(mib for _, mib in self.processes.get(handle, []))
+        return SimpleNamespace(total=total * 2**20, used=used * 2**20, free=(total - used) * 2**20)
 
     def nvmlDeviceGetSupportedMemoryClocks(self, handle):
         return [3201, 2201]
@@ -168,10 +175,11 @@ class FakeNvml:
         return int(IDLE_WATTS * 1000)
 
     def nvmlDeviceGetUtilizationRates(self, handle):
-        return SimpleNamespace(gpu=0, memory=0)
+        busy = bool(self.processes.get(handle))
+        return SimpleNamespace(gpu=12 * busy, memory=5 * busy)
 
     def nvmlDeviceGetTemperature(self, handle, sensor) -> int:
-        return 31
+        return 31 + handle
 
     def nvmlDeviceGetPerformanceState(self, handle) -> int:
         return 0
@@ -180,7 +188,36 @@ class FakeNvml:
         return 0x1
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        return []
+        return [SimpleNamespace(pid=pid, usedGpuMemory=mib * 2**20) for pid, mib in self.processes.get(handle, [])]
+
+    def nvmlDeviceGetProcessUtilization(self, handle, since_us):
+        running = self.processes.get(handle, [])
+        if not running:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        now_us = int(time.time() * 1e6)
+        return [SimpleNamespace(pid=pid, smUtil=12, memUtil=5, timeStamp=now_us) for pid, _ in running]
+
+    def nvmlDeviceGetPcieThroughput(self, handle, counter) -> int:
+        return (850, 1_250)[counter] * (handle + 1)  # KB/s
+
+    def nvmlDeviceGetTotalEccErrors(self, handle, error_type, counter_type) -> int:
+        return 0
+
+    def nvmlDeviceGetIndex(self, handle) -> int:
+        return handle
+
+    # ---- events (Xid critical errors): none ever happen here
+    def nvmlEventSetCreate(self):
+        return "event-set"
+
+    def nvmlDeviceRegisterEvents(self, handle, event_types, event_set) -> None:
+        return None
+
+    def nvmlEventSetWait_v2(self, event_set, timeout_ms):
+        raise NVMLError(NVML_ERROR_TIMEOUT)
+
+    def nvmlEventSetFree(self, event_set) -> None:
+        return None
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle) -> int:
         return int((time.time() - self.started + 1000.0) * IDLE_WATTS * 1000)
@@ -220,7 +257,17 @@ class FakeNvml:
         raise AttributeError(name)
 
 
+def _processes_from(text: str) -> dict[int, list[tuple[int, int]]]:
+    processes: dict[int, list[tuple[int, int]]] = {}
+    for item in filter(None, text.split(",")):
+        gpu, pid, mib = (int(part) for part in item.split(":"))
+        processes.setdefault(gpu, []).append((pid, mib))
+    return processes
+
+
 _instance = FakeNvml(
+    gpus=int(os.environ.get("FAKE_NVML_GPUS", "1") or 1),
+    processes=_processes_from(os.environ.get("FAKE_NVML_PROCESSES", "")),
     absent=os.environ.get("FAKE_NVML_ABSENT") == "1",
     no_permission=os.environ.get("FAKE_NVML_NO_PERMISSION") == "1",
     skew_s=float(os.environ.get("FAKE_NVML_SKEW_S", "0") or 0),

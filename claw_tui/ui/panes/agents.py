@@ -26,9 +26,12 @@ from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.screens.agent_form import AgentFormScreen, FormContext, options_text
 from claw_tui.ui.screens.confirm import ConfirmScreen
+from claw_tui.ui.widgets.columns import ColumnWidths, ellipsize, table_room
 
 STATS_INTERVAL_S = 1.0
 COLUMNS = ("agent", "model", "requests", "errors", "p50", "p95", "TTFT", "tokens", "J/tok")
+DROP_ORDER = ("TTFT", "p50", "tokens", "errors")  # a narrow terminal drops these before J/tok is cut
+NAME_WIDTH = 24
 
 
 Agent = AgentConfig  # what the pane shows of an agent: its settings, as the core reports them
@@ -51,8 +54,8 @@ def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
     errors = requests["errors"]
     jpt = metrics["efficiency"]["joules_per_token"]
     return (
-        agent.name,
-        agent.model,
+        ellipsize(agent.name, NAME_WIDTH),
+        ellipsize(agent.model, NAME_WIDTH),
         fmt.right(f"{requests['total']:,}"),
         fmt.right(str(errors), "bold red" if errors else ""),
         fmt.right(fmt.duration(metrics["latency_ms"]["p50"])),
@@ -92,6 +95,8 @@ class AgentsPane(Pane):
         super().__init__(**kwargs)
         self._last_stats = 0.0
         self._shown_agents: list[str] | None = None
+        self._widths = ColumnWidths(COLUMNS)
+        self._columns: tuple[str, ...] = ()
 
     BINDINGS = [
         Binding("n", "new_agent", "New", show=True, tooltip="New agent"),
@@ -111,8 +116,17 @@ class AgentsPane(Pane):
         yield Static("", id="agents-hint", classes="hint")
 
     def on_mount(self) -> None:
+        self._set_columns(COLUMNS)
+
+    def on_resize(self) -> None:
+        if self._columns:
+            self.refresh_data(force=True)
+
+    def _set_columns(self, columns: tuple[str, ...]) -> None:
         table = self.query_one("#agents-table", DataTable)
-        for column in COLUMNS:
+        table.clear(columns=True)
+        self._columns = columns
+        for column in columns:
             table.add_column(column, key=column)
 
     # ---- the table ----------------------------------------------------------------------------------------------
@@ -135,18 +149,24 @@ class AgentsPane(Pane):
             return
         self._last_stats, self._shown_agents = now, agents
         table = self.query_one("#agents-table", DataTable)
-        rows = self.rows()
+        rows = [(key, dict(zip(COLUMNS, values))) for key, values in self.rows()]
+        self._widths.reset()
+        for _, cells in rows:
+            self._widths.add(cells)
+        fitted = self._widths.fit(DROP_ORDER, table_room(table, self.app.size.width - 2))
+        if fitted != self._columns:  # drop a column rather than cut the J/tok at the edge
+            self._set_columns(fitted)
         keys = [key for key, _ in rows]
         for row_key in list(table.rows):
             if row_key.value not in keys:
                 table.remove_row(row_key)
-        for key, values in rows:
+        for key, cells in rows:
             if key not in table.rows:
-                table.add_row(*values, key=key)
+                table.add_row(*(cells[c] for c in self._columns), key=key)
                 continue
-            for column, value in zip(COLUMNS, values):
-                if str(table.get_cell(key, column)) != str(value):
-                    table.update_cell(key, column, value, update_width=True)
+            for column in self._columns:
+                if str(table.get_cell(key, column)) != str(cells[column]):
+                    table.update_cell(key, column, cells[column], update_width=True)
         self._show_selected()
         hint = self.query_one("#agents-hint", Static)
         hint.update("No agents yet: press n to create one (clients then call it like a model)." if not rows else "")

@@ -10,6 +10,8 @@ from claw_tui.ui.errors import ReportsWorkerErrors
 class Pane(ReportsWorkerErrors, Vertical):
     # The widget an operator uses first on this pane; focusing it shows the pane's keys in the footer.
     main_widget: str | None = None
+    # Keys the pane answers that are no bindings of its own (a table's Enter, …), for the help screen.
+    HELP_KEYS: tuple[tuple[str, str], ...] = ()
     _set_up = False
 
     def on_mount(self) -> None:

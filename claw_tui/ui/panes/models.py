@@ -31,6 +31,8 @@ VALIDATE_DELAY_S = 0.15
 MAX_PROBLEMS_SHOWN = 3
 INSTALLED_COLUMNS = ("model", "size", "params", "quant", "in memory")
 LOADED_COLUMNS = ("loaded", "size", "VRAM", "context", "expires")
+EVENT_COLUMNS = ("time", "event", "model", "status", "took", "energy")
+EVENTS_SHOWN = 50
 
 
 def seconds_until(rfc3339: str | None, now: float) -> float | None:
@@ -108,9 +110,25 @@ def problems_text(result: ParseResult) -> Text:
 
 class ModelsPane(Pane):
     main_widget = "#models-installed"
+    HELP_KEYS = (
+        ("Enter", "open the model under the cursor: its Modelfile, parameters and diff"),
+        ("tab", "from the lists to the actions, the editor and its Modelfile / Parameters / Diff tabs"),
+    )
     BINDINGS = [
-        Binding("l", "load_model", "Load", show=True, tooltip="Load the selected model into memory"),
-        Binding("u", "unload_model", "Unload", show=True, tooltip="Unload the selected model now (keep_alive 0)"),
+        Binding(
+            "l",
+            "load_model",
+            "Load",
+            show=True,
+            tooltip="Load the model under the cursor (else the open one)",
+        ),
+        Binding(
+            "u",
+            "unload_model",
+            "Unload",
+            show=True,
+            tooltip="Unload the model under the cursor (else the open one) now (keep_alive 0)",
+        ),
         Binding(
             "ctrl+r",
             "rebuild",
@@ -135,8 +153,10 @@ class ModelsPane(Pane):
         self._pending_open: str | None = None  # a model just built, opened once the backend lists it
         self._diff_lines: list[str] = []
         self._validate_timer = None
+        self._events_shown: tuple | None = None
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="models-empty", classes="hint")
         with Horizontal(id="models-lists"):
             yield DataTable(id="models-installed", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="models-loaded", cursor_type="row", zebra_stripes=True)
@@ -146,7 +166,7 @@ class ModelsPane(Pane):
             yield Button("Unload", id="models-unload", compact=True)
             yield Button("Revert", id="models-revert", compact=True)
             yield Button("Rebuild…", id="models-rebuild", variant="primary", compact=True)
-        with TabbedContent(id="models-tabs"):
+        with TabbedContent(id="models-tabs", classes="form"):
             with TabPane("Modelfile", id="models-tab-modelfile"):
                 yield ModelfileEditor(
                     id="modelfile-editor", placeholder="Select a model and press Enter to open its Modelfile"
@@ -156,12 +176,19 @@ class ModelsPane(Pane):
                 yield ParameterForm(id="parameter-form")
             with TabPane("Diff", id="models-tab-diff"), VerticalScroll(id="modelfile-diff-box"):
                 yield Static("", id="modelfile-diff")
+            with TabPane("Events", id="models-tab-events"):
+                yield DataTable(id="models-events", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        for table_id, columns in (("#models-installed", INSTALLED_COLUMNS), ("#models-loaded", LOADED_COLUMNS)):
+        for table_id, columns in (
+            ("#models-installed", INSTALLED_COLUMNS),
+            ("#models-loaded", LOADED_COLUMNS),
+            ("#models-events", EVENT_COLUMNS),
+        ):
             table = self.query_one(table_id, DataTable)
             for column in columns:
                 table.add_column(column, key=column)
+        self.query_one("#models-empty", Static).display = False
         self._show_validation(None)
 
     # ---- polling the backend ----------------------------------------------------------------------------------
@@ -172,6 +199,7 @@ class ModelsPane(Pane):
             self._last_poll = now
             self.poll_backend()
         self._fill_loaded()
+        self._fill_events()
 
     def poll_now(self) -> None:
         self._last_poll = None
@@ -188,6 +216,7 @@ class ModelsPane(Pane):
         except GatewayError as exc:
             self.backend_error = str(exc)
             self._update_current()
+            self._show_empty()
             return
         finally:
             self._polling = False
@@ -196,6 +225,7 @@ class ModelsPane(Pane):
         self.loaded = [m for m in loaded if m.get("name")]
         self._fill_installed()
         self._fill_loaded()
+        self._show_empty()
         if self._pending_point is not None:
             self._point_at(self._pending_point)
         if self._pending_open is not None:
@@ -221,7 +251,44 @@ class ModelsPane(Pane):
                 details.get("quantization_level") or "—",
                 Text("● loaded", style="green") if model["name"] in loaded else Text("—", style="dim"),
             )
-        sync_table(table, INSTALLED_COLUMNS, rows)
+        if sync_table(table, INSTALLED_COLUMNS, rows):
+            table.sort("model")  # a model built or pulled meanwhile takes its place in the order
+
+    def _show_empty(self) -> None:
+        """No model listed: say why, in the gateway's own words when the backend is down."""
+        empty = self.query_one("#models-empty", Static)
+        if self.backend_error:
+            empty.update(
+                Text.assemble(("No models: the backend cannot be listed.\n", "bold red"), (self.backend_error, ""))
+            )
+        elif not self.installed:
+            empty.update("The backend has no models yet: `ollama pull qwen3:8b` (or any model) and they show here.")
+        _show(empty, bool(self.backend_error) or not self.installed)
+        _show(self.query_one("#models-lists"), not self.backend_error or bool(self.installed))
+
+    def _fill_events(self) -> None:
+        """Loads, unloads and warm-ups (newest first) with their time, duration and the energy of a load."""
+        events = self.app.model.model_events
+        signature = (len(events), events[-1].get("id") if events else None)
+        if self._events_shown == signature:
+            return
+        self._events_shown = signature
+        rows = {}
+        for data in reversed(events[-EVENTS_SHOWN:]):
+            key = str(data.get("id") or len(rows))
+            energy = data.get("energy_j") or 0.0
+            arrival = data.get("t_arrival")
+            rows[key] = (
+                time.strftime("%H:%M:%S", time.localtime(arrival)) if arrival else "—",
+                str(data.get("kind") or "—"),
+                str(data.get("model") or "—"),
+                Text(str(data.get("status") or "—"), style=fmt.STATUS_STYLE.get(data.get("status"), "")),
+                fmt.right(fmt.duration(data.get("duration_ms"))),
+                fmt.right(fmt.joules(energy) if energy else "—"),
+            )
+        table = self.query_one("#models-events", DataTable)
+        if sync_table(table, EVENT_COLUMNS, rows):
+            table.sort("time", reverse=True)
 
     def _fill_loaded(self) -> None:
         table = self.query_one("#models-loaded", DataTable)
@@ -239,12 +306,11 @@ class ModelsPane(Pane):
 
     # ---- which model -------------------------------------------------------------------------------------------
     def selected_model(self) -> str | None:
-        """The model under the cursor of the focused table (the installed table when neither has focus)."""
-        loaded = self.query_one("#models-loaded", DataTable)
-        table = loaded if loaded.has_focus else self.query_one("#models-installed", DataTable)
-        if not table.row_count:
-            return self.current
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        """The model under the cursor of the focused list; the open model when neither list has the focus."""
+        for table in self.query("#models-installed, #models-loaded").results(DataTable):
+            if table.has_focus and table.row_count:
+                return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.current
 
     @on(DataTable.RowSelected, "#models-installed")
     def _installed_selected(self, event: DataTable.RowSelected) -> None:
@@ -297,17 +363,11 @@ class ModelsPane(Pane):
         self.current = name
         self.original_text = text
         self.editor.load_text(text)
-        self._cursor_to_parameters(text)
+        # From the top: FROM says what the model is built on; the parameters follow it.
+        self.editor.cursor_location = (0, 0)
+        self.editor.scroll_home(animate=False)
         self.validate_now()
         self._point_at(name)
-
-    def _cursor_to_parameters(self, text: str) -> None:
-        """Start at the first PARAMETER line: that is what an operator usually came to change."""
-        for index, line in enumerate(text.splitlines()):
-            if line.upper().startswith("PARAMETER "):
-                self.editor.cursor_location = (index, 0)
-                self.editor.scroll_cursor_visible(center=True, animate=False)
-                return
 
     def _point_at(self, name: str) -> None:
         """Put the installed table's cursor on this model (once its row exists)."""
@@ -409,17 +469,24 @@ class ModelsPane(Pane):
         editor.cursor_location = (min(row, last), column)
 
     # ---- actions -------------------------------------------------------------------------------------------------
-    @on(Button.Pressed, "#models-load")
     def action_load_model(self) -> None:
-        name = self.selected_model()
-        if name:
+        if name := self.selected_model():
             self.load_or_unload(name, load=True)
 
-    @on(Button.Pressed, "#models-unload")
     def action_unload_model(self) -> None:
-        name = self.selected_model()
-        if name:
+        if name := self.selected_model():
             self.load_or_unload(name, load=False)
+
+    @on(Button.Pressed, "#models-load")
+    def _load_pressed(self) -> None:
+        """The buttons sit beside the open model's name: they act on that model."""
+        if self.current:
+            self.load_or_unload(self.current, load=True)
+
+    @on(Button.Pressed, "#models-unload")
+    def _unload_pressed(self) -> None:
+        if self.current:
+            self.load_or_unload(self.current, load=False)
 
     @work(group="models-load", exit_on_error=False)
     async def load_or_unload(self, name: str, load: bool) -> None:
@@ -477,15 +544,24 @@ class ModelsPane(Pane):
         self.poll_now()
 
 
-def sync_table(table: DataTable, columns: tuple[str, ...], rows: dict[str, tuple]) -> None:
-    """Make the table show `rows` (keyed by name), changing only the cells that differ; the cursor stays put."""
+def _show(widget, visible: bool) -> None:
+    if widget.display != visible:
+        widget.display = visible
+
+
+def sync_table(table: DataTable, columns: tuple[str, ...], rows: dict[str, tuple]) -> bool:
+    """Make the table show `rows` (keyed by name), changing only the cells that differ; the cursor stays put.
+    True when a row was added (new rows come last: the caller sorts when the order matters)."""
+    added = False
     for row_key in list(table.rows):
         if row_key.value not in rows:
             table.remove_row(row_key)
     for key, values in rows.items():
         if key not in table.rows:
             table.add_row(*values, key=key)
+            added = True
             continue
         for column, value in zip(columns, values):
             if str(table.get_cell(key, column)) != str(value):
                 table.update_cell(key, column, value, update_width=True)
+    return added

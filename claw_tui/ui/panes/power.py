@@ -17,12 +17,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.events import Resize
-from textual.widgets import Static, TabbedContent, Tabs
+from textual.widgets import DataTable, Static, TabbedContent, Tabs
 
 from claw_tui.telemetry.alerts import AlertThresholds
 from claw_tui.ui import format as fmt
+from claw_tui.ui.client import GatewayError
 from claw_tui.ui.panes.base import Pane
+from claw_tui.ui.panes.overview import GpuOverview
 from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series
+from claw_tui.ui.widgets.columns import ellipsize
 
 WINDOWS_S = (10.0, 60.0, 120.0, 600.0, 3600.0)
 DEFAULT_WINDOW_S = 120.0
@@ -34,7 +37,9 @@ TALL_HEIGHT = 36  # from this pane height on: util/temp chart, recent requests a
 WIDE_WIDTH = 120
 SPLIT_CELLS_WIDTH = 100  # narrower: clocks, util and temperature share cells
 CELL_GAP = 2
+LOADED_POLL_S = 5.0  # the overview asks /api/ps this often (to name each runner's model)
 RECENT_REQUESTS = 200  # records scanned for the bands and the requests table
+RECENT_WITH_AVERAGE_WIDTH = 88  # the recent requests show their average power from this width on
 
 
 @dataclass(frozen=True)
@@ -122,20 +127,6 @@ def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, f
     return merged
 
 
-def governor_words(governor: dict) -> str:
-    """The governor in a few words: its state, the locked clock, how soon it downclocks, dry run."""
-    state = governor.get("state", "off")
-    words = state.replace("_", " ")
-    if governor.get("locked_sm_clock_mhz"):
-        words += f" @ {governor['locked_sm_clock_mhz']} MHz"
-    if state == "idle_pending" and governor.get("idle_after_s") is not None:
-        left = max(0.0, governor["idle_after_s"] - (governor.get("idle_for_s") or 0.0))
-        words += f" in {left:.0f} s"
-    if governor.get("mode") == "dry-run" and governor.get("enabled"):
-        words += " (dry run)"
-    return words + " · F6"
-
-
 def _show(widget, visible: bool) -> None:
     if widget.display != visible:  # setting it at all costs a layout pass
         widget.display = visible
@@ -194,11 +185,13 @@ def efficiency_cells(model, narrow: bool = False) -> list[Cell]:
 
 class PowerPane(Pane):
     can_focus = True
+    HELP_KEYS = (("Enter", "in the overview: the highlighted GPU in detail"),)
     BINDINGS = [
+        Binding("o", "toggle_overview", "Overview", show=True, tooltip="Every GPU at once, or one GPU in detail"),
         Binding("left_square_bracket", "gpu(-1)", "Prev GPU", show=False),
         Binding("right_square_bracket", "gpu(1)", "Next GPU", show=False),
-        Binding("w", "window(1)", "Window", show=False),
-        Binding("W", "window(-1)", "Window", show=False),
+        Binding("w", "window(1)", "Window", show=False, tooltip="Longer chart window: 10 s … 1 h, then back"),
+        Binding("W", "window(-1)", "Window", show=False, tooltip="Shorter chart window"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -211,28 +204,90 @@ class PowerPane(Pane):
         self._shown: dict[str, list] = {}
         self._power_columns = PowerColumns()
         self.chart_draws = 0  # how many times the charts were rebuilt (benchmarks and tests read it)
+        self.mode = "detail"  # or "overview": every GPU at once (`o`); several GPUs open on it
+        self._mode_chosen = False
+        self._loaded_models: list[dict] = []
+        self._loaded_polled_at = -math.inf
 
     def compose(self) -> ComposeResult:
-        yield GpuBar(id="power-gpus")
-        yield Static(id="power-stats")
-        yield Static(id="power-alerts")
-        with Horizontal(id="power-charts"):
-            yield BrailleChart(id="power-chart")
-            with Vertical(id="power-side"):
-                yield BrailleChart(id="clock-chart")
-                yield BrailleChart(id="util-chart")
-        with Horizontal(id="power-bottom"):
-            yield Static(id="power-requests")
-            yield Static(id="power-processes")
+        yield GpuOverview(id="power-overview")
+        with Vertical(id="power-detail"):
+            yield GpuBar(id="power-gpus")
+            yield Static(id="power-stats")
+            yield Static(id="power-alerts")
+            with Horizontal(id="power-charts"):
+                yield BrailleChart(id="power-chart")
+                with Vertical(id="power-side"):
+                    yield BrailleChart(id="clock-chart")
+                    yield BrailleChart(id="util-chart")
+            with Horizontal(id="power-bottom"):
+                yield Static(id="power-requests")
+                yield Static(id="power-processes")
 
     def on_mount(self) -> None:
+        self._show_mode()
         self.refresh_data()
+
+    # ---- overview or detail --------------------------------------------------------------------------------------
+    @property
+    def overview(self) -> bool:
+        return self.mode == "overview"
+
+    def action_toggle_overview(self) -> None:
+        self._mode_chosen = True
+        highlighted = self.query_one(GpuOverview).highlighted_gpu
+        if self.overview and highlighted is not None:
+            self.gpu_index = highlighted  # the GPU highlighted in the overview is the one shown in detail
+        self.mode = "detail" if self.overview else "overview"
+        self._show_mode()
+        # Once laid out: the charts size their dot columns from their widgets, which a hidden view did not have.
+        self.call_after_refresh(self.refresh_data, True)
+
+    def _show_mode(self) -> None:
+        _show(self.query_one("#power-overview"), self.overview)
+        _show(self.query_one("#power-detail"), not self.overview)
+        if self.overview:
+            self.query_one(GpuOverview).highlight(self.gpu_index)
+            self._poll_loaded_models()
+            if self.has_focus:
+                self.query_one("#overview-gpus").focus()
+        elif self.app.focused is not None and self in self.app.focused.ancestors:
+            self.focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a GPU of the overview: that GPU in detail."""
+        if event.data_table.id == "overview-gpus":
+            event.stop()
+            self.action_toggle_overview()  # the selected row is the highlighted one
+
+    def _poll_loaded_models(self) -> None:
+        """The models /api/ps says are loaded, to name what each Ollama runner serves (every few seconds)."""
+        now = time.monotonic()
+        if now - self._loaded_polled_at >= LOADED_POLL_S:
+            self._loaded_polled_at = now
+            self.run_worker(self._read_loaded_models, exclusive=True, group="power-ps", exit_on_error=False)
+
+    async def _read_loaded_models(self) -> None:
+        try:
+            self._loaded_models = await self.app.gateway.ps()
+        except GatewayError:
+            self._loaded_models = []  # no names: the runners show as runners
+            return
+        self._show_overview(self.app.model)
+
+    def _show_overview(self, session) -> None:
+        sampler = session.telemetry
+        snapshots = sampler.latest_all() if sampler.state == "ok" else []
+        self.query_one(GpuOverview).show(session, snapshots, self._loaded_models, self.app.clock())
 
     def on_show(self) -> None:
         self.call_after_refresh(self._take_focus)
 
     def focus_main(self) -> None:
-        self.focus()  # the pane itself takes the keys ([ ] w W)
+        if self.overview:
+            self.query_one("#overview-gpus").focus()  # arrows move between GPUs; the pane's keys still apply
+        else:
+            self.focus()  # the pane itself takes the keys ([ ] w W)
 
     def _take_focus(self) -> None:
         """Hold the focus while shown (unless a field has it), so that [ ] and w reach the pane without a click."""
@@ -240,7 +295,7 @@ class PowerPane(Pane):
         if tabs is not None and self.parent is not None and tabs.active != self.parent.id:
             return  # another pane was chosen meanwhile: taking the focus would pull this tab back to the front
         if self.app.focused is None or isinstance(self.app.focused, Tabs):
-            self.focus()
+            self.focus_main()
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.height >= TALL_HEIGHT, "-tall")
@@ -260,13 +315,20 @@ class PowerPane(Pane):
 
     def action_window(self, step: int) -> None:
         index = WINDOWS_S.index(self.window_s) if self.window_s in WINDOWS_S else 0
+        wrapped = not 0 <= index + step < len(WINDOWS_S)
         self.window_s = WINDOWS_S[(index + step) % len(WINDOWS_S)]
+        note = f"window {window_label(self.window_s)}"
+        if wrapped:
+            note += " (back to the shortest)" if step > 0 else " (round to the longest)"
+        self.notify(note, title="power chart", timeout=3)
         self.refresh_data(force_plot=True)
 
     def on_gpu_bar_selected(self, message: GpuBar.Selected) -> None:
         self.select_gpu(message.index)
 
     def select_gpu(self, index: int) -> None:
+        if self.overview:
+            self.query_one(GpuOverview).highlight(index)
         if 0 <= index < self._gpu_count() and index != self.gpu_index:
             self.gpu_index = index
             self.refresh_data(force_plot=True)
@@ -289,6 +351,15 @@ class PowerPane(Pane):
         telemetry_ok = sampler.state == "ok" and sampler.gpu_count > 0
         if telemetry_ok and self.gpu_index >= sampler.gpu_count:
             self.gpu_index = 0
+        if telemetry_ok and not self._mode_chosen:  # a box of several GPUs opens on all of them at once
+            self._mode_chosen = True
+            if sampler.gpu_count > 1:
+                self.mode = "overview"
+                self._show_mode()
+        if self.overview:
+            self._poll_loaded_models()
+            self._show_overview(session)
+            return
         self._show_gpu_bar(sampler if telemetry_ok else None)
         self._show_stats(session, telemetry_ok)
         self._show_alerts(session)
@@ -407,7 +478,7 @@ class PowerPane(Pane):
         gaps = trace.get("gaps", 0)
         check = sampler.energy_check(self.gpu_index)
         counter = fmt.NA if check["error_pct"] is None else f"{check['error_pct']:+.2f}%"
-        governor_text = governor_words(session.governor)
+        governor_text = fmt.governor_words(session.governor) + " · F6"
         parts = [
             ("reasons ", "$text-muted"),
             (reasons, reason_style),
@@ -472,7 +543,7 @@ class PowerPane(Pane):
         span = self._x_span(sampler, now)
         x_range = (-span, 0.0)
         x_labels = [(-span, f"-{window_label(span)}"), (-span / 2, f"-{window_label(span / 2)}"), (0.0, "now")]
-        label = window_label(span)
+        label = window_label(self.window_s)  # the window chosen (w / W); the axis shows how much of it has passed
         self._draw_power(power_chart, session, now, span, x_range, x_labels, label)
         # The side charts are narrower: they move by a cell less often, so they redraw less often (≤ every 2 s).
         side_cells = max(1, clock_chart.size.width - 5)
@@ -610,26 +681,28 @@ class PowerPane(Pane):
             for r in session.records(RECENT_REQUESTS)
             if r.status != "active" and (r.gpu is None or r.gpu == self.gpu_index)
         ][-7:]
-        header = Content.styled(
-            f"{'time':8}  {'model':16} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9} {'J/tok':>6} {'avg W':>6}",
-            "bold $text-muted",
-        )
-        lines = [Content.styled(f"Recent requests on GPU {self.gpu_index}", "bold"), header]
+        with_average = self.query_one("#power-requests").size.width >= RECENT_WITH_AVERAGE_WIDTH
+        head = f"{'time':8}  {'model':16} {'agent':10} {'status':9} {'dur':>7} {'tok':>5} {'energy':>9} {'J/tok':>6}"
+        lines = [
+            Content.styled(f"Recent requests on GPU {self.gpu_index}", "bold"),
+            Content.styled(head + (f" {'avg W':>6}" if with_average else ""), "bold $text-muted"),
+        ]
         for record in reversed(records):
             duration = record.duration_ms
             seconds = (duration or 0) / 1000
             avg_w = record.energy_j / seconds if seconds > 0 and record.energy_j else None
             status_style = "$success" if record.status == "ok" else "$error"
+            numbers = (
+                f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
+                f"{fmt.ratio(record.joules_per_token, 2):>6}" + (f" {fmt.num(avg_w, 0):>6}" if with_average else "")
+            )
             lines.append(
                 Content.assemble(
                     (time.strftime("%H:%M:%S", time.localtime(record.t_arrival)) + "  ", "$text-muted"),
-                    (f"{(record.agent or record.model)[:16]:16} ", "$text"),
+                    (f"{ellipsize(record.model, 16):16} ", "$text"),
+                    (f"{ellipsize(record.agent or '—', 10):10} ", "$text-muted"),
                     (f"{record.status:9} ", status_style),
-                    (
-                        f"{fmt.ms(duration):>7} {record.completion_tokens:>5} {fmt.joules(record.energy_j):>9} "
-                        f"{fmt.ratio(record.joules_per_token, 2):>6} {fmt.num(avg_w, 0):>6}",
-                        "$text",
-                    ),
+                    (numbers, "$text"),
                 )
             )
         if not records:

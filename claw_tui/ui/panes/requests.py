@@ -21,15 +21,15 @@ from claw_tui.summary import group_metrics
 from claw_tui.ui import format as fmt
 from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.screens.request_detail import RequestDetailScreen
+from claw_tui.ui.widgets.columns import ColumnWidths, ellipsize, table_room
 
 ALL = "all"
 MAX_ROWS = 500
 SCAN_RECORDS = 5000  # the newest records the filters look through
 STATUSES = ("ok", "error", "cancelled", "rejected", "active")
-# Columns in the order shown, by terminal width: the more room, the more of each request's story.
-NARROW_COLUMNS = ("time", "status", "model", "TTFT", "duration", "out", "energy", "tok/J")
-COLUMNS = ("time", "status", "model", "agent", "TTFT", "duration", "in", "out", "energy", "tok/J")
-WIDEST_COLUMNS = (
+# Every column, in the order shown; a narrow terminal drops them in DROP_ORDER until the rest fit, so that the
+# numbers at the right (energy, tok/J) are never cut.
+COLUMNS = (
     "time",
     "status",
     "model",
@@ -46,8 +46,8 @@ WIDEST_COLUMNS = (
     "tok/J",
     "id",
 )
-WIDE_MIN_WIDTH = 100
-WIDEST_MIN_WIDTH = 150
+DROP_ORDER = ("id", "endpoint", "prefill", "decode", "tok/s", "in", "agent", "TTFT")  # time orders the rows
+MODEL_WIDTH = 28
 
 
 class TimeCell(Text):
@@ -58,7 +58,7 @@ class TimeCell(Text):
         self.ts = ts
 
 
-def row_cells(record: RequestRecord) -> dict[str, object]:
+def row_cells(record: RequestRecord, model_width: int = MODEL_WIDTH) -> dict[str, object]:
     rate = record.decode_tokens_per_s
     return {
         "endpoint": Text(record.endpoint, style="dim"),
@@ -68,8 +68,8 @@ def row_cells(record: RequestRecord) -> dict[str, object]:
         "id": Text(record.id, style="dim"),
         "time": TimeCell(record.t_arrival),
         "status": Text(record.status, style=fmt.STATUS_STYLE.get(record.status, "")),
-        "model": record.model,
-        "agent": record.agent or "—",
+        "model": ellipsize(record.model, model_width),
+        "agent": ellipsize(record.agent or "—", MODEL_WIDTH),
         "TTFT": fmt.right(fmt.duration(record.ttft_ms)),
         "duration": fmt.right(fmt.duration(record.duration_ms) if record.t_end else "…"),
         "in": fmt.right(f"{record.prompt_tokens:,}"),
@@ -125,6 +125,8 @@ class RequestsPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._columns: tuple[str, ...] = ()
+        self._widths = ColumnWidths(COLUMNS, caps={"model": MODEL_WIDTH, "agent": MODEL_WIDTH})
+        self._model_width = MODEL_WIDTH
         self._finished: set[str] = set()  # rows that can no longer change
         self._choices: dict[str, tuple[str, ...]] = {"model": (), "agent": ()}
         self._last_summary = 0.0
@@ -144,24 +146,25 @@ class RequestsPane(Pane):
         )
 
     def on_mount(self) -> None:
-        self._set_columns()
+        self._set_columns(self._fitted())
 
     def on_resize(self) -> None:
-        if self._columns and self._wanted_columns() != self._columns:
-            self._set_columns()
+        if self._columns and self._fitted() != (self._columns, self._model_width):
+            self._set_columns(self._fitted())
             self.refresh_data(force=True)
 
-    def _wanted_columns(self) -> tuple[str, ...]:
-        width = self.app.size.width
-        if width >= WIDEST_MIN_WIDTH:
-            return WIDEST_COLUMNS
-        return COLUMNS if width >= WIDE_MIN_WIDTH else NARROW_COLUMNS
+    def _fitted(self) -> tuple[tuple[str, ...], int]:
+        """The columns that fit the table's width with the widest text seen in each, and the model names' width
+        (shortened with … when even the fewest columns would not fit)."""
+        room = table_room(self.query_one("#requests-table", DataTable), self.app.size.width - 2)
+        columns = self._widths.fit(DROP_ORDER, room)
+        return columns, self._widths.squeezed(columns, "model", room)
 
-    def _set_columns(self) -> None:
+    def _set_columns(self, layout: tuple[tuple[str, ...], int]) -> None:
         table = self.query_one("#requests-table", DataTable)
         table.clear(columns=True)
         self._finished.clear()
-        self._columns = self._wanted_columns()
+        self._columns, self._model_width = layout
         for column in self._columns:
             table.add_column(column, key=column)
 
@@ -209,6 +212,9 @@ class RequestsPane(Pane):
         selected = [r for r in records if matches(r, model, agent, status)]
         shown = selected[-MAX_ROWS:]
         self._sync_rows(shown)
+        if self._fitted() != (self._columns, self._model_width):  # a wider value: drop a column, not cut a number
+            self._set_columns(self._fitted())
+            self._sync_rows(shown)
         self.query_one("#requests-empty", Static).display = not shown
         self.query_one("#requests-table", DataTable).display = bool(shown)
         now = time.monotonic()
@@ -227,7 +233,8 @@ class RequestsPane(Pane):
         for record in records:
             if record.id in self._finished:
                 continue
-            cells = row_cells(record)
+            cells = row_cells(record, self._model_width)
+            self._widths.add({**cells, "model": record.model})
             if record.id not in table.rows:
                 table.add_row(*(cells[c] for c in self._columns), key=record.id)
                 added = True

@@ -1,7 +1,8 @@
 """Create or edit one agent: name, model, system prompt, options, token limits, fallback.
 
 Everything is checked before the form closes: names (unique, no blanks, not hiding a real model), integers, and
-options with the same rules Ollama applies (a wrong type would fail every request; an unknown name is ignored).
+options with the rules the config applies when it saves them (a wrong type would fail every request; an unknown
+or deprecated name, or a fraction for a whole number, is refused: Ollama would ignore or cut it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 
 from claw_tui.config import AgentConfig
 from claw_tui.ollama.parameters import validate_options
+from claw_tui.ui.screens import dialog_classes
+
+# Ollama only ignores or cuts these, but claw's config refuses to save them: the form does the same.
+REFUSED_OPTION_CODES = ("unknown-parameter", "deprecated-parameter", "truncated-value")
+
+
+def on_backend(name: str, models: list[str]) -> bool:
+    """`llama3.2-pirate` is `llama3.2-pirate:latest`: a tag-less name means `:latest`, as Ollama reads it."""
+    bare = name.removesuffix(":latest")
+    return any(model.removesuffix(":latest") == bare for model in models)
 
 
 def options_text(options: dict) -> str:
@@ -71,17 +82,18 @@ def check_agent(agent: AgentConfig, context: FormContext) -> tuple[list[str], li
         errors.append("the name must not contain blanks (clients send it as a model name)")
     elif agent.name in context.other_agents:
         errors.append(f"an agent named '{agent.name}' exists")
-    elif agent.name in context.models:
+    elif on_backend(agent.name, context.models):
         errors.append(f"'{agent.name}' is an installed model: the agent would hide it")
     if not agent.model:
         errors.append("the model must not be empty")
-    elif context.models and agent.model not in context.models:
+    elif context.models and not on_backend(agent.model, context.models):
         warnings.append(f"model '{agent.model}' is not on the backend (yet)")
-    if agent.fallback and context.models and agent.fallback not in context.models:
+    if agent.fallback and context.models and not on_backend(agent.fallback, context.models):
         warnings.append(f"fallback '{agent.fallback}' is not on the backend (yet)")
     for diagnostic in validate_options(agent.options):
         message = diagnostic.message + (f" — {diagnostic.suggestion}" if diagnostic.suggestion else "")
-        (errors if diagnostic.is_error else warnings).append(message)
+        refused = diagnostic.is_error or diagnostic.code in REFUSED_OPTION_CODES
+        (errors if refused else warnings).append(message.replace(" (Ollama ignores it)", ""))
     return errors, warnings
 
 
@@ -89,6 +101,10 @@ class AgentFormScreen(ModalScreen[AgentConfig | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", show=False),
         Binding("ctrl+s", "save", "Save", show=False),
+        # Taken before the focused field sees the next key: keys typed (or pasted) in a burst land in the field
+        # Tab moved to, not in the one it left. No field of the form uses Tab itself.
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
     ]
 
     def __init__(self, agent: AgentConfig | None, context: FormContext) -> None:
@@ -101,7 +117,7 @@ class AgentFormScreen(ModalScreen[AgentConfig | None]):
         agent = self.original or AgentConfig(name="", model="")
         suggester = SuggestFromList(self.context.models, case_sensitive=True)
         title = f"Edit agent {agent.name}" if self.original else "New agent"
-        with Vertical(id="agent-dialog", classes="dialog"):
+        with Vertical(id="agent-dialog", classes=dialog_classes(self.app)):
             yield Static(title, classes="dialog-title")
             with Grid(id="agent-fields"):
                 yield Label("name")

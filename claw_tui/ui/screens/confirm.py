@@ -9,6 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from claw_tui.ui.screens import dialog_classes
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True only on an explicit yes; Esc and "no" answer False."""
@@ -26,7 +28,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.danger = danger
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-dialog", classes="dialog"):
+        with Vertical(id="confirm-dialog", classes=dialog_classes(self.app)):
             yield Static(self.question, id="confirm-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.no_label, id="confirm-no", compact=True)

@@ -13,9 +13,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from claw_tui.logs import console_log_file
+from claw_tui.ui.screens import dialog_classes
 
 EXTRA_GLOBAL_KEYS = (
-    ("1 … 5", "switch panes (when no text field has focus)"),
+    ("1 … 6", "switch panes (not while a text field, form or dialog has the focus)"),
     ("ctrl+p", "command palette: panes, themes, actions"),
     ("tab / shift+tab", "move between fields"),
 )
@@ -23,7 +24,15 @@ EXTRA_GLOBAL_KEYS = (
 
 def key_label(key: str) -> str:
     """`f1` → `F1`, `ctrl+r` → `ctrl+r`, `question_mark` → `?`; several keys joined with ` / `."""
-    names = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "delete": "Del", "space": "Space"}
+    names = {
+        "question_mark": "?",
+        "escape": "Esc",
+        "enter": "Enter",
+        "delete": "Del",
+        "space": "Space",
+        "left_square_bracket": "[",
+        "right_square_bracket": "]",
+    }
     out = []
     for part in key.split(","):
         part = part.strip()
@@ -61,6 +70,8 @@ def keys_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
+    """Scrolls with the arrows, PgUp/PgDn, Home/End (the list is longer than a small terminal)."""
+
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", show=False)]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
@@ -68,10 +79,12 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-dialog", classes="dialog"):
+        with Vertical(id="help-dialog", classes=dialog_classes(self.app)):
             yield Static("claw — keys", classes="dialog-title")
             with VerticalScroll(id="help-body"):
                 yield Static(keys_table(self.sections), id="help-keys")
-            yield Static(
-                f"Esc closes · log: {log}" if (log := console_log_file()) else "Esc closes", classes="dialog-hint"
-            )
+            log = console_log_file()
+            yield Static("Esc closes · ↑↓ PgUp PgDn scroll" + (f"\nlog: {log}" if log else ""), classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body", VerticalScroll).focus()

@@ -13,6 +13,7 @@ from claw_tui.ollama.modelfile import Modelfile, ModelfileError, to_create_reque
 from claw_tui.ollama.parameters import QUANTIZE_TYPES
 from claw_tui.ui.client import GatewayError
 from claw_tui.ui.errors import ReportsWorkerErrors
+from claw_tui.ui.screens import dialog_classes
 from claw_tui.ui.screens.confirm import ConfirmScreen
 
 
@@ -41,7 +42,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         self._worker = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="rebuild-dialog", classes="dialog"):
+        with Vertical(id="rebuild-dialog", classes=dialog_classes(self.app)):
             yield Static(f"Rebuild [b]{self.source}[/] under a new name", classes="dialog-title")
             lines = f"{self.changes} changed line{'s' if self.changes != 1 else ''}" if self.changes else "no changes"
             yield Static(
@@ -55,7 +56,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
                 yield Select([(q, q) for q in QUANTIZE_TYPES], prompt="keep as is", id="rebuild-quantize", compact=True)
             yield Static("", id="rebuild-check")
             yield ProgressBar(id="rebuild-progress", show_eta=False)
-            yield RichLog(id="rebuild-log", markup=True, wrap=True, auto_scroll=True)
+            yield RichLog(id="rebuild-log", markup=True, wrap=True, auto_scroll=True, min_width=20)  # wraps digests
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="rebuild-close", compact=True)
                 yield Button("Build", id="rebuild-build", variant="primary", compact=True)
@@ -155,6 +156,8 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
             self._allow_retry()
             return
         self.built = name
+        self.installed.append(name)
+        self.query_one("#rebuild-check", Static).update(f"[green]✓[/] built {name}: Done opens it")
         self.log_line(f"[green]✓ {name} is ready[/]")
         build = self.query_one("#rebuild-build", Button)
         build.label = "Done"

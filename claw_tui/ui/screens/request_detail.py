@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from claw_tui.console.records import RequestView as RequestRecord
 from claw_tui.ui import format as fmt
+from claw_tui.ui.screens import dialog_classes
 
 PHASES = (  # (label, start attribute, end attribute, colour)
     ("queue", "t_arrival", "t_queue_exit", "magenta"),
@@ -191,7 +192,7 @@ class RequestDetailScreen(ModalScreen[None]):
         self.record = record
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="request-dialog", classes="dialog"):
+        with Vertical(id="request-dialog", classes=dialog_classes(self.app)):
             yield Static(f"Request {self.record.id}", classes="dialog-title")
             with VerticalScroll(id="request-body"):
                 yield Static(request_details(self.record), id="request-details")

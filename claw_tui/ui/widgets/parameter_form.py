@@ -66,6 +66,8 @@ def default_text(spec: ParamSpec) -> str:
 class ParameterForm(VerticalScroll):
     """Posts `ParameterForm.Changed` when a field holds a new valid value (None = remove the parameter)."""
 
+    DEFAULT_CLASSES = "form"
+
     class Changed(Message):
         def __init__(self, name: str, value: object) -> None:
             super().__init__()
@@ -96,10 +98,13 @@ class ParameterForm(VerticalScroll):
         note.display = bool(text)
 
     def set_values(self, parameters: dict) -> None:
-        """Show these parameter values (the rest empty, so their defaults show) without posting Changed."""
+        """Show these parameter values (the rest empty, so their defaults show) without posting Changed. The field
+        being typed into keeps its text: the Modelfile catches up with it, not the other way round."""
         for spec in PARAMETERS.values():
             value = parameters.get(spec.name)
             widget = self.query_one(f"#{field_id(spec.name)}")
+            if widget.has_focus:
+                continue
             if isinstance(widget, Select):
                 wanted = Select.NULL if value is None else bool(value)
                 if widget.value != wanted:
