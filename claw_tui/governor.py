@@ -256,7 +256,7 @@ class StateFile:
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
-    def read(self) -> dict | None:
+    def read(self) -> dict[str, Any] | None:
         """The note left behind, or None; an unreadable note still counts (every GPU is then reset)."""
         try:
             text = self.path.read_text()
@@ -359,7 +359,7 @@ class Governor:
         last_activity: Callable[[], float | None] = lambda: None,
         unload_models: Callable[[], Awaitable[list[str]]] | None = None,
         gpu_busy: Callable[[int], bool] | None = None,
-        on_event: Callable[[str, dict], None] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
         state_file: StateFile | None = None,
         reset_control: Callable[[], ClockControl] | None = None,
         clock: Callable[[], float] = time.time,
@@ -478,7 +478,7 @@ class Governor:
     # ---- commands ----------------------------------------------------------------------------------------------
     async def set_enabled(
         self, enabled: bool, *, idle_after_s: float | None = None, unload_after_s: float | None = None
-    ) -> dict:
+    ) -> dict[str, Any]:
         if idle_after_s is not None:
             self.config.idle_after_s = float(idle_after_s)
         if unload_after_s is not None:
@@ -693,7 +693,7 @@ class Governor:
         self.message = message
         self.notices.append(message)
 
-    def _event(self, kind: str, data: dict) -> None:
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
         if self._on_event is not None:
             try:
                 self._on_event(f"governor.{kind}", data)
@@ -716,7 +716,7 @@ class Governor:
     def wake_p95_ms(self) -> float | None:
         return percentile(list(self.wake_ms), 95)
 
-    def status_json(self) -> dict:
+    def status_json(self) -> dict[str, Any]:
         now = self._clock()
         idle_for = now - self._idle_since if self._idle_since is not None and self.state != "active" else 0.0
         return {
@@ -736,7 +736,7 @@ class Governor:
             "message": self.message,
         }
 
-    def summary_json(self) -> dict:
+    def summary_json(self) -> dict[str, Any]:
         """The `governor` section of the efficiency summary."""
         return {
             "enabled": self.enabled,

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.attribution import Segment, Timings, TokenCurve, claims_for, split_interval
 from claw_tui.parking import ParkingTracker, Residency, canonical_model
@@ -55,7 +56,7 @@ class LedgerEvent:
     """
 
     kind: str
-    data: dict
+    data: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -506,7 +507,7 @@ class Ledger:
                 index: GpuEnergy(**{k: getattr(g, k) for k in GpuEnergy.__slots__}) for index, g in self._gpus.items()
             }
 
-    def totals(self) -> dict:
+    def totals(self) -> dict[str, Any]:
         """Session energy so far, bucket by bucket (requests = `active_j`), and the seconds each covered."""
         gpus = self.energy_by_gpu()
 
@@ -526,7 +527,7 @@ class Ledger:
             "idle_s": total("idle_s"),
         }
 
-    def models_json(self) -> dict[str, dict]:
+    def models_json(self) -> dict[str, dict[str, Any]]:
         """Per model: loads, parking time and cost, and what unloading after N minutes would have saved."""
         with self._lock:
             return self.parking.models_json()

@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 UNLOAD_AFTER_MINUTES = (1, 5, 15, 60)
 BASELINE_WINDOW = 512
@@ -127,12 +128,12 @@ class ParkingTracker:
     def baselines(self) -> dict[int, float]:
         return {gpu: w for gpu in self._empty_idle_w if (w := self.baseline_w(gpu)) is not None}
 
-    def models_json(self) -> dict[str, dict]:
+    def models_json(self) -> dict[str, dict[str, Any]]:
         """Per model: load count and energy, parking seconds and joules, and unload-after-N-minutes savings."""
         names = {model for _, model in self._parked} | set(self._loads)
         return {name: self._model_json(name) for name in sorted(names)}
 
-    def _model_json(self, model: str) -> dict:
+    def _model_json(self, model: str) -> dict[str, Any]:
         loads = self._loads.get(model, _Loads())
         mean_load_j = loads.joules / loads.count if loads.count else None
         parking_s = 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from claw_tui.records import STATUSES, RequestRecord
 
@@ -73,7 +74,7 @@ StoreReader = Callable[[RequestQuery, "RequestRecord | None"], list[RequestRecor
 
 def page(
     memory: Sequence[RequestRecord], query: RequestQuery, read_store: StoreReader | None, *, ring_full: bool = True
-) -> dict:
+) -> dict[str, Any]:
     """One page as the JSON object the endpoint answers: `requests` (newest first) and `next_before`.
 
     `memory` is the ledger's ring, oldest first; `ring_full` says older requests may have left it for the store.

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from claw_tui import __version__
 from claw_tui.config import Config, ConfigError, check_document, config_from_document, update_agents
@@ -470,10 +471,10 @@ class Session:
             self.gateway.set_agents(agents)
         self.bus.publish("agents", {"agents": self.agents_json()})
 
-    def agents_json(self) -> list[dict]:
+    def agents_json(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(agent) for agent in self.agents]
 
-    def save_agents(self, agents: list[dict]) -> list[dict]:
+    def save_agents(self, agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Check the agents, write them to the config file (its [[agents]] only; comments stay), then serve them.
         Blocking (file I/O): call it off the gateway's loop. Nothing changes when a check or the write fails."""
         try:
@@ -492,7 +493,7 @@ class Session:
         self.set_agents([Agent.from_config(a) for a in configs])
         return self.agents_json()
 
-    def put_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+    def put_agent(self, agent: dict[str, Any], replacing: str | None = None) -> list[dict[str, Any]]:
         """Create an agent (`replacing` None) or replace the one named `replacing`; returns every agent."""
         if not isinstance(agent, dict):
             raise AgentError(400, "an agent is a JSON object with at least a name and a model")
@@ -510,14 +511,14 @@ class Session:
                 agents = [agent if a["name"] == replacing else a for a in agents]
             return self.save_agents(agents)
 
-    def delete_agent(self, name: str) -> list[dict]:
+    def delete_agent(self, name: str) -> list[dict[str, Any]]:
         with self._agents_lock:
             agents = self.agents_json()
             if name not in [a["name"] for a in agents]:
                 raise AgentError(404, f"no agent named '{name}'")
             return self.save_agents([a for a in agents if a["name"] != name])
 
-    def telemetry_json(self) -> dict:
+    def telemetry_json(self) -> dict[str, Any]:
         sampler = self.sampler
         return {
             "source": sampler.kind if sampler else "none",
@@ -527,12 +528,12 @@ class Session:
             "energy_check": [sampler.energy_check(i) for i in range(sampler.gpu_count)] if sampler else [],
         }
 
-    def governor_json(self) -> dict:
+    def governor_json(self) -> dict[str, Any]:
         if self.governor is None:
             return {"enabled": False, "state": "off"}
         return self.governor.status_json()
 
-    def status_json(self) -> dict:
+    def status_json(self) -> dict[str, Any]:
         sampler = self.sampler
         return {
             "service": "claw",
@@ -557,7 +558,7 @@ class Session:
             "notices": list(self.notices),
         }
 
-    def session_json(self) -> dict:
+    def session_json(self) -> dict[str, Any]:
         end = self.ended_at or self.clock()
         return {
             "id": self.id,
@@ -568,7 +569,7 @@ class Session:
             "demo": self.demo,
         }
 
-    def gpus_json(self) -> list[dict]:
+    def gpus_json(self) -> list[dict[str, Any]]:
         if self.sampler is None:
             return []
         return [
@@ -589,7 +590,7 @@ class Session:
         deltas = [self.sampler.counter_energy_j(i) for i in range(self.sampler.gpu_count)]
         return None if any(d is None for d in deltas) else sum(deltas)
 
-    def stats_json(self, fresh: bool = False) -> dict:
+    def stats_json(self, fresh: bool = False) -> dict[str, Any]:
         """The running totals the store saves every second: enough to rebuild the summary after a crash."""
         stddev = self.sampler.power_stddev_w(0) if self.sampler and self.sampler.gpu_count else None
         return {
@@ -621,7 +622,7 @@ class Session:
         full = len(memory) >= self.ledger.max_records
         return page_bytes(memory, query, read_store if store is not None else None, ring_full=full)
 
-    def summary_json(self) -> dict:
+    def summary_json(self) -> dict[str, Any]:
         self.refresh_telemetry()
         stats = self.stats_json(fresh=True)
         return build_summary(
@@ -645,7 +646,7 @@ class Session:
             raise RuntimeError("the session is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def set_governor_enabled(self, enabled: bool) -> dict:
+    def set_governor_enabled(self, enabled: bool) -> dict[str, Any]:
         if self.governor is None:
             raise RuntimeError("the governor is not running")
         status = self.run_on_loop(self.governor.set_enabled(enabled))
@@ -656,7 +657,7 @@ class Session:
         """Consoles see a governor change at once, not at the next once-a-second look."""
         self.feed.publish_if_changed("governor", self.governor_json, force=True)
 
-    def toggle_governor(self) -> dict:
+    def toggle_governor(self) -> dict[str, Any]:
         return self.set_governor_enabled(not self.governor_json().get("enabled", False))
 
     def export_dir(self) -> Path:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -168,7 +169,12 @@ class SessionStore:
         self.pruned = 0
 
     def start(
-        self, *, demo: bool, info: dict | None = None, retention_days: float = 0, started_at: float | None = None
+        self,
+        *,
+        demo: bool,
+        info: dict[str, Any] | None = None,
+        retention_days: float = 0,
+        started_at: float | None = None,
     ) -> None:
         if started_at is not None:
             self.started_at = started_at
@@ -233,10 +239,10 @@ class SessionStore:
         ]
         self._queue.put(("telemetry", rows))
 
-    def save_event(self, kind: str, data: dict, ts: float | None = None) -> None:
+    def save_event(self, kind: str, data: dict[str, Any], ts: float | None = None) -> None:
         self._queue.put(("event", ts if ts is not None else time.time(), kind, json.dumps(data)))
 
-    def save_stats(self, stats: dict, ts: float | None = None) -> None:
+    def save_stats(self, stats: dict[str, Any], ts: float | None = None) -> None:
         """The session's running totals (energy, governor, alerts); the newest replaces the one before."""
         self._queue.put(("stats", json.dumps(stats), ts if ts is not None else time.time()))
 
@@ -329,13 +335,13 @@ class StoredSession:
     ended_at: float | None
     host: str
     demo: bool
-    info: dict
-    stats: dict | None
+    info: dict[str, Any]
+    stats: dict[str, Any] | None
     stats_at: float | None
     records: list[RequestRecord] = field(default_factory=list)
     model_events: list[RequestRecord] = field(default_factory=list)
-    telemetry: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def last_seen(self) -> float:
@@ -349,7 +355,7 @@ class StoredSession:
         """ "ended" (a clean stop), "running" (written to in the last seconds) or "crashed"."""
         return session_state(self.ended_at, self.host, self.info, self.last_seen, now)
 
-    def session_json(self) -> dict:
+    def session_json(self) -> dict[str, Any]:
         end = self.ended_at or self.last_seen
         return {
             "id": self.id,
@@ -362,7 +368,9 @@ class StoredSession:
         }
 
 
-def session_state(ended_at: float | None, host: str, info: dict, last_seen: float, now: float | None = None) -> str:
+def session_state(
+    ended_at: float | None, host: str, info: dict[str, Any], last_seen: float, now: float | None = None
+) -> str:
     if ended_at is not None:
         return "ended"
     pid = info.get("pid")
@@ -394,7 +402,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def list_sessions(path: Path, limit: int = 50) -> list[dict]:
+def list_sessions(path: Path, limit: int = 50) -> list[dict[str, Any]]:
     conn = open_reader(path)
     try:
         rows = [
@@ -481,7 +489,7 @@ def load_session(path: Path, session_id: str | None = None) -> StoredSession:
     )
 
 
-def _json_or_empty(text: str | None) -> dict:
+def _json_or_empty(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
@@ -529,7 +537,7 @@ def list_requests(
         conn.close()
 
 
-def record_from_json(data: dict) -> RequestRecord:
+def record_from_json(data: dict[str, Any]) -> RequestRecord:
     """A RequestRecord back from the JSON shape of `/claw/v1/requests` (and the store)."""
     times = data.get("times") or {}
     server = data.get("server") or {}
@@ -590,7 +598,7 @@ def _conversations(path: Path, action):
         conn.close()
 
 
-def save_conversation(path: Path, conversation: dict, now: float | None = None) -> dict:
+def save_conversation(path: Path, conversation: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """Insert or replace a conversation (the JSON of `Conversation.to_json()`); returns it as saved."""
     saved = dict(conversation, updated_at=now if now is not None else time.time())
     row = (
@@ -614,7 +622,7 @@ def save_conversation(path: Path, conversation: dict, now: float | None = None) 
     return saved
 
 
-def list_conversations(path: Path, limit: int = 200) -> list[dict]:
+def list_conversations(path: Path, limit: int = 200) -> list[dict[str, Any]]:
     """The newest conversations first, without their turns (`turns` is how many)."""
     keys = ("id", "title", "model", "turns", "created_at", "updated_at", "session_id")
     rows = _conversations(
@@ -626,7 +634,7 @@ def list_conversations(path: Path, limit: int = 200) -> list[dict]:
     return [dict(zip(keys, row)) for row in rows]
 
 
-def load_conversation(path: Path, conversation_id: str) -> dict:
+def load_conversation(path: Path, conversation_id: str) -> dict[str, Any]:
     row = _conversations(
         path, lambda conn: conn.execute("SELECT data FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     )

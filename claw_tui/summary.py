@@ -10,6 +10,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from claw_tui.parking import canonical_model
 from claw_tui.quantiles import percentile
@@ -31,7 +32,7 @@ EMPTY_GOVERNOR = {
 }
 
 
-def percentiles(values: Sequence[float]) -> dict:
+def percentiles(values: Sequence[float]) -> dict[str, Any]:
     return {f"p{p}": _round(percentile(values, p)) for p in (50, 95, 99)}
 
 
@@ -39,7 +40,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def group_metrics(records: Iterable[RequestRecord]) -> dict:
+def group_metrics(records: Iterable[RequestRecord]) -> dict[str, Any]:
     """The per-group metrics (the whole session, a by_model or by_agent row) of a list of records."""
     stats = GroupStats()
     for record in records:
@@ -51,7 +52,7 @@ def group_metrics(records: Iterable[RequestRecord]) -> dict:
 EMPTY_MODEL_COSTS = {"load_count": 0, "load_j": 0.0, "parking_s": 0.0, "parking_j": None, "unload_after": []}
 
 
-def by_model(tally: SessionTally | SavedTally, models: dict[str, dict]) -> list[dict]:
+def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Request metrics per model, with each model's loads, parking cost and unload-after-N-minutes savings."""
     rows = {canonical_model(name): {"model": name, **row} for name, row in tally.groups_json("model").items()}
     for name in models:
@@ -60,26 +61,26 @@ def by_model(tally: SessionTally | SavedTally, models: dict[str, dict]) -> list[
     return [{**row, **EMPTY_MODEL_COSTS, **models.get(name, {})} for name, row in sorted(rows.items())]
 
 
-def by_agent(tally: SessionTally | SavedTally) -> list[dict]:
+def by_agent(tally: SessionTally | SavedTally) -> list[dict[str, Any]]:
     return [{"agent": name, **row} for name, row in tally.groups_json("agent").items()]
 
 
 def build_summary(
     *,
-    session: dict,
-    gpus: list[dict],
+    session: dict[str, Any],
+    gpus: list[dict[str, Any]],
     records: Iterable[RequestRecord] = (),
-    energy: dict,
+    energy: dict[str, Any],
     counter_j: float | None,
     power_stddev_w: float | None,
-    governor: dict | None,
-    alerts: dict,
-    extra: dict | None = None,
+    governor: dict[str, Any] | None,
+    alerts: dict[str, Any],
+    extra: dict[str, Any] | None = None,
     model_events: Iterable[RequestRecord] = (),
-    models: dict[str, dict] | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
     idle_baseline_w: float | None = None,
     tally: SessionTally | SavedTally | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """`energy` holds the ledger totals (total_j and its buckets active_j = requests, load_j, unmetered_j, idle_j,
     pending_j, with the seconds each covered); `models` the ledger's per-model loads and parking. The request
     statistics come from `tally` (the live session's, kept as records finish) or else from `records` and
@@ -246,7 +247,7 @@ class AlertTracker:
                     alert.episodes += 1
             alert.active = active
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         threshold = self.power_threshold_w(self._limit_w)
         out = {}
         for kind, alert in self._alerts.items():
@@ -266,7 +267,7 @@ class AlertTracker:
 
 
 # ---- summaries of stored sessions ----------------------------------------------------------------------------------
-def summary_from_stored(stored) -> dict:
+def summary_from_stored(stored) -> dict[str, Any]:
     """The summary of a session read back from the store (`claw_tui.store.StoredSession`).
 
     Sessions save their running totals every second; a session that died before its first save (or a store from
@@ -305,7 +306,7 @@ def summary_from_stored(stored) -> dict:
     return summary
 
 
-def _saved_tally(stats: dict, records: Sequence[RequestRecord]) -> SavedTally | None:
+def _saved_tally(stats: dict[str, Any], records: Sequence[RequestRecord]) -> SavedTally | None:
     """The running totals saved with the session, when they count more requests than the store still holds (old
     rows pruned); otherwise the stored records themselves (they include the last second the totals may miss)."""
     saved = stats.get("tally")
@@ -315,11 +316,13 @@ def _saved_tally(stats: dict, records: Sequence[RequestRecord]) -> SavedTally | 
     return SavedTally(saved) if total > len(records) else None
 
 
-def energy_from_telemetry(rows: list[dict], records: Sequence[RequestRecord]) -> tuple[dict, float | None]:
+def energy_from_telemetry(
+    rows: list[dict[str, Any]], records: Sequence[RequestRecord]
+) -> tuple[dict[str, Any], float | None]:
     """Session energy from 1 Hz rows: trapezoid of power per GPU; the energy counter's delta when it was read."""
     total_j = seconds = 0.0
     counter_j: float | None = 0.0
-    by_gpu: dict[int, list[dict]] = {}
+    by_gpu: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_gpu.setdefault(row["gpu"], []).append(row)
     for gpu_rows in by_gpu.values():
@@ -360,7 +363,7 @@ def _union_seconds(records: Sequence[RequestRecord]) -> float:
     return total
 
 
-def governor_from_events(events: list[dict]) -> dict:
+def governor_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """A rough governor section from its events, for sessions that never saved stats."""
     wakes = [e["data"].get("wake_ms") for e in events if e["kind"] == "governor.wake"]
     wakes = [w for w in wakes if isinstance(w, (int, float))]

@@ -7,6 +7,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -147,7 +148,7 @@ async def pick_model(client: httpx.AsyncClient) -> str | None:
 
 
 async def set_governor(client: httpx.AsyncClient, enabled: bool, idle_after: float | None) -> str | None:
-    body: dict = {"enabled": enabled}
+    body: dict[str, Any] = {"enabled": enabled}
     if idle_after is not None:
         body["idle_after_s"] = idle_after
     try:

@@ -46,7 +46,7 @@ def client_headers(config: Config) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
 
 
-def claw_status(config: Config) -> dict | None:
+def claw_status(config: Config) -> dict[str, Any] | None:
     """The status of the claw running at the configured address, or None when none answers there."""
     try:
         response = httpx.get(

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 from claw_tui.commands.common import add_common_options, reader_gone
 from claw_tui.telemetry.nvml import NvmlSource, NvmlUnavailable
@@ -122,7 +122,7 @@ def read_snapshots(source: TelemetrySource, statics: list[GpuStatic]) -> list[Gp
     return snapshots
 
 
-def gpus_json(snapshots: list[GpuSnapshot]) -> dict:
+def gpus_json(snapshots: list[GpuSnapshot]) -> dict[str, Any]:
     return {"gpus": [snap.to_json() for snap in snapshots]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from claw_tui.ollama.modelfile import Diagnostic, check_text
 
@@ -88,7 +89,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def json_report(label: str, diagnostics: list[Diagnostic]) -> dict:
+def json_report(label: str, diagnostics: list[Diagnostic]) -> dict[str, Any]:
     errors = sum(d.is_error for d in diagnostics)
     return {
         "file": label,

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from claw_tui.commands.common import load_config_or_exit
 
@@ -80,7 +81,7 @@ def run_tui(args) -> int:
     return run_in_process(args, config)
 
 
-def run_attached(url: str, token: str | None, status: dict, config) -> int:
+def run_attached(url: str, token: str | None, status: dict[str, Any], config) -> int:
     """The console over a running service: quitting it leaves the service as it is."""
     from claw_tui.console.remote import RemoteSource
     from claw_tui.ui.app import ClawApp

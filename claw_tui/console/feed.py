@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from claw_tui.console.bus import EventBus
 from claw_tui.console.snapshots import gpu_stats_json, snapshot_json, source_json
@@ -95,13 +96,13 @@ class EventFeed:
         self.publish_if_changed("alerts", lambda: {"alerts": [a.to_json() for a in session.alerts.active()]})
         self.publish_if_changed("backends", lambda: {"backends": [b.to_json() for b in session.backends]})
 
-    def publish_if_changed(self, kind: str, build: Callable[[], dict], force: bool = False) -> None:
+    def publish_if_changed(self, kind: str, build: Callable[[], dict[str, Any]], force: bool = False) -> None:
         data = build()
         if force or self._last.get(kind) != data:
             self._last[kind] = data
             self.bus.publish(kind, data)
 
-    def stats_json(self) -> dict:
+    def stats_json(self) -> dict[str, Any]:
         session = self.session
         sampler = session.sampler
         ok = sampler is not None and sampler.state == "ok"

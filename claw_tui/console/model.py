@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.console.events import ConsoleEvent
 from claw_tui.console.records import RequestView
@@ -20,22 +21,22 @@ MAX_MODEL_EVENTS = 200
 @dataclass
 class ConsoleModel:
     telemetry: TelemetryView = field(default_factory=TelemetryView)
-    status: dict = field(default_factory=dict)
-    governor: dict = field(default_factory=lambda: {"enabled": False, "state": "off"})
-    alerts: list[dict] = field(default_factory=list)
-    backends: list[dict] = field(default_factory=list)
-    agents: list[dict] = field(default_factory=list)
-    energy: dict = field(default_factory=dict)
-    tokens: dict = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    governor: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "state": "off"})
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    backends: list[dict[str, Any]] = field(default_factory=list)
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    energy: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
-    model_events: list[dict] = field(default_factory=list)
+    model_events: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     version: int = 0  # bumped on every change: panes skip work when nothing changed
     requests_version: int = 0
     _records: OrderedDict = field(default_factory=OrderedDict)
 
     # ---- loading -----------------------------------------------------------------------------------------------
-    def load(self, state: dict) -> None:
+    def load(self, state: dict[str, Any]) -> None:
         """The whole state: {"status", "requests" (newest first), "telemetry", "agents"}."""
         status = state.get("status") or {}
         self.status = status
@@ -93,7 +94,7 @@ class ConsoleModel:
             return
         self._changed()
 
-    def _put(self, data: dict) -> None:
+    def _put(self, data: dict[str, Any]) -> None:
         view = RequestView.from_json(data)
         if not view.id:
             return
@@ -113,7 +114,7 @@ class ConsoleModel:
     def record(self, request_id: str) -> RequestView | None:
         return self._records.get(request_id)
 
-    def alerts_for(self, gpu: int | None) -> list[dict]:
+    def alerts_for(self, gpu: int | None) -> list[dict[str, Any]]:
         return [a for a in self.alerts if gpu is None or a.get("gpu") in (None, gpu)]
 
     @property

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -52,7 +53,7 @@ def error_text(response: httpx.Response) -> str:
     return response.text.strip()[:200] or f"HTTP {response.status_code}"
 
 
-def probe(url: str, token: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> dict | None:
+def probe(url: str, token: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any] | None:
     """The status of the claw service at `url`, or None when nothing (or something that is not claw) answers there.
     Raises NeedsToken when claw answers but refuses the token (or its absence)."""
     try:
@@ -83,7 +84,7 @@ def uptime_words(seconds: float) -> str:
 class RemoteSource:
     mode = "attached"
 
-    def __init__(self, url: str, token: str | None = None, status: dict | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, status: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.status = status or {}
@@ -198,14 +199,14 @@ class RemoteSource:
                 self._push(event)
 
     # ---- queries -------------------------------------------------------------------------------------------------
-    def _set_status(self, status: dict) -> None:
+    def _set_status(self, status: dict[str, Any]) -> None:
         self.status = status
         self._status_at = time.monotonic()
         self.demo = bool((status.get("session") or {}).get("demo"))
 
-    async def _recent_requests(self) -> dict:
+    async def _recent_requests(self) -> dict[str, Any]:
         """The newest REQUESTS_LOADED requests, a page at a time (the service answers at most 1,000 a page)."""
-        rows: list[dict] = []
+        rows: list[dict[str, Any]] = []
         before = ""
         while len(rows) < REQUESTS_LOADED:
             page = await self._get_json(f"/claw/v1/requests?limit=1000{before}")
@@ -215,7 +216,7 @@ class RemoteSource:
             before = f"&before={page['next_before']}"
         return {"requests": rows[:REQUESTS_LOADED]}
 
-    async def load(self) -> dict:
+    async def load(self) -> dict[str, Any]:
         status, requests, telemetry, agents, model_events = await asyncio.gather(
             self._get_json("/claw/v1/status"),
             self._recent_requests(),
@@ -246,7 +247,7 @@ class RemoteSource:
             await self._client.aclose()
             self._client = None
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
             response = await self.client.request(method, path, json=body, timeout=QUERY_TIMEOUT)
         except httpx.TimeoutException:
@@ -257,7 +258,7 @@ class RemoteSource:
             raise SourceError(error_text(response))
         return response
 
-    async def _get_json(self, path: str) -> dict:
+    async def _get_json(self, path: str) -> dict[str, Any]:
         response = await self._request("GET", path)
         try:
             value = response.json()
@@ -268,17 +269,17 @@ class RemoteSource:
         return value
 
     # ---- commands ------------------------------------------------------------------------------------------------
-    async def set_governor(self, enabled: bool) -> dict:
+    async def set_governor(self, enabled: bool) -> dict[str, Any]:
         return (await self._request("POST", "/claw/v1/governor", {"enabled": enabled})).json()
 
-    async def save_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+    async def save_agent(self, agent: dict[str, Any], replacing: str | None = None) -> list[dict[str, Any]]:
         if replacing is None:
             response = await self._request("POST", "/claw/v1/agents", agent)
         else:
             response = await self._request("PUT", f"/claw/v1/agents?name={quote(replacing)}", agent)
         return response.json().get("agents") or []
 
-    async def delete_agent(self, name: str) -> list[dict]:
+    async def delete_agent(self, name: str) -> list[dict[str, Any]]:
         return (await self._request("DELETE", f"/claw/v1/agents?name={quote(name)}")).json().get("agents") or []
 
     async def export_summary(self, directory: Path | None = None) -> Path:
@@ -294,20 +295,20 @@ class RemoteSource:
         return await asyncio.to_thread(_write_files, directory, stem, texts)
 
     # ---- chat conversations, kept in the service's session store --------------------------------------------------
-    async def list_conversations(self) -> list[dict]:
+    async def list_conversations(self) -> list[dict[str, Any]]:
         return (await self._get_json("/claw/v1/conversations")).get("conversations") or []
 
-    async def load_conversation(self, conversation_id: str) -> dict:
+    async def load_conversation(self, conversation_id: str) -> dict[str, Any]:
         return await self._get_json(self._conversation_path(conversation_id))
 
-    async def save_conversation(self, conversation: dict) -> dict:
+    async def save_conversation(self, conversation: dict[str, Any]) -> dict[str, Any]:
         path = self._conversation_path(conversation.get("id"))
         return (await self._request("PUT", path, conversation)).json()
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await self._request("DELETE", self._conversation_path(conversation_id))
 
-    async def export_conversation(self, conversation: dict, directory: Path | None = None) -> Path:
+    async def export_conversation(self, conversation: dict[str, Any], directory: Path | None = None) -> Path:
         """Written here, where the console runs (like F7's summary attached)."""
         from claw_tui.store import default_store_path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.telemetry.sampler import FULL_RATE_HZ, RECENT_HZ, HistoryPoint
 from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSample
@@ -12,13 +13,13 @@ from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSa
 HOURLY_LEN = 6 * 3600
 
 
-def static_from_json(data: dict) -> GpuStatic:
+def static_from_json(data: dict[str, Any]) -> GpuStatic:
     known = {k: v for k, v in data.items() if k in GpuStatic.__dataclass_fields__}
     known["supported_sm_clocks_mhz"] = tuple(known.get("supported_sm_clocks_mhz") or ())
     return GpuStatic(**known)
 
 
-def snapshot_from_json(data: dict) -> GpuSnapshot:
+def snapshot_from_json(data: dict[str, Any]) -> GpuSnapshot:
     known = {k: v for k, v in data.items() if k in GpuSnapshot.__dataclass_fields__ and k != "processes"}
     known["clock_event_reasons"] = list(known.get("clock_event_reasons") or [])
     processes = [
@@ -40,7 +41,7 @@ class GpuTrace:
     recent: deque
     hourly: deque
     latest: GpuSnapshot | None = None
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     second_sum_w: float = 0.0
     second_count: int = 0
 
@@ -55,7 +56,7 @@ class TelemetryView:
         self._gpus: list[GpuTrace] = []
 
     # ---- loading and events --------------------------------------------------------------------------------------
-    def load(self, data: dict) -> None:
+    def load(self, data: dict[str, Any]) -> None:
         """A whole `GET /claw/v1/telemetry` answer."""
         self._source(data)
         self._gpus = []
@@ -69,7 +70,7 @@ class TelemetryView:
             trace.stats = gpu.get("stats") or {}
             self._gpus.append(trace)
 
-    def _source(self, data: dict) -> None:
+    def _source(self, data: dict[str, Any]) -> None:
         self.kind = data.get("source") or "none"
         self.state = data.get("state") or "none"
         self.message = data.get("message") or ""
@@ -86,7 +87,7 @@ class TelemetryView:
             hourly=deque(maxlen=HOURLY_LEN),
         )
 
-    def set_gpus(self, data: dict) -> None:
+    def set_gpus(self, data: dict[str, Any]) -> None:
         """The source opened again (or failed): keep what is known of GPUs that are still there."""
         self._source(data)
         statics = [static_from_json(s) for s in data.get("gpus") or []]
@@ -100,7 +101,7 @@ class TelemetryView:
                 kept.append(self._new_trace(static))
         self._gpus = kept
 
-    def add(self, data: dict) -> None:
+    def add(self, data: dict[str, Any]) -> None:
         """A `telemetry` event: new samples and the latest snapshot of each GPU."""
         for gpu in data.get("gpus") or []:
             index = gpu.get("index", 0)
@@ -129,7 +130,7 @@ class TelemetryView:
             trace.hourly.append(HistoryPoint.of(snapshot, mean))
             trace.second_sum_w, trace.second_count = 0.0, 0
 
-    def set_stats(self, data: dict) -> None:
+    def set_stats(self, data: dict[str, Any]) -> None:
         """A `telemetry.stats` event."""
         self._source(data)
         for stats in data.get("gpus") or []:
@@ -170,10 +171,10 @@ class TelemetryView:
         out.reverse()
         return out
 
-    def trace_stats(self, index: int) -> dict:
+    def trace_stats(self, index: int) -> dict[str, Any]:
         return self._stat(index, "trace") or {}
 
-    def energy_check(self, index: int) -> dict:
+    def energy_check(self, index: int) -> dict[str, Any]:
         return self._stat(index, "energy_check") or {"error_pct": None}
 
     def power_stddev_w(self, index: int, window_s: float = 60.0) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.gateway.context import trim_messages
 
@@ -12,7 +13,7 @@ class Agent:
     name: str
     model: str
     system: str = ""
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     max_context_tokens: int = 0
     max_tokens: int = 0
     fallback: str = ""
@@ -23,7 +24,7 @@ class Agent:
     def from_config(cls, cfg) -> Agent:
         return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__ if hasattr(cfg, name)})
 
-    def as_tag(self) -> dict:
+    def as_tag(self) -> dict[str, Any]:
         """The agent as an entry of /api/tags."""
         return {
             "name": self.name,
@@ -42,7 +43,7 @@ class Agent:
             "owned_by": "claw-agent",
         }
 
-    def apply_to_chat(self, body: dict) -> dict:
+    def apply_to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A copy of an Ollama /api/chat body with the agent's model, system prompt, options and limits."""
         out = dict(body)
         out["model"] = self.model
@@ -60,7 +61,7 @@ class Agent:
             return trim_messages(messages, self.max_context_tokens)
         return messages, 0
 
-    def apply_to_openai_chat(self, body: dict) -> dict:
+    def apply_to_openai_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A copy of an OpenAI chat-completions body with the agent's model, system prompt, limits and the options
         that the OpenAI surface can carry."""
         out = dict(body)
@@ -76,7 +77,7 @@ class Agent:
                 out["max_tokens"] = self.max_tokens
         return out
 
-    def apply_to_generate(self, body: dict) -> dict:
+    def apply_to_generate(self, body: dict[str, Any]) -> dict[str, Any]:
         out = dict(body)
         out["model"] = self.model
         if self.system and not body.get("system"):
@@ -84,7 +85,7 @@ class Agent:
         out["options"] = self._options(body.get("options"))
         return out
 
-    def _options(self, request_options) -> dict:
+    def _options(self, request_options) -> dict[str, Any]:
         options = {**self.options, **(request_options if isinstance(request_options, dict) else {})}
         if self.max_tokens:
             requested = options.get("num_predict")

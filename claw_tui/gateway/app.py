@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -339,7 +339,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._id_counter += 1
         return f"{self._id_prefix}{self._id_counter:08x}"
 
-    async def _read_json(self, ex: Exchange) -> tuple[dict, bytes]:
+    async def _read_json(self, ex: Exchange) -> tuple[dict[str, Any], bytes]:
         raw = await ex.read_body(self.config.max_body_bytes, self.config.body_timeout_s)
         return validate.parse_json_object(raw), raw
 
@@ -356,8 +356,8 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         return chain
 
     def _prepare(
-        self, surface: str, op: str, body: dict, raw: bytes, agent: Agent | None
-    ) -> tuple[dict, bytes | None, int]:
+        self, surface: str, op: str, body: dict[str, Any], raw: bytes, agent: Agent | None
+    ) -> tuple[dict[str, Any], bytes | None, int]:
         """The body to send for this agent (system prompt, options, limits, trimmed context)."""
         if agent is None:
             return body, raw, 0
@@ -380,7 +380,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         ex: Exchange,
         surface: str,
         op: str,
-        body: dict,
+        body: dict[str, Any],
         raw: bytes,
         stream: bool,
         requested: str,
@@ -448,7 +448,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         sampler = self.session.sampler if self.session is not None else None
         return sampler.latest_all() if sampler is not None else []
 
-    def _gpus_json(self) -> list[dict]:
+    def _gpus_json(self) -> list[dict[str, Any]]:
         return [s.to_json() for s in self._snapshots()]
 
     def _gpu_view(self, gpu: int | None) -> GpuView | None:

@@ -10,11 +10,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_ENTRY_BYTES = 1 << 20
 
 
-def request_key(path: str, body: dict) -> str:
+def request_key(path: str, body: dict[str, Any]) -> str:
     """The same request (path and JSON body, whatever the key order) gives the same key."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(f"{path}\n{canonical}".encode()).hexdigest()

@@ -50,12 +50,12 @@ class ModelEndpoints:
         body = json.dumps({"version": version or OLLAMA_API_VERSION}).encode()
         await ex.respond(200, body, [(b"x-claw-version", __version__.encode())])
 
-    async def all_models(self) -> list[dict]:
+    async def all_models(self) -> list[dict[str, Any]]:
         """Every backend's models, merged by name, then the agents as virtual models.
 
         When no backend could be listed, a 502 that names each backend, what went wrong and what to do: an empty
         list would say "no models" where the truth is "no backend"."""
-        merged: dict[str, dict] = {}
+        merged: dict[str, dict[str, Any]] = {}
         failures: list[str] = []
         results = await asyncio.gather(*(b.models() for b in self.backends), return_exceptions=True)
         for backend, result in zip(self.backends, results):
@@ -94,7 +94,7 @@ class ModelEndpoints:
         raise GatewayError(404, f"model '{name}' not found")
 
     async def ps(self, ex: Exchange) -> None:
-        async def loaded(backend: Backend) -> list[dict]:
+        async def loaded(backend: Backend) -> list[dict[str, Any]]:
             if backend.kind != "ollama":  # an OpenAI-compatible server keeps its models loaded
                 return [
                     dict(tag, size_vram=tag.get("size", 0), expires_at="0001-01-01T00:00:00Z", context_length=0)
@@ -102,7 +102,7 @@ class ModelEndpoints:
                 ]
             return (await backend.get_json("/api/ps")).get("models") or []
 
-        models: list[dict] = []
+        models: list[dict[str, Any]] = []
         results = await asyncio.gather(*(loaded(b) for b in self.backends), return_exceptions=True)
         for backend, result in zip(self.backends, results):
             if isinstance(result, BaseException):
@@ -161,7 +161,7 @@ class ModelEndpoints:
         finally:
             backend.forget_models()
 
-    def _admin_backend(self, ex: Exchange, body: dict) -> Backend:
+    def _admin_backend(self, ex: Exchange, body: dict[str, Any]) -> Backend:
         ollama = [b for b in self.backends if b.kind == "ollama"]
         named = ex.header(BACKEND_HEADER)
         if named:
@@ -230,7 +230,7 @@ def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _show_for_agent(shown: dict, agent: Agent) -> dict:
+def _show_for_agent(shown: dict[str, Any], agent: Agent) -> dict[str, Any]:
     out = dict(shown)
     if agent.system:
         out["system"] = agent.system
@@ -245,7 +245,7 @@ def _show_for_agent(shown: dict, agent: Agent) -> dict:
     return out
 
 
-def _show_for_openai_model(model: str) -> dict:
+def _show_for_openai_model(model: str) -> dict[str, Any]:
     return {
         "modelfile": f"FROM {model}\n",
         "parameters": "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
@@ -39,7 +40,7 @@ class ClawEndpoints:
         status["gateway_policies"] = self.policies_json()
         await ex.respond(200, _dumps(status))
 
-    def policies_json(self) -> dict:
+    def policies_json(self) -> dict[str, Any]:
         cfg = self.config
         return {
             "auth": self.auth.enabled,
@@ -276,7 +277,7 @@ class ClawEndpoints:
             raise GatewayError(403, f"{ex.method} {ex.path} needs an admin token")
 
 
-def _conversation_from(body: dict, conversation_id: str | None):
+def _conversation_from(body: dict[str, Any], conversation_id: str | None):
     from claw_tui.console.conversation import Conversation, ConversationError
 
     try:

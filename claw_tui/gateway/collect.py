@@ -8,6 +8,7 @@ the text, thinking and tool calls of every chunk joined.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 
 def _objects(data: bytes) -> list:
@@ -26,12 +27,12 @@ def _objects(data: bytes) -> list:
     return objects
 
 
-def merge_ndjson(data: bytes, *, chat: bool) -> dict | None:
+def merge_ndjson(data: bytes, *, chat: bool) -> dict[str, Any] | None:
     """The non-streamed answer made of an NDJSON stream; None when the stream has no final (`done`) chunk."""
     text: list[str] = []
     thinking: list[str] = []
     tool_calls: list = []
-    final: dict | None = None
+    final: dict[str, Any] | None = None
     for obj in _objects(data):
         if not isinstance(obj, dict):
             continue

@@ -8,6 +8,7 @@ read at scrape time by a collector.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -125,8 +126,8 @@ class LiveCollector:
     def __init__(
         self,
         backends: Callable[[], Iterable[Backend]],
-        gpus: Callable[[], list[dict]],
-        ledger_totals: Callable[[], dict],
+        gpus: Callable[[], list[dict[str, Any]]],
+        ledger_totals: Callable[[], dict[str, Any]],
         gateway_in_flight: Callable[[], int],
     ) -> None:
         self.backends = backends

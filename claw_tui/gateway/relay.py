@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from claw_tui.gateway import ollama_compat as olc
 from claw_tui.gateway import openai_compat as oai
@@ -159,8 +160,8 @@ class OpenAIWholeRelay(Relay):
 
     def __init__(self, on_first_token: Callable[[], None]) -> None:
         self._on_first_token = on_first_token
-        self._usage: dict = {}
-        self._timings: dict | None = None
+        self._usage: dict[str, Any] = {}
+        self._timings: dict[str, Any] | None = None
 
     def whole(self, content: bytes) -> bytes:
         try:
@@ -202,9 +203,9 @@ class NdjsonToOpenAI(Relay):
         self.stream = stream
         self.media_type = SSE if stream else JSON
         self._tail = b""
-        self.final: dict | None = None
+        self.final: dict[str, Any] | None = None
         self.text: list[str] = []
-        self.tool_calls: list[dict] = []
+        self.tool_calls: list[dict[str, Any]] = []
         self._ended = False
 
     @property
@@ -233,7 +234,7 @@ class NdjsonToOpenAI(Relay):
             out.append(self._convert(obj))
         return b"".join(out)
 
-    def _convert(self, obj: dict) -> bytes:
+    def _convert(self, obj: dict[str, Any]) -> bytes:
         if self._ended:
             return b""
         if "error" in obj:
@@ -335,7 +336,7 @@ class OpenAIToNdjson(Relay):
         self._done = self._finished = True
         return _dumps(self.writer.final(whole=True))
 
-    def _saw_output(self, chunk: dict | None) -> None:
+    def _saw_output(self, chunk: dict[str, Any] | None) -> None:
         if (chunk is not None or self.writer.tool_calls) and not self.first_token_seen:
             self.first_token_seen = True
             self._on_first_token()

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -46,7 +47,7 @@ class Call:
     surface: str  # "ollama" | "openai": the client's side
     op: str  # "chat" | "generate" | "embed"
     path: str  # the client's path
-    body: dict  # the body to send (model = the model first asked for)
+    body: dict[str, Any]  # the body to send (model = the model first asked for)
     raw: bytes | None  # the client's bytes, forwarded as they are when nothing had to change
     stream: bool
     model: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Any
 
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.ollama.parameters import PARAMETERS, ParameterError, coerce_option
@@ -58,7 +59,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json_object(raw: bytes) -> dict:
+def parse_json_object(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     if not raw.strip():
         raise GatewayError(400, "missing request body")
@@ -81,7 +82,7 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-def _check_tree(body: dict, surrogates: bool) -> None:
+def _check_tree(body: dict[str, Any], surrogates: bool) -> None:
     """Depth of nesting, and (when the text escapes surrogates) strings that cannot be encoded as UTF-8."""
     stack: list[tuple[object, int]] = [(body, 1)]
     while stack:
@@ -119,7 +120,7 @@ def _bad(field: str, expected: str, value) -> GatewayError:
     return GatewayError(400, f"'{field}' must be {expected}, got {describe(value)}", param=field)
 
 
-def expect(body: dict, field: str, expected: str, *types: type) -> None:
+def expect(body: dict[str, Any], field: str, expected: str, *types: type) -> None:
     if field not in body or body[field] is None:
         return
     value = body[field]
@@ -137,7 +138,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def require_model(body: dict, field: str = "model") -> str:
+def require_model(body: dict[str, Any], field: str = "model") -> str:
     """The model a request names: a non-empty string without control characters (an OpenAI-compatible server
     may call its models by a path, so nothing stricter)."""
     model = body.get(field)
@@ -152,7 +153,7 @@ def require_model(body: dict, field: str = "model") -> str:
     return model
 
 
-def ollama_model_name(body: dict, field: str, *, required: bool = True) -> str | None:
+def ollama_model_name(body: dict[str, Any], field: str, *, required: bool = True) -> str | None:
     """A model name as Ollama stores it ([host/][namespace/]model[:tag]): model management sends these on to
     Ollama, which turns them into paths of its model store."""
     value = body.get(field)
@@ -173,7 +174,7 @@ def ollama_model_name(body: dict, field: str, *, required: bool = True) -> str |
     return value
 
 
-def admin_request(path: str, body: dict) -> None:
+def admin_request(path: str, body: dict[str, Any]) -> None:
     """/api/create, /api/pull, /api/copy, /api/delete: the names they carry are valid Ollama model names."""
     if path == "/api/copy":
         ollama_model_name(body, "source")
@@ -273,7 +274,7 @@ def _check_messages(messages, *, openai: bool) -> None:
             raise _bad(f"{where}.tool_calls", "an array of objects", calls)
 
 
-def _check_think(body: dict) -> None:
+def _check_think(body: dict[str, Any]) -> None:
     think = body.get("think")
     if isinstance(think, str) and think not in THINK_LEVELS:
         raise GatewayError(
@@ -282,7 +283,7 @@ def _check_think(body: dict) -> None:
     expect(body, "think", "a boolean or low/medium/high", bool, str)
 
 
-def ollama_inference(body: dict, op: str) -> None:
+def ollama_inference(body: dict[str, Any], op: str) -> None:
     expect(body, "stream", "a boolean", bool)
     if body.get("options") is not None:
         ollama_options(body["options"])
@@ -324,7 +325,7 @@ def ollama_inference(body: dict, op: str) -> None:
 # ---- OpenAI surface ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(body: dict, field: str) -> None:
+def _positive_int(body: dict[str, Any], field: str) -> None:
     value = body.get(field)
     if value is None:
         return
@@ -334,7 +335,7 @@ def _positive_int(body: dict, field: str) -> None:
         raise GatewayError(400, f"'{field}' must be at least 1, got {value}", param=field)
 
 
-def _number_in(body: dict, field: str, low: float, high: float) -> None:
+def _number_in(body: dict[str, Any], field: str, low: float, high: float) -> None:
     value = body.get(field)
     if value is None:
         return
@@ -344,7 +345,7 @@ def _number_in(body: dict, field: str, low: float, high: float) -> None:
         raise GatewayError(400, f"'{field}' must be between {low:g} and {high:g}, got {value}", param=field)
 
 
-def openai_chat(body: dict) -> None:
+def openai_chat(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if messages is None:
         raise GatewayError(400, "'messages' is required", param="messages")
@@ -403,7 +404,7 @@ def _check_response_format(value) -> None:
             raise _bad("response_format.json_schema.schema", "an object", schema["schema"])
 
 
-def openai_embeddings(body: dict) -> None:
+def openai_embeddings(body: dict[str, Any]) -> None:
     value = body.get("input")
     if value is None or value == "" or value == []:
         raise GatewayError(400, "'input' is required", param="input")

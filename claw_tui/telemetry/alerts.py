@@ -14,6 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.telemetry.types import GpuSnapshot
 
@@ -82,7 +83,7 @@ class Alert:
     def active(self) -> bool:
         return self.ended is None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "gpu": self.gpu,
@@ -192,7 +193,7 @@ class AlertMonitor:
         with self._lock:
             return list(self._ended)[:limit]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         t = self.thresholds
         with self._lock:
             raised = dict(sorted(self._raised.items()))

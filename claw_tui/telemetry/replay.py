@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from claw_tui.telemetry.types import (
     GpuProcess,
@@ -56,11 +56,11 @@ class Trace:
     """A loaded trace. Times are seconds from the start of the recording."""
 
     path: str
-    header: dict
+    header: dict[str, Any]
     statics: list[GpuStatic]
     duration_s: float
     power: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
-    snapshots: dict[int, list[tuple[float, dict]]] = field(default_factory=dict)
+    snapshots: dict[int, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
     energy: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     marks: list[tuple[float, str]] = field(default_factory=list)
 
@@ -115,7 +115,13 @@ class TraceWriter:
         self._out.close()
 
     def header(
-        self, statics: Iterable[GpuStatic], *, source: str, host: str, recorded_at: float, meta: dict | None = None
+        self,
+        statics: Iterable[GpuStatic],
+        *,
+        source: str,
+        host: str,
+        recorded_at: float,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         gpus = [_static_to_dict(s) for s in statics]
         self._write(
@@ -135,7 +141,7 @@ class TraceWriter:
         if rows:
             self._write({"type": "power", "gpu": gpu, "t": _round_t(t), "samples": rows})
 
-    def snapshot(self, gpu: int, t: float, snap: GpuSnapshot | dict) -> None:
+    def snapshot(self, gpu: int, t: float, snap: GpuSnapshot | dict[str, Any]) -> None:
         data = dataclasses.asdict(snap) if isinstance(snap, GpuSnapshot) else dict(snap)
         record = {"type": "snapshot", "gpu": gpu, "t": _round_t(t)}
         record.update({key: data.get(key) for key in _SNAPSHOT_FIELDS})
@@ -153,7 +159,7 @@ class TraceWriter:
     def close(self) -> None:
         self._out.close()
 
-    def _write(self, record: dict) -> None:
+    def _write(self, record: dict[str, Any]) -> None:
         self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
 
@@ -208,7 +214,7 @@ def record_trace(
     power_poll_s: float = 0.25,
     on_progress: Callable[[float, float], None] | None = None,
     statics: list[GpuStatic] | None = None,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[TraceStats]:
@@ -348,7 +354,7 @@ def load_trace(path: str | Path) -> Trace:
     raise TelemetryError(f"trace {path}, line {line_no}: truncated (the end record is missing)")
 
 
-def _parse_line(path: Path, line_no: int, line: str) -> dict:
+def _parse_line(path: Path, line_no: int, line: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -358,7 +364,7 @@ def _parse_line(path: Path, line_no: int, line: str) -> dict:
     return record
 
 
-def _start_trace(path: Path, line_no: int, record: dict) -> Trace:
+def _start_trace(path: Path, line_no: int, record: dict[str, Any]) -> Trace:
     if record["type"] != "header":
         raise TelemetryError(f"trace {path}, line {line_no}: not a claw trace (the first record is not a header)")
     if record.get("version") != TRACE_VERSION:
@@ -379,7 +385,7 @@ def _start_trace(path: Path, line_no: int, record: dict) -> Trace:
     return trace
 
 
-def _add_record(path: Path, line_no: int, trace: Trace, record: dict) -> bool:
+def _add_record(path: Path, line_no: int, trace: Trace, record: dict[str, Any]) -> bool:
     """Add one record to the trace; True once the end record is read."""
     kind = record["type"]
     try:
@@ -414,13 +420,13 @@ def _finished(trace: Trace) -> Trace:
     return trace
 
 
-def _static_to_dict(static: GpuStatic) -> dict:
+def _static_to_dict(static: GpuStatic) -> dict[str, Any]:
     data = dataclasses.asdict(static)
     data["supported_sm_clocks_mhz"] = list(static.supported_sm_clocks_mhz)
     return data
 
 
-def _static_from_dict(data: dict) -> GpuStatic:
+def _static_from_dict(data: dict[str, Any]) -> GpuStatic:
     values = {key: data[key] for key in _STATIC_FIELDS if key in data}
     values["index"] = int(values["index"])
     values["name"] = str(values["name"])
@@ -428,7 +434,7 @@ def _static_from_dict(data: dict) -> GpuStatic:
     return GpuStatic(**values)
 
 
-def _snapshot_from_dict(index: int, name: str, ts: float, data: dict) -> GpuSnapshot:
+def _snapshot_from_dict(index: int, name: str, ts: float, data: dict[str, Any]) -> GpuSnapshot:
     values = dict(data)
     values["processes"] = [GpuProcess(**p) for p in values.get("processes") or []]
     values["clock_event_reasons"] = list(values.get("clock_event_reasons") or [])

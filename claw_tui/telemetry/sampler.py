@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.telemetry.types import (
     GpuSnapshot,
@@ -391,7 +392,7 @@ class TelemetrySampler:
                 return None
             return delta + (track.integral_j - track.aligned_integral_j)
 
-    def energy_check(self, index: int) -> dict:
+    def energy_check(self, index: int) -> dict[str, Any]:
         """Counter vs sample integral over the same window, for display and the session summary."""
         with self._lock:
             track = self._gpus[index].energy if index < len(self._gpus) else None
@@ -405,7 +406,7 @@ class TelemetrySampler:
                 "readings": track.readings,
             }
 
-    def trace_stats(self, index: int) -> dict:
+    def trace_stats(self, index: int) -> dict[str, Any]:
         """How complete the power trace is: samples, gaps (> 100 ms between samples), the measured rate."""
         with self._lock:
             if index >= len(self._gpus):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # NVML clock-event reason bits (nvmlDeviceGetCurrentClocksEventReasons) and the words claw shows for them.
 CLOCK_EVENT_REASONS: dict[int, str] = {
@@ -83,7 +83,7 @@ class GpuSnapshot:
     clock_event_reasons: list[str] = field(default_factory=list)
     processes: list[GpuProcess] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The shape `claw gpu --json` prints for one GPU."""
         keys = (
             "index",
