@@ -15,10 +15,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from claw_tui import __version__
 from claw_tui.config import Config, ConfigError, check_document, config_from_document, update_agents
@@ -30,6 +30,7 @@ from claw_tui.gateway.backends import Backend
 from claw_tui.gateway.policies import check_listen_is_safe
 from claw_tui.governor import (
     ClockControl,
+    DryRunClockControl,
     Governor,
     StateFile,
     clock_control_for,
@@ -45,9 +46,14 @@ from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
 from claw_tui.tally import SessionTally
 from claw_tui.telemetry.alerts import Alert, AlertMonitor, AlertThresholds
 from claw_tui.telemetry.sampler import TelemetrySampler
-from claw_tui.telemetry.types import TelemetryError, TelemetrySource
+from claw_tui.telemetry.types import GpuStatic, TelemetryError, TelemetrySource
+
+if TYPE_CHECKING:
+    from claw_tui.sim.server import SimServer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 GIL_SWITCH_INTERVAL_S = 0.0005
 
@@ -109,7 +115,7 @@ class Session:
         self.ledger.add_finalized_listener(self.tally.add)
         self.notices: list[str] = []
         self.store: SessionStore | None = None
-        self.sim = None
+        self.sim: SimServer | None = None
         self.sampler: TelemetrySampler | None = None
         self.backends: list[Backend] = []
         self.agents: list[Agent] = [Agent.from_config(a) for a in config.agents]
@@ -197,16 +203,16 @@ class Session:
             return
         self.store = store
         self.ledger.add_finalized_listener(store.save_request)
-        self._stops.append(("store", self._stop_store))
+        self._stops.append(("store", lambda: self._stop_store(store)))
 
-    def _stop_store(self) -> None:
+    def _stop_store(self, store: SessionStore) -> None:
         self.ledger.finalize_without_power()
         self.ended_at = self.ended_at or self.clock()
         try:
-            self.store.save_stats(self.stats_json(fresh=True))
+            store.save_stats(self.stats_json(fresh=True))
         except Exception:  # the totals are a convenience; the rows are already saved
             log.exception("saving the final session stats failed")
-        self.store.stop(self.ended_at)
+        store.stop(self.ended_at)
 
     async def _start_simulator(self) -> None:
         if not self.demo:
@@ -214,13 +220,14 @@ class Session:
         from claw_tui.sim.gpu import SimGPU
         from claw_tui.sim.server import SimServer
 
-        self.sim = SimServer(
+        sim = SimServer(
             [SimGPU(seed=self.options.sim_seed, clock=self.clock)],
             seed=self.options.sim_seed,
             speed=self.options.sim_speed,
         )
-        await self.sim.start()
-        self._stops.append(("simulator", self.sim.stop))
+        self.sim = sim
+        await sim.start()
+        self._stops.append(("simulator", sim.stop))
 
     def _make_source(self) -> TelemetrySource | None:
         if self.options.telemetry_source is not None:
@@ -276,13 +283,13 @@ class Session:
         self.sampler = sampler
         self.ledger.set_gpus(range(sampler.gpu_count) if sampler.state == "ok" else [])
         self._counter_base = self._read_counters()
-        self._stops.append(("telemetry", self._stop_telemetry))
+        self._stops.append(("telemetry", lambda: self._stop_telemetry(sampler)))
 
-    def _stop_telemetry(self) -> None:
+    def _stop_telemetry(self, sampler: TelemetrySampler) -> None:
         # The last samples and counter readings, so that the final totals cover the same window.
         self.refresh_telemetry()
         self._counter_final = self._read_counters()
-        self.sampler.stop()
+        sampler.stop()
 
     async def _start_governor(self) -> None:
         cfg = self.config.governor
@@ -312,7 +319,7 @@ class Session:
             self.sampler.add_power_listener(governor.power.add_power)
         self.governor = governor
         self.notices.extend(governor.notices)
-        if control.kind == "dry-run" and cfg.enabled:
+        if isinstance(control, DryRunClockControl) and cfg.enabled:
             self.notices.append(f"governor runs as a dry run: {control.reason}")
         self._stops.append(("governor", governor.stop))
 
@@ -337,24 +344,28 @@ class Session:
         if sampler is None or sampler.state != "ok" or not sampler.gpu_count or sampler.source is None:
             return None
         try:
-            values = [sampler.source.energy_counter_j(i) for i in range(sampler.gpu_count)]
+            read = [sampler.source.energy_counter_j(i) for i in range(sampler.gpu_count)]
         except Exception:  # a driver error here only costs the cross-check
             return None
-        return None if any(v is None for v in values) else (self.clock(), values)
+        values = [v for v in read if v is not None]
+        return (self.clock(), values) if len(values) == len(read) else None
 
-    def _aligned_counter_j(self, now: tuple[float, list[float]]) -> float | None:
+    def _aligned_counter_j(
+        self, base_reading: tuple[float, list[float]], now: tuple[float, list[float]]
+    ) -> float | None:
         """The counters' delta over the window the power samples cover (see `aligned_counter_j`)."""
-        (base_ts, base), (now_ts, values) = self._counter_base, now
-        if len(values) != len(base):
+        sampler = self.sampler
+        (base_ts, base), (now_ts, values) = base_reading, now
+        if sampler is None or len(values) != len(base):
             return None
         energies = self.ledger.energy_by_gpu()
         total = 0.0
         for index, (start_j, end_j) in enumerate(zip(base, values)):
             gpu = energies.get(index)
-            if gpu is None or gpu.first_ts is None:
+            if gpu is None or gpu.first_ts is None or gpu.last_ts is None or gpu.last_watts is None:
                 total += end_j - start_j
                 continue
-            first = self.sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
+            first = sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
             first_w = first[0].watts if first and first[0].ts == gpu.first_ts else gpu.last_watts
             total += aligned_counter_j(
                 start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts, gpu.last_watts
@@ -376,15 +387,15 @@ class Session:
         self._stops.append(("stats", stop))
 
     async def _save_stats_forever(self) -> None:
-        while True:
+        while (store := self.store) is not None:
             await asyncio.sleep(self.options.stats_interval_s)
             try:
                 stats = await asyncio.to_thread(self.stats_json)
-                self.store.save_stats(stats)
+                store.save_stats(stats)
             except Exception:
                 log.exception("saving session stats failed")
 
-    def _telemetry_gpus_changed(self, statics) -> None:
+    def _telemetry_gpus_changed(self, statics: list[GpuStatic]) -> None:
         """The source opened (again) or failed: the ledger meters energy on the GPUs that can be read now."""
         self.ledger.set_gpus(range(len(statics)))
         if not statics:
@@ -585,10 +596,11 @@ class Session:
         if fresh and self._counter_base is not None:
             now = self._counter_final or self._read_counters()
             if now is not None:
-                return self._aligned_counter_j(now)
+                return self._aligned_counter_j(self._counter_base, now)
         # The counter's measure of the very window the ledger integrated (see TelemetrySampler.counter_energy_j).
         deltas = [self.sampler.counter_energy_j(i) for i in range(self.sampler.gpu_count)]
-        return None if any(d is None for d in deltas) else sum(deltas)
+        known = [d for d in deltas if d is not None]
+        return sum(known) if len(known) == len(deltas) else None
 
     def stats_json(self, fresh: bool = False) -> dict[str, Any]:
         """The running totals the store saves every second: enough to rebuild the summary after a crash."""
@@ -616,11 +628,14 @@ class Session:
         memory = self.ledger.records()
         store = self.store
 
+        full = len(memory) >= self.ledger.max_records
+        if store is None:
+            return page_bytes(memory, query, None, ring_full=full)
+
         def read_store(q: RequestQuery, older_than: RequestRecord | None) -> list[RequestRecord]:
             return list_requests(store.path, store.session_id, q, older_than)
 
-        full = len(memory) >= self.ledger.max_records
-        return page_bytes(memory, query, read_store if store is not None else None, ring_full=full)
+        return page_bytes(memory, query, read_store, ring_full=full)
 
     def summary_json(self) -> dict[str, Any]:
         self.refresh_telemetry()
@@ -639,7 +654,7 @@ class Session:
         )
 
     # ---- commands from other threads (the TUI) --------------------------------------------------------------------
-    def run_on_loop(self, coro, timeout: float = 10.0):
+    def run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run a coroutine on the session's loop from another thread and wait for its result."""
         if self.loop is None or self.loop.is_closed():
             coro.close()
@@ -714,7 +729,7 @@ class SessionThread:
         await self._stopped.wait()
         await self.session.stop()
 
-    def submit(self, coro) -> concurrent.futures.Future:
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on the session's loop from another thread."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

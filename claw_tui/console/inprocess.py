@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from claw_tui import store
 from claw_tui.console.bus import Subscription
@@ -14,6 +14,12 @@ from claw_tui.console.conversation import Conversation, ConversationError, write
 from claw_tui.console.events import ConsoleEvent
 from claw_tui.console.snapshots import telemetry_json
 from claw_tui.console.source import SourceError
+
+if TYPE_CHECKING:
+    from claw_tui.session import Session
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 REQUESTS_LOADED = 5000
 TELEMETRY_LOADED_S = 3600.0
@@ -23,7 +29,7 @@ MODEL_EVENTS_LOADED = 200
 class InProcessSource:
     mode = "in-process"
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.demo = session.demo
         self._subscription: Subscription | None = None
@@ -110,9 +116,9 @@ class InProcessSource:
         return self.session.export_dir()
 
     @staticmethod
-    async def _call(function, *args):
+    async def _call(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await asyncio.to_thread(function, *args)
+            return await asyncio.to_thread(function, *args, **kwargs)
         except (OSError, ValueError, RuntimeError, store.StoreError, ConversationError) as exc:
             raise SourceError(str(exc)) from None
 

@@ -47,6 +47,8 @@ from claw_tui.ledger import Ledger, RequestRecord
 from claw_tui.logs import REQUEST_ID
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from claw_tui.telemetry.types import GpuSnapshot
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._flight_records: set[str] = self.shared.records if self.shared is not None else set()
         self.active = 0
         self.routes = self._routes()
-        self._warmup: asyncio.Task | None = None
+        self._warmup: asyncio.Task[dict[str, str]] | None = None
         self.warmup_results: dict[str, str] = {}
         self._id_prefix = secrets.token_hex(4)
         self._id_counter = 0
@@ -240,7 +242,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             return Route(frozenset({"GET", "PUT", "DELETE"}), self.claw_conversation)
         return route
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         ex = Exchange(scope, receive, send, surface_of_path(scope["path"]))
@@ -268,7 +270,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         except asyncio.CancelledError:
             if not (ex.gone or ex.interrupted):
                 raise
-            asyncio.current_task().uncancel()
+            task = asyncio.current_task()
+            assert task is not None  # the server runs each request in a task
+            task.uncancel()
             if ex.interrupted and not ex.started:
                 await ex.respond_error(GatewayError(409, ex.interrupted, error_type="conflict_error"))
         except Exception:

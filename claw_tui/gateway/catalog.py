@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -24,6 +24,9 @@ from claw_tui.gateway.backends import (
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
 
+if TYPE_CHECKING:
+    from claw_tui.gateway.router import Router
+
 log = logging.getLogger(__name__)
 
 OLLAMA_API_VERSION = "0.32.15"  # answered by /api/version when no Ollama backend said its own
@@ -32,7 +35,12 @@ BACKEND_HEADER = b"x-claw-backend"
 
 
 class ModelEndpoints:
-    """Needs from its host: backends, agents, router, config, _read_json()."""
+    """Needs from its host (Gateway) what is declared here."""
+
+    backends: list[Backend]
+    agents: dict[str, Agent]
+    router: Router
+    _read_json: Callable[[Exchange], Awaitable[tuple[dict[str, Any], bytes]]]
 
     async def root(self, ex: Exchange) -> None:
         await ex.respond(200, b"Ollama is running", media_type=TEXT)
@@ -72,7 +80,7 @@ class ModelEndpoints:
                 failures.append(message)
                 continue
             for tag in result:
-                merged.setdefault(tag.get("name") or tag.get("model"), tag)
+                merged.setdefault(tag.get("name") or tag.get("model") or "", tag)
         if failures and len(failures) == len(self.backends):
             raise GatewayError(502, "; ".join(failures), error_type="api_error", headers={"Retry-After": "5"})
         for agent in self.agents.values():
@@ -141,7 +149,8 @@ class ModelEndpoints:
             await self.router.refresh_for(model)
             known, unknown = self.router.serving(model)
         healthy = [b for b in known if b.in_rotation]
-        return (healthy or known or unknown or [None])[0]
+        candidates = healthy or known or unknown
+        return candidates[0] if candidates else None
 
     async def legacy_embeddings(self, ex: Exchange) -> None:
         body, raw = await self._read_json(ex)
@@ -226,7 +235,7 @@ class ModelEndpoints:
             response.close()
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
