@@ -147,6 +147,11 @@ def prune_rows(conn: sqlite3.Connection, session_id: str, cutoff: float) -> int:
 ROW_PRUNE_INTERVAL_S = 3600.0
 
 
+def session_id_at(started_at: float) -> str:
+    """A session's id: the local time it started (so ids sort as sessions started) and a random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(started_at)) + "-" + uuid.uuid4().hex[:6]
+
+
 class SessionStore:
     def __init__(
         self,
@@ -160,8 +165,8 @@ class SessionStore:
         self.clock = clock
         self.retention_days = 0.0
         self._pruned_rows_at = clock()
-        self.session_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.started_at = time.time()
+        self.session_id = session_id_at(clock())
+        self.started_at = clock()
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -178,6 +183,7 @@ class SessionStore:
     ) -> None:
         if started_at is not None:
             self.started_at = started_at
+            self.session_id = session_id_at(started_at)
         self._conn = connect(self.path)
         with self._conn:
             self._conn.execute(

@@ -130,19 +130,36 @@ def test_clock_control_is_dry_run_unless_allowed():
     assert clock_control_for(GovernorConfig(allow_clock_control=True), nvml=fake).kind == "nvml"
 
 
+class SteppedClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def steps(governor: Governor, clock: SteppedClock, seconds: float, dt: float = 0.01) -> None:
+    """Drive the governor as its loop would, on an injected clock (its own loop ticks once an hour in these tests)."""
+    for _ in range(round(seconds / dt)):
+        clock.now += dt
+        await governor.step()
+
+
 def test_dry_run_never_calls_a_setter(tmp_path):
     async def scenario():
         in_flight = [0]
+        clock = SteppedClock()
         control = DryRunClockControl("test")
         governor = Governor(
             governor_config(idle_after_s=0.05),
             control,
             in_flight=lambda: in_flight[0],
             state_file=StateFile(tmp_path / "s.json"),
-            tick_s=0.01,
+            tick_s=3600,
+            clock=clock,
         )
         await governor.start()
-        await asyncio.sleep(0.2)
+        await steps(governor, clock, 0.2)
         assert governor.state == "downclocked"
         await governor.wake(None)
         assert governor.state == "active" and governor.wakes == 1
@@ -228,17 +245,23 @@ def test_no_downclock_while_the_gpu_is_busy_outside_the_gateway(tmp_path):
     async def scenario():
         control = DryRunClockControl("test")
         busy = [True]
+        clock = SteppedClock()
         governor = Governor(
-            governor_config(idle_after_s=0.05), control, in_flight=lambda: 0, gpu_busy=lambda gpu: busy[0], tick_s=0.01
+            governor_config(idle_after_s=0.05),
+            control,
+            in_flight=lambda: 0,
+            gpu_busy=lambda gpu: busy[0],
+            tick_s=3600,
+            clock=clock,
         )
         await governor.start()
-        await asyncio.sleep(0.2)
+        await steps(governor, clock, 0.2)  # four times idle_after_s, every step seeing the GPU busy
         assert governor.state == "active" and control.calls == []
         busy[0] = False
-        await asyncio.sleep(0.2)
+        await steps(governor, clock, 0.2)
         assert governor.state == "downclocked"
         busy[0] = True  # a job outside claw starts on a downclocked GPU: give it its clocks back
-        await asyncio.sleep(0.05)
+        await steps(governor, clock, 0.01)
         assert governor.state == "active" and control.calls[-1][0] == "reset"
         await governor.stop()
 

@@ -206,9 +206,9 @@ def test_a_slow_energy_counter_does_not_stall_power_polling():
     try:
         wait_until(lambda: source.counter_calls >= 2, timeout=5)  # the energy thread is now stuck in the call
         polls, samples = sampler.polls, sampler.trace_stats(0)["samples"]
-        time.sleep(0.5)
-        assert sampler.polls >= polls + 10  # ~25 polls of 20 ms while the counter read hangs
-        assert sampler.trace_stats(0)["samples"] > samples
+        # polling goes on while the counter read hangs (~25 polls of 20 ms in half a second)
+        wait_until(lambda: sampler.polls >= polls + 10, timeout=5)
+        wait_until(lambda: sampler.trace_stats(0)["samples"] > samples, timeout=5)
         assert sampler.state == "ok"
     finally:
         source.release.set()
@@ -216,16 +216,16 @@ def test_a_slow_energy_counter_does_not_stall_power_polling():
 
 
 def test_energy_counter_is_read_at_most_twice_a_second():
-    source = SyntheticSource(time.time)
+    clock = FakeClock()
+    source = SyntheticSource(clock)
     calls = []
     read = source.energy_counter_j
-    source.energy_counter_j = lambda index: calls.append(time.monotonic()) or read(index)
-    sampler = TelemetrySampler(source, poll_interval_s=0.01, energy_interval_s=0.05)
+    source.energy_counter_j = lambda index: calls.append(clock()) or read(index)
+    sampler = new_sampler(clock, source, poll_interval_s=0.01, energy_interval_s=0.05)
     assert sampler.energy_interval_s == 0.5
-    sampler.start()
-    time.sleep(1.3)
-    sampler.stop()
-    assert 2 <= len(calls) <= 4
+    calls.clear()  # opening the source reads the counter once
+    stepped(sampler, clock, 1.3, step=0.01)  # 130 polls of 10 ms
+    assert 2 <= len(calls) <= 3
     assert all(b - a >= 0.45 for a, b in itertools.pairwise(calls))
 
 

@@ -109,7 +109,6 @@ def test_retention_prunes_old_sessions_at_start(tmp_path):
     db = tmp_path / "sessions.db"
     old = make_old_session(db, days_ago=40)
     recent = make_old_session(db, days_ago=2)
-    time.sleep(1.1)  # session ids carry the second they started
     config = demo_config()
     config.store.retention_days = 30
     runner = start_demo_session(tmp_path, config)
