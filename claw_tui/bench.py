@@ -331,7 +331,7 @@ class Bench:
             base_url=cfg.url, timeout=timeout, limits=limits, headers=self._headers()
         ) as client:
             if cfg.rate:
-                await self._open_loop(client, deadline)
+                await self._open_loop(client, deadline, cfg.rate)
             else:
                 await asyncio.gather(*(self._worker(client, deadline) for _ in range(cfg.concurrency)))
         self.ended_at = time.time()
@@ -341,9 +341,9 @@ class Bench:
         while (prompt := self._take(deadline)) is not None:
             self._done(await send_one(client, self.cfg, prompt))
 
-    async def _open_loop(self, client: httpx.AsyncClient, deadline: float | None) -> None:
+    async def _open_loop(self, client: httpx.AsyncClient, deadline: float | None, rate: float) -> None:
         slots = asyncio.Semaphore(self.cfg.concurrency)
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
 
         async def one(prompt: BenchPrompt) -> None:
             try:
@@ -352,7 +352,7 @@ class Bench:
                 slots.release()
 
         while True:
-            await asyncio.sleep(self._rng.expovariate(self.cfg.rate))
+            await asyncio.sleep(self._rng.expovariate(rate))
             prompt = self._take(deadline)
             if prompt is None:
                 break
@@ -442,7 +442,7 @@ def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float | N
     return a - b
 
 
-def window_energy(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict, float | None]:
+def window_energy(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict[str, float], float | None]:
     """The session's energy totals over the bench window: `after` minus `before` of the gateway's summaries."""
     if not before or not after:
         return dict.fromkeys(ENERGY_KEYS, 0.0), None
@@ -450,7 +450,7 @@ def window_energy(before: dict[str, Any] | None, after: dict[str, Any] | None) -
     return energy, _delta(after["energy"], before["energy"], "counter_j")
 
 
-def window_governor(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict:
+def window_governor(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     if not before or not after:
         return {}
     b, a = before.get("governor") or {}, after.get("governor") or {}
@@ -523,7 +523,7 @@ def build_bench_summary(
         ),
         "itl_ms": percentiles(itl_ms),
         "client_tokens_per_s": round(completion / duration, 3) if duration > 0 else None,
-        "energy_measured": bool(after)
+        "energy_measured": after is not None
         and (after.get("energy") or {}).get("total_j") is not None
         and bool(energy["total_j"]),
         "records_matched": sum(1 for r in results if r.request_id in by_id),
@@ -548,7 +548,7 @@ def render_report(summary: dict[str, Any]) -> str:
     def ms(d: dict[str, Any]) -> str:
         return "  ".join(f"{p} {d[p]:8.1f}" if d.get(p) is not None else f"{p}      n/a" for p in ("p50", "p95", "p99"))
 
-    def num(value, fmt: str, unit: str = "") -> str:
+    def num(value: float | None, fmt: str, unit: str = "") -> str:
         return "n/a" if value is None else f"{value:{fmt}}{unit}"
 
     lines = [

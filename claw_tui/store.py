@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 
@@ -88,7 +88,9 @@ CREATE INDEX IF NOT EXISTS conversations_by_update ON conversations(updated_at);
 # Columns added after the first release: (table, column, SQL type).
 MIGRATIONS = (("sessions", "stats", "TEXT"), ("sessions", "stats_at", "REAL"), ("requests", "kind", "TEXT"))
 
-_STOP = object()
+T = TypeVar("T")
+
+_STOP: tuple[str] = ("stop",)  # told apart by identity: no write is this very tuple
 DAY_S = 86400.0
 LIVE_WITHIN_S = 5.0  # a session without an end whose stats are this fresh is still running
 
@@ -167,7 +169,7 @@ class SessionStore:
         self._pruned_rows_at = clock()
         self.session_id = session_id_at(clock())
         self.started_at = clock()
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()  # (kind, values...) for the writer thread
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.error: str | None = None
@@ -184,9 +186,9 @@ class SessionStore:
         if started_at is not None:
             self.started_at = started_at
             self.session_id = session_id_at(started_at)
-        self._conn = connect(self.path)
-        with self._conn:
-            self._conn.execute(
+        self._conn = conn = connect(self.path)
+        with conn:
+            conn.execute(
                 "INSERT INTO sessions (id, started_at, host, demo, info) VALUES (?, ?, ?, ?, ?)",
                 (
                     self.session_id,
@@ -199,7 +201,7 @@ class SessionStore:
         self.retention_days = retention_days
         if retention_days > 0:
             self._queue.put(("prune", retention_days))
-        self._thread = threading.Thread(target=self._writer, name="claw-store", daemon=True)
+        self._thread = threading.Thread(target=self._writer, args=(conn,), name="claw-store", daemon=True)
         self._thread.start()
 
     def stop(self, ended_at: float | None = None) -> None:
@@ -253,8 +255,7 @@ class SessionStore:
         self._queue.put(("stats", json.dumps(stats), ts if ts is not None else time.time()))
 
     # ---- the writer thread ---------------------------------------------------------------------------------------
-    def _writer(self) -> None:
-        conn = self._conn
+    def _writer(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + self.flush_interval_s
         pending = 0
         while True:
@@ -275,7 +276,7 @@ class SessionStore:
                 deadline = time.monotonic() + self.flush_interval_s
                 self._prune_old_rows(conn)
 
-    def _write(self, conn: sqlite3.Connection, item: tuple) -> None:
+    def _write(self, conn: sqlite3.Connection, item: tuple[Any, ...]) -> None:
         kind, *values = item
         try:
             if kind == "request":
@@ -437,11 +438,12 @@ def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
         row = conn.execute("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1").fetchone()
         if row is None:
             raise StoreError("the session store holds no sessions yet")
-        return row[0]
+        newest: str = row[0]
+        return newest
     rows = conn.execute(
         "SELECT id FROM sessions WHERE id LIKE ? ORDER BY started_at DESC LIMIT 3", (wanted.replace("%", "") + "%",)
     ).fetchall()
-    exact = [r[0] for r in rows if r[0] == wanted]
+    exact: list[str] = [r[0] for r in rows if r[0] == wanted]
     if exact:
         return exact[0]
     if not rows:
@@ -450,7 +452,8 @@ def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
         raise StoreError(
             f"'{wanted}' matches several sessions ({', '.join(r[0] for r in rows)}, ...): give more of the id"
         )
-    return rows[0][0]
+    only: str = rows[0][0]
+    return only
 
 
 def load_session(path: Path, session_id: str | None = None) -> StoredSession:
@@ -523,7 +526,7 @@ def list_requests(
                 return []
             anchor = (row[0], row[1])
         sql = "SELECT record FROM requests WHERE session_id = ? AND (kind IS NULL OR kind = 'request')"
-        args: list = [session_id]
+        args: list[object] = [session_id]
         if anchor is not None:
             sql += " AND (t_arrival < ? OR (t_arrival = ? AND id < ?))"
             args += [anchor[0], anchor[0], anchor[1]]
@@ -551,7 +554,7 @@ def record_from_json(data: dict[str, Any]) -> RequestRecord:
         id=str(data.get("id") or ""),
         model=str(data.get("model") or ""),
         endpoint=str(data.get("endpoint") or ""),
-        kind=data.get("kind") if data.get("kind") in MODEL_EVENT_KINDS else REQUEST,
+        kind=str(data.get("kind")) if data.get("kind") in MODEL_EVENT_KINDS else REQUEST,
         surface=data.get("surface") or "ollama",
         agent=data.get("agent"),
         backend=data.get("backend"),
@@ -590,7 +593,7 @@ class ConversationNotFound(StoreError):
     """No conversation with that id."""
 
 
-def _conversations(path: Path, action):
+def _conversations(path: Path, action: Callable[[sqlite3.Connection], T]) -> T:
     try:
         conn = connect(Path(path))
     except (OSError, sqlite3.Error) as exc:

@@ -15,7 +15,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="before/after table of two summaries (claw export / claw bench -o)",

@@ -20,7 +20,7 @@ EXIT_FAILED = 1
 EMPTY_SESSION_S = 2.0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "export",
         help="efficiency summary of a session (JSON, Markdown, or CSV of its requests)",

@@ -17,7 +17,7 @@ EXIT_ERRORS = 1
 EXIT_UNREADABLE = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("modelfile", help="work with Ollama Modelfiles")
     actions = parser.add_subparsers(dest="modelfile_action", metavar="ACTION", required=True)
     check = actions.add_parser(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.ollama.parameters import PARAMETERS, ParameterError, coerce_option
@@ -41,14 +42,14 @@ _OLLAMA_NAME = re.compile(
 )
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     return _KINDS.get(type(value), type(value).__name__)
 
 
 # ---- the door ---------------------------------------------------------------------------------------------------
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON (send a finite number or null)")
 
 
@@ -87,6 +88,7 @@ def _check_tree(body: dict[str, Any], surrogates: bool) -> None:
     stack: list[tuple[object, int]] = [(body, 1)]
     while stack:
         value, depth = stack.pop()
+        items: Iterable[tuple[object, object]]
         if isinstance(value, dict):
             items = value.items()
         elif isinstance(value, list):
@@ -103,7 +105,7 @@ def _check_tree(body: dict[str, Any], surrogates: bool) -> None:
                 stack.append((item, depth + 1))
 
 
-def _check_text(value) -> None:
+def _check_text(value: object) -> None:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -116,7 +118,7 @@ def _check_text(value) -> None:
 # ---- fields -----------------------------------------------------------------------------------------------------
 
 
-def _bad(field: str, expected: str, value) -> GatewayError:
+def _bad(field: str, expected: str, value: object) -> GatewayError:
     return GatewayError(400, f"'{field}' must be {expected}, got {describe(value)}", param=field)
 
 
@@ -130,11 +132,11 @@ def expect(body: dict[str, Any], field: str, expected: str, *types: type) -> Non
         raise _bad(field, expected, value)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -196,7 +198,7 @@ def admin_request(path: str, body: dict[str, Any]) -> None:
 # ---- Ollama surface ---------------------------------------------------------------------------------------------
 
 
-def ollama_options(options, field: str = "options") -> None:
+def ollama_options(options: object, field: str = "options") -> None:
     """Values of Ollama's runner parameters, with Ollama's own wording (`option "temperature" must be of type
     float32`). Unknown names pass: Ollama ignores them."""
     if not isinstance(options, dict):
@@ -213,7 +215,7 @@ def ollama_options(options, field: str = "options") -> None:
             raise GatewayError(400, f"{exc.message}{hint}", param=f"{field}.{name}") from None
 
 
-def _check_tools(tools) -> None:
+def _check_tools(tools: object) -> None:
     if not isinstance(tools, list):
         raise _bad("tools", "an array", tools)
     for index, tool in enumerate(tools):
@@ -234,7 +236,7 @@ def _check_tools(tools) -> None:
             raise _bad(f"{where}.function.parameters", "an object (a JSON schema)", parameters)
 
 
-def _check_content_parts(where: str, parts: list) -> None:
+def _check_content_parts(where: str, parts: list[object]) -> None:
     for index, part in enumerate(parts):
         at = f"{where}.content[{index}]"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -251,7 +253,7 @@ def _check_content_parts(where: str, parts: list) -> None:
                 )
 
 
-def _check_messages(messages, *, openai: bool) -> None:
+def _check_messages(messages: object, *, openai: bool) -> None:
     if not isinstance(messages, list):
         raise _bad("messages", "an array", messages)
     for index, message in enumerate(messages):
@@ -379,7 +381,7 @@ def openai_chat(body: dict[str, Any]) -> None:
     _check_response_format(body.get("response_format"))
 
 
-def _check_response_format(value) -> None:
+def _check_response_format(value: object) -> None:
     if value is None:
         return
     if not isinstance(value, dict):
