@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.gateway.context import trim_messages
+
+if TYPE_CHECKING:
+    from claw_tui.config import AgentConfig
 
 
 @dataclass
@@ -17,12 +20,12 @@ class Agent:
     max_context_tokens: int = 0
     max_tokens: int = 0
     fallback: str = ""
-    tools: list = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
     description: str = ""
 
     @classmethod
-    def from_config(cls, cfg) -> Agent:
-        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__ if hasattr(cfg, name)})
+    def from_config(cls, cfg: AgentConfig) -> Agent:
+        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
 
     def as_tag(self) -> dict[str, Any]:
         """The agent as an entry of /api/tags."""
@@ -51,7 +54,7 @@ class Agent:
         out["options"] = self._options(body.get("options"))
         return out
 
-    def messages_for(self, messages) -> tuple[list, int]:
+    def messages_for(self, messages: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], int]:
         """The conversation with the agent's system prompt, trimmed to its context budget; and how many
         messages the trimming dropped."""
         messages = list(messages or [])
@@ -85,7 +88,7 @@ class Agent:
         out["options"] = self._options(body.get("options"))
         return out
 
-    def _options(self, request_options) -> dict[str, Any]:
+    def _options(self, request_options: object) -> dict[str, Any]:
         options = {**self.options, **(request_options if isinstance(request_options, dict) else {})}
         if self.max_tokens:
             requested = options.get("num_predict")

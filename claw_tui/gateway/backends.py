@@ -56,7 +56,7 @@ class Backend:
     _models: list[dict[str, Any]] = field(default_factory=list)
     _models_at: float = 0.0
     _models_missed_at: float = 0.0
-    _refresh: asyncio.Task | None = None
+    _refresh: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.admission = AdmissionQueue(self.max_in_flight, self.queue_size, self.queue_timeout_s, name=self.name)
@@ -265,12 +265,8 @@ class Backend:
 
     def set_models(self, models: list[dict[str, Any]]) -> None:
         self._models = models
-        names = set()
-        for tag in models:
-            names.add(tag.get("name"))
-            names.add(tag.get("model"))
-        names.discard(None)
-        self._model_names = frozenset(names)
+        names = {tag.get(key) for tag in models for key in ("name", "model")}
+        self._model_names = frozenset(name for name in names if isinstance(name, str))
         self._models_at = time.monotonic()
 
     async def _fetch_models(self) -> list[dict[str, Any]]:

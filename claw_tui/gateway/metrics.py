@@ -7,12 +7,13 @@ read at scrape time by a collector.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 from claw_tui.gateway.backends import STATES, Backend
 from claw_tui.ledger import RequestRecord
@@ -135,10 +136,10 @@ class LiveCollector:
         self.ledger_totals = ledger_totals
         self.gateway_in_flight = gateway_in_flight
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(
             "claw_backend_in_flight_requests", "Requests in flight to a backend", labels=["backend"]
         )

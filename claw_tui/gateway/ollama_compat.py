@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 OPTION_FIELDS = {
     "temperature": "temperature",
@@ -26,7 +26,7 @@ def now_rfc3339() -> str:
     return f"{stamp}.{now % 1_000_000_000:09d}Z"
 
 
-def openai_options(options) -> dict[str, Any]:
+def openai_options(options: object) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not isinstance(options, dict):
         return out
@@ -40,7 +40,7 @@ def openai_options(options) -> dict[str, Any]:
     return out
 
 
-def response_format(fmt) -> dict[str, Any] | None:
+def response_format(fmt: object) -> dict[str, Any] | None:
     if fmt == "json":
         return {"type": "json_object"}
     if isinstance(fmt, dict):
@@ -221,7 +221,7 @@ class OllamaAnswerWriter:
         arguments = function.get("arguments") or ""
         slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
 
-    def _chunk(self, content: str, thinking: str = "", **extra) -> dict[str, Any]:
+    def _chunk(self, content: str, thinking: str = "", **extra: Any) -> dict[str, Any]:
         chunk: dict[str, Any] = {"model": self.model, "created_at": now_rfc3339()}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -282,5 +282,5 @@ class OllamaAnswerWriter:
         }
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

@@ -90,7 +90,8 @@ def to_ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _arguments(value) -> dict[str, Any]:
+def _arguments(value: object) -> object:
+    """A tool call's arguments as Ollama takes them: the JSON value, not its text."""
     if isinstance(value, str):
         try:
             return json.loads(value or "{}")
@@ -110,7 +111,7 @@ class ChunkWriter:
         self._sent_role = False
         self.tool_calls: list[dict[str, Any]] = []
 
-    def _event(self, choices: list, usage: dict[str, Any] | None = None) -> bytes:
+    def _event(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         chunk = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -174,7 +175,7 @@ def openai_tool_calls(calls: list[dict[str, Any]], start: int = 0) -> list[dict[
 
 def completion_object(
     completion_id: str, model: str, text: str, tool_calls: list[dict[str, Any]], final: dict[str, Any]
-) -> dict:
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls:
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in openai_tool_calls(tool_calls)]
