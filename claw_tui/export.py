@@ -97,7 +97,7 @@ def records_to_csv(records: Sequence[RequestRecord]) -> str:
     return out.getvalue()
 
 
-def _cell(value, digits: int = 3) -> str:
+def _cell(value: object, digits: int = 3) -> str:
     if value is None:
         return ""
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -110,7 +110,7 @@ def _iso(ts: float | None) -> str:
 
 
 # ---- Markdown ------------------------------------------------------------------------------------------------------
-def _fmt(value, digits: int = 1, unit: str = "") -> str:
+def _fmt(value: object, digits: int = 1, unit: str = "") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
@@ -432,7 +432,7 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def _get(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    value = summary
+    value: object = summary
     for key in path:
         if not isinstance(value, dict):
             return None

@@ -138,7 +138,7 @@ class ParkingTracker:
         mean_load_j = loads.joules / loads.count if loads.count else None
         parking_s = 0.0
         parking_j: float | None = 0.0
-        after = {m: {"saved_j": 0.0, "reloads": 0} for m in UNLOAD_AFTER_MINUTES}
+        after = {m: _Savings() for m in UNLOAD_AFTER_MINUTES}
         for (gpu, name), entry in self._parked.items():
             if name != model:
                 continue
@@ -150,14 +150,14 @@ class ParkingTracker:
                 parking_j += max(0.0, entry.watt_seconds - baseline * entry.seconds)
             for minutes, (watt_seconds, seconds) in entry.beyond.items():
                 row = after[minutes]
-                row["reloads"] += entry.reloads[minutes]
-                if baseline is None or row["saved_j"] is None:
-                    row["saved_j"] = None
+                row.reloads += entry.reloads[minutes]
+                if baseline is None or row.saved_j is None:
+                    row.saved_j = None
                 else:
-                    row["saved_j"] += max(0.0, watt_seconds - baseline * seconds)
+                    row.saved_j += max(0.0, watt_seconds - baseline * seconds)
         unload_after = []
         for minutes, row in after.items():
-            saved, reloads = row["saved_j"], row["reloads"]
+            saved, reloads = row.saved_j, row.reloads
             reload_j = reloads * mean_load_j if mean_load_j is not None else (0.0 if reloads == 0 else None)
             net = saved - reload_j if saved is not None and reload_j is not None else None
             unload_after.append(
@@ -176,6 +176,14 @@ class ParkingTracker:
             "parking_j": _r(parking_j),
             "unload_after": unload_after,
         }
+
+
+@dataclass
+class _Savings:
+    """What unloading a model after N idle minutes would have saved (None: no idle baseline to tell)."""
+
+    saved_j: float | None = 0.0
+    reloads: int = 0
 
 
 def _r(value: float | None) -> float | None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from claw_tui.records import STATUSES, RequestRecord
+
+N = TypeVar("N", int, float)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -57,7 +59,7 @@ class RequestQuery:
         )
 
 
-def _number(get: Callable[[str], str | None], name: str, kind: type) -> int | float | None:
+def _number(get: Callable[[str], str | None], name: str, kind: Callable[[str], N]) -> N | None:
     text = get(name)
     if text is None or text == "":
         return None

@@ -10,12 +10,16 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.parking import canonical_model
 from claw_tui.quantiles import percentile
 from claw_tui.records import RequestRecord
 from claw_tui.tally import GroupStats, SavedTally, SessionTally, ratio
+
+if TYPE_CHECKING:
+    from claw_tui.store import StoredSession
+    from claw_tui.telemetry.types import GpuSnapshot
 
 SCHEMA = "claw.summary/1"
 
@@ -49,7 +53,13 @@ def group_metrics(records: Iterable[RequestRecord]) -> dict[str, Any]:
     return stats.to_json()
 
 
-EMPTY_MODEL_COSTS = {"load_count": 0, "load_j": 0.0, "parking_s": 0.0, "parking_j": None, "unload_after": []}
+EMPTY_MODEL_COSTS: dict[str, Any] = {
+    "load_count": 0,
+    "load_j": 0.0,
+    "parking_s": 0.0,
+    "parking_j": None,
+    "unload_after": [],
+}
 
 
 def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -96,6 +106,7 @@ def build_summary(
     total_j = energy["total_j"]
     models = models or {}
     parking = [m.get("parking_j") for m in models.values()]
+    parked_j = [j for j in parking if j is not None]
     measured_s = sum(energy.get(k) or 0.0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
     completion = metrics["tokens"]["completion"]
     summary = {
@@ -111,7 +122,7 @@ def build_summary(
             "unmetered_j": _round(energy.get("unmetered_j", 0.0)),
             "idle_j": _round(energy["idle_j"]),
             "pending_j": _round(energy.get("pending_j", 0.0)),
-            "parking_j": _round(sum(parking)) if None not in parking else None,
+            "parking_j": _round(sum(parked_j)) if len(parked_j) == len(parking) else None,
             "idle_baseline_w": _round(idle_baseline_w),
             "idle_s": _round(energy.get("idle_s")),
             "active_s": _round(energy.get("active_s")),
@@ -212,7 +223,7 @@ class AlertTracker:
             return self.power_alert_w
         return 0.95 * limit_w if limit_w else None
 
-    def add(self, snapshots: Iterable) -> None:
+    def add(self, snapshots: Iterable[GpuSnapshot]) -> None:
         for s in snapshots:
             self.add_reading(s.index, s.ts, s.power_w, s.temp_c, s.clock_event_reasons, s.power_limit_w)
 
@@ -249,7 +260,7 @@ class AlertTracker:
 
     def to_json(self) -> dict[str, Any]:
         threshold = self.power_threshold_w(self._limit_w)
-        out = {}
+        out: dict[str, Any] = {}
         for kind, alert in self._alerts.items():
             row = {
                 "seconds": round(alert.seconds, 1),
@@ -267,19 +278,19 @@ class AlertTracker:
 
 
 # ---- summaries of stored sessions ----------------------------------------------------------------------------------
-def summary_from_stored(stored) -> dict[str, Any]:
+def summary_from_stored(stored: StoredSession) -> dict[str, Any]:
     """The summary of a session read back from the store (`claw_tui.store.StoredSession`).
 
     Sessions save their running totals every second; a session that died before its first save (or a store from
     an older claw) gets totals rebuilt from its 1 Hz telemetry, marked `approximate`.
     """
     stats = stored.stats or {}
-    energy = stats.get("energy")
-    approximate = not energy
-    if approximate:
-        energy, counter_j = energy_from_telemetry(stored.telemetry, stored.records)
+    saved_energy = stats.get("energy")
+    approximate = not saved_energy
+    if saved_energy:
+        energy, counter_j = saved_energy, stats.get("counter_j")
     else:
-        counter_j = stats.get("counter_j")
+        energy, counter_j = energy_from_telemetry(stored.telemetry, stored.records)
     alerts = stats.get("alerts")
     if not alerts:
         tracker = AlertTracker()

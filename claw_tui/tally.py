@@ -182,10 +182,12 @@ class SavedTally:
         self._data = data
 
     def whole_json(self) -> dict[str, Any]:
-        return self._data["whole"]
+        whole: dict[str, Any] = self._data["whole"]
+        return whole
 
     def groups_json(self, key: str) -> dict[str, dict[str, Any]]:
-        return self._data["models" if key == "model" else "agents"]
+        groups: dict[str, dict[str, Any]] = self._data["models" if key == "model" else "agents"]
+        return groups
 
     def wake_p95(self) -> float | None:
         return self._data.get("wake_p95")

@@ -11,10 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.console.bus import EventBus
 from claw_tui.console.snapshots import gpu_stats_json, snapshot_json, source_json
+
+if TYPE_CHECKING:
+    from claw_tui.ledger import LedgerEvent
+    from claw_tui.session import Session
+    from claw_tui.telemetry.sampler import TelemetrySampler
+    from claw_tui.telemetry.types import GpuStatic
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +28,7 @@ TICK_S = 1.0
 
 
 class EventFeed:
-    def __init__(self, session, bus: EventBus, tick_s: float = TICK_S) -> None:
+    def __init__(self, session: Session, bus: EventBus, tick_s: float = TICK_S) -> None:
         self.session = session
         self.bus = bus
         self.tick_s = tick_s
@@ -37,7 +43,7 @@ class EventFeed:
     def attach_ledger(self) -> None:
         self.session.ledger.add_event_listener(self._ledger_event)
 
-    def attach_sampler(self, sampler) -> None:
+    def attach_sampler(self, sampler: TelemetrySampler) -> None:
         sampler.add_poll_listener(self._polled)
         sampler.add_gpus_listener(self._gpus_changed)
 
@@ -53,13 +59,13 @@ class EventFeed:
             self._thread = None
 
     # ---- sources of events ---------------------------------------------------------------------------------------
-    def _ledger_event(self, event) -> None:
+    def _ledger_event(self, event: LedgerEvent) -> None:
         data = event.data
         if event.kind == "request.finished" and data.get("status") == "ok":
             self.completion_tokens += int(data.get("completion_tokens") or 0)
         self.bus.publish(event.kind, data)
 
-    def _polled(self, sampler) -> None:
+    def _polled(self, sampler: TelemetrySampler) -> None:
         gpus = []
         with self._lock:
             for index in range(sampler.gpu_count):
@@ -76,7 +82,7 @@ class EventFeed:
         if gpus:
             self.bus.publish("telemetry", {"gpus": gpus})
 
-    def _gpus_changed(self, statics) -> None:
+    def _gpus_changed(self, statics: list[GpuStatic]) -> None:
         from dataclasses import asdict
 
         self.bus.publish("telemetry.gpus", {**source_json(self.session.sampler), "gpus": [asdict(s) for s in statics]})
@@ -105,12 +111,15 @@ class EventFeed:
     def stats_json(self) -> dict[str, Any]:
         session = self.session
         sampler = session.sampler
-        ok = sampler is not None and sampler.state == "ok"
         return {
             **source_json(sampler),
             "ts": session.clock(),
             "energy": session.ledger.totals(),
             "tokens": {"completion": self.completion_tokens},
             "in_flight": session.ledger.in_flight(),
-            "gpus": [gpu_stats_json(sampler, i) for i in range(sampler.gpu_count)] if ok else [],
+            "gpus": (
+                [gpu_stats_json(sampler, i) for i in range(sampler.gpu_count)]
+                if sampler is not None and sampler.state == "ok"
+                else []
+            ),
         }

@@ -33,7 +33,7 @@ class ConsoleModel:
     notices: list[str] = field(default_factory=list)
     version: int = 0  # bumped on every change: panes skip work when nothing changed
     requests_version: int = 0
-    _records: OrderedDict = field(default_factory=OrderedDict)
+    _records: OrderedDict[str, RequestView] = field(default_factory=OrderedDict)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     def load(self, state: dict[str, Any]) -> None:

@@ -95,7 +95,7 @@ class RemoteSource:
         self._events: deque[ConsoleEvent] = deque()
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._loaded: asyncio.Event | None = None
 
@@ -137,8 +137,8 @@ class RemoteSource:
     # ---- events --------------------------------------------------------------------------------------------------
     def start(self, wake: Callable[[], None]) -> None:
         self._wake = wake
-        self._loaded = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="claw-events")
+        self._loaded = loaded = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._follow(loaded), name="claw-events")
 
     def drain(self) -> list[ConsoleEvent]:
         with self._lock:
@@ -157,8 +157,8 @@ class RemoteSource:
             self.connected = up
             self._push(ConsoleEvent(0, CONNECTION, {"state": "up" if up else "down", "message": message}))
 
-    async def _follow(self) -> None:
-        await self._loaded.wait()
+    async def _follow(self, loaded: asyncio.Event) -> None:
+        await loaded.wait()
         failures = 0
         while True:
             try:
@@ -259,7 +259,11 @@ class RemoteSource:
         return response
 
     async def _get_json(self, path: str) -> dict[str, Any]:
-        response = await self._request("GET", path)
+        return await self._request_json("GET", path)
+
+    async def _request_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The answer's JSON object; a SourceError when it is not one."""
+        response = await self._request(method, path, body)
         try:
             value = response.json()
         except ValueError:
@@ -270,7 +274,7 @@ class RemoteSource:
 
     # ---- commands ------------------------------------------------------------------------------------------------
     async def set_governor(self, enabled: bool) -> dict[str, Any]:
-        return (await self._request("POST", "/claw/v1/governor", {"enabled": enabled})).json()
+        return await self._request_json("POST", "/claw/v1/governor", {"enabled": enabled})
 
     async def save_agent(self, agent: dict[str, Any], replacing: str | None = None) -> list[dict[str, Any]]:
         if replacing is None:
@@ -303,7 +307,7 @@ class RemoteSource:
 
     async def save_conversation(self, conversation: dict[str, Any]) -> dict[str, Any]:
         path = self._conversation_path(conversation.get("id"))
-        return (await self._request("PUT", path, conversation)).json()
+        return await self._request_json("PUT", path, conversation)
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await self._request("DELETE", self._conversation_path(conversation_id))

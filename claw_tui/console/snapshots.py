@@ -6,11 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from claw_tui.telemetry.sampler import HistoryPoint, TelemetrySampler
+from claw_tui.telemetry.types import GpuSnapshot
 
 FULL_RATE_DEFAULT_S = 120.0
 
 
-def point_json(point: HistoryPoint) -> list:
+def point_json(point: HistoryPoint) -> list[float | None]:
     return [
         round(point.ts, 3),
         _round(point.power_w, 2),
@@ -22,7 +23,7 @@ def point_json(point: HistoryPoint) -> list:
     ]
 
 
-def snapshot_json(snapshot) -> dict[str, Any] | None:
+def snapshot_json(snapshot: GpuSnapshot | None) -> dict[str, Any] | None:
     if snapshot is None:
         return None
     return {"ts": snapshot.ts, **snapshot.to_json(), "mem_util_pct": snapshot.mem_util_pct}

@@ -4,13 +4,22 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Reversible
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from claw_tui.telemetry.sampler import FULL_RATE_HZ, RECENT_HZ, HistoryPoint
 from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSample
 
 HOURLY_LEN = 6 * 3600
+
+
+class _Timed(Protocol):
+    @property
+    def ts(self) -> float: ...
+
+
+TimedT = TypeVar("TimedT", bound=_Timed)
 
 
 def static_from_json(data: dict[str, Any]) -> GpuStatic:
@@ -30,16 +39,16 @@ def snapshot_from_json(data: dict[str, Any]) -> GpuSnapshot:
     return GpuSnapshot(**known, processes=processes)
 
 
-def point_from_json(row: list) -> HistoryPoint:
+def point_from_json(row: list[Any]) -> HistoryPoint:
     return HistoryPoint(*row[:7])
 
 
 @dataclass
 class GpuTrace:
     static: GpuStatic
-    power: deque
-    recent: deque
-    hourly: deque
+    power: deque[PowerSample]
+    recent: deque[HistoryPoint]
+    hourly: deque[HistoryPoint]
     latest: GpuSnapshot | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     second_sum_w: float = 0.0
@@ -162,7 +171,7 @@ class TelemetryView:
         return self._tail(self._gpus[index].hourly if index < len(self._gpus) else (), since_ts)
 
     @staticmethod
-    def _tail(ring, since_ts: float) -> list:
+    def _tail(ring: Reversible[TimedT], since_ts: float) -> list[TimedT]:
         out = []
         for item in reversed(ring):
             if item.ts <= since_ts:
@@ -172,13 +181,17 @@ class TelemetryView:
         return out
 
     def trace_stats(self, index: int) -> dict[str, Any]:
-        return self._stat(index, "trace") or {}
+        stats: dict[str, Any] | None = self._stat(index, "trace")
+        return stats or {}
 
     def energy_check(self, index: int) -> dict[str, Any]:
-        return self._stat(index, "energy_check") or {"error_pct": None}
+        check: dict[str, Any] | None = self._stat(index, "energy_check")
+        return check or {"error_pct": None}
 
     def power_stddev_w(self, index: int, window_s: float = 60.0) -> float | None:
-        return self._stat(index, "stddev_60s_w")
+        stddev: float | None = self._stat(index, "stddev_60s_w")
+        return stddev
 
-    def _stat(self, index: int, key: str):
+    def _stat(self, index: int, key: str) -> Any:
+        """One of the sampler's statistics of a GPU, as the service's telemetry JSON carries it."""
         return self._gpus[index].stats.get(key) if index < len(self._gpus) else None

@@ -300,7 +300,7 @@ class NvmlSource:
         return [PowerSample(ts=now_us / 1e6, watts=watts)]
 
     def _power_limit_mw(self, handle: Any) -> float | None:
-        limit = self._field(self._nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        limit: float | None = self._field(self._nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
         if limit is None:
             limit = self._field(self._nvml.nvmlDeviceGetPowerManagementLimit, handle)
         return limit
@@ -365,7 +365,8 @@ class NvmlSource:
         return getattr(self._nvml, "NVMLError", Exception)
 
     def _const(self, name: str) -> int:
-        return getattr(self._nvml, name, _FALLBACKS.get(name, _ERROR_CODES.get(name)))
+        value: int = getattr(self._nvml, name, _FALLBACKS[name] if name in _FALLBACKS else _ERROR_CODES[name])
+        return value
 
     def _is(self, err: BaseException, names: tuple[str, ...]) -> bool:
         return getattr(err, "value", None) in {self._const(name) for name in names}

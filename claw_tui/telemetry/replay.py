@@ -27,6 +27,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -169,15 +170,15 @@ def write_trace(trace: Trace, path: str | Path) -> None:
     for gpu, samples in trace.power.items():
         # One power record per 250 ms of samples, as a recording would have them.
         for chunk in _chunks_by_time(samples, 0.25):
-            records.append((chunk[-1][0], 0, lambda w, g=gpu, c=chunk: w.power(g, c[-1][0], c)))
+            records.append((chunk[-1][0], 0, partial(TraceWriter.power, gpu=gpu, t=chunk[-1][0], samples=chunk)))
     for gpu, snaps in trace.snapshots.items():
         for t, data in snaps:
-            records.append((t, 1, lambda w, g=gpu, t=t, d=data: w.snapshot(g, t, d)))
+            records.append((t, 1, partial(TraceWriter.snapshot, gpu=gpu, t=t, snap=data)))
     for gpu, readings in trace.energy.items():
         for t, joules in readings:
-            records.append((t, 2, lambda w, g=gpu, t=t, j=joules: w.energy(g, t, j)))
+            records.append((t, 2, partial(TraceWriter.energy, gpu=gpu, t=t, joules=joules)))
     for t, label in trace.marks:
-        records.append((t, 3, lambda w, t=t, label=label: w.mark(t, label)))
+        records.append((t, 3, partial(TraceWriter.mark, t=t, label=label)))
     records.sort(key=lambda r: (r[0], r[1]))
     with TraceWriter(path) as writer:
         writer.header(
@@ -224,7 +225,7 @@ def record_trace(
     `on_progress(elapsed_s, seconds)` is called about once per power poll.
     """
     owns_source = statics is None
-    if owns_source:
+    if statics is None:
         statics = source.open()
     try:
         with TraceWriter(path) as writer:
@@ -237,9 +238,9 @@ def record_trace(
                 meta=meta,
             )
             tasks = [
-                [recorder.poll_power, power_poll_s, 0.0],
-                [recorder.read_energy, 1.0 / energy_hz, 0.0],
-                [recorder.take_snapshots, 1.0 / snapshot_hz, 0.0],
+                _Periodic(recorder.poll_power, power_poll_s),
+                _Periodic(recorder.read_energy, 1.0 / energy_hz),
+                _Periodic(recorder.take_snapshots, 1.0 / snapshot_hz),
             ]
             try:
                 _run_tasks(tasks, seconds, recorder.elapsed, sleep, on_progress)
@@ -294,27 +295,33 @@ class _Recorder:
             self.writer.snapshot(i, snap.ts - self.start, snap)
 
 
+@dataclasses.dataclass
+class _Periodic:
+    action: Callable[[], None]
+    period_s: float
+    due: float = 0.0  # seconds into the recording
+
+
 def _run_tasks(
-    tasks: list[list],
+    tasks: list[_Periodic],
     seconds: float,
     elapsed_s: Callable[[], float],
     sleep: Callable[[float], None],
     on_progress: Callable[[float, float], None] | None,
 ) -> None:
-    """Run each [action, period, next_due] task on its period until `seconds` have passed."""
+    """Run each task on its period until `seconds` have passed."""
     while True:
         elapsed = elapsed_s()
         if elapsed >= seconds:
             return
         for task in tasks:
-            action, period, due = task
-            if elapsed >= due:
-                action()
+            if elapsed >= task.due:
+                task.action()
                 # Skip missed slots rather than running a task several times in a row to catch up.
-                task[2] = due + period * (math.floor((elapsed - due) / period) + 1)
+                task.due += task.period_s * (math.floor((elapsed - task.due) / task.period_s) + 1)
         if on_progress is not None:
             on_progress(min(elapsed, seconds), seconds)
-        wait = min(min(task[2] for task in tasks), seconds) - elapsed_s()
+        wait = min(min(task.due for task in tasks), seconds) - elapsed_s()
         if wait > 0:
             sleep(wait)
 
