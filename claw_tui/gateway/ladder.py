@@ -102,11 +102,12 @@ class ErrorRates:
         window = self._windows.get(key)
         return window.rate() if window is not None else 0.0
 
+    # Read from other threads too (the console feed's status): iterate over a copy, which list() takes in one go.
     def failing_keys(self) -> list[str]:
-        return [key for key in self._windows if self.failing(key)]
+        return [key for key in list(self._windows) if self.failing(key)]
 
     def to_json(self) -> dict[str, Any]:
-        return {key: window.to_json() for key, window in self._windows.items() if window.counts()[1]}
+        return {key: window.to_json() for key, window in list(self._windows.items()) if window.counts()[1]}
 
 
 class DegradationLadder:
