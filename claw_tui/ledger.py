@@ -24,14 +24,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from claw_tui.attribution import Segment, Timings, TokenCurve, claims_for, split_interval
 from claw_tui.parking import ParkingTracker, Residency, canonical_model
 from claw_tui.records import MODEL_EVENT_KINDS, REQUEST, STATUSES, RequestRecord, new_request_id
 from claw_tui.telemetry.types import GpuSnapshot, PowerSample
 
-__all__ = ["DEFAULT_LAG_S", "STATUSES", "GpuEnergy", "Ledger", "LedgerEvent", "RequestRecord", "new_request_id"]
+__all__ = [
+    "DEFAULT_LAG_S",
+    "STATUSES",
+    "EnergyTotals",
+    "GpuEnergy",
+    "Ledger",
+    "LedgerEvent",
+    "RequestRecord",
+    "new_request_id",
+]
 
 DEFAULT_LAG_S = 0.03
 MAX_PENDING_S = 900.0  # a request in flight longer than this stops holding back the attribution of older energy
@@ -57,6 +66,22 @@ class LedgerEvent:
 
     kind: str
     data: dict[str, Any]
+
+
+class EnergyTotals(TypedDict):
+    """The session's energy, every joule in one bucket (total = active + load + unmetered + idle + pending), and the
+    seconds each bucket covered: the `energy` of /claw/v1/summary, the stats the store saves, /metrics."""
+
+    total_j: float
+    active_j: float  # requests' work
+    load_j: float
+    unmetered_j: float
+    idle_j: float
+    pending_j: float  # measured, not yet attributed
+    active_s: float
+    load_s: float
+    unmetered_s: float
+    idle_s: float
 
 
 @dataclass(slots=True)
@@ -515,26 +540,21 @@ class Ledger:
                 index: GpuEnergy(**{k: getattr(g, k) for k in GpuEnergy.__slots__}) for index, g in self._gpus.items()
             }
 
-    def totals(self) -> dict[str, Any]:
+    def totals(self) -> EnergyTotals:
         """Session energy so far, bucket by bucket (requests = `active_j`), and the seconds each covered."""
-        gpus = self.energy_by_gpu()
-
-        def total(key: str) -> float:
-            values: list[float] = [getattr(g, key) for g in gpus.values()]
-            return sum(values)
-
-        return {
-            "total_j": total("total_j"),
-            "active_j": total("requests_j"),
-            "load_j": total("load_j"),
-            "unmetered_j": total("unmetered_j"),
-            "idle_j": total("idle_j"),
-            "pending_j": total("pending_j"),
-            "active_s": total("active_s"),
-            "load_s": total("load_s"),
-            "unmetered_s": total("unmetered_s"),
-            "idle_s": total("idle_s"),
-        }
+        gpus = self.energy_by_gpu().values()
+        return EnergyTotals(
+            total_j=sum(g.total_j for g in gpus),
+            active_j=sum(g.requests_j for g in gpus),
+            load_j=sum(g.load_j for g in gpus),
+            unmetered_j=sum(g.unmetered_j for g in gpus),
+            idle_j=sum(g.idle_j for g in gpus),
+            pending_j=sum(g.pending_j for g in gpus),
+            active_s=sum(g.active_s for g in gpus),
+            load_s=sum(g.load_s for g in gpus),
+            unmetered_s=sum(g.unmetered_s for g in gpus),
+            idle_s=sum(g.idle_s for g in gpus),
+        )
 
     def models_json(self) -> dict[str, dict[str, Any]]:
         """Per model: loads, parking time and cost, and what unloading after N minutes would have saved."""
