@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "claw_tui.commands.bench",
     "claw_tui.commands.doctor",
     "claw_tui.commands.web",
+    "claw_tui.commands.batch",
 )
 
 

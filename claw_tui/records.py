@@ -29,7 +29,8 @@ class RequestRecord:
     backend: str | None = None
     gpu: int | None = None
     stream: bool = True
-    client: str = ""
+    client: str = ""  # the X-Claw-Client header ("batch" for batch lines), else the client's address
+    batch: str | None = None  # a batch line: "<batch id>/<custom id, percent-encoded>"
     status: str = "active"  # "active" until finished, then one of STATUSES
     http_status: int | None = None
     error: str | None = None
@@ -116,6 +117,8 @@ class RequestRecord:
             "gpu": self.gpu,
             "endpoint": self.endpoint,
             "surface": self.surface,
+            "client": self.client,
+            "batch": self.batch,
             "stream": self.stream,
             "status": self.status,
             "http_status": self.http_status,

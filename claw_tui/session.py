@@ -49,6 +49,7 @@ from claw_tui.telemetry.sampler import TelemetrySampler
 from claw_tui.telemetry.types import GpuStatic, TelemetryError, TelemetrySource
 
 if TYPE_CHECKING:
+    from claw_tui.batch.service import BatchService
     from claw_tui.sim.server import SimServer
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class Session:
         self.gateway: Gateway | None = None
         self.server: AppServer | None = None
         self.governor: Governor | None = None
+        self.batch: BatchService | None = None  # when batch jobs are served
+        self.batch_off_reason = "batch jobs are starting: try again in a moment"
         # Live alerts with their hints (the console, /claw/v1/status), and time spent in each condition (export).
         self.alerts = AlertMonitor(
             AlertThresholds(power_alert_w=config.telemetry.power_alert_w, temp_alert_c=config.telemetry.temp_alert_c),
@@ -165,6 +168,7 @@ class Session:
             await asyncio.to_thread(self._start_telemetry)
             await self._start_governor()
             await self._start_gateway()
+            await self._start_batch()
             self._start_feed()
             self._start_stats()
             self._start_demo_traffic()
@@ -301,7 +305,7 @@ class Session:
         governor = Governor(
             cfg,
             control,
-            in_flight=self.ledger.in_flight,
+            in_flight=self._work_in_flight,
             last_activity=self._last_request_end,
             unload_models=lambda: unload_resident_models(self.backends, self._model_unloaded),
             gpu_busy=self._gpu_busy,
@@ -322,6 +326,11 @@ class Session:
         if isinstance(control, DryRunClockControl) and cfg.enabled:
             self.notices.append(f"governor runs as a dry run: {control.reason}")
         self._stops.append(("governor", governor.stop))
+
+    def _work_in_flight(self) -> int:
+        """Requests in flight, and batch work running or waiting to run (the governor keeps clocks up for it)."""
+        batch = 1 if self.batch is not None and self.batch.drain.busy() else 0
+        return self.ledger.in_flight() + batch
 
     def _model_unloaded(self, backend: Backend, model: str) -> None:
         """The governor's deep idle unloaded a model straight from its backend: a model event, like any unload."""
@@ -448,6 +457,49 @@ class Session:
         await self.gateway.start(self.server.url)
         self._stops.append(("gateway policies", self.gateway.stop))
         log.info("gateway listening on %s", self.server.url)
+
+    async def _start_batch(self) -> None:
+        if not self.config.batch.enabled:
+            self.batch_off_reason = "batch jobs are off here ([batch] enabled = false in the config)"
+            return
+        if self.store is None:
+            self.batch_off_reason = "batch jobs need the session store, which is off or unavailable here"
+            return
+        from claw_tui.batch.service import BatchService
+        from claw_tui.batch.store import BatchStore
+
+        gateway = self.gateway
+        assert gateway is not None  # the gateway starts before batch jobs
+        service = BatchService(
+            self.config.batch,
+            BatchStore(self.store.path),
+            interactive=lambda: gateway.active,
+            resident=lambda model: any(gateway.residency.is_resident(b, model) for b in self.backends),
+            publish=self.bus.publish,
+            clock=self.clock,
+            retention_days=self.config.store.retention_days,
+        )
+        try:
+            await service.start(self.gateway_url, self.gateway_headers())
+        except Exception as exc:  # the gateway serves on without batch jobs; say why
+            log.exception("batch jobs could not start")
+            self.batch_off_reason = f"batch jobs unavailable: {exc}"
+            self.notices.append(self.batch_off_reason)
+            return
+        self.ledger.add_event_listener(service.record_opened)
+        self.ledger.add_finalized_listener(service.record_final)
+        self.batch = service
+        self._stops.append(("batch jobs", self._stop_batch))
+
+    async def _stop_batch(self) -> None:
+        self.batch_off_reason = "the claw service is stopping"
+        service, self.batch = self.batch, None
+        if service is not None:
+            await service.stop()
+
+    def batch_jobs_json(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest batch jobs as /v1/batches shows them (blocking: reads the store; call it off the loop)."""
+        return self.batch.jobs_now(limit) if self.batch is not None else []
 
     def _start_feed(self) -> None:
         self.feed.start()

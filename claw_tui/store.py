@@ -560,6 +560,8 @@ def record_from_json(data: dict[str, Any]) -> RequestRecord:
         backend=data.get("backend"),
         gpu=data.get("gpu") if isinstance(data.get("gpu"), int) else None,
         stream=bool(data.get("stream", True)),
+        client=str(data.get("client") or ""),
+        batch=data.get("batch"),
         status=data.get("status") or "error",
         http_status=data.get("http_status"),
         error=data.get("error"),

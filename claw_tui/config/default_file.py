@@ -34,7 +34,7 @@ def default_config_text() -> str:
         "# Agents: a model with a system prompt and options, offered to clients as a model of its own.\n"
         "# The Agents pane (F4) edits these tables. For example:\n" + example_table("[[agents]]", example_agent)
     )
-    for name in ("ui", "store"):
+    for name in ("ui", "store", "batch"):
         parts.append(commented_table(f"[{name}]", TABLE_SECTIONS[name]()))
     parts.append(
         "# Budgets of `claw doctor`, the readiness checklist (`claw doctor --load N` sends N requests at once).\n"

@@ -26,7 +26,7 @@ from claw_tui.config.validate import validate_config
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Every setting as plain TOML-ready data (no None values; `path` is not a setting)."""
     data: dict[str, Any] = {}
-    for name in ("gateway", "backends", "telemetry", "governor", "agents", "ui", "store", "doctor"):
+    for name in ("gateway", "backends", "telemetry", "governor", "agents", "ui", "store", "doctor", "batch"):
         value = getattr(config, name)
         data[name] = [section_to_dict(item) for item in value] if isinstance(value, list) else section_to_dict(value)
     return data
@@ -58,7 +58,7 @@ REDACTED = "<redacted>"
 
 
 def redact_secrets(config: Config) -> Config:
-    """A copy with the gateway tokens and backend API keys replaced, for printing."""
+    """A copy with the gateway tokens, backend API keys and the webhook secret replaced, for printing."""
     gateway = dataclasses.replace(
         config.gateway,
         tokens=[REDACTED for _ in config.gateway.tokens],
@@ -67,7 +67,8 @@ def redact_secrets(config: Config) -> Config:
     backends = [
         dataclasses.replace(backend, api_key=REDACTED if backend.api_key else "") for backend in config.backends
     ]
-    return dataclasses.replace(config, gateway=gateway, backends=backends)
+    batch = dataclasses.replace(config.batch, webhook_secret=REDACTED if config.batch.webhook_secret else "")
+    return dataclasses.replace(config, gateway=gateway, backends=backends, batch=batch)
 
 
 def save_config(config: Config, path: Path) -> None:

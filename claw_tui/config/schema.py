@@ -224,6 +224,30 @@ class StoreConfig:
         return platformdirs.user_data_path(APP_NAME) / "sessions.db"
 
 
+@dataclass
+class BatchConfig:
+    enabled: bool = setting(
+        True, "serve the Batch API (/v1/files, /v1/batches) and drain batch jobs when the GPU idles"
+    )
+    slots: int = setting(
+        2,
+        "requests a backend generates at once per model (Ollama's OLLAMA_NUM_PARALLEL): batch lines fill these",
+        at_least=1,
+    )
+    preempt: bool = setting(
+        True,
+        "an interactive request that finds every slot taken by batch lines cancels the newest one, which runs again "
+        "later; false = batch lines in flight finish first (no new one starts while interactive work waits)",
+    )
+    max_file_bytes: int = setting(64 * 1024 * 1024, "largest batch input file, in bytes", above=0)
+    max_lines: int = setting(50_000, "most requests in one batch input file", at_least=1)
+    max_queued_lines: int = setting(200_000, "most batch requests waiting over all jobs (then 429)", at_least=1)
+    max_attempts: int = setting(3, "tries of a batch request that fails on the backend's side", at_least=1)
+    webhook_secret: str = setting("", "key of the HMAC-SHA256 signature of webhook calls (X-Claw-Signature)")
+    webhook_tries: int = setting(5, "tries of a webhook call (exponential backoff between them)", at_least=1)
+    webhook_backoff_s: float = setting(1.0, "wait before the first retry of a webhook call; doubles each time", above=0)
+
+
 def ollama_url_from_env() -> str:
     """The Ollama URL from $OLLAMA_HOST the way Ollama reads it ("0.0.0.0:11434" → "http://0.0.0.0:11434")."""
     host = os.environ.get(OLLAMA_HOST_ENV_VAR, "").strip().rstrip("/")
@@ -251,6 +275,7 @@ class Config:
     ui: UIConfig = field(default_factory=UIConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     # The file this configuration belongs to; it may not exist yet (then every value is a default).
     path: Path | None = field(default=None, compare=False)
 
@@ -262,5 +287,6 @@ TABLE_SECTIONS: dict[str, type] = {
     "ui": UIConfig,
     "store": StoreConfig,
     "doctor": DoctorConfig,
+    "batch": BatchConfig,
 }
 ARRAY_SECTIONS: dict[str, type] = {"backends": BackendConfig, "agents": AgentConfig}

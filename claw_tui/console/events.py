@@ -8,6 +8,9 @@ Kinds (the `data` of each is plain JSON):
   energy totals and tokens, requests in flight, the telemetry source's state.
 - `telemetry.gpus`: the GPUs' static facts, each time the source opens (again) or fails (`gpus: []`).
 - `governor`, `alerts`, `backends`, `agents`: the new state, whenever it changed.
+- `batch.created`, `batch.status`, `batch.progress` (at most twice a second per job), and at a job's end
+  `batch.completed` | `batch.failed` | `batch.expired` | `batch.cancelled` (once its energy is final): the whole
+  batch object, as `GET /v1/batches/{id}` answers it; `batch.webhook`: `{id, webhook}`, the delivery's outcome.
 - `resync`: events were lost (a slow reader, or a resume from too far back): re-read the state.
 """
 

@@ -24,6 +24,7 @@ T = TypeVar("T")
 REQUESTS_LOADED = 5000
 TELEMETRY_LOADED_S = 3600.0
 MODEL_EVENTS_LOADED = 200
+BATCHES_LOADED = 100
 
 
 class InProcessSource:
@@ -74,6 +75,7 @@ class InProcessSource:
             "telemetry": telemetry_json(session.sampler, session.clock(), TELEMETRY_LOADED_S),
             "agents": session.agents_json(),
             "model_events": [e.to_json() for e in session.ledger.model_events(MODEL_EVENTS_LOADED)],
+            "batches": session.batch_jobs_json(BATCHES_LOADED),
         }
 
     # ---- commands: run off the console's thread, on the Session's loop where they touch it --------------------------
@@ -88,6 +90,19 @@ class InProcessSource:
 
     async def export_summary(self, directory: Path | None = None) -> Path:
         return await self._call(self.session.export_summary, directory)
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        from claw_tui.batch.service import BatchError
+
+        batch = self.session.batch
+        if batch is None:
+            raise SourceError(self.session.batch_off_reason or "batch jobs are not served here")
+        try:
+            return await asyncio.to_thread(self.session.run_on_loop, batch.cancel_batch(batch_id))
+        except BatchError as exc:
+            raise SourceError(exc.message) from None
+        except (RuntimeError, TimeoutError) as exc:
+            raise SourceError(f"cancel failed: {exc}") from None
 
     # ---- chat conversations: the Session's store, read and written from a worker thread ---------------------------
     async def list_conversations(self) -> list[dict[str, Any]]:

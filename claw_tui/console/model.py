@@ -16,6 +16,7 @@ from claw_tui.console.telemetry_view import TelemetryView
 
 MAX_RECORDS = 10_000
 MAX_MODEL_EVENTS = 200
+MAX_BATCHES = 100
 
 
 @dataclass
@@ -31,6 +32,8 @@ class ConsoleModel:
     in_flight: int = 0
     model_events: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)  # batch jobs, newest first, as /v1/batches shows them
+    batches_version: int = 0
     version: int = 0  # bumped on every change: panes skip work when nothing changed
     requests_version: int = 0
     _records: OrderedDict[str, RequestView] = field(default_factory=OrderedDict)
@@ -50,6 +53,8 @@ class ConsoleModel:
         self.in_flight = int(status.get("in_flight") or 0)
         self.agents = list(state.get("agents") or [])
         self.model_events = list(state.get("model_events") or [])
+        self.batches = list(state.get("batches") or [])[:MAX_BATCHES]
+        self.batches_version += 1
         self.telemetry = TelemetryView()
         self.telemetry.load(state.get("telemetry") or {})
         if stats:
@@ -90,6 +95,9 @@ class ConsoleModel:
             self.agents = list(data.get("agents") or [])
         elif kind == "model.event":
             self.model_events = [*self.model_events, data][-MAX_MODEL_EVENTS:]
+        elif kind.startswith("batch."):
+            if not self._put_batch(kind, data):
+                return
         else:
             return
         self._changed()
@@ -104,6 +112,21 @@ class ConsoleModel:
         self._records[view.id] = view
         while len(self._records) > MAX_RECORDS:
             self._records.popitem(last=False)
+
+    def _put_batch(self, kind: str, data: dict[str, Any]) -> bool:
+        """A batch job's new state (`batch.*` events carry the whole batch object; `batch.webhook` its delivery)."""
+        batch_id = data.get("id")
+        if not batch_id:
+            return False
+        if kind == "batch.webhook":
+            for job in self.batches:
+                if job.get("id") == batch_id:
+                    job["claw"] = {**(job.get("claw") or {}), "webhook": data.get("webhook")}
+        else:
+            others = [job for job in self.batches if job.get("id") != batch_id]
+            self.batches = sorted([data, *others], key=lambda j: j.get("created_at") or 0, reverse=True)[:MAX_BATCHES]
+        self.batches_version += 1
+        return True
 
     # ---- reading -----------------------------------------------------------------------------------------------
     def records(self, limit: int | None = None) -> list[RequestView]:

@@ -29,6 +29,7 @@ PROBE_TIMEOUT_S = 0.7
 RECONNECT_S = (0.25, 0.5, 1.0, 2.0)
 REQUESTS_LOADED = 5000
 TELEMETRY_LOADED_S = 3600
+BATCHES_LOADED = 100
 QUERY_TIMEOUT = httpx.Timeout(15.0, connect=3.0)
 STREAM_TIMEOUT = httpx.Timeout(connect=3.0, read=40.0, write=5.0, pool=5.0)  # the service pings every 15 s
 
@@ -216,13 +217,21 @@ class RemoteSource:
             before = f"&before={page['next_before']}"
         return {"requests": rows[:REQUESTS_LOADED]}
 
+    async def _batches(self) -> list[dict[str, Any]]:
+        """The newest batch jobs; none when the service does not serve batch jobs."""
+        try:
+            return (await self._get_json(f"/v1/batches?limit={BATCHES_LOADED}")).get("data") or []
+        except SourceError:
+            return []
+
     async def load(self) -> dict[str, Any]:
-        status, requests, telemetry, agents, model_events = await asyncio.gather(
+        status, requests, telemetry, agents, model_events, batches = await asyncio.gather(
             self._get_json("/claw/v1/status"),
             self._recent_requests(),
             self._get_json(f"/claw/v1/telemetry?seconds={TELEMETRY_LOADED_S}"),
             self._get_json("/claw/v1/agents"),
             self._get_json("/claw/v1/model-events?limit=200"),
+            self._batches(),
         )
         self._set_status(status)
         if self.last_id is None:
@@ -235,6 +244,7 @@ class RemoteSource:
             "telemetry": telemetry,
             "agents": agents.get("agents") or [],
             "model_events": list(reversed(model_events.get("model_events") or [])),
+            "batches": batches,
         }
 
     async def stop(self) -> None:
@@ -285,6 +295,9 @@ class RemoteSource:
 
     async def delete_agent(self, name: str) -> list[dict[str, Any]]:
         return (await self._request("DELETE", f"/claw/v1/agents?name={quote(name)}")).json().get("agents") or []
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._request_json("POST", f"/v1/batches/{quote(batch_id)}/cancel")
 
     async def export_summary(self, directory: Path | None = None) -> Path:
         """The service's live summary, written here: JSON, with the Markdown and per-request CSV beside it."""

@@ -36,7 +36,7 @@ class ConsoleSource(Protocol):
     def drain(self) -> list[ConsoleEvent]: ...
 
     async def load(self) -> dict[str, Any]:
-        """The whole state: {"status", "requests" (newest first), "telemetry", "agents"}."""
+        """The whole state: {"status", "requests" (newest first), "telemetry", "agents", "batches"}."""
 
     async def stop(self) -> None: ...
 
@@ -46,6 +46,9 @@ class ConsoleSource(Protocol):
         """Create (replacing=None) or replace an agent; returns every agent."""
 
     async def delete_agent(self, name: str) -> list[dict[str, Any]]: ...
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Cancel a batch job; returns its batch object."""
 
     async def export_summary(self, directory: Path | None = None) -> Path:
         """Write the session's summary (JSON, Markdown and CSV) on this machine; returns the JSON's path."""

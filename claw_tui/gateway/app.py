@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from claw_tui.batch import api as batch_api
 from claw_tui.config import GatewayConfig
 from claw_tui.gateway import validate
 from claw_tui.gateway.agents import Agent
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLIENT_HEADER = b"x-claw-client"
+BATCH_HEADER = b"x-claw-batch"  # on batch lines (X-Claw-Client: batch): which job and line the request serves
 
 Handler = Callable[[Exchange], Awaitable[None]]
 
@@ -232,6 +234,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             "/claw/v1/telemetry": r("GET", self.claw_telemetry),
             "/claw/v1/agents": r("GET POST PUT DELETE", self.claw_agents),
             "/claw/v1/conversations": r("GET POST", self.claw_conversations),
+            **{path: r("GET POST", lambda ex: batch_api.handle(self, ex)) for path in batch_api.PATHS},
         }
 
     def _route(self, path: str) -> Route | None:
@@ -240,6 +243,8 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             return Route(frozenset({"GET"}), self.openai_model)
         if route is None and path.startswith("/claw/v1/conversations/"):
             return Route(frozenset({"GET", "PUT", "DELETE"}), self.claw_conversation)
+        if route is None and batch_api.owns(path):
+            return Route(frozenset({"GET", "POST"}), lambda ex: batch_api.handle(self, ex))
         return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -307,6 +312,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             agent=agent.name if agent else None,
             stream=stream,
             client=client or ex.client_host,
+            batch=ex.header(BATCH_HEADER) if client == "batch" else None,
         )
         ex.request_id = record.id
         REQUEST_ID.set(record.id)  # every log line of this request's task names it

@@ -48,7 +48,9 @@ PANES = (
     ("models", "Models", "claw_tui.ui.panes.models:ModelsPane"),
     ("agents", "Agents", "claw_tui.ui.panes.agents:AgentsPane"),
     ("requests", "Requests", "claw_tui.ui.panes.requests:RequestsPane"),
+    ("batch", "Batch", "claw_tui.ui.panes.batch:BatchPane"),
 )
+PANE_KEYS = ("f1", "f2", "f3", "f4", "f5", "f8")  # F6 and F7 are the governor and the export
 
 PREFERRED_CHAT_MODELS = ("qwen3:8b", "llama3.2:3b")
 
@@ -72,8 +74,8 @@ class ClawApp(ReportsWorkerErrors, App):
     BINDINGS = [
         # The tabs carry the F-keys in their labels, so the footer keeps its room for the pane's own keys.
         *(
-            Binding(f"f{i}", f"show_pane('{pane_id}')", title, show=False, priority=True)
-            for i, (pane_id, title, _) in enumerate(PANES, start=1)
+            Binding(key, f"show_pane('{pane_id}')", title, show=False, priority=True)
+            for key, (pane_id, title, _) in zip(PANE_KEYS, PANES)
         ),
         *(
             Binding(str(i), f"show_pane('{pane_id}')", title, show=False)
@@ -166,7 +168,7 @@ class ClawApp(ReportsWorkerErrors, App):
         yield Header(show_clock=False, icon="")
         with TabbedContent(id="panes", initial="power"):
             for index, (pane_id, title, path) in enumerate(PANES, start=1):
-                with TabPane(f"[dim]F{index}[/] {title}", id=pane_id):
+                with TabPane(f"[dim]{PANE_KEYS[index - 1].upper()}[/] {title}", id=pane_id):
                     if not self.loaded:
                         if index == 1:
                             yield Static(self._waiting_text(), id="starting", classes="hint")
@@ -458,7 +460,7 @@ class ClawApp(ReportsWorkerErrors, App):
         for index, (pane_id, title, _) in enumerate(PANES, start=1):
             yield PaletteCommand(
                 f"Show {title}",
-                f"switch to the {title} pane (F{index})",
+                f"switch to the {title} pane ({PANE_KEYS[index - 1].upper()})",
                 lambda pane_id=pane_id: self.action_show_pane(pane_id),
             )
         for name in sorted(self.available_themes):
