@@ -20,12 +20,15 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 PHASES = ("prefill", "decode", "load")
 LOAD_DENSITY = 1.0  # a model load moves weights over PCIe: it weighs next to nothing beside real compute
 MIN_LOAD_S = 0.05  # Ollama's load_duration holds a few ms of bookkeeping even for a resident model
 COALESCE_S = 0.005  # chunk arrivals closer than this are one point of the token curve
 MIN_SPAN_S = 1e-6  # shorter spans are too short to weigh anything
+
+Owner = TypeVar("Owner")  # whoever made a claim (the ledger's work item for one request)
 
 
 @dataclass(slots=True)
@@ -47,7 +50,7 @@ class Segment:
         a, b = max(a, self.t0), min(b, self.t1)
         if b <= a:
             return 0.0
-        if self.times is None:
+        if self.times is None or self.counts is None:
             return self.density * (b - a)
         return _curve_at(self.times, self.counts, b) - _curve_at(self.times, self.counts, a)
 
@@ -109,10 +112,9 @@ def claims_for(t: Timings, curve: TokenCurve) -> tuple[list[Segment], str]:
     if t.failed_before_output:
         segments.append(Segment(load_end, t.end, "prefill", 1.0, residual=True))
         return _kept(segments), "window"
-    streamed = t.first_token is not None and len(curve.times) > 0
+    first = t.first_token
     timed = t.prompt_eval_s is not None or t.eval_s is not None
-    if streamed:
-        first = t.first_token
+    if first is not None and len(curve.times) > 0:  # streamed
         last = max(curve.last or first, first)
         if t.prompt_eval_s:
             begin = max(first - t.prompt_eval_s, t.start)
@@ -154,27 +156,27 @@ def _density(tokens: int, seconds: float) -> float:
 
 
 @dataclass(slots=True)
-class Share:
+class Share(Generic[Owner]):
     """Energy of one interval given to one claimant, by phase."""
 
-    owner: object
+    owner: Owner
     phase: str
     joules: float
 
 
 @dataclass(slots=True)
-class Split:
-    shares: list[Share]
+class Split(Generic[Owner]):
+    shares: list[Share[Owner]]
     claimed_s: float  # seconds of the interval covered by claims
     unclaimed_j: float
     unclaimed_s: float
 
 
-def split_interval(t0: float, t1: float, joules: float, claims: Iterable[tuple[object, Segment]]) -> Split:
+def split_interval(t0: float, t1: float, joules: float, claims: Iterable[tuple[Owner, Segment]]) -> Split[Owner]:
     """Share one interval's energy among the segments that overlap it (see the module's description)."""
     dt = t1 - t0
-    firm: list[tuple[object, Segment, float, float]] = []  # owner, segment, overlap, weight
-    residual: list[tuple[object, Segment, float]] = []
+    firm: list[tuple[Owner, Segment, float, float]] = []  # owner, segment, overlap, weight
+    residual: list[tuple[Owner, Segment, float]] = []
     firm_spans: list[tuple[float, float]] = []
     residual_spans: list[tuple[float, float]] = []
     for owner, segment in claims:
@@ -188,7 +190,7 @@ def split_interval(t0: float, t1: float, joules: float, claims: Iterable[tuple[o
         else:
             firm.append((owner, segment, overlap, segment.weight(t0, t1)))
             firm_spans.append(span)
-    shares: list[Share] = []
+    shares: list[Share[Owner]] = []
     covered = min(_union(firm_spans), dt)
     firm_j = joules * covered / dt if dt > 0 else 0.0
     if firm:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,11 +75,11 @@ class WorkloadError(ValueError):
 
 @dataclass
 class BenchPrompt:
-    messages: list[dict]
+    messages: list[dict[str, Any]]
     max_tokens: int
     kind: str  # "short" | "long" | "file"
     model: str | None = None
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def synthetic_prompt(kind: str, rng: random.Random) -> BenchPrompt:
@@ -251,7 +252,7 @@ def _error_text(text: str) -> str:
     return error.get("message", str(error)) if isinstance(error, dict) else str(error)
 
 
-def _parse_line(line: str, api: str) -> dict | None:
+def _parse_line(line: str, api: str) -> dict[str, Any] | None:
     """{text?, usage?: (prompt, completion), error?} from one NDJSON line or one SSE `data:` line."""
     line = line.strip()
     if api == "openai":
@@ -302,7 +303,7 @@ class Bench:
         self._issued = 0
         self._rng = random.Random(f"claw-bench-arrivals:{cfg.seed}")
 
-    def _headers(self) -> dict:
+    def _headers(self) -> dict[str, Any]:
         return {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else {}
 
     def _take(self, deadline: float | None) -> BenchPrompt | None:
@@ -330,7 +331,7 @@ class Bench:
             base_url=cfg.url, timeout=timeout, limits=limits, headers=self._headers()
         ) as client:
             if cfg.rate:
-                await self._open_loop(client, deadline)
+                await self._open_loop(client, deadline, cfg.rate)
             else:
                 await asyncio.gather(*(self._worker(client, deadline) for _ in range(cfg.concurrency)))
         self.ended_at = time.time()
@@ -340,9 +341,9 @@ class Bench:
         while (prompt := self._take(deadline)) is not None:
             self._done(await send_one(client, self.cfg, prompt))
 
-    async def _open_loop(self, client: httpx.AsyncClient, deadline: float | None) -> None:
+    async def _open_loop(self, client: httpx.AsyncClient, deadline: float | None, rate: float) -> None:
         slots = asyncio.Semaphore(self.cfg.concurrency)
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
 
         async def one(prompt: BenchPrompt) -> None:
             try:
@@ -351,7 +352,7 @@ class Bench:
                 slots.release()
 
         while True:
-            await asyncio.sleep(self._rng.expovariate(self.cfg.rate))
+            await asyncio.sleep(self._rng.expovariate(rate))
             prompt = self._take(deadline)
             if prompt is None:
                 break
@@ -364,7 +365,7 @@ class Bench:
 
 
 # ---- energy from the gateway -------------------------------------------------------------------------------------
-async def claw_summary(client: httpx.AsyncClient) -> dict | None:
+async def claw_summary(client: httpx.AsyncClient) -> dict[str, Any] | None:
     """The gateway's live summary, or None when the URL is not a claw gateway."""
     try:
         response = await client.get("/claw/v1/summary", timeout=30)
@@ -379,10 +380,10 @@ async def claw_summary(client: httpx.AsyncClient) -> dict | None:
     return data if isinstance(data, dict) and data.get("schema") else None
 
 
-async def _recent_records(client: httpx.AsyncClient, wanted: int) -> list[dict]:
+async def _recent_records(client: httpx.AsyncClient, wanted: int) -> list[dict[str, Any]]:
     """The gateway's newest `wanted` records, a page at a time."""
-    rows: list[dict] = []
-    params: dict = {"limit": 1000}
+    rows: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 1000}
     while len(rows) < wanted:
         try:
             response = await client.get("/claw/v1/requests", params=params, timeout=30)
@@ -396,10 +397,12 @@ async def _recent_records(client: httpx.AsyncClient, wanted: int) -> list[dict]:
     return rows
 
 
-async def gateway_records(client: httpx.AsyncClient, ids: set[str], wait_s: float = ENERGY_WAIT_S) -> list[dict]:
+async def gateway_records(
+    client: httpx.AsyncClient, ids: set[str], wait_s: float = ENERGY_WAIT_S
+) -> list[dict[str, Any]]:
     """The gateway's records of these requests, once their energy is final (or after `wait_s`)."""
     deadline = time.monotonic() + wait_s
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     while True:
         found = {r["id"]: r for r in await _recent_records(client, len(ids) + 2_000) if r.get("id") in ids}
         if len(found) == len(ids) and all(r.get("energy_final") for r in found.values()):
@@ -432,14 +435,14 @@ GOVERNOR_SUMS = (
 )
 
 
-def _delta(after: dict, before: dict, key: str) -> float | None:
+def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float | None:
     a, b = after.get(key), before.get(key)
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return None
     return a - b
 
 
-def window_energy(before: dict | None, after: dict | None) -> tuple[dict, float | None]:
+def window_energy(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict[str, float], float | None]:
     """The session's energy totals over the bench window: `after` minus `before` of the gateway's summaries."""
     if not before or not after:
         return dict.fromkeys(ENERGY_KEYS, 0.0), None
@@ -447,7 +450,7 @@ def window_energy(before: dict | None, after: dict | None) -> tuple[dict, float 
     return energy, _delta(after["energy"], before["energy"], "counter_j")
 
 
-def window_governor(before: dict | None, after: dict | None) -> dict:
+def window_governor(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     if not before or not after:
         return {}
     b, a = before.get("governor") or {}, after.get("governor") or {}
@@ -462,8 +465,13 @@ def window_governor(before: dict | None, after: dict | None) -> dict:
 
 
 def build_bench_summary(
-    cfg: BenchConfig, bench: Bench, records: list[dict], before: dict | None, after: dict | None, demo: bool
-) -> dict:
+    cfg: BenchConfig,
+    bench: Bench,
+    records: list[dict[str, Any]],
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    demo: bool,
+) -> dict[str, Any]:
     """The bench run as a `claw.summary/1` document, with a `bench` section of client-side measurements."""
     energy, counter_j = window_energy(before, after)
     by_id = {r["id"]: record_from_json(r) for r in records}
@@ -515,7 +523,7 @@ def build_bench_summary(
         ),
         "itl_ms": percentiles(itl_ms),
         "client_tokens_per_s": round(completion / duration, 3) if duration > 0 else None,
-        "energy_measured": bool(after)
+        "energy_measured": after is not None
         and (after.get("energy") or {}).get("total_j") is not None
         and bool(energy["total_j"]),
         "records_matched": sum(1 for r in results if r.request_id in by_id),
@@ -533,14 +541,14 @@ def build_bench_summary(
     )
 
 
-def render_report(summary: dict) -> str:
+def render_report(summary: dict[str, Any]) -> str:
     """What `claw bench` prints: the run, percentiles, throughput and energy."""
     b, e, eff = summary["bench"], summary["energy"], summary["efficiency"]
 
-    def ms(d: dict) -> str:
+    def ms(d: dict[str, Any]) -> str:
         return "  ".join(f"{p} {d[p]:8.1f}" if d.get(p) is not None else f"{p}      n/a" for p in ("p50", "p95", "p99"))
 
-    def num(value, fmt: str, unit: str = "") -> str:
+    def num(value: float | None, fmt: str, unit: str = "") -> str:
         return "n/a" if value is None else f"{value:{fmt}}{unit}"
 
     lines = [

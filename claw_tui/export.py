@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from claw_tui.ledger import RequestRecord
 from claw_tui.summary import SCHEMA
@@ -51,7 +52,7 @@ class SummaryFormatError(ValueError):
     """A file that is not a claw summary."""
 
 
-def to_json(summary: dict) -> str:
+def to_json(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, sort_keys=False) + "\n"
 
 
@@ -96,7 +97,7 @@ def records_to_csv(records: Sequence[RequestRecord]) -> str:
     return out.getvalue()
 
 
-def _cell(value, digits: int = 3) -> str:
+def _cell(value: object, digits: int = 3) -> str:
     if value is None:
         return ""
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -109,7 +110,7 @@ def _iso(ts: float | None) -> str:
 
 
 # ---- Markdown ------------------------------------------------------------------------------------------------------
-def _fmt(value, digits: int = 1, unit: str = "") -> str:
+def _fmt(value: object, digits: int = 1, unit: str = "") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
@@ -125,7 +126,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def _energy_rows(e: dict) -> list[tuple[str, ...]]:
+def _energy_rows(e: dict[str, Any]) -> list[tuple[str, ...]]:
     def row(label: str, joules: str, seconds: str, power: str | None = None) -> tuple[str, ...]:
         j, s = e.get(joules), e.get(seconds) if seconds else None
         mean = e.get(power) if power else (j / s if j is not None and s else None)
@@ -144,7 +145,7 @@ def _energy_rows(e: dict) -> list[tuple[str, ...]]:
     return rows
 
 
-def _model_events_lines(events: dict) -> list[str]:
+def _model_events_lines(events: dict[str, Any]) -> list[str]:
     if not events or not events.get("total"):
         return []
     kinds = ", ".join(f"{kind} {n}" for kind, n in (events.get("by_kind") or {}).items())
@@ -158,7 +159,7 @@ def _model_events_lines(events: dict) -> list[str]:
     )
 
 
-def _unload_advice(rows: list[dict]) -> list[str]:
+def _unload_advice(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows:
         for option in row.get("unload_after") or []:
@@ -172,7 +173,7 @@ def _unload_advice(rows: list[dict]) -> list[str]:
     return ["", "Unloading idle models sooner:", "", *lines] if lines else []
 
 
-def to_markdown(summary: dict) -> str:
+def to_markdown(summary: dict[str, Any]) -> str:
     s, e, eff = summary["session"], summary["energy"], summary["efficiency"]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.get("started_at") or 0))
     demo = " (demo: simulated GPU)" if s.get("demo") else ""
@@ -309,7 +310,7 @@ def to_markdown(summary: dict) -> str:
 
 
 # ---- files -------------------------------------------------------------------------------------------------------
-def render(summary: dict, fmt: str, records: Sequence[RequestRecord] = ()) -> str:
+def render(summary: dict[str, Any], fmt: str, records: Sequence[RequestRecord] = ()) -> str:
     if fmt == "json":
         return to_json(summary)
     if fmt == "md":
@@ -319,11 +320,11 @@ def render(summary: dict, fmt: str, records: Sequence[RequestRecord] = ()) -> st
     raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 
-def default_export_name(summary: dict, fmt: str) -> str:
+def default_export_name(summary: dict[str, Any], fmt: str) -> str:
     return f"claw-summary-{summary['session'].get('id', 'session')}.{fmt}"
 
 
-def write_summary_files(summary: dict, records: Sequence[RequestRecord], directory: Path) -> Path:
+def write_summary_files(summary: dict[str, Any], records: Sequence[RequestRecord], directory: Path) -> Path:
     """F7: the JSON summary, with the Markdown and the per-request CSV beside it; returns the JSON path."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -337,7 +338,7 @@ def write_summary_files(summary: dict, records: Sequence[RequestRecord], directo
     return json_path
 
 
-def load_summary(path: str | Path) -> dict:
+def load_summary(path: str | Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -414,7 +415,7 @@ class CompareRow:
             return "same"
         return "better" if (delta > 0) == self.metric.higher_is_better else "worse"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "metric": self.metric.label,
             "unit": self.metric.unit,
@@ -430,8 +431,8 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _get(summary: dict, path: tuple[str, ...]) -> float | None:
-    value = summary
+def _get(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: object = summary
     for key in path:
         if not isinstance(value, dict):
             return None
@@ -439,7 +440,7 @@ def _get(summary: dict, path: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def compare(before: dict, after: dict) -> list[CompareRow]:
+def compare(before: dict[str, Any], after: dict[str, Any]) -> list[CompareRow]:
     return [CompareRow(m, _get(before, m.path), _get(after, m.path)) for m in COMPARE_METRICS]
 
 

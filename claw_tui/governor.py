@@ -26,13 +26,19 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
 
 import platformdirs
 
 from claw_tui.config import GovernorConfig
-from claw_tui.summary import percentile
+from claw_tui.quantiles import percentile
 from claw_tui.telemetry.types import PowerSample
+
+if TYPE_CHECKING:
+    from claw_tui.sim.gpu import SimGPU
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +115,7 @@ class SimClockControl:
     blocking = False
     reason = ""
 
-    def __init__(self, gpus: Sequence[Any]) -> None:
+    def __init__(self, gpus: Sequence[SimGPU]) -> None:
         self._gpus = {gpu.index: gpu for gpu in gpus}
 
     def gpus(self) -> list[int]:
@@ -139,9 +145,10 @@ class NvmlClockControl:
     def __init__(self, nvml: Any = None) -> None:
         if nvml is None:
             try:
-                import pynvml as nvml
+                import pynvml
             except ImportError as exc:
                 raise ClockControlError("nvidia-ml-py is not installed") from exc
+            nvml = pynvml
         self._nvml = nvml
         self._lock = threading.Lock()
         try:
@@ -215,7 +222,7 @@ def _nvml_text(exc: BaseException) -> str:
 
 
 def clock_control_for(
-    config: GovernorConfig, *, sim_gpus: Sequence[Any] | None = None, nvml: Any = None
+    config: GovernorConfig, *, sim_gpus: Sequence[SimGPU] | None = None, nvml: Any = None
 ) -> ClockControl:
     """The simulator's control in demo mode; NVML when allowed and possible; else a dry run that says why."""
     if sim_gpus:
@@ -256,7 +263,7 @@ class StateFile:
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
-    def read(self) -> dict | None:
+    def read(self) -> dict[str, Any] | None:
         """The note left behind, or None; an unreadable note still counts (every GPU is then reset)."""
         try:
             text = self.path.read_text()
@@ -359,7 +366,7 @@ class Governor:
         last_activity: Callable[[], float | None] = lambda: None,
         unload_models: Callable[[], Awaitable[list[str]]] | None = None,
         gpu_busy: Callable[[int], bool] | None = None,
-        on_event: Callable[[str, dict], None] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
         state_file: StateFile | None = None,
         reset_control: Callable[[], ClockControl] | None = None,
         clock: Callable[[], float] = time.time,
@@ -388,7 +395,7 @@ class Governor:
         self._clock = clock
         self._tick_s = tick_s
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._idle_since: float | None = None
         self._downclocked_since: float | None = None
         self._downclocked_s = 0.0
@@ -396,7 +403,7 @@ class Governor:
         self._enabled_s = 0.0
         self._retry_at = 0.0
         self._unloaded_this_idle = False
-        self._unload_task: asyncio.Task | None = None
+        self._unload_task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._atexit_registered = False
 
@@ -427,20 +434,23 @@ class Governor:
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    def _writes_state_file(self) -> bool:
-        return self._state_file is not None and self.control.persistent
+    def _written_state_file(self) -> StateFile | None:
+        """The state file, when this control's locks outlive the process (else nothing is written)."""
+        return self._state_file if self.control.persistent else None
 
     def _note_left(self) -> bool:
-        return self._writes_state_file() and self._state_file.path.exists()
+        state_file = self._written_state_file()
+        return state_file is not None and state_file.path.exists()
 
     async def recover_left_locks(self) -> None:
         """A previous run that died with locked clocks left a state file: reset what it names.
 
         This happens whatever the governor's own mode: resetting only restores the driver's defaults.
         """
-        if self._state_file is None:
+        state_file = self._state_file
+        if state_file is None:
             return
-        note = self._state_file.read()
+        note = state_file.read()
         if note is None:
             return
         pid = note.get("pid")
@@ -457,7 +467,8 @@ class Governor:
                     "run 'sudo nvidia-smi -rgc'"
                 )
                 return
-        gpus = note.get("gpus") if isinstance(note.get("gpus"), list) else control.gpus()
+        noted = note.get("gpus")
+        gpus: list[int] = noted if isinstance(noted, list) else control.gpus()
         try:
             for gpu in gpus:
                 if gpu in control.gpus():
@@ -470,7 +481,7 @@ class Governor:
         finally:
             if not own:
                 control.close()
-        self._state_file.clear()
+        state_file.clear()
         who = f"pid {pid}" if pid else "an earlier run"
         self._notice(f"reset GPU clocks left locked by a previous claw run ({who}) that ended without resetting")
         self._event("recovered", {"pid": pid, "gpus": gpus})
@@ -478,7 +489,7 @@ class Governor:
     # ---- commands ----------------------------------------------------------------------------------------------
     async def set_enabled(
         self, enabled: bool, *, idle_after_s: float | None = None, unload_after_s: float | None = None
-    ) -> dict:
+    ) -> dict[str, Any]:
         if idle_after_s is not None:
             self.config.idle_after_s = float(idle_after_s)
         if unload_after_s is not None:
@@ -571,15 +582,16 @@ class Governor:
         if self.state == "idle_pending" and idle_for >= self.config.idle_after_s and now >= self._retry_at:
             await self._downclock()
         unload_after = self.config.unload_after_s
+        unload_models = self._unload_models
         if (
             unload_after > 0
             and idle_for >= unload_after
             and not self._unloaded_this_idle
-            and self._unload_models is not None
+            and unload_models is not None
             and self._unload_task is None
         ):
             self._unloaded_this_idle = True
-            self._unload_task = asyncio.create_task(self._unload())
+            self._unload_task = asyncio.create_task(self._unload(unload_models))
 
     def _gpu_busy_outside(self) -> bool:
         if self._gpu_busy is None:
@@ -593,8 +605,8 @@ class Governor:
             gpus = self.control.gpus()
             target = self.config.idle_sm_clock_mhz or min(self.control.lowest_sm_clock_mhz(g) for g in gpus)
             try:
-                if self._writes_state_file():
-                    self._state_file.write(gpus, target, self.control.kind)
+                if (state_file := self._written_state_file()) is not None:
+                    state_file.write(gpus, target, self.control.kind)
                 self._register_atexit()
                 applied = [await self._call(self.control.lock_sm_clock, gpu, target) for gpu in gpus]
             except ClockControlError as exc:
@@ -616,11 +628,11 @@ class Governor:
         try:  # a partial lock must not stay behind
             for gpu in self.control.gpus():
                 await self._call(self.control.reset_clocks, gpu)
-            if self._writes_state_file():
-                self._state_file.clear()
+            if (state_file := self._written_state_file()) is not None:
+                state_file.clear()
         except ClockControlError:
-            if exc.permission and self._writes_state_file():
-                self._state_file.clear()  # permission is the process's: no GPU was locked
+            if exc.permission and (state_file := self._written_state_file()) is not None:
+                state_file.clear()  # permission is the process's: no GPU was locked
         if exc.permission:
             self._notice(f"governor: {exc}; continuing as a dry run")
             self.control.close()
@@ -638,8 +650,8 @@ class Governor:
             except ClockControlError as exc:
                 self._notice(f"governor: {exc}")  # still locked as far as we know: the next wake/stop tries again
                 return
-        if self._writes_state_file():
-            self._state_file.clear()
+        if (state_file := self._written_state_file()) is not None:
+            state_file.clear()
         if self._downclocked_since is not None:
             self._downclocked_s += now - self._downclocked_since
             self._downclocked_since = None
@@ -649,9 +661,9 @@ class Governor:
         if why != "wake":
             self._event("reset", {"why": why})
 
-    async def _unload(self) -> None:
+    async def _unload(self, unload_models: Callable[[], Awaitable[list[str]]]) -> None:
         try:
-            names = await self._unload_models()
+            names = await unload_models()
         except Exception as exc:
             self._notice(f"governor: unloading models failed: {exc}")
             names = []
@@ -662,7 +674,7 @@ class Governor:
             log.info("governor: unloaded %s", ", ".join(names))
         self._unload_task = None
 
-    async def _call(self, fn: Callable, *args):
+    async def _call(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         if not self.control.blocking:
             return fn(*args)
         # A thread of its own: a wake must not queue behind other work sent to the default executor.
@@ -684,8 +696,8 @@ class Governor:
                 self.control.reset_clocks(gpu)
             except ClockControlError:
                 return
-        if self._writes_state_file():
-            self._state_file.clear()
+        if (state_file := self._written_state_file()) is not None:
+            state_file.clear()
 
     # ---- reporting ---------------------------------------------------------------------------------------------
     def _notice(self, message: str) -> None:
@@ -693,7 +705,7 @@ class Governor:
         self.message = message
         self.notices.append(message)
 
-    def _event(self, kind: str, data: dict) -> None:
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
         if self._on_event is not None:
             try:
                 self._on_event(f"governor.{kind}", data)
@@ -716,7 +728,7 @@ class Governor:
     def wake_p95_ms(self) -> float | None:
         return percentile(list(self.wake_ms), 95)
 
-    def status_json(self) -> dict:
+    def status_json(self) -> dict[str, Any]:
         now = self._clock()
         idle_for = now - self._idle_since if self._idle_since is not None and self.state != "active" else 0.0
         return {
@@ -736,7 +748,7 @@ class Governor:
             "message": self.message,
         }
 
-    def summary_json(self) -> dict:
+    def summary_json(self) -> dict[str, Any]:
         """The `governor` section of the efficiency summary."""
         return {
             "enabled": self.enabled,

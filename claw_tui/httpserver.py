@@ -21,10 +21,17 @@ import contextlib
 import resource
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from claw_tui.config import GatewayConfig
 
 FD_RESERVE = 64  # descriptors kept for everything else: the store, NVML, logs, backend health checks
 
@@ -41,7 +48,7 @@ class ConnectionLimits:
     max_connections: int = 0  # 0 = automatic: see connection_cap()
 
     @classmethod
-    def from_config(cls, gateway) -> ConnectionLimits:
+    def from_config(cls, gateway: GatewayConfig) -> ConnectionLimits:
         return cls(
             max_header_bytes=gateway.max_header_bytes,
             header_timeout_s=gateway.header_timeout_s,
@@ -87,7 +94,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     limits = ConnectionLimits()
     cap = 0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    # asyncio hands a stream protocol a Transport; uvicorn narrows the argument the same way (and ignores it too)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.opened_at = time.monotonic()
         self.head_bytes = 0
@@ -99,7 +107,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self._arm_head_timer()
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
 
@@ -186,20 +194,22 @@ class _QuietServer(uvicorn.Server):
         return
 
     @contextlib.contextmanager
-    def capture_signals(self):  # uvicorn >= 0.29 name for the same hook
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29 name for the same hook
         yield
 
 
 class AppServer:
     """One ASGI app served on host:port in the running loop; `start()` returns once it accepts connections."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, limits: ConnectionLimits | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, limits: ConnectionLimits | None = None
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.limits = limits or ConnectionLimits()
         self._server: _QuietServer | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
 
     @property
@@ -216,7 +226,8 @@ class AppServer:
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_keep_alive=self.limits.keep_alive_timeout_s,
+            # annotated int, but uvicorn only hands it to loop.call_later, which takes fractions of a second
+            timeout_keep_alive=self.limits.keep_alive_timeout_s,  # type: ignore[arg-type]
             timeout_graceful_shutdown=2,
             ws="none",
         )

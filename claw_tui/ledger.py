@@ -24,13 +24,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from claw_tui.attribution import Segment, Timings, TokenCurve, claims_for, split_interval
 from claw_tui.parking import ParkingTracker, Residency, canonical_model
 from claw_tui.records import MODEL_EVENT_KINDS, REQUEST, STATUSES, RequestRecord, new_request_id
-from claw_tui.telemetry.types import PowerSample
+from claw_tui.telemetry.types import GpuSnapshot, PowerSample
 
-__all__ = ["DEFAULT_LAG_S", "STATUSES", "GpuEnergy", "Ledger", "LedgerEvent", "RequestRecord", "new_request_id"]
+__all__ = [
+    "DEFAULT_LAG_S",
+    "STATUSES",
+    "EnergyTotals",
+    "GpuEnergy",
+    "Ledger",
+    "LedgerEvent",
+    "RequestRecord",
+    "new_request_id",
+]
 
 DEFAULT_LAG_S = 0.03
 MAX_PENDING_S = 900.0  # a request in flight longer than this stops holding back the attribution of older energy
@@ -55,7 +65,23 @@ class LedgerEvent:
     """
 
     kind: str
-    data: dict
+    data: dict[str, Any]
+
+
+class EnergyTotals(TypedDict):
+    """The session's energy, every joule in one bucket (total = active + load + unmetered + idle + pending), and the
+    seconds each bucket covered: the `energy` of /claw/v1/summary, the stats the store saves, /metrics."""
+
+    total_j: float
+    active_j: float  # requests' work
+    load_j: float
+    unmetered_j: float
+    idle_j: float
+    pending_j: float  # measured, not yet attributed
+    active_s: float
+    load_s: float
+    unmetered_s: float
+    idle_s: float
 
 
 @dataclass(slots=True)
@@ -88,6 +114,9 @@ class _Work:
     end: float = 0.0
 
 
+Claim = tuple[_Work, Segment]
+
+
 @dataclass
 class Ledger:
     """Thread-safe: the gateway (event loop) opens and finishes records, the sampler thread adds power."""
@@ -97,14 +126,14 @@ class Ledger:
     clock: Callable[[], float] = time.time
     max_pending_s: float = MAX_PENDING_S
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
-    _records: deque = field(init=False)
-    _model_events: deque = field(init=False)
+    _records: deque[RequestRecord] = field(init=False)
+    _model_events: deque[RequestRecord] = field(init=False)
     _open: dict[str, _Work] = field(default_factory=dict, init=False)
     _resolved: list[_Work] = field(default_factory=list, init=False)
     _gpus: dict[int, GpuEnergy] = field(default_factory=dict, init=False)
-    _pending: dict[int, deque] = field(default_factory=dict, init=False)
-    _util: dict[int, deque] = field(default_factory=dict, init=False)
-    _idle_level: dict[int, deque] = field(default_factory=dict, init=False)
+    _pending: dict[int, deque[tuple[float, float, float]]] = field(default_factory=dict, init=False)  # t0, t1, W
+    _util: dict[int, deque[tuple[float, float]]] = field(default_factory=dict, init=False)  # ts, utilisation %
+    _idle_level: dict[int, deque[float]] = field(default_factory=dict, init=False)
     _last_claim_end: dict[int, float] = field(default_factory=dict, init=False)
     _residency: dict[int, Residency] = field(default_factory=dict, init=False)
     _last_use: dict[tuple[int, str], float] = field(default_factory=dict, init=False)
@@ -143,7 +172,7 @@ class Ledger:
                 listener(event)
 
     # ---- requests ----------------------------------------------------------------------------------------------
-    def open_request(self, *, model: str, endpoint: str, kind: str = REQUEST, **fields) -> RequestRecord:
+    def open_request(self, *, model: str, endpoint: str, kind: str = REQUEST, **fields: Any) -> RequestRecord:
         """A new record; `kind` other than "request" makes it a model operation (load, unload, warmup)."""
         if kind != REQUEST and kind not in MODEL_EVENT_KINDS:
             raise ValueError(f"unknown record kind {kind!r}")
@@ -157,7 +186,7 @@ class Ledger:
             self._emit("request.opened", record)
         return record
 
-    def record_model_event(self, kind: str, model: str, **fields) -> RequestRecord:
+    def record_model_event(self, kind: str, model: str, **fields: Any) -> RequestRecord:
         """A model operation done outside the gateway's request path (the governor's unloads): recorded as done."""
         record = self.open_request(model=model, endpoint="", kind=kind, **fields)
         self.finish(record, "ok", 200)
@@ -188,7 +217,9 @@ class Ledger:
         if work is not None:
             work.curve.add((self.clock() if at is None else at) + self.lag_s, tokens)
 
-    def finish(self, record: RequestRecord, status: str, http_status: int | None = None, error: str | None = None):
+    def finish(
+        self, record: RequestRecord, status: str, http_status: int | None = None, error: str | None = None
+    ) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown request status {status!r}")
         now = self.clock()
@@ -275,7 +306,7 @@ class Ledger:
             for index in [gpu] if gpu is not None else sorted(self.expected_gpus | set(self._gpus) or {0}):
                 self._residency.setdefault(index, Residency()).set(at, models)
 
-    def add_utilization(self, snapshots: Iterable) -> None:
+    def add_utilization(self, snapshots: Iterable[GpuSnapshot]) -> None:
         """1 Hz GPU snapshots (the sampler's snapshot listener): utilisation tells other processes' work."""
         with self._lock:
             for snapshot in snapshots:
@@ -297,7 +328,7 @@ class Ledger:
         if gpu is None:
             gpu = self._gpus[gpu_index] = GpuEnergy()
             self._pending[gpu_index] = deque()
-        if gpu.last_ts is None:
+        if gpu.last_ts is None or gpu.last_watts is None:
             gpu.first_ts = gpu.last_ts = gpu.settled_to = sample.ts
             gpu.last_watts = sample.watts
             return
@@ -344,7 +375,7 @@ class Ledger:
             (work, segment)
             for work in self._resolved
             if work.gpu is None or work.gpu == gpu_index
-            for segment in work.segments
+            for segment in work.segments or ()
             if segment.t1 > pending[0][0]
         ]
         gpu = self._gpus[gpu_index]
@@ -355,7 +386,9 @@ class Ledger:
             count += 1
         return count
 
-    def _settle_interval(self, index: int, gpu: GpuEnergy, t0: float, t1: float, watts: float, claims) -> None:
+    def _settle_interval(
+        self, index: int, gpu: GpuEnergy, t0: float, t1: float, watts: float, claims: list[Claim]
+    ) -> None:
         energy = watts * (t1 - t0)
         gpu.pending_j -= energy
         gpu.settled_to = t1
@@ -391,7 +424,7 @@ class Ledger:
         if not split.shares:
             self._idle_interval(index, t0, t1, watts)
 
-    def _busy(self, index: int, t0: float, t1: float, watts: float, claims) -> bool:
+    def _busy(self, index: int, t0: float, t1: float, watts: float, claims: list[Claim]) -> bool:
         """Was the GPU working for someone else (not a request through the gateway) in this unclaimed interval?"""
         last_claim = self._last_claim_end.get(index, float("-inf"))
         next_claim = min((s.t0 for _, s in claims if s.t0 >= t1), default=float("inf"))
@@ -427,9 +460,9 @@ class Ledger:
             self._idle_level.setdefault(index, deque(maxlen=IDLE_LEVEL_WINDOW)).append(watts)
         residency = self._residency.get(index)
         resident = residency.at(t0) if residency is not None else None
-        if resident is None:
+        if residency is None or resident is None:
             return
-        ages = {}
+        ages: dict[str, float] = {}
         for model in resident:
             age = self._unused_for(index, model, t0, residency)
             if age is not None:
@@ -456,7 +489,8 @@ class Ledger:
 
     def _retire(self) -> list[RequestRecord]:
         """Resolved works whose every GPU has settled past their end: their energy is final."""
-        done, keep = [], []
+        done: list[RequestRecord] = []
+        keep: list[_Work] = []
         for work in self._resolved:
             gpus = self._gpus_of(work)
             settled = [self._gpus[i].settled_to if i in self._gpus else None for i in gpus]
@@ -506,27 +540,23 @@ class Ledger:
                 index: GpuEnergy(**{k: getattr(g, k) for k in GpuEnergy.__slots__}) for index, g in self._gpus.items()
             }
 
-    def totals(self) -> dict:
+    def totals(self) -> EnergyTotals:
         """Session energy so far, bucket by bucket (requests = `active_j`), and the seconds each covered."""
-        gpus = self.energy_by_gpu()
+        gpus = self.energy_by_gpu().values()
+        return EnergyTotals(
+            total_j=sum(g.total_j for g in gpus),
+            active_j=sum(g.requests_j for g in gpus),
+            load_j=sum(g.load_j for g in gpus),
+            unmetered_j=sum(g.unmetered_j for g in gpus),
+            idle_j=sum(g.idle_j for g in gpus),
+            pending_j=sum(g.pending_j for g in gpus),
+            active_s=sum(g.active_s for g in gpus),
+            load_s=sum(g.load_s for g in gpus),
+            unmetered_s=sum(g.unmetered_s for g in gpus),
+            idle_s=sum(g.idle_s for g in gpus),
+        )
 
-        def total(key: str) -> float:
-            return sum(getattr(g, key) for g in gpus.values())
-
-        return {
-            "total_j": total("total_j"),
-            "active_j": total("requests_j"),
-            "load_j": total("load_j"),
-            "unmetered_j": total("unmetered_j"),
-            "idle_j": total("idle_j"),
-            "pending_j": total("pending_j"),
-            "active_s": total("active_s"),
-            "load_s": total("load_s"),
-            "unmetered_s": total("unmetered_s"),
-            "idle_s": total("idle_s"),
-        }
-
-    def models_json(self) -> dict[str, dict]:
+    def models_json(self) -> dict[str, dict[str, Any]]:
         """Per model: loads, parking time and cost, and what unloading after N minutes would have saved."""
         with self._lock:
             return self.parking.models_json()

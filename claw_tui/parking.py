@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 UNLOAD_AFTER_MINUTES = (1, 5, 15, 60)
 BASELINE_WINDOW = 512
@@ -127,17 +128,17 @@ class ParkingTracker:
     def baselines(self) -> dict[int, float]:
         return {gpu: w for gpu in self._empty_idle_w if (w := self.baseline_w(gpu)) is not None}
 
-    def models_json(self) -> dict[str, dict]:
+    def models_json(self) -> dict[str, dict[str, Any]]:
         """Per model: load count and energy, parking seconds and joules, and unload-after-N-minutes savings."""
         names = {model for _, model in self._parked} | set(self._loads)
         return {name: self._model_json(name) for name in sorted(names)}
 
-    def _model_json(self, model: str) -> dict:
+    def _model_json(self, model: str) -> dict[str, Any]:
         loads = self._loads.get(model, _Loads())
         mean_load_j = loads.joules / loads.count if loads.count else None
         parking_s = 0.0
         parking_j: float | None = 0.0
-        after = {m: {"saved_j": 0.0, "reloads": 0} for m in UNLOAD_AFTER_MINUTES}
+        after = {m: _Savings() for m in UNLOAD_AFTER_MINUTES}
         for (gpu, name), entry in self._parked.items():
             if name != model:
                 continue
@@ -149,14 +150,14 @@ class ParkingTracker:
                 parking_j += max(0.0, entry.watt_seconds - baseline * entry.seconds)
             for minutes, (watt_seconds, seconds) in entry.beyond.items():
                 row = after[minutes]
-                row["reloads"] += entry.reloads[minutes]
-                if baseline is None or row["saved_j"] is None:
-                    row["saved_j"] = None
+                row.reloads += entry.reloads[minutes]
+                if baseline is None or row.saved_j is None:
+                    row.saved_j = None
                 else:
-                    row["saved_j"] += max(0.0, watt_seconds - baseline * seconds)
+                    row.saved_j += max(0.0, watt_seconds - baseline * seconds)
         unload_after = []
         for minutes, row in after.items():
-            saved, reloads = row["saved_j"], row["reloads"]
+            saved, reloads = row.saved_j, row.reloads
             reload_j = reloads * mean_load_j if mean_load_j is not None else (0.0 if reloads == 0 else None)
             net = saved - reload_j if saved is not None and reload_j is not None else None
             unload_after.append(
@@ -175,6 +176,14 @@ class ParkingTracker:
             "parking_j": _r(parking_j),
             "unload_after": unload_after,
         }
+
+
+@dataclass
+class _Savings:
+    """What unloading a model after N idle minutes would have saved (None: no idle baseline to tell)."""
+
+    saved_j: float | None = 0.0
+    reloads: int = 0
 
 
 def _r(value: float | None) -> float | None:

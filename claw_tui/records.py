@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 STATUSES = ("ok", "error", "cancelled", "rejected")
 # Model operations are not requests: loads and unloads asked of the backend (an empty prompt, keep_alive 0) and
@@ -103,7 +104,7 @@ class RequestRecord:
         worked = (self.server_load_ms or 0) + (self.server_prompt_eval_ms or 0) + (self.server_eval_ms or 0)
         return max(0.0, self.server_total_ms - worked)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         def ms(t: float | None) -> float | None:
             return None if t is None else round(t, 3)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from claw_tui.records import STATUSES, RequestRecord
+
+N = TypeVar("N", int, float)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -56,7 +59,7 @@ class RequestQuery:
         )
 
 
-def _number(get: Callable[[str], str | None], name: str, kind: type) -> int | float | None:
+def _number(get: Callable[[str], str | None], name: str, kind: Callable[[str], N]) -> N | None:
     text = get(name)
     if text is None or text == "":
         return None
@@ -73,7 +76,7 @@ StoreReader = Callable[[RequestQuery, "RequestRecord | None"], list[RequestRecor
 
 def page(
     memory: Sequence[RequestRecord], query: RequestQuery, read_store: StoreReader | None, *, ring_full: bool = True
-) -> dict:
+) -> dict[str, Any]:
     """One page as the JSON object the endpoint answers: `requests` (newest first) and `next_before`.
 
     `memory` is the ledger's ring, oldest first; `ring_full` says older requests may have left it for the store.

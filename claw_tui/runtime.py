@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -24,7 +28,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(coro):
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run on the loop of new_event_loop()."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(coro)

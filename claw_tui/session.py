@@ -15,9 +15,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from claw_tui import __version__
 from claw_tui.config import Config, ConfigError, check_document, config_from_document, update_agents
@@ -29,6 +30,7 @@ from claw_tui.gateway.backends import Backend
 from claw_tui.gateway.policies import check_listen_is_safe
 from claw_tui.governor import (
     ClockControl,
+    DryRunClockControl,
     Governor,
     StateFile,
     clock_control_for,
@@ -44,9 +46,15 @@ from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
 from claw_tui.tally import SessionTally
 from claw_tui.telemetry.alerts import Alert, AlertMonitor, AlertThresholds
 from claw_tui.telemetry.sampler import TelemetrySampler
-from claw_tui.telemetry.types import TelemetryError, TelemetrySource
+from claw_tui.telemetry.types import GpuStatic, TelemetryError, TelemetrySource
+
+if TYPE_CHECKING:
+    from claw_tui.batch.service import BatchService
+    from claw_tui.sim.server import SimServer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 GIL_SWITCH_INTERVAL_S = 0.0005
 
@@ -108,7 +116,7 @@ class Session:
         self.ledger.add_finalized_listener(self.tally.add)
         self.notices: list[str] = []
         self.store: SessionStore | None = None
-        self.sim = None
+        self.sim: SimServer | None = None
         self.sampler: TelemetrySampler | None = None
         self.backends: list[Backend] = []
         self.agents: list[Agent] = [Agent.from_config(a) for a in config.agents]
@@ -117,7 +125,7 @@ class Session:
         self.gateway: Gateway | None = None
         self.server: AppServer | None = None
         self.governor: Governor | None = None
-        self.batch = None  # the BatchService, when batch jobs are served
+        self.batch: BatchService | None = None  # when batch jobs are served
         self.batch_off_reason = "batch jobs are starting: try again in a moment"
         # Live alerts with their hints (the console, /claw/v1/status), and time spent in each condition (export).
         self.alerts = AlertMonitor(
@@ -199,16 +207,16 @@ class Session:
             return
         self.store = store
         self.ledger.add_finalized_listener(store.save_request)
-        self._stops.append(("store", self._stop_store))
+        self._stops.append(("store", lambda: self._stop_store(store)))
 
-    def _stop_store(self) -> None:
+    def _stop_store(self, store: SessionStore) -> None:
         self.ledger.finalize_without_power()
         self.ended_at = self.ended_at or self.clock()
         try:
-            self.store.save_stats(self.stats_json(fresh=True))
+            store.save_stats(self.stats_json(fresh=True))
         except Exception:  # the totals are a convenience; the rows are already saved
             log.exception("saving the final session stats failed")
-        self.store.stop(self.ended_at)
+        store.stop(self.ended_at)
 
     async def _start_simulator(self) -> None:
         if not self.demo:
@@ -216,13 +224,14 @@ class Session:
         from claw_tui.sim.gpu import SimGPU
         from claw_tui.sim.server import SimServer
 
-        self.sim = SimServer(
+        sim = SimServer(
             [SimGPU(seed=self.options.sim_seed, clock=self.clock)],
             seed=self.options.sim_seed,
             speed=self.options.sim_speed,
         )
-        await self.sim.start()
-        self._stops.append(("simulator", self.sim.stop))
+        self.sim = sim
+        await sim.start()
+        self._stops.append(("simulator", sim.stop))
 
     def _make_source(self) -> TelemetrySource | None:
         if self.options.telemetry_source is not None:
@@ -278,13 +287,13 @@ class Session:
         self.sampler = sampler
         self.ledger.set_gpus(range(sampler.gpu_count) if sampler.state == "ok" else [])
         self._counter_base = self._read_counters()
-        self._stops.append(("telemetry", self._stop_telemetry))
+        self._stops.append(("telemetry", lambda: self._stop_telemetry(sampler)))
 
-    def _stop_telemetry(self) -> None:
+    def _stop_telemetry(self, sampler: TelemetrySampler) -> None:
         # The last samples and counter readings, so that the final totals cover the same window.
         self.refresh_telemetry()
         self._counter_final = self._read_counters()
-        self.sampler.stop()
+        sampler.stop()
 
     async def _start_governor(self) -> None:
         cfg = self.config.governor
@@ -314,7 +323,7 @@ class Session:
             self.sampler.add_power_listener(governor.power.add_power)
         self.governor = governor
         self.notices.extend(governor.notices)
-        if control.kind == "dry-run" and cfg.enabled:
+        if isinstance(control, DryRunClockControl) and cfg.enabled:
             self.notices.append(f"governor runs as a dry run: {control.reason}")
         self._stops.append(("governor", governor.stop))
 
@@ -344,24 +353,28 @@ class Session:
         if sampler is None or sampler.state != "ok" or not sampler.gpu_count or sampler.source is None:
             return None
         try:
-            values = [sampler.source.energy_counter_j(i) for i in range(sampler.gpu_count)]
+            read = [sampler.source.energy_counter_j(i) for i in range(sampler.gpu_count)]
         except Exception:  # a driver error here only costs the cross-check
             return None
-        return None if any(v is None for v in values) else (self.clock(), values)
+        values = [v for v in read if v is not None]
+        return (self.clock(), values) if len(values) == len(read) else None
 
-    def _aligned_counter_j(self, now: tuple[float, list[float]]) -> float | None:
+    def _aligned_counter_j(
+        self, base_reading: tuple[float, list[float]], now: tuple[float, list[float]]
+    ) -> float | None:
         """The counters' delta over the window the power samples cover (see `aligned_counter_j`)."""
-        (base_ts, base), (now_ts, values) = self._counter_base, now
-        if len(values) != len(base):
+        sampler = self.sampler
+        (base_ts, base), (now_ts, values) = base_reading, now
+        if sampler is None or len(values) != len(base):
             return None
         energies = self.ledger.energy_by_gpu()
         total = 0.0
         for index, (start_j, end_j) in enumerate(zip(base, values)):
             gpu = energies.get(index)
-            if gpu is None or gpu.first_ts is None:
+            if gpu is None or gpu.first_ts is None or gpu.last_ts is None or gpu.last_watts is None:
                 total += end_j - start_j
                 continue
-            first = self.sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
+            first = sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
             first_w = first[0].watts if first and first[0].ts == gpu.first_ts else gpu.last_watts
             total += aligned_counter_j(
                 start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts, gpu.last_watts
@@ -383,15 +396,15 @@ class Session:
         self._stops.append(("stats", stop))
 
     async def _save_stats_forever(self) -> None:
-        while True:
+        while (store := self.store) is not None:
             await asyncio.sleep(self.options.stats_interval_s)
             try:
                 stats = await asyncio.to_thread(self.stats_json)
-                self.store.save_stats(stats)
+                store.save_stats(stats)
             except Exception:
                 log.exception("saving session stats failed")
 
-    def _telemetry_gpus_changed(self, statics) -> None:
+    def _telemetry_gpus_changed(self, statics: list[GpuStatic]) -> None:
         """The source opened (again) or failed: the ledger meters energy on the GPUs that can be read now."""
         self.ledger.set_gpus(range(len(statics)))
         if not statics:
@@ -456,6 +469,7 @@ class Session:
         from claw_tui.batch.store import BatchStore
 
         gateway = self.gateway
+        assert gateway is not None  # the gateway starts before batch jobs
         service = BatchService(
             self.config.batch,
             BatchStore(self.store.path),
@@ -480,9 +494,10 @@ class Session:
     async def _stop_batch(self) -> None:
         self.batch_off_reason = "the claw service is stopping"
         service, self.batch = self.batch, None
-        await service.stop()
+        if service is not None:
+            await service.stop()
 
-    def batch_jobs_json(self, limit: int = 100) -> list[dict]:
+    def batch_jobs_json(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest batch jobs as /v1/batches shows them (blocking: reads the store; call it off the loop)."""
         return self.batch.jobs_now(limit) if self.batch is not None else []
 
@@ -519,10 +534,10 @@ class Session:
             self.gateway.set_agents(agents)
         self.bus.publish("agents", {"agents": self.agents_json()})
 
-    def agents_json(self) -> list[dict]:
+    def agents_json(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(agent) for agent in self.agents]
 
-    def save_agents(self, agents: list[dict]) -> list[dict]:
+    def save_agents(self, agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Check the agents, write them to the config file (its [[agents]] only; comments stay), then serve them.
         Blocking (file I/O): call it off the gateway's loop. Nothing changes when a check or the write fails."""
         try:
@@ -541,7 +556,7 @@ class Session:
         self.set_agents([Agent.from_config(a) for a in configs])
         return self.agents_json()
 
-    def put_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+    def put_agent(self, agent: dict[str, Any], replacing: str | None = None) -> list[dict[str, Any]]:
         """Create an agent (`replacing` None) or replace the one named `replacing`; returns every agent."""
         if not isinstance(agent, dict):
             raise AgentError(400, "an agent is a JSON object with at least a name and a model")
@@ -559,14 +574,14 @@ class Session:
                 agents = [agent if a["name"] == replacing else a for a in agents]
             return self.save_agents(agents)
 
-    def delete_agent(self, name: str) -> list[dict]:
+    def delete_agent(self, name: str) -> list[dict[str, Any]]:
         with self._agents_lock:
             agents = self.agents_json()
             if name not in [a["name"] for a in agents]:
                 raise AgentError(404, f"no agent named '{name}'")
             return self.save_agents([a for a in agents if a["name"] != name])
 
-    def telemetry_json(self) -> dict:
+    def telemetry_json(self) -> dict[str, Any]:
         sampler = self.sampler
         return {
             "source": sampler.kind if sampler else "none",
@@ -576,12 +591,12 @@ class Session:
             "energy_check": [sampler.energy_check(i) for i in range(sampler.gpu_count)] if sampler else [],
         }
 
-    def governor_json(self) -> dict:
+    def governor_json(self) -> dict[str, Any]:
         if self.governor is None:
             return {"enabled": False, "state": "off"}
         return self.governor.status_json()
 
-    def status_json(self) -> dict:
+    def status_json(self) -> dict[str, Any]:
         sampler = self.sampler
         return {
             "service": "claw",
@@ -606,7 +621,7 @@ class Session:
             "notices": list(self.notices),
         }
 
-    def session_json(self) -> dict:
+    def session_json(self) -> dict[str, Any]:
         end = self.ended_at or self.clock()
         return {
             "id": self.id,
@@ -617,7 +632,7 @@ class Session:
             "demo": self.demo,
         }
 
-    def gpus_json(self) -> list[dict]:
+    def gpus_json(self) -> list[dict[str, Any]]:
         if self.sampler is None:
             return []
         return [
@@ -633,12 +648,13 @@ class Session:
         if fresh and self._counter_base is not None:
             now = self._counter_final or self._read_counters()
             if now is not None:
-                return self._aligned_counter_j(now)
+                return self._aligned_counter_j(self._counter_base, now)
         # The counter's measure of the very window the ledger integrated (see TelemetrySampler.counter_energy_j).
         deltas = [self.sampler.counter_energy_j(i) for i in range(self.sampler.gpu_count)]
-        return None if any(d is None for d in deltas) else sum(deltas)
+        known = [d for d in deltas if d is not None]
+        return sum(known) if len(known) == len(deltas) else None
 
-    def stats_json(self, fresh: bool = False) -> dict:
+    def stats_json(self, fresh: bool = False) -> dict[str, Any]:
         """The running totals the store saves every second: enough to rebuild the summary after a crash."""
         stddev = self.sampler.power_stddev_w(0) if self.sampler and self.sampler.gpu_count else None
         return {
@@ -664,13 +680,16 @@ class Session:
         memory = self.ledger.records()
         store = self.store
 
+        full = len(memory) >= self.ledger.max_records
+        if store is None:
+            return page_bytes(memory, query, None, ring_full=full)
+
         def read_store(q: RequestQuery, older_than: RequestRecord | None) -> list[RequestRecord]:
             return list_requests(store.path, store.session_id, q, older_than)
 
-        full = len(memory) >= self.ledger.max_records
-        return page_bytes(memory, query, read_store if store is not None else None, ring_full=full)
+        return page_bytes(memory, query, read_store, ring_full=full)
 
-    def summary_json(self) -> dict:
+    def summary_json(self) -> dict[str, Any]:
         self.refresh_telemetry()
         stats = self.stats_json(fresh=True)
         return build_summary(
@@ -687,14 +706,14 @@ class Session:
         )
 
     # ---- commands from other threads (the TUI) --------------------------------------------------------------------
-    def run_on_loop(self, coro, timeout: float = 10.0):
+    def run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run a coroutine on the session's loop from another thread and wait for its result."""
         if self.loop is None or self.loop.is_closed():
             coro.close()
             raise RuntimeError("the session is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def set_governor_enabled(self, enabled: bool) -> dict:
+    def set_governor_enabled(self, enabled: bool) -> dict[str, Any]:
         if self.governor is None:
             raise RuntimeError("the governor is not running")
         status = self.run_on_loop(self.governor.set_enabled(enabled))
@@ -705,7 +724,7 @@ class Session:
         """Consoles see a governor change at once, not at the next once-a-second look."""
         self.feed.publish_if_changed("governor", self.governor_json, force=True)
 
-    def toggle_governor(self) -> dict:
+    def toggle_governor(self) -> dict[str, Any]:
         return self.set_governor_enabled(not self.governor_json().get("enabled", False))
 
     def export_dir(self) -> Path:
@@ -762,7 +781,7 @@ class SessionThread:
         await self._stopped.wait()
         await self.session.stop()
 
-    def submit(self, coro) -> concurrent.futures.Future:
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on the session's loop from another thread."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

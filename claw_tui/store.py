@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import platformdirs
 
@@ -87,7 +88,9 @@ CREATE INDEX IF NOT EXISTS conversations_by_update ON conversations(updated_at);
 # Columns added after the first release: (table, column, SQL type).
 MIGRATIONS = (("sessions", "stats", "TEXT"), ("sessions", "stats_at", "REAL"), ("requests", "kind", "TEXT"))
 
-_STOP = object()
+T = TypeVar("T")
+
+_STOP: tuple[str] = ("stop",)  # told apart by identity: no write is this very tuple
 DAY_S = 86400.0
 LIVE_WITHIN_S = 5.0  # a session without an end whose stats are this fresh is still running
 
@@ -166,21 +169,26 @@ class SessionStore:
         self._pruned_rows_at = clock()
         self.session_id = session_id_at(clock())
         self.started_at = clock()
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()  # (kind, values...) for the writer thread
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.error: str | None = None
         self.pruned = 0
 
     def start(
-        self, *, demo: bool, info: dict | None = None, retention_days: float = 0, started_at: float | None = None
+        self,
+        *,
+        demo: bool,
+        info: dict[str, Any] | None = None,
+        retention_days: float = 0,
+        started_at: float | None = None,
     ) -> None:
         if started_at is not None:
             self.started_at = started_at
             self.session_id = session_id_at(started_at)
-        self._conn = connect(self.path)
-        with self._conn:
-            self._conn.execute(
+        self._conn = conn = connect(self.path)
+        with conn:
+            conn.execute(
                 "INSERT INTO sessions (id, started_at, host, demo, info) VALUES (?, ?, ?, ?, ?)",
                 (
                     self.session_id,
@@ -193,7 +201,7 @@ class SessionStore:
         self.retention_days = retention_days
         if retention_days > 0:
             self._queue.put(("prune", retention_days))
-        self._thread = threading.Thread(target=self._writer, name="claw-store", daemon=True)
+        self._thread = threading.Thread(target=self._writer, args=(conn,), name="claw-store", daemon=True)
         self._thread.start()
 
     def stop(self, ended_at: float | None = None) -> None:
@@ -239,16 +247,15 @@ class SessionStore:
         ]
         self._queue.put(("telemetry", rows))
 
-    def save_event(self, kind: str, data: dict, ts: float | None = None) -> None:
+    def save_event(self, kind: str, data: dict[str, Any], ts: float | None = None) -> None:
         self._queue.put(("event", ts if ts is not None else time.time(), kind, json.dumps(data)))
 
-    def save_stats(self, stats: dict, ts: float | None = None) -> None:
+    def save_stats(self, stats: dict[str, Any], ts: float | None = None) -> None:
         """The session's running totals (energy, governor, alerts); the newest replaces the one before."""
         self._queue.put(("stats", json.dumps(stats), ts if ts is not None else time.time()))
 
     # ---- the writer thread ---------------------------------------------------------------------------------------
-    def _writer(self) -> None:
-        conn = self._conn
+    def _writer(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + self.flush_interval_s
         pending = 0
         while True:
@@ -269,7 +276,7 @@ class SessionStore:
                 deadline = time.monotonic() + self.flush_interval_s
                 self._prune_old_rows(conn)
 
-    def _write(self, conn: sqlite3.Connection, item: tuple) -> None:
+    def _write(self, conn: sqlite3.Connection, item: tuple[Any, ...]) -> None:
         kind, *values = item
         try:
             if kind == "request":
@@ -335,13 +342,13 @@ class StoredSession:
     ended_at: float | None
     host: str
     demo: bool
-    info: dict
-    stats: dict | None
+    info: dict[str, Any]
+    stats: dict[str, Any] | None
     stats_at: float | None
     records: list[RequestRecord] = field(default_factory=list)
     model_events: list[RequestRecord] = field(default_factory=list)
-    telemetry: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def last_seen(self) -> float:
@@ -355,7 +362,7 @@ class StoredSession:
         """ "ended" (a clean stop), "running" (written to in the last seconds) or "crashed"."""
         return session_state(self.ended_at, self.host, self.info, self.last_seen, now)
 
-    def session_json(self) -> dict:
+    def session_json(self) -> dict[str, Any]:
         end = self.ended_at or self.last_seen
         return {
             "id": self.id,
@@ -368,7 +375,9 @@ class StoredSession:
         }
 
 
-def session_state(ended_at: float | None, host: str, info: dict, last_seen: float, now: float | None = None) -> str:
+def session_state(
+    ended_at: float | None, host: str, info: dict[str, Any], last_seen: float, now: float | None = None
+) -> str:
     if ended_at is not None:
         return "ended"
     pid = info.get("pid")
@@ -400,7 +409,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def list_sessions(path: Path, limit: int = 50) -> list[dict]:
+def list_sessions(path: Path, limit: int = 50) -> list[dict[str, Any]]:
     conn = open_reader(path)
     try:
         rows = [
@@ -429,11 +438,12 @@ def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
         row = conn.execute("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1").fetchone()
         if row is None:
             raise StoreError("the session store holds no sessions yet")
-        return row[0]
+        newest: str = row[0]
+        return newest
     rows = conn.execute(
         "SELECT id FROM sessions WHERE id LIKE ? ORDER BY started_at DESC LIMIT 3", (wanted.replace("%", "") + "%",)
     ).fetchall()
-    exact = [r[0] for r in rows if r[0] == wanted]
+    exact: list[str] = [r[0] for r in rows if r[0] == wanted]
     if exact:
         return exact[0]
     if not rows:
@@ -442,7 +452,8 @@ def resolve_session_id(conn: sqlite3.Connection, wanted: str | None) -> str:
         raise StoreError(
             f"'{wanted}' matches several sessions ({', '.join(r[0] for r in rows)}, ...): give more of the id"
         )
-    return rows[0][0]
+    only: str = rows[0][0]
+    return only
 
 
 def load_session(path: Path, session_id: str | None = None) -> StoredSession:
@@ -487,7 +498,7 @@ def load_session(path: Path, session_id: str | None = None) -> StoredSession:
     )
 
 
-def _json_or_empty(text: str | None) -> dict:
+def _json_or_empty(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
@@ -515,7 +526,7 @@ def list_requests(
                 return []
             anchor = (row[0], row[1])
         sql = "SELECT record FROM requests WHERE session_id = ? AND (kind IS NULL OR kind = 'request')"
-        args: list = [session_id]
+        args: list[object] = [session_id]
         if anchor is not None:
             sql += " AND (t_arrival < ? OR (t_arrival = ? AND id < ?))"
             args += [anchor[0], anchor[0], anchor[1]]
@@ -535,7 +546,7 @@ def list_requests(
         conn.close()
 
 
-def record_from_json(data: dict) -> RequestRecord:
+def record_from_json(data: dict[str, Any]) -> RequestRecord:
     """A RequestRecord back from the JSON shape of `/claw/v1/requests` (and the store)."""
     times = data.get("times") or {}
     server = data.get("server") or {}
@@ -543,7 +554,7 @@ def record_from_json(data: dict) -> RequestRecord:
         id=str(data.get("id") or ""),
         model=str(data.get("model") or ""),
         endpoint=str(data.get("endpoint") or ""),
-        kind=data.get("kind") if data.get("kind") in MODEL_EVENT_KINDS else REQUEST,
+        kind=str(data.get("kind")) if data.get("kind") in MODEL_EVENT_KINDS else REQUEST,
         surface=data.get("surface") or "ollama",
         agent=data.get("agent"),
         backend=data.get("backend"),
@@ -584,7 +595,7 @@ class ConversationNotFound(StoreError):
     """No conversation with that id."""
 
 
-def _conversations(path: Path, action):
+def _conversations(path: Path, action: Callable[[sqlite3.Connection], T]) -> T:
     try:
         conn = connect(Path(path))
     except (OSError, sqlite3.Error) as exc:
@@ -598,7 +609,7 @@ def _conversations(path: Path, action):
         conn.close()
 
 
-def save_conversation(path: Path, conversation: dict, now: float | None = None) -> dict:
+def save_conversation(path: Path, conversation: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """Insert or replace a conversation (the JSON of `Conversation.to_json()`); returns it as saved."""
     saved = dict(conversation, updated_at=now if now is not None else time.time())
     row = (
@@ -622,7 +633,7 @@ def save_conversation(path: Path, conversation: dict, now: float | None = None) 
     return saved
 
 
-def list_conversations(path: Path, limit: int = 200) -> list[dict]:
+def list_conversations(path: Path, limit: int = 200) -> list[dict[str, Any]]:
     """The newest conversations first, without their turns (`turns` is how many)."""
     keys = ("id", "title", "model", "turns", "created_at", "updated_at", "session_id")
     rows = _conversations(
@@ -634,7 +645,7 @@ def list_conversations(path: Path, limit: int = 200) -> list[dict]:
     return [dict(zip(keys, row)) for row in rows]
 
 
-def load_conversation(path: Path, conversation_id: str) -> dict:
+def load_conversation(path: Path, conversation_id: str) -> dict[str, Any]:
     row = _conversations(
         path, lambda conn: conn.execute("SELECT data FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     )

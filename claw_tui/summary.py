@@ -10,11 +10,16 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.parking import canonical_model
 from claw_tui.quantiles import percentile
 from claw_tui.records import RequestRecord
 from claw_tui.tally import GroupStats, SavedTally, SessionTally, ratio
+
+if TYPE_CHECKING:
+    from claw_tui.store import StoredSession
+    from claw_tui.telemetry.types import GpuSnapshot
 
 SCHEMA = "claw.summary/1"
 
@@ -31,7 +36,7 @@ EMPTY_GOVERNOR = {
 }
 
 
-def percentiles(values: Sequence[float]) -> dict:
+def percentiles(values: Sequence[float]) -> dict[str, Any]:
     return {f"p{p}": _round(percentile(values, p)) for p in (50, 95, 99)}
 
 
@@ -39,7 +44,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def group_metrics(records: Iterable[RequestRecord]) -> dict:
+def group_metrics(records: Iterable[RequestRecord]) -> dict[str, Any]:
     """The per-group metrics (the whole session, a by_model or by_agent row) of a list of records."""
     stats = GroupStats()
     for record in records:
@@ -48,10 +53,16 @@ def group_metrics(records: Iterable[RequestRecord]) -> dict:
     return stats.to_json()
 
 
-EMPTY_MODEL_COSTS = {"load_count": 0, "load_j": 0.0, "parking_s": 0.0, "parking_j": None, "unload_after": []}
+EMPTY_MODEL_COSTS: dict[str, Any] = {
+    "load_count": 0,
+    "load_j": 0.0,
+    "parking_s": 0.0,
+    "parking_j": None,
+    "unload_after": [],
+}
 
 
-def by_model(tally: SessionTally | SavedTally, models: dict[str, dict]) -> list[dict]:
+def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Request metrics per model, with each model's loads, parking cost and unload-after-N-minutes savings."""
     rows = {canonical_model(name): {"model": name, **row} for name, row in tally.groups_json("model").items()}
     for name in models:
@@ -60,26 +71,26 @@ def by_model(tally: SessionTally | SavedTally, models: dict[str, dict]) -> list[
     return [{**row, **EMPTY_MODEL_COSTS, **models.get(name, {})} for name, row in sorted(rows.items())]
 
 
-def by_agent(tally: SessionTally | SavedTally) -> list[dict]:
+def by_agent(tally: SessionTally | SavedTally) -> list[dict[str, Any]]:
     return [{"agent": name, **row} for name, row in tally.groups_json("agent").items()]
 
 
 def build_summary(
     *,
-    session: dict,
-    gpus: list[dict],
+    session: dict[str, Any],
+    gpus: list[dict[str, Any]],
     records: Iterable[RequestRecord] = (),
-    energy: dict,
+    energy: dict[str, Any],
     counter_j: float | None,
     power_stddev_w: float | None,
-    governor: dict | None,
-    alerts: dict,
-    extra: dict | None = None,
+    governor: dict[str, Any] | None,
+    alerts: dict[str, Any],
+    extra: dict[str, Any] | None = None,
     model_events: Iterable[RequestRecord] = (),
-    models: dict[str, dict] | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
     idle_baseline_w: float | None = None,
     tally: SessionTally | SavedTally | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """`energy` holds the ledger totals (total_j and its buckets active_j = requests, load_j, unmetered_j, idle_j,
     pending_j, with the seconds each covered); `models` the ledger's per-model loads and parking. The request
     statistics come from `tally` (the live session's, kept as records finish) or else from `records` and
@@ -95,6 +106,7 @@ def build_summary(
     total_j = energy["total_j"]
     models = models or {}
     parking = [m.get("parking_j") for m in models.values()]
+    parked_j = [j for j in parking if j is not None]
     measured_s = sum(energy.get(k) or 0.0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
     completion = metrics["tokens"]["completion"]
     summary = {
@@ -110,7 +122,7 @@ def build_summary(
             "unmetered_j": _round(energy.get("unmetered_j", 0.0)),
             "idle_j": _round(energy["idle_j"]),
             "pending_j": _round(energy.get("pending_j", 0.0)),
-            "parking_j": _round(sum(parking)) if None not in parking else None,
+            "parking_j": _round(sum(parked_j)) if len(parked_j) == len(parking) else None,
             "idle_baseline_w": _round(idle_baseline_w),
             "idle_s": _round(energy.get("idle_s")),
             "active_s": _round(energy.get("active_s")),
@@ -211,7 +223,7 @@ class AlertTracker:
             return self.power_alert_w
         return 0.95 * limit_w if limit_w else None
 
-    def add(self, snapshots: Iterable) -> None:
+    def add(self, snapshots: Iterable[GpuSnapshot]) -> None:
         for s in snapshots:
             self.add_reading(s.index, s.ts, s.power_w, s.temp_c, s.clock_event_reasons, s.power_limit_w)
 
@@ -246,9 +258,9 @@ class AlertTracker:
                     alert.episodes += 1
             alert.active = active
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         threshold = self.power_threshold_w(self._limit_w)
-        out = {}
+        out: dict[str, Any] = {}
         for kind, alert in self._alerts.items():
             row = {
                 "seconds": round(alert.seconds, 1),
@@ -266,19 +278,19 @@ class AlertTracker:
 
 
 # ---- summaries of stored sessions ----------------------------------------------------------------------------------
-def summary_from_stored(stored) -> dict:
+def summary_from_stored(stored: StoredSession) -> dict[str, Any]:
     """The summary of a session read back from the store (`claw_tui.store.StoredSession`).
 
     Sessions save their running totals every second; a session that died before its first save (or a store from
     an older claw) gets totals rebuilt from its 1 Hz telemetry, marked `approximate`.
     """
     stats = stored.stats or {}
-    energy = stats.get("energy")
-    approximate = not energy
-    if approximate:
-        energy, counter_j = energy_from_telemetry(stored.telemetry, stored.records)
+    saved_energy = stats.get("energy")
+    approximate = not saved_energy
+    if saved_energy:
+        energy, counter_j = saved_energy, stats.get("counter_j")
     else:
-        counter_j = stats.get("counter_j")
+        energy, counter_j = energy_from_telemetry(stored.telemetry, stored.records)
     alerts = stats.get("alerts")
     if not alerts:
         tracker = AlertTracker()
@@ -305,7 +317,7 @@ def summary_from_stored(stored) -> dict:
     return summary
 
 
-def _saved_tally(stats: dict, records: Sequence[RequestRecord]) -> SavedTally | None:
+def _saved_tally(stats: dict[str, Any], records: Sequence[RequestRecord]) -> SavedTally | None:
     """The running totals saved with the session, when they count more requests than the store still holds (old
     rows pruned); otherwise the stored records themselves (they include the last second the totals may miss)."""
     saved = stats.get("tally")
@@ -315,11 +327,13 @@ def _saved_tally(stats: dict, records: Sequence[RequestRecord]) -> SavedTally | 
     return SavedTally(saved) if total > len(records) else None
 
 
-def energy_from_telemetry(rows: list[dict], records: Sequence[RequestRecord]) -> tuple[dict, float | None]:
+def energy_from_telemetry(
+    rows: list[dict[str, Any]], records: Sequence[RequestRecord]
+) -> tuple[dict[str, Any], float | None]:
     """Session energy from 1 Hz rows: trapezoid of power per GPU; the energy counter's delta when it was read."""
     total_j = seconds = 0.0
     counter_j: float | None = 0.0
-    by_gpu: dict[int, list[dict]] = {}
+    by_gpu: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_gpu.setdefault(row["gpu"], []).append(row)
     for gpu_rows in by_gpu.values():
@@ -360,7 +374,7 @@ def _union_seconds(records: Sequence[RequestRecord]) -> float:
     return total
 
 
-def governor_from_events(events: list[dict]) -> dict:
+def governor_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """A rough governor section from its events, for sessions that never saved stats."""
     wakes = [e["data"].get("wake_ms") for e in events if e["kind"] == "governor.wake"]
     wakes = [w for w in wakes if isinstance(w, (int, float))]

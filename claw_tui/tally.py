@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable
+from typing import Any
 
 from claw_tui.quantiles import Quantiles
 from claw_tui.records import RequestRecord
@@ -30,7 +31,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator if denominator > 0 and numerator > 0 else None
 
 
-def percentiles_json(quantiles: Quantiles) -> dict:
+def percentiles_json(quantiles: Quantiles) -> dict[str, Any]:
     return {f"p{p}": _round(quantiles.percentile(p)) for p in (50, 95, 99)}
 
 
@@ -64,7 +65,7 @@ class GroupStats:
     def total(self) -> int:
         return sum(self.statuses.values())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "requests": {
                 "total": self.total,
@@ -138,11 +139,11 @@ class SessionTally:
             if record.wake_ms is not None:
                 self.wakes.add(record.wake_ms)
 
-    def whole_json(self) -> dict:
+    def whole_json(self) -> dict[str, Any]:
         with self._lock:
             return self.whole.to_json()
 
-    def groups_json(self, key: str) -> dict[str, dict]:
+    def groups_json(self, key: str) -> dict[str, dict[str, Any]]:
         """Per model (`key="model"`) or per agent: name → the group's metrics."""
         groups = self._models if key == "model" else self._agents
         with self._lock:
@@ -152,7 +153,7 @@ class SessionTally:
         with self._lock:
             return self.wakes.percentile(95)
 
-    def model_events_json(self) -> dict:
+    def model_events_json(self) -> dict[str, Any]:
         """Loads, unloads and warm-ups: counted apart from requests, with the energy they drew (all of it load)."""
         with self._lock:
             return {
@@ -162,7 +163,7 @@ class SessionTally:
                 "recent": [_event_row(e) for e in self._recent_events],
             }
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """Every section, as JSON (saved with the session's running totals, so an export after the store pruned
         old rows still counts every request)."""
         return {
@@ -177,23 +178,25 @@ class SessionTally:
 class SavedTally:
     """A `SessionTally` read back from its JSON (a stored session's running totals)."""
 
-    def __init__(self, data: dict) -> None:
+    def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
 
-    def whole_json(self) -> dict:
-        return self._data["whole"]
+    def whole_json(self) -> dict[str, Any]:
+        whole: dict[str, Any] = self._data["whole"]
+        return whole
 
-    def groups_json(self, key: str) -> dict[str, dict]:
-        return self._data["models" if key == "model" else "agents"]
+    def groups_json(self, key: str) -> dict[str, dict[str, Any]]:
+        groups: dict[str, dict[str, Any]] = self._data["models" if key == "model" else "agents"]
+        return groups
 
     def wake_p95(self) -> float | None:
         return self._data.get("wake_p95")
 
-    def model_events_json(self) -> dict:
+    def model_events_json(self) -> dict[str, Any]:
         return self._data.get("model_events") or {"total": 0, "by_kind": {}, "energy_j": 0.0, "recent": []}
 
 
-def _event_row(event: RequestRecord) -> dict:
+def _event_row(event: RequestRecord) -> dict[str, Any]:
     return {
         "id": event.id,
         "kind": event.kind,

@@ -1,5 +1,5 @@
-"""The habits CI enforces: ruff's lint rules and formatting over the whole repository, and the import contracts
-(the core never imports Textual) checked by import-linter."""
+"""The habits CI enforces: ruff's lint rules and formatting over the whole repository, the import contracts (the
+core never imports Textual) checked by import-linter, and the core's types checked by mypy (strict)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ def test_import_contracts_are_kept():
     result = _run([*_tool("lint-imports"), "--no-cache"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_mypy_finds_no_error_in_the_core(tmp_path):
+    """`[tool.mypy]` in pyproject.toml: strict on every module of claw_tui but the console (claw_tui.ui)."""
+    result = _run([*_tool("mypy"), "--cache-dir", str(tmp_path / "mypy-cache")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Success: no issues found"), result.stdout
 
 
 def test_the_core_contract_covers_every_module_outside_the_console():

@@ -452,3 +452,30 @@ def test_a_whole_answer_that_ends_in_an_error_is_never_a_200(gateway, sims, path
         lambda: (r := session.ledger.get(response.headers["X-Claw-Request-Id"])) and r.status != "active" and r
     )
     assert record.status == "error" and record.http_status == 500
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/claw/v1/summary"),
+        ("GET", "/claw/v1/events"),
+        ("GET", "/claw/v1/telemetry"),
+        ("GET", "/claw/v1/agents"),
+        ("POST", "/claw/v1/governor"),
+        ("GET", "/claw/v1/conversations"),
+    ],
+)
+async def test_a_gateway_without_a_session_answers_503_on_claws_own_endpoints(method, path):
+    """A Gateway built without its host (a library user's) serves the model endpoints; claw's own say why they
+    cannot answer instead of failing with a 500."""
+    from claw_tui.gateway.app import Gateway
+    from claw_tui.ledger import Ledger
+
+    gateway = Gateway(backends=[], ledger=Ledger(), agents=[])
+    transport = httpx.ASGITransport(app=gateway)
+    async with httpx.AsyncClient(transport=transport, base_url="http://claw") as client:
+        answer = await client.request(method, path, json={"enabled": True} if method == "POST" else None)
+        status = await client.get("/claw/v1/status")
+    assert answer.status_code == 503, answer.text
+    assert "without a claw session" in answer.json()["error"]
+    assert status.status_code == 200 and status.json()["service"] == "claw"

@@ -10,10 +10,14 @@ import asyncio
 import json
 from email import policy
 from email.parser import BytesParser
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.batch.service import BatchError, BatchService
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
+
+if TYPE_CHECKING:
+    from claw_tui.gateway.app import Gateway
 
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_PAGE = 100
@@ -25,7 +29,7 @@ def owns(path: str) -> bool:
     return path in PATHS or path.startswith(("/v1/files/", "/v1/batches/"))
 
 
-async def handle(gateway, ex: Exchange) -> None:
+async def handle(gateway: Gateway, ex: Exchange) -> None:
     service: BatchService | None = getattr(gateway.session, "batch", None)
     if service is None:
         reason = getattr(gateway.session, "batch_off_reason", "") or "batch jobs are not served here"
@@ -36,7 +40,7 @@ async def handle(gateway, ex: Exchange) -> None:
         raise GatewayError(exc.status, exc.message, param=exc.param) from None
 
 
-async def _dispatch(gateway, service: BatchService, ex: Exchange) -> None:
+async def _dispatch(gateway: Gateway, service: BatchService, ex: Exchange) -> None:
     parts = ex.path.strip("/").split("/")  # ["v1", "files"|"batches", id?, action?]
     kind, rest = parts[1], parts[2:]
     if kind == "files":
@@ -94,7 +98,7 @@ def _limit(ex: Exchange) -> int:
     return limit
 
 
-def validate_json(raw: bytes) -> dict:
+def validate_json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -104,7 +108,7 @@ def validate_json(raw: bytes) -> dict:
     return body
 
 
-async def _upload(gateway, service: BatchService, ex: Exchange) -> None:
+async def _upload(gateway: Gateway, service: BatchService, ex: Exchange) -> None:
     content_type = ex.header(b"content-type") or ""
     if not content_type.lower().startswith("multipart/form-data"):
         raise GatewayError(400, "upload the file as multipart/form-data with the fields 'file' and 'purpose'")
@@ -135,5 +139,5 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | Non
     return fields
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()

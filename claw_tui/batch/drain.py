@@ -24,9 +24,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from claw_tui.batch.service import BatchService
 
 from claw_tui.batch.lines import BatchLine
 
@@ -51,7 +55,7 @@ class JobState:
     model: str
     status: str
     queued: int
-    in_flight: dict[str, asyncio.Task] = field(default_factory=dict)
+    in_flight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
     done: int = 0
     not_before: float = 0.0  # after a backend failure: wait before trying again
@@ -80,8 +84,8 @@ class JobState:
 class LineOutcome:
     state: str  # "done" | "failed" | "retry" | "requeue"
     status_code: int | None = None
-    response: dict | None = None
-    error: dict | None = None
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
     request_id: str | None = None
 
 
@@ -91,7 +95,7 @@ class Drain:
 
     def __init__(
         self,
-        service,
+        service: BatchService,
         *,
         slots: int,
         preempt: bool,
@@ -110,7 +114,7 @@ class Drain:
         self.jobs: dict[str, JobState] = {}
         self.preempted = 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._url = ""
         self._headers: dict[str, str] = {}
@@ -154,7 +158,7 @@ class Drain:
         """Batch work runs or waits to run (the governor keeps the clocks up meanwhile)."""
         return any(job.in_flight or (job.status == "in_progress" and job.queued) for job in self.jobs.values())
 
-    def live(self, batch_id: str) -> dict | None:
+    def live(self, batch_id: str) -> dict[str, Any] | None:
         job = self.jobs.get(batch_id)
         if job is None:
             return None
@@ -264,8 +268,11 @@ class Drain:
             body["stream"] = False
         body.pop("stream_options", None)
         headers = {**self._headers, "X-Claw-Batch": f"{job.id}/{quote(line.custom_id, safe='')}"}
+        http = self._http
+        if http is None:
+            raise RuntimeError("the batch drain is not started")
         try:
-            async with self._http.post(line.url.lstrip("/"), json=body, headers=headers) as response:
+            async with http.post(line.url.lstrip("/"), json=body, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
                 request_id = response.headers.get("x-claw-request-id")

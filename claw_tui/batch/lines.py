@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 OPENAI_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 NATIVE_ENDPOINTS = ("/api/chat", "/api/generate", "/api/embed")
@@ -27,13 +28,13 @@ class BatchLine:
     index: int  # 0-based position in the file: output lines follow it
     custom_id: str
     url: str
-    body: dict
+    body: dict[str, Any]
 
     @property
     def model(self) -> str:
         return str(self.body.get("model") or "")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"custom_id": self.custom_id, "method": "POST", "url": self.url, "body": self.body}
 
 
@@ -63,7 +64,7 @@ def parse_input(content: bytes, max_lines: int) -> list[BatchLine]:
 def parse_line(raw: str, number: int, index: int) -> BatchLine:
     try:
         item = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputError(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(item, dict):
         raise InputError(f"line {number}: expected a JSON object with custom_id, method, url and body")
@@ -90,9 +91,9 @@ def parse_line(raw: str, number: int, index: int) -> BatchLine:
     return BatchLine(index=index, custom_id=custom_id, url=url, body=body)
 
 
-def native_lines(text: str, model: str | None) -> list[dict]:
+def native_lines(text: str, model: str | None) -> list[dict[str, Any]]:
     """The lines of `claw batch submit`'s native form as batch lines for Ollama's own API."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if not stripped:
@@ -100,7 +101,7 @@ def native_lines(text: str, model: str | None) -> list[dict]:
         if stripped.startswith("{"):
             try:
                 body = json.loads(stripped)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise InputError(f"line {number}: starts with '{{' but is not valid JSON ({exc.msg})") from None
             if not isinstance(body, dict):
                 raise InputError(f"line {number}: expected a JSON object")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from claw_tui.batch.store import TIME_COLUMNS
 
@@ -13,7 +14,7 @@ def seconds(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def file_object(row: dict) -> dict:
+def file_object(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "file",
@@ -27,7 +28,7 @@ def file_object(row: dict) -> dict:
     }
 
 
-def request_counts(job: dict) -> dict:
+def request_counts(job: dict[str, Any]) -> dict[str, Any]:
     states = job["line_states"]
     return {
         "total": job["total"],
@@ -36,7 +37,7 @@ def request_counts(job: dict) -> dict:
     }
 
 
-def claw_extension(job: dict, live: dict | None = None) -> dict:
+def claw_extension(job: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any]:
     """Energy by the attribution of every attempt's request record (Σ energy_j; model loads apart in load_j), and
     joules per token of the answers (completion tokens; prompt tokens for embeddings)."""
     tokens = job["completion_tokens"] or job["prompt_tokens"]
@@ -64,13 +65,13 @@ def claw_extension(job: dict, live: dict | None = None) -> dict:
     return out
 
 
-def webhook_status(state: dict | None) -> dict | None:
+def webhook_status(state: dict[str, Any] | None) -> dict[str, Any] | None:
     if not state:
         return None
     return {k: state.get(k) for k in ("url", "state", "tries", "last_status", "last_error", "delivered_at")}
 
 
-def batch_object(job: dict, live: dict | None = None) -> dict:
+def batch_object(job: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any]:
     tokens_in, tokens_out = job["prompt_tokens"], job["completion_tokens"]
     errors = job.get("errors")
     obj = {
@@ -101,7 +102,7 @@ def batch_object(job: dict, live: dict | None = None) -> dict:
     return obj
 
 
-def page(items: list[dict], has_more: bool) -> dict:
+def page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     return {
         "object": "list",
         "data": items,
@@ -115,7 +116,7 @@ def request_line_id(batch_id: str, custom_id: str) -> str:
     return "batch_req_" + hashlib.sha256(f"{batch_id}\0{custom_id}".encode()).hexdigest()[:24]
 
 
-def result_line(batch_id: str, row: dict) -> dict:
+def result_line(batch_id: str, row: dict[str, Any]) -> dict[str, Any]:
     """One line of the output file (an answer) or of the error file (a failure, or a request the job never ran)."""
     response = None
     if row["status_code"] is not None:
@@ -132,9 +133,10 @@ def result_line(batch_id: str, row: dict) -> dict:
     }
 
 
-def result_files(batch_id: str, rows: list[dict]) -> tuple[bytes, bytes]:
+def result_files(batch_id: str, rows: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """(output file, error file) contents, JSONL in input order."""
-    output, errors = [], []
+    output: list[str] = []
+    errors: list[str] = []
     for row in rows:
         line = json.dumps(result_line(batch_id, row), separators=(",", ":"), ensure_ascii=False) + "\n"
         (output if row["state"] == "done" else errors).append(line)

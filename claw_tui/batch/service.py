@@ -10,7 +10,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from claw_tui.batch import objects
@@ -19,6 +20,8 @@ from claw_tui.batch.lines import ENDPOINTS, BatchLine, InputError, parse_input
 from claw_tui.batch.store import ACTIVE_JOB_STATES, BatchStore
 from claw_tui.batch.webhook import deliver
 from claw_tui.config import BatchConfig
+from claw_tui.ledger import LedgerEvent
+from claw_tui.records import RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def parse_window(text: object) -> float:
     return seconds
 
 
-def check_metadata(metadata: object) -> dict | None:
+def check_metadata(metadata: object) -> dict[str, Any] | None:
     if metadata is None:
         return None
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
@@ -79,10 +82,10 @@ class BatchService:
         *,
         interactive: Callable[[], int],
         resident: Callable[[str], bool],
-        publish: Callable[[str, dict], None] = lambda kind, data: None,
+        publish: Callable[[str, dict[str, Any]], object] = lambda kind, data: None,
         clock: Callable[[], float] = time.time,
         retention_days: float = 0.0,
-        webhook_sleep=asyncio.sleep,
+        webhook_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
         self.store = store
@@ -103,10 +106,10 @@ class BatchService:
         self._energy_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer of energy at a time
         self._pending_records: collections.Counter[str] = collections.Counter()  # batch id -> records not final
-        self._energy_updates: list[tuple] = []
+        self._energy_updates: list[tuple[str, str, float, float, int, int, bool]] = []
         self._progress_at: dict[str, float] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._flusher: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -136,13 +139,13 @@ class BatchService:
         await asyncio.to_thread(self._flush_energy)
         await asyncio.to_thread(self.store.close)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    def _job_state(job: dict) -> JobState:
+    def _job_state(job: dict[str, Any]) -> JobState:
         states = job["line_states"]
         return JobState(
             id=job["id"],
@@ -156,7 +159,7 @@ class BatchService:
         )
 
     # ---- files -------------------------------------------------------------------------------------------------
-    async def create_file(self, filename: str, purpose: str, content: bytes) -> dict:
+    async def create_file(self, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
         if purpose != "batch":
             raise BatchError(400, f"purpose must be 'batch' (claw keeps batch input files only; got '{purpose}')")
         if len(content) > self.config.max_file_bytes:
@@ -178,7 +181,7 @@ class BatchService:
         row["bytes"] = len(content)
         return objects.file_object(row)
 
-    async def get_file(self, file_id: str) -> dict:
+    async def get_file(self, file_id: str) -> dict[str, Any]:
         row = await asyncio.to_thread(self.store.get_file, file_id)
         if row is None:
             raise BatchError(404, f"No such File object: {file_id}", "file_id")
@@ -190,14 +193,14 @@ class BatchService:
             raise BatchError(404, f"No such File object: {file_id}", "file_id")
         return content
 
-    async def list_files(self, purpose: str | None, after: str | None, limit: int) -> dict:
+    async def list_files(self, purpose: str | None, after: str | None, limit: int) -> dict[str, Any]:
         rows = await asyncio.to_thread(self.store.list_files, purpose, after, limit + 1)
         return objects.page([objects.file_object(r) for r in rows[:limit]], len(rows) > limit)
 
     # ---- jobs --------------------------------------------------------------------------------------------------
     async def create_batch(
         self, input_file_id: object, endpoint: object, completion_window: object, metadata: object
-    ) -> dict:
+    ) -> dict[str, Any]:
         if endpoint not in ENDPOINTS:
             raise BatchError(400, f"endpoint must be one of {', '.join(ENDPOINTS)}", "endpoint")
         window_s = parse_window(completion_window)
@@ -210,6 +213,8 @@ class BatchService:
         if file["purpose"] != "batch":
             raise BatchError(400, f"{input_file_id} is not a batch input file (purpose '{file['purpose']}')")
         content = await asyncio.to_thread(self.store.file_content, input_file_id)
+        if content is None:  # deleted (pruned) since it was looked up
+            raise BatchError(404, f"No such File object: {input_file_id}", "input_file_id")
         lines = await asyncio.to_thread(parse_input, content, self.config.max_lines)
         queued = await asyncio.to_thread(self.store.queued_lines)
         if queued + len(lines) > self.config.max_queued_lines:
@@ -231,12 +236,12 @@ class BatchService:
             if ln.url != endpoint
         ][:100]
         models = collections.Counter(ln.model for ln in lines)
-        job = {
+        job: dict[str, Any] = {
             "id": "batch_" + secrets.token_hex(12),
             "created_at": now,
             "input_file_id": input_file_id,
             "endpoint": endpoint,
-            "completion_window": completion_window.strip(),
+            "completion_window": str(completion_window).strip(),
             "window_s": window_s,
             "metadata": metadata,
             "status": "failed" if errors else "validating",
@@ -264,31 +269,31 @@ class BatchService:
         return batch
 
     @staticmethod
-    def _webhook_state(metadata: dict | None) -> dict | None:
+    def _webhook_state(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
         url = (metadata or {}).get("webhook_url")
         if not url:
             return None
         return {"url": url, "state": "pending", "tries": 0}
 
-    async def get_batch(self, batch_id: str) -> dict:
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
         job = await asyncio.to_thread(self.store.get_job, batch_id)
         if job is None:
             raise BatchError(404, f"No such Batch object: {batch_id}", "batch_id")
         return objects.batch_object(job, self._live(batch_id))
 
-    def _live(self, batch_id: str) -> dict:
+    def _live(self, batch_id: str) -> dict[str, Any]:
         live = self.drain.live(batch_id) or {}
         with self._energy_lock:
             pending = self._pending_records[batch_id] > 0 or any(u[0] == batch_id for u in self._energy_updates)
         live["energy_final"] = not pending
         return live
 
-    async def list_batches(self, after: str | None, limit: int) -> dict:
+    async def list_batches(self, after: str | None, limit: int) -> dict[str, Any]:
         jobs = await asyncio.to_thread(self.store.list_jobs, after, limit + 1)
         items = [objects.batch_object(job, self._live(job["id"])) for job in jobs[:limit]]
         return objects.page(items, len(jobs) > limit)
 
-    async def cancel_batch(self, batch_id: str) -> dict:
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         job = await asyncio.to_thread(self.store.get_job, batch_id)
         if job is None:
             raise BatchError(404, f"No such Batch object: {batch_id}", "batch_id")
@@ -400,7 +405,7 @@ class BatchService:
             return
         loop = asyncio.get_running_loop()
 
-        def keep(state: dict) -> None:
+        def keep(state: dict[str, Any]) -> None:
             loop.call_soon_threadsafe(self._spawn, asyncio.to_thread(self.store.set_webhook, batch_id, state))
 
         final = await deliver(
@@ -418,7 +423,7 @@ class BatchService:
         self.publish("batch.webhook", {"id": batch_id, "webhook": objects.webhook_status(final)})
 
     # ---- energy, from the ledger ---------------------------------------------------------------------------------
-    def record_opened(self, event) -> None:
+    def record_opened(self, event: LedgerEvent) -> None:
         """The ledger's event listener: a batch line's request opened (its energy is pending until final)."""
         if event.kind != "request.opened":
             return
@@ -430,7 +435,7 @@ class BatchService:
             # an interactive request: with preemption on, the drain looks at once
             self._loop.call_soon_threadsafe(self.drain.wake)
 
-    def record_final(self, record) -> None:
+    def record_final(self, record: RequestRecord) -> None:
         """The ledger's finalized listener (any thread): a batch line's attempt has its final energy."""
         if not record.batch:
             return
@@ -469,7 +474,7 @@ class BatchService:
                     del self._energy_updates[: len(updates)]
 
     # ---- for the console -------------------------------------------------------------------------------------------
-    def jobs_now(self, limit: int = 100) -> list[dict]:
+    def jobs_now(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest jobs as batch objects (blocking: call it off the event loop)."""
         return [objects.batch_object(job, self._live(job["id"])) for job in self.store.list_jobs(None, limit)]
 

@@ -14,10 +14,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from claw_tui.batch.lines import BatchLine
+
+T = TypeVar("T")
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS batch_files (
@@ -123,7 +126,7 @@ class BatchStore:
                 self._conn.close()
                 self._conn = None
 
-    def _run(self, work):
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             if self._conn is None:
                 raise BatchStoreError("the batch store is closed")
@@ -134,7 +137,7 @@ class BatchStore:
                 raise BatchStoreError(f"batch store: {exc}") from exc
 
     # ---- files -------------------------------------------------------------------------------------------------
-    def add_file(self, file: dict, content: bytes) -> None:
+    def add_file(self, file: dict[str, Any], content: bytes) -> None:
         self._run(
             lambda c: c.execute(
                 "INSERT INTO batch_files (id, created_at, filename, purpose, bytes, lines, batch_id, content) "
@@ -152,7 +155,7 @@ class BatchStore:
             )
         )
 
-    def get_file(self, file_id: str) -> dict | None:
+    def get_file(self, file_id: str) -> dict[str, Any] | None:
         row = self._run(
             lambda c: c.execute(
                 "SELECT id, created_at, filename, purpose, bytes, lines, batch_id FROM batch_files WHERE id = ?",
@@ -165,10 +168,10 @@ class BatchStore:
         row = self._run(lambda c: c.execute("SELECT content FROM batch_files WHERE id = ?", (file_id,)).fetchone())
         return None if row is None else bytes(row[0] or b"")
 
-    def list_files(self, purpose: str | None, after: str | None, limit: int) -> list[dict]:
-        def work(c):
+    def list_files(self, purpose: str | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+        def work(c: sqlite3.Connection) -> list[dict[str, Any]]:
             sql = "SELECT id, created_at, filename, purpose, bytes, lines, batch_id FROM batch_files WHERE 1 = 1"
-            args: list = []
+            args: list[object] = []
             if purpose:
                 sql += " AND purpose = ?"
                 args.append(purpose)
@@ -185,10 +188,10 @@ class BatchStore:
         return self._run(work)
 
     # ---- jobs --------------------------------------------------------------------------------------------------
-    def create_job(self, job: dict, lines: Iterable[BatchLine]) -> None:
+    def create_job(self, job: dict[str, Any], lines: Iterable[BatchLine]) -> None:
         """The job and all its lines, in one transaction: a job exists whole or not at all."""
 
-        def work(c):
+        def work(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT INTO batch_jobs (id, created_at, input_file_id, endpoint, completion_window, window_s, "
                 "metadata, status, model, total, errors, webhook) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -214,17 +217,17 @@ class BatchStore:
 
         self._run(work)
 
-    def get_job(self, batch_id: str) -> dict | None:
-        def work(c):
+    def get_job(self, batch_id: str) -> dict[str, Any] | None:
+        def work(c: sqlite3.Connection) -> dict[str, Any] | None:
             row = c.execute("SELECT * FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
             return None if row is None else self._job_with_counts(c, row)
 
         return self._run(work)
 
-    def list_jobs(self, after: str | None, limit: int, active_only: bool = False) -> list[dict]:
-        def work(c):
+    def list_jobs(self, after: str | None, limit: int, active_only: bool = False) -> list[dict[str, Any]]:
+        def work(c: sqlite3.Connection) -> list[dict[str, Any]]:
             sql = "SELECT * FROM batch_jobs WHERE 1 = 1"
-            args: list = []
+            args: list[object] = []
             if active_only:
                 sql += f" AND status IN ({', '.join('?' * len(ACTIVE_JOB_STATES))})"
                 args += list(ACTIVE_JOB_STATES)
@@ -241,7 +244,7 @@ class BatchStore:
         return self._run(work)
 
     @staticmethod
-    def _job_with_counts(c: sqlite3.Connection, row: sqlite3.Row) -> dict:
+    def _job_with_counts(c: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
         job = dict(row)
         job["metadata"] = json.loads(job["metadata"]) if job["metadata"] else None
         job["errors"] = json.loads(job["errors"]) if job["errors"] else None
@@ -263,11 +266,11 @@ class BatchStore:
         job["mean_line_s"] = (sums[5] / sums[6]) if sums[6] and sums[5] is not None else None
         return job
 
-    def set_status(self, batch_id: str, status: str, at: float, **fields) -> None:
+    def set_status(self, batch_id: str, status: str, at: float, **fields: Any) -> None:
         """Change a job's status and stamp its `<status>_at` time (unless already stamped)."""
         column = f"{status}_at"
         sets = ["status = ?"]
-        args: list = [status]
+        args: list[object] = [status]
         if column in TIME_COLUMNS:
             sets.append(f"{column} = COALESCE({column}, ?)")
             args.append(at)
@@ -279,23 +282,24 @@ class BatchStore:
         args.append(batch_id)
         self._run(lambda c: c.execute(f"UPDATE batch_jobs SET {', '.join(sets)} WHERE id = ?", args))
 
-    def set_webhook(self, batch_id: str, state: dict) -> None:
+    def set_webhook(self, batch_id: str, state: dict[str, Any]) -> None:
         self._run(lambda c: c.execute("UPDATE batch_jobs SET webhook = ? WHERE id = ?", (json.dumps(state), batch_id)))
 
     def queued_lines(self) -> int:
         """Lines waiting or running over every job that may still run them."""
-        return self._run(
+        count: int = self._run(
             lambda c: c.execute(
                 "SELECT COUNT(*) FROM batch_lines l JOIN batch_jobs j ON j.id = l.batch_id "
                 "WHERE l.state IN ('queued', 'running') AND j.status IN ('validating', 'in_progress')"
             ).fetchone()[0]
         )
+        return count
 
     # ---- lines -------------------------------------------------------------------------------------------------
     def claim_lines(self, batch_id: str, limit: int, at: float) -> list[tuple[BatchLine, int]]:
         """The next queued lines of a job, marked running, each with its attempt number (this one counted)."""
 
-        def work(c):
+        def work(c: sqlite3.Connection) -> list[tuple[BatchLine, int]]:
             rows = c.execute(
                 "SELECT idx, custom_id, url, body, attempts FROM batch_lines WHERE batch_id = ? AND state = 'queued' "
                 "ORDER BY idx LIMIT ?",
@@ -319,13 +323,13 @@ class BatchStore:
         *,
         state: str,
         status_code: int | None,
-        response: dict | None,
-        error: dict | None,
+        response: dict[str, Any] | None,
+        error: dict[str, Any] | None,
         request_id: str | None,
         at: float,
     ) -> bool:
         """Write a line's result, once: False when the line already had one (that result stays)."""
-        return self._run(
+        written: bool = self._run(
             lambda c: (
                 c.execute(
                     "UPDATE batch_lines SET state = ?, status_code = ?, response = ?, error = ?, request_id = ?, "
@@ -345,6 +349,7 @@ class BatchStore:
                 == 1
             )
         )
+        return written
 
     def requeue_line(self, batch_id: str, custom_id: str) -> None:
         """A line stopped before its end (interactive work came first, or the job was paused): it runs again."""
@@ -366,11 +371,11 @@ class BatchStore:
             )
         )
 
-    def add_energy(self, updates: list[tuple]) -> None:
+    def add_energy(self, updates: list[tuple[str, str, float, float, int, int, bool]]) -> None:
         """(batch_id, custom_id, energy_j, load_j, prompt_tokens, completion_tokens, answered) per finished attempt:
         energy adds up over attempts; the tokens are those of the attempt that answered."""
 
-        def work(c):
+        def work(c: sqlite3.Connection) -> None:
             for batch_id, custom_id, energy, load, prompt, completion, answered in updates:
                 c.execute(
                     "UPDATE batch_lines SET energy_j = energy_j + ?, load_j = load_j + ? "
@@ -386,7 +391,7 @@ class BatchStore:
 
         self._run(work)
 
-    def finished_lines(self, batch_id: str) -> list[dict]:
+    def finished_lines(self, batch_id: str) -> list[dict[str, Any]]:
         """Every line with a result (or expired), in input order: the output and error files are made from them."""
         return self._run(
             lambda c: [
@@ -405,7 +410,7 @@ class BatchStore:
             return 0
         cutoff = (now if now is not None else time.time()) - retention_days * DAY_S
 
-        def work(c):
+        def work(c: sqlite3.Connection) -> int:
             old = [
                 r[0]
                 for r in c.execute(

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -38,16 +39,16 @@ def verify(secret: str, timestamp: str, body: bytes, header: str) -> bool:
 async def deliver(
     url: str,
     event: str,
-    batch: dict,
+    batch: dict[str, Any],
     *,
     secret: str,
     tries: int,
     backoff_s: float,
-    on_try: Callable[[dict], None] | None = None,
+    on_try: Callable[[dict[str, Any]], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.time,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """POST the event until it is delivered or the tries run out; returns the delivery state (also passed to
     `on_try` after each try, so that it can be kept)."""
     body = json.dumps({"type": event, "data": batch}, separators=(",", ":")).encode()
@@ -81,6 +82,6 @@ async def deliver(
     return state
 
 
-def _tell(on_try: Callable[[dict], None] | None, state: dict) -> None:
+def _tell(on_try: Callable[[dict[str, Any]], None] | None, state: dict[str, Any]) -> None:
     if on_try is not None:
         on_try(dict(state))

@@ -14,7 +14,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,7 +34,7 @@ class CommandError(Exception):
         self.code = code
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("batch", help="submit and follow batch jobs on the running claw service")
     add_common_options(parser)
     parser.add_argument("--connect", metavar="URL", default=argparse.SUPPRESS, help="the claw service's address")
@@ -76,7 +78,7 @@ class Service:
         self.url = url
         self.client = httpx.Client(base_url=url, headers=auth_headers(token), timeout=TIMEOUT)
 
-    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         from claw_tui.console.remote import error_text
 
         try:
@@ -88,7 +90,7 @@ class Service:
         return response
 
 
-def connect(args) -> Service:
+def connect(args: argparse.Namespace) -> Service:
     from claw_tui.commands.tui import console_token, service_url
     from claw_tui.console.remote import NeedsToken, probe
 
@@ -108,7 +110,7 @@ def connect(args) -> Service:
     return Service(url, token)
 
 
-def run_command(args, action) -> int:
+def run_command(args: argparse.Namespace, action: Callable[[argparse.Namespace], int]) -> int:
     try:
         return action(args)
     except CommandError as exc:
@@ -117,11 +119,11 @@ def run_command(args, action) -> int:
 
 
 # ---- the actions ------------------------------------------------------------------------------------------------
-def run_submit(args) -> int:
+def run_submit(args: argparse.Namespace) -> int:
     return run_command(args, _submit)
 
 
-def _submit(args) -> int:
+def _submit(args: argparse.Namespace) -> int:
     from claw_tui.batch.lines import InputError, native_lines
 
     try:
@@ -170,7 +172,7 @@ def _openai_lines(text: str) -> bool:
     return isinstance(item, dict) and "url" in item and "body" in item
 
 
-def _metadata(args) -> dict[str, str]:
+def _metadata(args: argparse.Namespace) -> dict[str, str]:
     metadata: dict[str, str] = {}
     for pair in args.meta:
         key, sep, value = pair.partition("=")
@@ -182,11 +184,11 @@ def _metadata(args) -> dict[str, str]:
     return metadata
 
 
-def run_list(args) -> int:
+def run_list(args: argparse.Namespace) -> int:
     return run_command(args, _list)
 
 
-def _list(args) -> int:
+def _list(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 100:
         raise CommandError("--limit takes 1 to 100", EXIT_USAGE)
     page = connect(args).call("GET", "/v1/batches", params={"limit": args.limit}).json()
@@ -204,7 +206,7 @@ def _list(args) -> int:
     return 0
 
 
-def _row(job: dict) -> tuple[str, ...]:
+def _row(job: dict[str, Any]) -> tuple[str, ...]:
     counts, claw = job["request_counts"], job.get("claw") or {}
     return (
         job["id"],
@@ -233,11 +235,11 @@ def eta_text(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def run_show(args) -> int:
+def run_show(args: argparse.Namespace) -> int:
     return run_command(args, _show)
 
 
-def _show(args) -> int:
+def _show(args: argparse.Namespace) -> int:
     job = connect(args).call("GET", f"/v1/batches/{args.id}").json()
     if args.json:
         print(json.dumps(job, indent=2))
@@ -275,22 +277,22 @@ def _show(args) -> int:
     return 0
 
 
-def run_cancel(args) -> int:
+def run_cancel(args: argparse.Namespace) -> int:
     return run_command(args, _cancel)
 
 
-def _cancel(args) -> int:
+def _cancel(args: argparse.Namespace) -> int:
     job = connect(args).call("POST", f"/v1/batches/{args.id}/cancel").json()
     counts = job["request_counts"]
     print(f"{job['id']}  {job['status']}  ({counts['completed']} of {counts['total']} answered keep their results)")
     return 0
 
 
-def run_results(args) -> int:
+def run_results(args: argparse.Namespace) -> int:
     return run_command(args, _results)
 
 
-def _results(args) -> int:
+def _results(args: argparse.Namespace) -> int:
     service = connect(args)
     job = service.call("GET", f"/v1/batches/{args.id}").json()
     key = "error_file_id" if args.errors else "output_file_id"

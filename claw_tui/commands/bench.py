@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from claw_tui.bench import (
     Bench,
     BenchConfig,
+    BenchPrompt,
     WorkloadError,
     build_bench_summary,
     claw_summary,
@@ -23,6 +26,7 @@ from claw_tui.bench import (
     synthetic_prompts,
 )
 from claw_tui.commands.common import add_common_options, load_config_or_exit
+from claw_tui.config import Config
 from claw_tui.export import to_json
 
 EXIT_OK = 0
@@ -45,7 +49,7 @@ def positive_float(text: str) -> float:
     return value
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="load generator through the gateway: latency percentiles, tokens/s, tokens/J",
@@ -82,7 +86,7 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run_bench)
 
 
-def gateway_url(config) -> str:
+def gateway_url(config: Config) -> str:
     host, port = config.gateway.host_port()
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -109,7 +113,7 @@ def run_bench(args: argparse.Namespace) -> int:
     return bench_in_demo(args, config, prompts)
 
 
-def bench_in_demo(args, config, prompts) -> int:
+def bench_in_demo(args: argparse.Namespace, config: Config, prompts: Iterator[BenchPrompt]) -> int:
     from claw_tui.httpserver import PortInUseError
     from claw_tui.session import Session, SessionOptions, SessionThread
 
@@ -140,14 +144,14 @@ async def pick_model(client: httpx.AsyncClient) -> str | None:
             models = response.json().get("models") or [] if response.status_code == 200 else []
         except (httpx.HTTPError, ValueError):
             continue
-        names = [m.get("name") or m.get("model") for m in models if m.get("name") or m.get("model")]
+        names: list[str] = [m.get("name") or m.get("model") for m in models if m.get("name") or m.get("model")]
         if names:
             return names[0]
     return None
 
 
 async def set_governor(client: httpx.AsyncClient, enabled: bool, idle_after: float | None) -> str | None:
-    body: dict = {"enabled": enabled}
+    body: dict[str, Any] = {"enabled": enabled}
     if idle_after is not None:
         body["idle_after_s"] = idle_after
     try:
@@ -200,7 +204,7 @@ class Progress:
             self._bar.stop()
 
 
-async def bench(args, prompts, url: str, token: str, *, demo: bool) -> int:
+async def bench(args: argparse.Namespace, prompts: Iterator[BenchPrompt], url: str, token: str, *, demo: bool) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         try:

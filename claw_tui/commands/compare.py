@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from claw_tui.commands.common import add_common_options
 from claw_tui.export import SummaryFormatError, compare, load_summary, render_compare
@@ -14,7 +15,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="before/after table of two summaries (claw export / claw bench -o)",
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run_compare)
 
 
-def describe(summary: dict, path: str) -> str:
+def describe(summary: dict[str, Any], path: str) -> str:
     session = summary.get("session") or {}
     bench = summary.get("bench") or {}
     what = f"bench {bench.get('model')}" if bench else f"session {session.get('id')}"

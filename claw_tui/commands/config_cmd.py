@@ -22,7 +22,7 @@ EXIT_REFUSED = 1
 EXIT_BAD_CONFIG = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "config",
         help="write a default config, print the effective one, or say where it is",

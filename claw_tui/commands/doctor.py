@@ -20,6 +20,7 @@ import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -37,7 +38,10 @@ from claw_tui.commands.doctor_readiness import (
 from claw_tui.config import Config, ConfigError, config_path_and_source, load_config_for_cli
 from claw_tui.governor import StateFile, default_state_file, pid_alive
 from claw_tui.logs import console_log_status
-from claw_tui.telemetry.types import TelemetryError
+from claw_tui.telemetry.types import GpuSnapshot, GpuStatic, TelemetryError, TelemetrySource
+
+if TYPE_CHECKING:
+    from claw_tui.sim.gpu import SimGPU
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,7 +51,7 @@ SYNC_WARN_S = 2.5  # the buffer holds ~2.4 s: older than that, the samples do no
 HTTP_TIMEOUT_S = 3.0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "doctor",
         help="production readiness checklist (GPU, backends, models, context, access, metrics, load)",
@@ -140,11 +144,11 @@ def check_config(cli_path: str | None) -> tuple[Config, list[Check]]:
     return config, [Check("config", "pass", f"{path} ({note})")]
 
 
-def run_checks(config: Config, box: Box, *, demo: bool = False, nvml=None) -> list[Check]:
+def run_checks(config: Config, box: Box, *, demo: bool = False, nvml: Any = None) -> list[Check]:
     checks: list[Check] = [Check("gateway", "fail", problem) for problem in box.problems]
     facts = OllamaFacts.gather(box.backends)
     source, statics = open_telemetry(config, demo, nvml, checks, box.sim_gpus)
-    snapshots = None
+    snapshots: list[GpuSnapshot] | None = None
     if source is not None:
         checks.append(check_time_sync(source, statics))
         snapshots = read_snapshots(source, statics)
@@ -175,21 +179,22 @@ def load_check(config: Config, box: Box, n: int, model: str | None) -> Check:
     return check_load(config, box.gateway, n, model)
 
 
-def read_snapshots(source, statics) -> list | None:
+def read_snapshots(source: TelemetrySource, statics: list[GpuStatic]) -> list[GpuSnapshot] | None:
     try:
         return [source.snapshot(static.index) for static in statics]
     except TelemetryError:
         return None
 
 
-def open_telemetry(config: Config, demo: bool, nvml, checks: list[Check], sim_gpus=None):
+def open_telemetry(
+    config: Config, demo: bool, nvml: Any, checks: list[Check], sim_gpus: list[SimGPU] | None = None
+) -> tuple[TelemetrySource | None, list[GpuStatic]]:
     if demo:
         from claw_tui.sim.gpu import SimGPU, SimTelemetrySource
 
-        source = SimTelemetrySource(sim_gpus or [SimGPU()])
-        statics = source.open()
+        sim = SimTelemetrySource(sim_gpus or [SimGPU()])
         checks.append(Check("NVML", "pass", "demo: a simulated NVIDIA H200 instead of NVML"))
-        return source, statics
+        return sim, sim.open()
     if config.telemetry.source == "none":
         checks.append(
             Check(
@@ -223,7 +228,7 @@ def open_telemetry(config: Config, demo: bool, nvml, checks: list[Check], sim_gp
     return source, statics
 
 
-def check_time_sync(source, statics) -> Check:
+def check_time_sync(source: TelemetrySource, statics: list[GpuStatic]) -> Check:
     """NVML's power samples carry their own timestamps: compare the newest with the wall clock."""
     worst: tuple[float, int] | None = None
     spacings: list[float] = []
@@ -244,6 +249,8 @@ def check_time_sync(source, statics) -> Check:
         spacings += [b.ts - a.ts for a, b in itertools.pairwise(samples)]
         if worst is None or abs(age) > abs(worst[0]):
             worst = (age, static.index)
+    if worst is None:
+        return Check("power samples", "warn", "no GPU to read power samples from")
     age, index = worst
     spacing = f", spacing {statistics.median(spacings) * 1000:.0f} ms" if spacings else ""
     detail = f"newest sample {age * 1000:+.0f} ms from the wall clock (GPU {index}){spacing}"
@@ -255,7 +262,7 @@ def check_time_sync(source, statics) -> Check:
     return Check("power samples", "fail", detail, hint + "; energy would be charged to the wrong requests")
 
 
-def check_clock_control(config: Config, demo: bool, nvml) -> Check:
+def check_clock_control(config: Config, demo: bool, nvml: Any) -> Check:
     name = "clock control"
     if demo:
         return Check(name, "pass", "demo: the governor locks the simulated GPU's clocks")

@@ -11,12 +11,16 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from claw_tui.commands.doctor_load import LoadTarget
 from claw_tui.config import BackendConfig, Config
+
+if TYPE_CHECKING:
+    from claw_tui.session import Session
+    from claw_tui.sim.gpu import SimGPU
 
 STATUS_TIMEOUT_S = 1.5  # a claw answers its status at once; whatever else holds the port may never answer
 
@@ -27,7 +31,7 @@ class Box:
     agents: Sequence[Any]  # AgentConfig, or the demo's gateway agents
     gateway: LoadTarget | None = None  # where the load goes
     scraped: LoadTarget | None = None  # the gateway whose /metrics is checked: the running one (or the demo's)
-    sim_gpus: list | None = None  # --demo: the simulated GPUs behind the simulated Ollama
+    sim_gpus: list[SimGPU] | None = None  # --demo: the simulated GPUs behind the simulated Ollama
     problems: list[str] = field(default_factory=list)
 
     def for_backend_checks(self, config: Config) -> Config:
@@ -46,13 +50,13 @@ def client_headers(config: Config) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
 
 
-def claw_status(config: Config) -> dict | None:
+def claw_status(config: Config) -> dict[str, Any] | None:
     """The status of the claw running at the configured address, or None when none answers there."""
     try:
         response = httpx.get(
             configured_url(config) + "/claw/v1/status", headers=client_headers(config), timeout=STATUS_TIMEOUT_S
         )
-        status = response.json()
+        status: dict[str, Any] = response.json()
         status["session"]["id"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
@@ -66,13 +70,15 @@ def open_box(config: Config, *, demo: bool, need_gateway: bool) -> Iterator[Box]
             if session is None:
                 yield Box(config.backends, config.agents, problems=[problem])
                 return
+            sim = session.sim
+            assert sim is not None  # a demo session runs the simulator
             demo_gateway = LoadTarget(session.gateway_url, session.gateway_headers(), "the simulated box (demo)")
             yield Box(
-                [BackendConfig(name="sim", kind="ollama", url=session.sim.url)],
+                [BackendConfig(name="sim", kind="ollama", url=sim.url)],
                 config.agents or session.agents,
                 gateway=demo_gateway,
                 scraped=demo_gateway,
-                sim_gpus=session.sim.gpus,
+                sim_gpus=sim.gpus,
             )
         return
     if claw_status(config) is not None:
@@ -95,7 +101,7 @@ def open_box(config: Config, *, demo: bool, need_gateway: bool) -> Iterator[Box]
 
 
 @contextmanager
-def started_session(config: Config, *, demo: bool):
+def started_session(config: Config, *, demo: bool) -> Iterator[tuple[Session | None, str]]:
     from claw_tui.session import Session, SessionOptions, SessionThread
 
     # The load needs the gateway alone: no clock control, and no telemetry (the checks read the GPU themselves).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -16,7 +17,7 @@ import httpx
 from claw_tui.bench import Bench, BenchConfig, BenchPrompt, BenchResult, synthetic_prompts
 from claw_tui.commands.checklist import Check
 from claw_tui.config import Config
-from claw_tui.summary import percentile
+from claw_tui.quantiles import percentile
 
 LOAD_MAX_TOKENS = 8  # a short answer: the load checks the path, not the generation speed
 REQUEST_TIMEOUT_S = 300.0
@@ -54,12 +55,12 @@ async def run_load(config: Config, target: LoadTarget, n: int, model: str | None
     return judge(config, bench.results, n, model, target)
 
 
-def short_prompts():
+def short_prompts() -> Iterator[BenchPrompt]:
     for prompt in synthetic_prompts("short", seed=0):
         yield BenchPrompt(prompt.messages, LOAD_MAX_TOKENS, prompt.kind)
 
 
-async def run_bench(url: str, token: str, model: str, n: int, prompts) -> Bench:
+async def run_bench(url: str, token: str, model: str, n: int, prompts: Iterator[BenchPrompt]) -> Bench:
     bench = Bench(
         BenchConfig(
             url=url, model=model, workload="short", concurrency=n, requests=n, token=token, timeout_s=REQUEST_TIMEOUT_S
@@ -78,7 +79,8 @@ async def pick_model(client: httpx.AsyncClient) -> str | None:
             models = (response.json().get("models") or []) if response.status_code == 200 else []
         except (httpx.HTTPError, ValueError, AttributeError):
             continue
-        for name in [m.get("name") for m in models if isinstance(m, dict) and m.get("name")]:
+        names: list[str] = [m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)]
+        for name in filter(None, names):
             if await can_chat(client, name):
                 return name
     return None

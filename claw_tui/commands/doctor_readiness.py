@@ -23,7 +23,7 @@ class AgentLike(Protocol):
     name: str
     model: str
     max_context_tokens: int
-    options: dict
+    options: dict[str, Any]
 
 
 @dataclass
@@ -77,7 +77,7 @@ class OllamaFacts:
         return self._context[model]
 
 
-def request_json(backend: BackendConfig, method: str, path: str, body: Any = None) -> dict | None:
+def request_json(backend: BackendConfig, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
     headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
     try:
         response = httpx.request(
@@ -89,7 +89,7 @@ def request_json(backend: BackendConfig, method: str, path: str, body: Any = Non
     return data if isinstance(data, dict) else None
 
 
-def trained_context_length(show: dict | None) -> int | None:
+def trained_context_length(show: dict[str, Any] | None) -> int | None:
     info = (show or {}).get("model_info") or {}
     for key, value in info.items():
         if key.endswith(".context_length") and isinstance(value, int) and value > 0:

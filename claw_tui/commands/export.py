@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from claw_tui.commands.common import add_common_options, load_config_or_exit
 from claw_tui.export import FORMATS, default_export_name, render
@@ -19,7 +20,7 @@ EXIT_FAILED = 1
 EMPTY_SESSION_S = 2.0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "export",
         help="efficiency summary of a session (JSON, Markdown, or CSV of its requests)",
@@ -75,12 +76,12 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def is_empty_session(row: dict) -> bool:
+def is_empty_session(row: dict[str, Any]) -> bool:
     end = row["ended_at"]
     return end is not None and row["requests"] == 0 and end - row["started_at"] < EMPTY_SESSION_S
 
 
-def print_sessions(rows: list[dict], *, show_empty: bool = False) -> None:
+def print_sessions(rows: list[dict[str, Any]], *, show_empty: bool = False) -> None:
     hidden = 0 if show_empty else sum(is_empty_session(row) for row in rows)
     rows = rows if show_empty else [row for row in rows if not is_empty_session(row)]
     if rows:

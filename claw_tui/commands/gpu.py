@@ -7,12 +7,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 from claw_tui.commands.common import add_common_options, reader_gone
 from claw_tui.telemetry.nvml import NvmlSource, NvmlUnavailable
 from claw_tui.telemetry.replay import ReplaySource, TraceStats, record_trace
 from claw_tui.telemetry.types import (
+    GpuProcess,
     GpuSnapshot,
     GpuStatic,
     TelemetryError,
@@ -22,7 +23,7 @@ from claw_tui.telemetry.types import (
 NO_DRIVER_HINT = "try 'claw gpu --demo' (a simulated GPU) or 'claw gpu --replay FILE'"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "gpu",
         help="GPU status (power, energy, clocks, VRAM); record or replay a telemetry trace",
@@ -122,7 +123,7 @@ def read_snapshots(source: TelemetrySource, statics: list[GpuStatic]) -> list[Gp
     return snapshots
 
 
-def gpus_json(snapshots: list[GpuSnapshot]) -> dict:
+def gpus_json(snapshots: list[GpuSnapshot]) -> dict[str, Any]:
     return {"gpus": [snap.to_json() for snap in snapshots]}
 
 
@@ -193,7 +194,7 @@ def format_gpu_line(snap: GpuSnapshot) -> str:
     )
 
 
-def format_process_line(process) -> str:
+def format_process_line(process: GpuProcess) -> str:
     runner = "  [ollama runner]" if process.is_ollama_runner else ""
     return f"    └ {process.name} (pid {process.pid})  {_num(process.vram_mib, '.0f')} MiB{runner}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from claw_tui.ollama.modelfile import Diagnostic, check_text
 
@@ -16,7 +17,7 @@ EXIT_ERRORS = 1
 EXIT_UNREADABLE = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("modelfile", help="work with Ollama Modelfiles")
     actions = parser.add_subparsers(dest="modelfile_action", metavar="ACTION", required=True)
     check = actions.add_parser(
@@ -88,7 +89,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def json_report(label: str, diagnostics: list[Diagnostic]) -> dict:
+def json_report(label: str, diagnostics: list[Diagnostic]) -> dict[str, Any]:
     errors = sum(d.is_error for d in diagnostics)
     return {
         "file": label,

@@ -7,19 +7,21 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from claw_tui.commands.common import (
     add_common_options,
     load_config_or_exit,
     parse_listen,
 )
+from claw_tui.config import Config
 from claw_tui.gateway.policies import UnsafeListenError
 from claw_tui.httpserver import PortInUseError
 
 log = logging.getLogger("claw.serve")
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("serve", help="run the gateway headless (for systemd)")
     add_common_options(parser)
     where = parser.add_mutually_exclusive_group()
@@ -37,14 +39,15 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run_serve)
 
 
-def listen_address(args, config) -> tuple[str, int]:
+def listen_address(args: argparse.Namespace, config: Config) -> tuple[str, int]:
     if args.listen:
-        return args.listen
+        listen: tuple[str, int] = args.listen
+        return listen
     host, port = config.gateway.host_port()
     return (host, args.port) if args.port is not None else (host, port)
 
 
-def systemd_unit(args, config_path) -> str:
+def systemd_unit(args: argparse.Namespace, config_path: Path) -> str:
     """A unit that runs `claw serve` as the current user with this config, restarted when it fails."""
     import getpass
     import shlex
@@ -73,7 +76,7 @@ WantedBy=multi-user.target
 """
 
 
-def run_serve(args) -> int:
+def run_serve(args: argparse.Namespace) -> int:
     if args.print_systemd_unit:
         from claw_tui.config import resolve_config_path
 
@@ -90,7 +93,7 @@ def run_serve(args) -> int:
         return 1
 
 
-async def serve(args, config) -> int:
+async def serve(args: argparse.Namespace, config: Config) -> int:
     from claw_tui.runtime import freeze_startup_heap
     from claw_tui.session import Session, SessionOptions
 

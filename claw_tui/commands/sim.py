@@ -11,7 +11,7 @@ import sys
 DEFAULT_PORT = 11434
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sim",
         help="run the simulated Ollama backend (for tests, benchmarks and multi-backend setups)",

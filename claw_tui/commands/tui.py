@@ -12,19 +12,22 @@ clocks are reset, the session is stored as ended, and the exit status is 0.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from claw_tui.commands.common import load_config_or_exit
+from claw_tui.config import Config
 
 log = logging.getLogger(__name__)
 
 ENDING_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 
-def service_url(config) -> str:
+def service_url(config: Config) -> str:
     """Where a local `claw serve` would answer: the configured listen address (a wildcard means this box)."""
     host, port = config.gateway.host_port()
     if host in ("0.0.0.0", "", "*"):
@@ -34,7 +37,7 @@ def service_url(config) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def console_token(args, config) -> str | None:
+def console_token(args: argparse.Namespace, config: Config) -> str | None:
     """The token an attached console sends: --token, else $CLAW_TOKEN, else the config's first admin or client
     token (on the service's own box, the console reads the same config)."""
     token = getattr(args, "token", None) or os.environ.get("CLAW_TOKEN")
@@ -51,7 +54,7 @@ def say(text: str) -> None:
         pass
 
 
-def run_tui(args) -> int:
+def run_tui(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args, runs_session=not getattr(args, "connect", None))
     from claw_tui.console.remote import NeedsToken, probe
 
@@ -80,7 +83,7 @@ def run_tui(args) -> int:
     return run_in_process(args, config)
 
 
-def run_attached(url: str, token: str | None, status: dict, config) -> int:
+def run_attached(url: str, token: str | None, status: dict[str, Any], config: Config) -> int:
     """The console over a running service: quitting it leaves the service as it is."""
     from claw_tui.console.remote import RemoteSource
     from claw_tui.ui.app import ClawApp
@@ -90,7 +93,7 @@ def run_attached(url: str, token: str | None, status: dict, config) -> int:
     return app.return_code or 0
 
 
-def run_in_process(args, config) -> int:
+def run_in_process(args: argparse.Namespace, config: Config) -> int:
     from claw_tui.runtime import freeze_startup_heap
     from claw_tui.ui.app import ClawApp
     from claw_tui.ui.startup import SessionStarter

@@ -13,6 +13,7 @@ import hmac
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from claw_tui.commands.common import add_common_options, load_config_or_exit, parse_listen
 
@@ -20,8 +21,13 @@ DEFAULT_LISTEN = ("127.0.0.1", 18790)
 COOKIE = "claw_web"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler, Middleware
+    from textual_serve.server import Server
 
-def register(subparsers) -> None:
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("web", help="serve the console in a browser (attached to the running service)")
     add_common_options(parser)
     parser.add_argument(
@@ -41,9 +47,8 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(f"claw-web:{token}".encode()).hexdigest()
 
 
-def make_server(command: str, host: str, port: int, token: str | None):
+def make_server(command: str, host: str, port: int, token: str | None) -> Server:
     """A textual-serve Server whose page and websocket ask for `token` (when one is given)."""
-    from aiohttp import web
     from textual_serve.server import Server
 
     class ClawWebServer(Server):
@@ -53,14 +58,22 @@ def make_server(command: str, host: str, port: int, token: str | None):
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
             if token:
-                app.middlewares.append(require_token)
+                app.middlewares.append(token_middleware(token))
             return app
 
         async def on_startup(self, app: web.Application) -> None:
             print(f"claw: the console is served on {self.public_url}", file=sys.stderr, flush=True)
 
+    display_host = f"[{host}]" if ":" in host else host
+    return ClawWebServer(command, host=host, port=port, title="claw", public_url=f"http://{display_host}:{port}")
+
+
+def token_middleware(token: str) -> Middleware:
+    """The page, and its websocket, need the token: once as ?token=, then the cookie it sets."""
+    from aiohttp import web
+
     @web.middleware
-    async def require_token(request: web.Request, handler):
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         expected = token_digest(token)
         given = request.query.get("token")
         if given is not None and hmac.compare_digest(token_digest(given), expected):
@@ -73,11 +86,10 @@ def make_server(command: str, host: str, port: int, token: str | None):
             status=401, text="claw web: open this page with ?token=<the service's token>\n", content_type="text/plain"
         )
 
-    display_host = f"[{host}]" if ":" in host else host
-    return ClawWebServer(command, host=host, port=port, title="claw", public_url=f"http://{display_host}:{port}")
+    return require_token
 
 
-def run_web(args) -> int:
+def run_web(args: argparse.Namespace) -> int:
     from claw_tui.commands.tui import console_token, service_url
     from claw_tui.console.remote import NeedsToken, probe
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import tomlkit
 from tomlkit.items import Item, String, StringType, Table, Trivia
@@ -35,7 +35,8 @@ def toml_item(value: Any) -> Item:
         return array.multiline(bool(value))
     if isinstance(value, str):
         return toml_string(value)
-    return cast(Item, tomlkit.item(value))
+    plain: Item = tomlkit.item(value)  # a number, bool or date (the overloads answer Any for an Any argument)
+    return plain
 
 
 def toml_table(data: dict[str, Any], *, in_array: bool = False) -> Table:

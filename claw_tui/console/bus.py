@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from claw_tui.console.events import RESYNC, ConsoleEvent
 
@@ -67,7 +68,7 @@ class EventBus:
         self.queue_size = queue_size  # per subscriber: a reader further behind than this gets a resync
         self.last_id = 0
 
-    def publish(self, kind: str, data: dict) -> ConsoleEvent:
+    def publish(self, kind: str, data: dict[str, Any]) -> ConsoleEvent:
         to_wake = []
         with self._lock:
             self.last_id += 1

@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TITLE_CHARS = 60
@@ -40,7 +41,7 @@ class Turn:
     stats: str = ""  # the cost line under the answer (TTFT, tok/s, J/token, prefill/decode, load)
     error: str = ""
     model: str = ""  # the model or agent that answered
-    options: dict = field(default_factory=dict)  # the per-turn options the request carried
+    options: dict[str, Any] = field(default_factory=dict)  # the per-turn options the request carried
     prompt_tokens: int = 0  # the backend's prompt_eval_count
     completion_tokens: int = 0  # the backend's eval_count
     request_id: str | None = None
@@ -50,7 +51,7 @@ class Turn:
     def thinking_words(self) -> int:
         return len(self.thinking.split())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "prompt": self.prompt,
             "answer": self.answer,
@@ -97,7 +98,7 @@ class Conversation:
     model: str = ""  # the model or agent it talks to
     id: str = field(default_factory=new_id)
     turns: list[Turn] = field(default_factory=list)
-    options: dict = field(default_factory=dict)  # temperature and num_ctx sent with each turn
+    options: dict[str, Any] = field(default_factory=dict)  # temperature and num_ctx sent with each turn
     system: str = ""  # a system prompt in place of the model's or agent's own
     created_at: float = field(default_factory=time.time)
     updated_at: float = 0.0
@@ -109,15 +110,15 @@ class Conversation:
         return title_of(self.turns[0].prompt) if self.turns else "(empty)"
 
     @property
-    def messages(self) -> list[dict]:
+    def messages(self) -> list[dict[str, Any]]:
         """What the next turn sends after the system prompt: every answered turn, as user and assistant."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         for turn in self.turns:
             if turn.answer:
                 out += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": turn.answer}]
         return out
 
-    def request_messages(self, prompt: str) -> list[dict]:
+    def request_messages(self, prompt: str) -> list[dict[str, Any]]:
         prefix = [{"role": "system", "content": self.system}] if self.system else []
         return prefix + self.messages + [{"role": "user", "content": prompt}]
 
@@ -129,7 +130,7 @@ class Conversation:
                 return turn.prompt_tokens + turn.completion_tokens
         return None
 
-    def summary_json(self) -> dict:
+    def summary_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
@@ -140,7 +141,7 @@ class Conversation:
             "session_id": self.session_id,
         }
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             **self.summary_json(),
             "options": dict(self.options),
@@ -232,12 +233,12 @@ def _quoted(text: str) -> list[str]:
     return [f"> {line}" if line else ">" for line in text.splitlines()]
 
 
-def _options(value: object, where: str) -> dict:
+def _options(value: object, where: str) -> dict[str, Any]:
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
         raise ConversationError(f'{where} must be an object like {{"temperature": 0.7, "num_ctx": 8192}}')
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, item in value.items():
         if key == "num_ctx" and (isinstance(item, bool) or not isinstance(item, int) or item <= 0):
             raise ConversationError(f"{where}: num_ctx must be a whole number above 0")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 RESYNC = "resync"
 
@@ -26,7 +27,7 @@ RESYNC = "resync"
 class ConsoleEvent:
     id: int
     kind: str
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def to_sse(self) -> bytes:
         body = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)

@@ -12,10 +12,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.console.bus import EventBus
 from claw_tui.console.snapshots import gpu_stats_json, snapshot_json, source_json
 from claw_tui.telemetry.none import host_load
+
+if TYPE_CHECKING:
+    from claw_tui.ledger import LedgerEvent
+    from claw_tui.session import Session
+    from claw_tui.telemetry.sampler import TelemetrySampler
+    from claw_tui.telemetry.types import GpuStatic
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +30,7 @@ TICK_S = 1.0
 
 
 class EventFeed:
-    def __init__(self, session, bus: EventBus, tick_s: float = TICK_S) -> None:
+    def __init__(self, session: Session, bus: EventBus, tick_s: float = TICK_S) -> None:
         self.session = session
         self.bus = bus
         self.tick_s = tick_s
@@ -38,7 +45,7 @@ class EventFeed:
     def attach_ledger(self) -> None:
         self.session.ledger.add_event_listener(self._ledger_event)
 
-    def attach_sampler(self, sampler) -> None:
+    def attach_sampler(self, sampler: TelemetrySampler) -> None:
         sampler.add_poll_listener(self._polled)
         sampler.add_gpus_listener(self._gpus_changed)
 
@@ -54,13 +61,13 @@ class EventFeed:
             self._thread = None
 
     # ---- sources of events ---------------------------------------------------------------------------------------
-    def _ledger_event(self, event) -> None:
+    def _ledger_event(self, event: LedgerEvent) -> None:
         data = event.data
         if event.kind == "request.finished" and data.get("status") == "ok":
             self.completion_tokens += int(data.get("completion_tokens") or 0)
         self.bus.publish(event.kind, data)
 
-    def _polled(self, sampler) -> None:
+    def _polled(self, sampler: TelemetrySampler) -> None:
         gpus = []
         with self._lock:
             for index in range(sampler.gpu_count):
@@ -77,7 +84,7 @@ class EventFeed:
         if gpus:
             self.bus.publish("telemetry", {"gpus": gpus})
 
-    def _gpus_changed(self, statics) -> None:
+    def _gpus_changed(self, statics: list[GpuStatic]) -> None:
         from dataclasses import asdict
 
         self.bus.publish("telemetry.gpus", {**source_json(self.session.sampler), "gpus": [asdict(s) for s in statics]})
@@ -97,22 +104,25 @@ class EventFeed:
         self.publish_if_changed("alerts", lambda: {"alerts": [a.to_json() for a in session.alerts.active()]})
         self.publish_if_changed("backends", lambda: {"backends": [b.to_json() for b in session.backends]})
 
-    def publish_if_changed(self, kind: str, build: Callable[[], dict], force: bool = False) -> None:
+    def publish_if_changed(self, kind: str, build: Callable[[], dict[str, Any]], force: bool = False) -> None:
         data = build()
         if force or self._last.get(kind) != data:
             self._last[kind] = data
             self.bus.publish(kind, data)
 
-    def stats_json(self) -> dict:
+    def stats_json(self) -> dict[str, Any]:
         session = self.session
         sampler = session.sampler
-        ok = sampler is not None and sampler.state == "ok"
         return {
             **source_json(sampler),
             "ts": session.clock(),
             "energy": session.ledger.totals(),
             "tokens": {"completion": self.completion_tokens},
             "in_flight": session.ledger.in_flight(),
-            "gpus": [gpu_stats_json(sampler, i) for i in range(sampler.gpu_count)] if ok else [],
+            "gpus": (
+                [gpu_stats_json(sampler, i) for i in range(sampler.gpu_count)]
+                if sampler is not None and sampler.state == "ok"
+                else []
+            ),
             "host": {**host_load(), "cpus": os.cpu_count()},  # the service's box: the GPU overview shows it
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from claw_tui import store
 from claw_tui.console.bus import Subscription
@@ -13,6 +14,12 @@ from claw_tui.console.conversation import Conversation, ConversationError, write
 from claw_tui.console.events import ConsoleEvent
 from claw_tui.console.snapshots import telemetry_json
 from claw_tui.console.source import SourceError
+
+if TYPE_CHECKING:
+    from claw_tui.session import Session
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 REQUESTS_LOADED = 5000
 TELEMETRY_LOADED_S = 3600.0
@@ -23,7 +30,7 @@ BATCHES_LOADED = 100
 class InProcessSource:
     mode = "in-process"
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.demo = session.demo
         self._subscription: Subscription | None = None
@@ -57,10 +64,10 @@ class InProcessSource:
             self._subscription.close()
             self._subscription = None
 
-    async def load(self) -> dict:
+    async def load(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.load_now)
 
-    def load_now(self) -> dict:
+    def load_now(self) -> dict[str, Any]:
         session = self.session
         return {
             "status": session.status_json(),
@@ -72,19 +79,19 @@ class InProcessSource:
         }
 
     # ---- commands: run off the console's thread, on the Session's loop where they touch it --------------------------
-    async def set_governor(self, enabled: bool) -> dict:
+    async def set_governor(self, enabled: bool) -> dict[str, Any]:
         return await self._call(self.session.set_governor_enabled, enabled)
 
-    async def save_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+    async def save_agent(self, agent: dict[str, Any], replacing: str | None = None) -> list[dict[str, Any]]:
         return await self._call(self.session.put_agent, agent, replacing)
 
-    async def delete_agent(self, name: str) -> list[dict]:
+    async def delete_agent(self, name: str) -> list[dict[str, Any]]:
         return await self._call(self.session.delete_agent, name)
 
     async def export_summary(self, directory: Path | None = None) -> Path:
         return await self._call(self.session.export_summary, directory)
 
-    async def cancel_batch(self, batch_id: str) -> dict:
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         from claw_tui.batch.service import BatchError
 
         batch = self.session.batch
@@ -98,13 +105,13 @@ class InProcessSource:
             raise SourceError(f"cancel failed: {exc}") from None
 
     # ---- chat conversations: the Session's store, read and written from a worker thread ---------------------------
-    async def list_conversations(self) -> list[dict]:
+    async def list_conversations(self) -> list[dict[str, Any]]:
         return await self._call(store.list_conversations, self._store_path())
 
-    async def load_conversation(self, conversation_id: str) -> dict:
+    async def load_conversation(self, conversation_id: str) -> dict[str, Any]:
         return await self._call(store.load_conversation, self._store_path(), conversation_id)
 
-    async def save_conversation(self, conversation: dict) -> dict:
+    async def save_conversation(self, conversation: dict[str, Any]) -> dict[str, Any]:
         checked = _checked(conversation)
         checked.session_id = checked.session_id or self.session.id
         return await self._call(store.save_conversation, self._store_path(), checked.to_json())
@@ -112,7 +119,7 @@ class InProcessSource:
     async def delete_conversation(self, conversation_id: str) -> None:
         await self._call(store.delete_conversation, self._store_path(), conversation_id)
 
-    async def export_conversation(self, conversation: dict, directory: Path | None = None) -> Path:
+    async def export_conversation(self, conversation: dict[str, Any], directory: Path | None = None) -> Path:
         return await self._call(write_markdown, _checked(conversation), directory or self._export_dir())
 
     def _store_path(self) -> Path:
@@ -124,14 +131,14 @@ class InProcessSource:
         return self.session.export_dir()
 
     @staticmethod
-    async def _call(function, *args):
+    async def _call(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await asyncio.to_thread(function, *args)
+            return await asyncio.to_thread(function, *args, **kwargs)
         except (OSError, ValueError, RuntimeError, store.StoreError, ConversationError) as exc:
             raise SourceError(str(exc)) from None
 
 
-def _checked(conversation: dict) -> Conversation:
+def _checked(conversation: dict[str, Any]) -> Conversation:
     try:
         return Conversation.from_json(conversation)
     except ConversationError as exc:

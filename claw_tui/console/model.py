@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.console.events import ConsoleEvent
 from claw_tui.console.records import RequestView
@@ -21,25 +22,26 @@ MAX_BATCHES = 100
 @dataclass
 class ConsoleModel:
     telemetry: TelemetryView = field(default_factory=TelemetryView)
-    status: dict = field(default_factory=dict)
-    governor: dict = field(default_factory=lambda: {"enabled": False, "state": "off"})
-    alerts: list[dict] = field(default_factory=list)
-    backends: list[dict] = field(default_factory=list)
-    agents: list[dict] = field(default_factory=list)
-    energy: dict = field(default_factory=dict)
-    tokens: dict = field(default_factory=dict)
-    host: dict = field(default_factory=dict)  # the service's CPU and RAM: cpu_pct, cpus, ram_used_mib, ram_total_mib
+    status: dict[str, Any] = field(default_factory=dict)
+    governor: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "state": "off"})
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    backends: list[dict[str, Any]] = field(default_factory=list)
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    energy: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, Any] = field(default_factory=dict)
+    # the service's CPU and RAM: cpu_pct, cpus, ram_used_mib, ram_total_mib
+    host: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
-    model_events: list[dict] = field(default_factory=list)
+    model_events: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
-    batches: list[dict] = field(default_factory=list)  # batch jobs, newest first, as /v1/batches shows them
+    batches: list[dict[str, Any]] = field(default_factory=list)  # batch jobs, newest first, as /v1/batches shows them
     batches_version: int = 0
     version: int = 0  # bumped on every change: panes skip work when nothing changed
     requests_version: int = 0
-    _records: OrderedDict = field(default_factory=OrderedDict)
+    _records: OrderedDict[str, RequestView] = field(default_factory=OrderedDict)
 
     # ---- loading -----------------------------------------------------------------------------------------------
-    def load(self, state: dict) -> None:
+    def load(self, state: dict[str, Any]) -> None:
         """The whole state: {"status", "requests" (newest first), "telemetry", "agents"}."""
         status = state.get("status") or {}
         self.status = status
@@ -104,7 +106,7 @@ class ConsoleModel:
             return
         self._changed()
 
-    def _put(self, data: dict) -> None:
+    def _put(self, data: dict[str, Any]) -> None:
         view = RequestView.from_json(data)
         if not view.id:
             return
@@ -115,7 +117,7 @@ class ConsoleModel:
         while len(self._records) > MAX_RECORDS:
             self._records.popitem(last=False)
 
-    def _put_batch(self, kind: str, data: dict) -> bool:
+    def _put_batch(self, kind: str, data: dict[str, Any]) -> bool:
         """A batch job's new state (`batch.*` events carry the whole batch object; `batch.webhook` its delivery)."""
         batch_id = data.get("id")
         if not batch_id:
@@ -139,7 +141,7 @@ class ConsoleModel:
     def record(self, request_id: str) -> RequestView | None:
         return self._records.get(request_id)
 
-    def alerts_for(self, gpu: int | None) -> list[dict]:
+    def alerts_for(self, gpu: int | None) -> list[dict[str, Any]]:
         return [a for a in self.alerts if gpu is None or a.get("gpu") in (None, gpu)]
 
     @property

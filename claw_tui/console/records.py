@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,10 @@ class RequestView:
     attribution: str | None = None
     energy_final: bool = False
     decode_tokens_per_s: float | None = None
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict) -> RequestView:
+    def from_json(cls, data: dict[str, Any]) -> RequestView:
         times = data.get("times") or {}
         server = data.get("server") or {}
         return cls(

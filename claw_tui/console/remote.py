@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -53,7 +54,7 @@ def error_text(response: httpx.Response) -> str:
     return response.text.strip()[:200] or f"HTTP {response.status_code}"
 
 
-def probe(url: str, token: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> dict | None:
+def probe(url: str, token: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any] | None:
     """The status of the claw service at `url`, or None when nothing (or something that is not claw) answers there.
     Raises NeedsToken when claw answers but refuses the token (or its absence)."""
     try:
@@ -84,7 +85,7 @@ def uptime_words(seconds: float) -> str:
 class RemoteSource:
     mode = "attached"
 
-    def __init__(self, url: str, token: str | None = None, status: dict | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, status: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.status = status or {}
@@ -95,7 +96,7 @@ class RemoteSource:
         self._events: deque[ConsoleEvent] = deque()
         self._lock = threading.Lock()
         self._wake: Callable[[], None] | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._loaded: asyncio.Event | None = None
 
@@ -137,8 +138,8 @@ class RemoteSource:
     # ---- events --------------------------------------------------------------------------------------------------
     def start(self, wake: Callable[[], None]) -> None:
         self._wake = wake
-        self._loaded = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="claw-events")
+        self._loaded = loaded = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._follow(loaded), name="claw-events")
 
     def drain(self) -> list[ConsoleEvent]:
         with self._lock:
@@ -157,8 +158,8 @@ class RemoteSource:
             self.connected = up
             self._push(ConsoleEvent(0, CONNECTION, {"state": "up" if up else "down", "message": message}))
 
-    async def _follow(self) -> None:
-        await self._loaded.wait()
+    async def _follow(self, loaded: asyncio.Event) -> None:
+        await loaded.wait()
         failures = 0
         while True:
             try:
@@ -199,14 +200,14 @@ class RemoteSource:
                 self._push(event)
 
     # ---- queries -------------------------------------------------------------------------------------------------
-    def _set_status(self, status: dict) -> None:
+    def _set_status(self, status: dict[str, Any]) -> None:
         self.status = status
         self._status_at = time.monotonic()
         self.demo = bool((status.get("session") or {}).get("demo"))
 
-    async def _recent_requests(self) -> dict:
+    async def _recent_requests(self) -> dict[str, Any]:
         """The newest REQUESTS_LOADED requests, a page at a time (the service answers at most 1,000 a page)."""
-        rows: list[dict] = []
+        rows: list[dict[str, Any]] = []
         before = ""
         while len(rows) < REQUESTS_LOADED:
             page = await self._get_json(f"/claw/v1/requests?limit=1000{before}")
@@ -216,14 +217,14 @@ class RemoteSource:
             before = f"&before={page['next_before']}"
         return {"requests": rows[:REQUESTS_LOADED]}
 
-    async def _batches(self) -> list[dict]:
+    async def _batches(self) -> list[dict[str, Any]]:
         """The newest batch jobs; none when the service does not serve batch jobs."""
         try:
             return (await self._get_json(f"/v1/batches?limit={BATCHES_LOADED}")).get("data") or []
         except SourceError:
             return []
 
-    async def load(self) -> dict:
+    async def load(self) -> dict[str, Any]:
         status, requests, telemetry, agents, model_events, batches = await asyncio.gather(
             self._get_json("/claw/v1/status"),
             self._recent_requests(),
@@ -256,7 +257,7 @@ class RemoteSource:
             await self._client.aclose()
             self._client = None
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
             response = await self.client.request(method, path, json=body, timeout=QUERY_TIMEOUT)
         except httpx.TimeoutException:
@@ -267,8 +268,12 @@ class RemoteSource:
             raise SourceError(error_text(response))
         return response
 
-    async def _get_json(self, path: str) -> dict:
-        response = await self._request("GET", path)
+    async def _get_json(self, path: str) -> dict[str, Any]:
+        return await self._request_json("GET", path)
+
+    async def _request_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The answer's JSON object; a SourceError when it is not one."""
+        response = await self._request(method, path, body)
         try:
             value = response.json()
         except ValueError:
@@ -278,21 +283,21 @@ class RemoteSource:
         return value
 
     # ---- commands ------------------------------------------------------------------------------------------------
-    async def set_governor(self, enabled: bool) -> dict:
-        return (await self._request("POST", "/claw/v1/governor", {"enabled": enabled})).json()
+    async def set_governor(self, enabled: bool) -> dict[str, Any]:
+        return await self._request_json("POST", "/claw/v1/governor", {"enabled": enabled})
 
-    async def save_agent(self, agent: dict, replacing: str | None = None) -> list[dict]:
+    async def save_agent(self, agent: dict[str, Any], replacing: str | None = None) -> list[dict[str, Any]]:
         if replacing is None:
             response = await self._request("POST", "/claw/v1/agents", agent)
         else:
             response = await self._request("PUT", f"/claw/v1/agents?name={quote(replacing)}", agent)
         return response.json().get("agents") or []
 
-    async def delete_agent(self, name: str) -> list[dict]:
+    async def delete_agent(self, name: str) -> list[dict[str, Any]]:
         return (await self._request("DELETE", f"/claw/v1/agents?name={quote(name)}")).json().get("agents") or []
 
-    async def cancel_batch(self, batch_id: str) -> dict:
-        return (await self._request("POST", f"/v1/batches/{quote(batch_id)}/cancel")).json()
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._request_json("POST", f"/v1/batches/{quote(batch_id)}/cancel")
 
     async def export_summary(self, directory: Path | None = None) -> Path:
         """The service's live summary, written here: JSON, with the Markdown and per-request CSV beside it."""
@@ -307,20 +312,20 @@ class RemoteSource:
         return await asyncio.to_thread(_write_files, directory, stem, texts)
 
     # ---- chat conversations, kept in the service's session store --------------------------------------------------
-    async def list_conversations(self) -> list[dict]:
+    async def list_conversations(self) -> list[dict[str, Any]]:
         return (await self._get_json("/claw/v1/conversations")).get("conversations") or []
 
-    async def load_conversation(self, conversation_id: str) -> dict:
+    async def load_conversation(self, conversation_id: str) -> dict[str, Any]:
         return await self._get_json(self._conversation_path(conversation_id))
 
-    async def save_conversation(self, conversation: dict) -> dict:
+    async def save_conversation(self, conversation: dict[str, Any]) -> dict[str, Any]:
         path = self._conversation_path(conversation.get("id"))
-        return (await self._request("PUT", path, conversation)).json()
+        return await self._request_json("PUT", path, conversation)
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await self._request("DELETE", self._conversation_path(conversation_id))
 
-    async def export_conversation(self, conversation: dict, directory: Path | None = None) -> Path:
+    async def export_conversation(self, conversation: dict[str, Any], directory: Path | None = None) -> Path:
         """Written here, where the console runs (like F7's summary attached)."""
         from claw_tui.store import default_store_path
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from claw_tui.telemetry.sampler import HistoryPoint, TelemetrySampler
+from claw_tui.telemetry.types import GpuSnapshot
 
 FULL_RATE_DEFAULT_S = 120.0
 
 
-def point_json(point: HistoryPoint) -> list:
+def point_json(point: HistoryPoint) -> list[float | None]:
     return [
         round(point.ts, 3),
         _round(point.power_w, 2),
@@ -21,13 +23,13 @@ def point_json(point: HistoryPoint) -> list:
     ]
 
 
-def snapshot_json(snapshot) -> dict | None:
+def snapshot_json(snapshot: GpuSnapshot | None) -> dict[str, Any] | None:
     if snapshot is None:
         return None
     return snapshot.console_json()
 
 
-def gpu_stats_json(sampler: TelemetrySampler, index: int) -> dict:
+def gpu_stats_json(sampler: TelemetrySampler, index: int) -> dict[str, Any]:
     return {
         "index": index,
         "trace": sampler.trace_stats(index),
@@ -36,7 +38,7 @@ def gpu_stats_json(sampler: TelemetrySampler, index: int) -> dict:
     }
 
 
-def source_json(sampler: TelemetrySampler | None) -> dict:
+def source_json(sampler: TelemetrySampler | None) -> dict[str, Any]:
     if sampler is None:
         return {"source": "none", "state": "none", "message": "no telemetry source", "started_at": None}
     return {
@@ -48,7 +50,9 @@ def source_json(sampler: TelemetrySampler | None) -> dict:
     }
 
 
-def telemetry_json(sampler: TelemetrySampler | None, now: float, seconds: float, gpu: int | None = None) -> dict:
+def telemetry_json(
+    sampler: TelemetrySampler | None, now: float, seconds: float, gpu: int | None = None
+) -> dict[str, Any]:
     """`GET /claw/v1/telemetry`: per GPU its facts, latest state, the 20 ms power samples of the last `seconds`
     (as far as the full-rate ring reaches), and the 4 Hz and 1 Hz history points of the same window."""
     out = {**source_json(sampler), "now": now, "seconds": seconds, "gpus": []}

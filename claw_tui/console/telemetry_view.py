@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Reversible
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from claw_tui.telemetry.sampler import FULL_RATE_HZ, RECENT_HZ, HistoryPoint
 from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSample
@@ -12,13 +14,21 @@ from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSa
 HOURLY_LEN = 6 * 3600
 
 
-def static_from_json(data: dict) -> GpuStatic:
+class _Timed(Protocol):
+    @property
+    def ts(self) -> float: ...
+
+
+TimedT = TypeVar("TimedT", bound=_Timed)
+
+
+def static_from_json(data: dict[str, Any]) -> GpuStatic:
     known = {k: v for k, v in data.items() if k in GpuStatic.__dataclass_fields__}
     known["supported_sm_clocks_mhz"] = tuple(known.get("supported_sm_clocks_mhz") or ())
     return GpuStatic(**known)
 
 
-def snapshot_from_json(data: dict) -> GpuSnapshot:
+def snapshot_from_json(data: dict[str, Any]) -> GpuSnapshot:
     known = {k: v for k, v in data.items() if k in GpuSnapshot.__dataclass_fields__ and k != "processes"}
     known["clock_event_reasons"] = list(known.get("clock_event_reasons") or [])
     processes = [
@@ -29,18 +39,18 @@ def snapshot_from_json(data: dict) -> GpuSnapshot:
     return GpuSnapshot(**known, processes=processes)
 
 
-def point_from_json(row: list) -> HistoryPoint:
+def point_from_json(row: list[Any]) -> HistoryPoint:
     return HistoryPoint(*row[:7])
 
 
 @dataclass
 class GpuTrace:
     static: GpuStatic
-    power: deque
-    recent: deque
-    hourly: deque
+    power: deque[PowerSample]
+    recent: deque[HistoryPoint]
+    hourly: deque[HistoryPoint]
     latest: GpuSnapshot | None = None
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     second_sum_w: float = 0.0
     second_count: int = 0
 
@@ -55,7 +65,7 @@ class TelemetryView:
         self._gpus: list[GpuTrace] = []
 
     # ---- loading and events --------------------------------------------------------------------------------------
-    def load(self, data: dict) -> None:
+    def load(self, data: dict[str, Any]) -> None:
         """A whole `GET /claw/v1/telemetry` answer."""
         self._source(data)
         self._gpus = []
@@ -69,7 +79,7 @@ class TelemetryView:
             trace.stats = gpu.get("stats") or {}
             self._gpus.append(trace)
 
-    def _source(self, data: dict) -> None:
+    def _source(self, data: dict[str, Any]) -> None:
         self.kind = data.get("source") or "none"
         self.state = data.get("state") or "none"
         self.message = data.get("message") or ""
@@ -86,7 +96,7 @@ class TelemetryView:
             hourly=deque(maxlen=HOURLY_LEN),
         )
 
-    def set_gpus(self, data: dict) -> None:
+    def set_gpus(self, data: dict[str, Any]) -> None:
         """The source opened again (or failed): keep what is known of GPUs that are still there."""
         self._source(data)
         statics = [static_from_json(s) for s in data.get("gpus") or []]
@@ -100,7 +110,7 @@ class TelemetryView:
                 kept.append(self._new_trace(static))
         self._gpus = kept
 
-    def add(self, data: dict) -> None:
+    def add(self, data: dict[str, Any]) -> None:
         """A `telemetry` event: new samples and the latest snapshot of each GPU."""
         for gpu in data.get("gpus") or []:
             index = gpu.get("index", 0)
@@ -129,7 +139,7 @@ class TelemetryView:
             trace.hourly.append(HistoryPoint.of(snapshot, mean))
             trace.second_sum_w, trace.second_count = 0.0, 0
 
-    def set_stats(self, data: dict) -> None:
+    def set_stats(self, data: dict[str, Any]) -> None:
         """A `telemetry.stats` event."""
         self._source(data)
         for stats in data.get("gpus") or []:
@@ -161,7 +171,7 @@ class TelemetryView:
         return self._tail(self._gpus[index].hourly if index < len(self._gpus) else (), since_ts)
 
     @staticmethod
-    def _tail(ring, since_ts: float) -> list:
+    def _tail(ring: Reversible[TimedT], since_ts: float) -> list[TimedT]:
         out = []
         for item in reversed(ring):
             if item.ts <= since_ts:
@@ -170,14 +180,18 @@ class TelemetryView:
         out.reverse()
         return out
 
-    def trace_stats(self, index: int) -> dict:
-        return self._stat(index, "trace") or {}
+    def trace_stats(self, index: int) -> dict[str, Any]:
+        stats: dict[str, Any] | None = self._stat(index, "trace")
+        return stats or {}
 
-    def energy_check(self, index: int) -> dict:
-        return self._stat(index, "energy_check") or {"error_pct": None}
+    def energy_check(self, index: int) -> dict[str, Any]:
+        check: dict[str, Any] | None = self._stat(index, "energy_check")
+        return check or {"error_pct": None}
 
     def power_stddev_w(self, index: int, window_s: float = 60.0) -> float | None:
-        return self._stat(index, "stddev_60s_w")
+        stddev: float | None = self._stat(index, "stddev_60s_w")
+        return stddev
 
-    def _stat(self, index: int, key: str):
+    def _stat(self, index: int, key: str) -> Any:
+        """One of the sampler's statistics of a GPU, as the service's telemetry JSON carries it."""
         return self._gpus[index].stats.get(key) if index < len(self._gpus) else None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.gateway.context import trim_messages
+
+if TYPE_CHECKING:
+    from claw_tui.config import AgentConfig
 
 
 @dataclass
@@ -12,18 +16,18 @@ class Agent:
     name: str
     model: str
     system: str = ""
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     max_context_tokens: int = 0
     max_tokens: int = 0
     fallback: str = ""
-    tools: list = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
     description: str = ""
 
     @classmethod
-    def from_config(cls, cfg) -> Agent:
-        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__ if hasattr(cfg, name)})
+    def from_config(cls, cfg: AgentConfig) -> Agent:
+        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
 
-    def as_tag(self) -> dict:
+    def as_tag(self) -> dict[str, Any]:
         """The agent as an entry of /api/tags."""
         return {
             "name": self.name,
@@ -42,7 +46,7 @@ class Agent:
             "owned_by": "claw-agent",
         }
 
-    def apply_to_chat(self, body: dict) -> dict:
+    def apply_to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A copy of an Ollama /api/chat body with the agent's model, system prompt, options and limits."""
         out = dict(body)
         out["model"] = self.model
@@ -50,7 +54,7 @@ class Agent:
         out["options"] = self._options(body.get("options"))
         return out
 
-    def messages_for(self, messages) -> tuple[list, int]:
+    def messages_for(self, messages: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], int]:
         """The conversation with the agent's system prompt, trimmed to its context budget; and how many
         messages the trimming dropped."""
         messages = list(messages or [])
@@ -60,7 +64,7 @@ class Agent:
             return trim_messages(messages, self.max_context_tokens)
         return messages, 0
 
-    def apply_to_openai_chat(self, body: dict) -> dict:
+    def apply_to_openai_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A copy of an OpenAI chat-completions body with the agent's model, system prompt, limits and the options
         that the OpenAI surface can carry."""
         out = dict(body)
@@ -76,7 +80,7 @@ class Agent:
                 out["max_tokens"] = self.max_tokens
         return out
 
-    def apply_to_generate(self, body: dict) -> dict:
+    def apply_to_generate(self, body: dict[str, Any]) -> dict[str, Any]:
         out = dict(body)
         out["model"] = self.model
         if self.system and not body.get("system"):
@@ -84,7 +88,7 @@ class Agent:
         out["options"] = self._options(body.get("options"))
         return out
 
-    def _options(self, request_options) -> dict:
+    def _options(self, request_options: object) -> dict[str, Any]:
         options = {**self.options, **(request_options if isinstance(request_options, dict) else {})}
         if self.max_tokens:
             requested = options.get("num_predict")

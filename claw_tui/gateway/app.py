@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -48,6 +48,8 @@ from claw_tui.ledger import Ledger, RequestRecord
 from claw_tui.logs import REQUEST_ID
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from claw_tui.telemetry.types import GpuSnapshot
 
 log = logging.getLogger(__name__)
@@ -136,7 +138,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._flight_records: set[str] = self.shared.records if self.shared is not None else set()
         self.active = 0
         self.routes = self._routes()
-        self._warmup: asyncio.Task | None = None
+        self._warmup: asyncio.Task[dict[str, str]] | None = None
         self.warmup_results: dict[str, str] = {}
         self._id_prefix = secrets.token_hex(4)
         self._id_counter = 0
@@ -245,7 +247,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
             return Route(frozenset({"GET", "POST"}), lambda ex: batch_api.handle(self, ex))
         return route
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         ex = Exchange(scope, receive, send, surface_of_path(scope["path"]))
@@ -273,7 +275,9 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         except asyncio.CancelledError:
             if not (ex.gone or ex.interrupted):
                 raise
-            asyncio.current_task().uncancel()
+            task = asyncio.current_task()
+            assert task is not None  # the server runs each request in a task
+            task.uncancel()
             if ex.interrupted and not ex.started:
                 await ex.respond_error(GatewayError(409, ex.interrupted, error_type="conflict_error"))
         except Exception:
@@ -345,7 +349,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         self._id_counter += 1
         return f"{self._id_prefix}{self._id_counter:08x}"
 
-    async def _read_json(self, ex: Exchange) -> tuple[dict, bytes]:
+    async def _read_json(self, ex: Exchange) -> tuple[dict[str, Any], bytes]:
         raw = await ex.read_body(self.config.max_body_bytes, self.config.body_timeout_s)
         return validate.parse_json_object(raw), raw
 
@@ -362,8 +366,8 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         return chain
 
     def _prepare(
-        self, surface: str, op: str, body: dict, raw: bytes, agent: Agent | None
-    ) -> tuple[dict, bytes | None, int]:
+        self, surface: str, op: str, body: dict[str, Any], raw: bytes, agent: Agent | None
+    ) -> tuple[dict[str, Any], bytes | None, int]:
         """The body to send for this agent (system prompt, options, limits, trimmed context)."""
         if agent is None:
             return body, raw, 0
@@ -386,7 +390,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         ex: Exchange,
         surface: str,
         op: str,
-        body: dict,
+        body: dict[str, Any],
         raw: bytes,
         stream: bool,
         requested: str,
@@ -454,7 +458,7 @@ class Gateway(ModelEndpoints, ClawEndpoints):
         sampler = self.session.sampler if self.session is not None else None
         return sampler.latest_all() if sampler is not None else []
 
-    def _gpus_json(self) -> list[dict]:
+    def _gpus_json(self) -> list[dict[str, Any]]:
         return [s.to_json() for s in self._snapshots()]
 
     def _gpu_view(self, gpu: int | None) -> GpuView | None:

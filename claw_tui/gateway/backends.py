@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -52,10 +53,10 @@ class Backend:
     model_outcomes: ErrorRates = field(init=False)
     swrr_current: float = 0.0  # smooth weighted round robin state (router.py)
     _model_names: frozenset[str] | None = None  # None until a listing succeeded
-    _models: list[dict] = field(default_factory=list)
+    _models: list[dict[str, Any]] = field(default_factory=list)
     _models_at: float = 0.0
     _models_missed_at: float = 0.0
-    _refresh: asyncio.Task | None = None
+    _refresh: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.admission = AdmissionQueue(self.max_in_flight, self.queue_size, self.queue_timeout_s, name=self.name)
@@ -107,14 +108,14 @@ class Backend:
         assert self.client is not None
         return await self.client.request(method, self._url(path), data=content, headers=headers, allow_redirects=False)
 
-    async def post_json(self, path: str, body: dict, timeout: float | None = None) -> tuple[int, bytes]:
+    async def post_json(self, path: str, body: dict[str, Any], timeout: float | None = None) -> tuple[int, bytes]:
         """POST a JSON body and read the whole answer: (status, content)."""
         assert self.client is not None
         client_timeout = aiohttp.ClientTimeout(total=timeout or self.connect_timeout_s)
         async with self.client.post(self._url(path), json=body, timeout=client_timeout) as response:
             return response.status, await response.read()
 
-    async def get_json(self, path: str, timeout: float | None = None) -> dict:
+    async def get_json(self, path: str, timeout: float | None = None) -> dict[str, Any]:
         """GET a JSON document; raises UpstreamStatusError on a status >= 400."""
         assert self.client is not None
         client_timeout = aiohttp.ClientTimeout(total=timeout or self.connect_timeout_s)
@@ -127,7 +128,7 @@ class Backend:
             raise ValueError(f"{path} answered {type(obj).__name__}, expected a JSON object")
         return obj
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "url": self.url,
@@ -200,7 +201,7 @@ class Backend:
     def models_known(self) -> bool:
         return self._model_names is not None
 
-    async def models(self, *, refresh: bool = False) -> list[dict]:
+    async def models(self, *, refresh: bool = False) -> list[dict[str, Any]]:
         """The backend's models in Ollama's /api/tags shape; a stale list is served while it is refreshed."""
         stale = time.monotonic() - self._models_at > MODELS_TTL_S
         if refresh or self._model_names is None:
@@ -257,22 +258,18 @@ class Backend:
         except UPSTREAM_ERRORS as exc:
             log.debug("listing models of %s failed: %s", self.name, exc)
 
-    async def refresh_models(self) -> list[dict]:
+    async def refresh_models(self) -> list[dict[str, Any]]:
         models = await self._fetch_models()
         self.set_models(models)
         return models
 
-    def set_models(self, models: list[dict]) -> None:
+    def set_models(self, models: list[dict[str, Any]]) -> None:
         self._models = models
-        names = set()
-        for tag in models:
-            names.add(tag.get("name"))
-            names.add(tag.get("model"))
-        names.discard(None)
-        self._model_names = frozenset(names)
+        names = {tag.get(key) for tag in models for key in ("name", "model")}
+        self._model_names = frozenset(name for name in names if isinstance(name, str))
         self._models_at = time.monotonic()
 
-    async def _fetch_models(self) -> list[dict]:
+    async def _fetch_models(self) -> list[dict[str, Any]]:
         if self.kind == "ollama":
             return (await self.get_json("/api/tags")).get("models") or []
         return [openai_model_as_tag(item) for item in (await self.get_json("/v1/models")).get("data") or []]
@@ -325,7 +322,7 @@ def unreachable_message(backend: Backend, exc: BaseException) -> str:
     return f"backend '{backend.name}' is unreachable at {backend.url}: {describe_error(exc)}; {what_to_do(backend)}"
 
 
-def openai_model_as_tag(item: dict) -> dict:
+def openai_model_as_tag(item: dict[str, Any]) -> dict[str, Any]:
     created = item.get("created") or 0
     return {
         "name": item.get("id", ""),

@@ -8,13 +8,14 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_ENTRY_BYTES = 1 << 20
 
 
-def request_key(path: str, body: dict) -> str:
+def request_key(path: str, body: dict[str, Any]) -> str:
     """The same request (path and JSON body, whatever the key order) gives the same key."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(f"{path}\n{canonical}".encode()).hexdigest()
@@ -67,6 +68,15 @@ class AnswerCache:
         return len(self._entries)
 
 
+@dataclass(frozen=True)
+class FlightHead:
+    """What every subscriber of a flight answers with before the chunks: the headers, and who answered."""
+
+    headers: list[tuple[bytes, bytes]]
+    backend: str
+    model: str
+
+
 class FlightError(Exception):
     """The shared upstream request failed before any output: every subscriber answers this."""
 
@@ -87,12 +97,12 @@ class Flight:
 
     key: str
     leader_id: str
-    head: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    head: asyncio.Future[FlightHead] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     chunks: list[bytes] = field(default_factory=list)
     done: bool = False
     error: str | None = None  # the stream broke after output began (its last chunk says so)
     subscribers: int = 0
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     # filled in by the producer when the answer ends
     prompt_tokens: int = 0
@@ -111,7 +121,7 @@ class Flight:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def read(self):
+    async def read(self) -> AsyncIterator[bytes]:
         """The chunks in order, waiting for new ones until the flight is done."""
         index = 0
         while True:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -24,6 +24,9 @@ from claw_tui.gateway.backends import (
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
 
+if TYPE_CHECKING:
+    from claw_tui.gateway.router import Router
+
 log = logging.getLogger(__name__)
 
 OLLAMA_API_VERSION = "0.32.15"  # answered by /api/version when no Ollama backend said its own
@@ -32,7 +35,12 @@ BACKEND_HEADER = b"x-claw-backend"
 
 
 class ModelEndpoints:
-    """Needs from its host: backends, agents, router, config, _read_json()."""
+    """Needs from its host (Gateway) what is declared here."""
+
+    backends: list[Backend]
+    agents: dict[str, Agent]
+    router: Router
+    _read_json: Callable[[Exchange], Awaitable[tuple[dict[str, Any], bytes]]]
 
     async def root(self, ex: Exchange) -> None:
         await ex.respond(200, b"Ollama is running", media_type=TEXT)
@@ -50,12 +58,12 @@ class ModelEndpoints:
         body = json.dumps({"version": version or OLLAMA_API_VERSION}).encode()
         await ex.respond(200, body, [(b"x-claw-version", __version__.encode())])
 
-    async def all_models(self) -> list[dict]:
+    async def all_models(self) -> list[dict[str, Any]]:
         """Every backend's models, merged by name, then the agents as virtual models.
 
         When no backend could be listed, a 502 that names each backend, what went wrong and what to do: an empty
         list would say "no models" where the truth is "no backend"."""
-        merged: dict[str, dict] = {}
+        merged: dict[str, dict[str, Any]] = {}
         failures: list[str] = []
         results = await asyncio.gather(*(b.models() for b in self.backends), return_exceptions=True)
         for backend, result in zip(self.backends, results):
@@ -72,7 +80,7 @@ class ModelEndpoints:
                 failures.append(message)
                 continue
             for tag in result:
-                merged.setdefault(tag.get("name") or tag.get("model"), tag)
+                merged.setdefault(tag.get("name") or tag.get("model") or "", tag)
         if failures and len(failures) == len(self.backends):
             raise GatewayError(502, "; ".join(failures), error_type="api_error", headers={"Retry-After": "5"})
         for agent in self.agents.values():
@@ -94,7 +102,7 @@ class ModelEndpoints:
         raise GatewayError(404, f"model '{name}' not found")
 
     async def ps(self, ex: Exchange) -> None:
-        async def loaded(backend: Backend) -> list[dict]:
+        async def loaded(backend: Backend) -> list[dict[str, Any]]:
             if backend.kind != "ollama":  # an OpenAI-compatible server keeps its models loaded
                 return [
                     dict(tag, size_vram=tag.get("size", 0), expires_at="0001-01-01T00:00:00Z", context_length=0)
@@ -102,7 +110,7 @@ class ModelEndpoints:
                 ]
             return (await backend.get_json("/api/ps")).get("models") or []
 
-        models: list[dict] = []
+        models: list[dict[str, Any]] = []
         results = await asyncio.gather(*(loaded(b) for b in self.backends), return_exceptions=True)
         for backend, result in zip(self.backends, results):
             if isinstance(result, BaseException):
@@ -141,7 +149,8 @@ class ModelEndpoints:
             await self.router.refresh_for(model)
             known, unknown = self.router.serving(model)
         healthy = [b for b in known if b.in_rotation]
-        return (healthy or known or unknown or [None])[0]
+        candidates = healthy or known or unknown
+        return candidates[0] if candidates else None
 
     async def legacy_embeddings(self, ex: Exchange) -> None:
         body, raw = await self._read_json(ex)
@@ -161,7 +170,7 @@ class ModelEndpoints:
         finally:
             backend.forget_models()
 
-    def _admin_backend(self, ex: Exchange, body: dict) -> Backend:
+    def _admin_backend(self, ex: Exchange, body: dict[str, Any]) -> Backend:
         ollama = [b for b in self.backends if b.kind == "ollama"]
         named = ex.header(BACKEND_HEADER)
         if named:
@@ -226,11 +235,11 @@ class ModelEndpoints:
             response.close()
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _show_for_agent(shown: dict, agent: Agent) -> dict:
+def _show_for_agent(shown: dict[str, Any], agent: Agent) -> dict[str, Any]:
     out = dict(shown)
     if agent.system:
         out["system"] = agent.system
@@ -245,7 +254,7 @@ def _show_for_agent(shown: dict, agent: Agent) -> dict:
     return out
 
 
-def _show_for_openai_model(model: str) -> dict:
+def _show_for_openai_model(model: str) -> dict[str, Any]:
     return {
         "modelfile": f"FROM {model}\n",
         "parameters": "",

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.gateway.exchange import Exchange
@@ -12,6 +15,21 @@ from claw_tui.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from claw_tui.gateway.policies import bearer_token
 from claw_tui.request_pages import QueryError, RequestQuery, page_bytes
 from claw_tui.store import StoreError
+
+if TYPE_CHECKING:
+    from claw_tui.config import GatewayConfig
+    from claw_tui.console.conversation import Conversation
+    from claw_tui.gateway.backends import Backend
+    from claw_tui.gateway.cache import AnswerCache, Singleflight
+    from claw_tui.gateway.host import GatewayHost
+    from claw_tui.gateway.ladder import DegradationLadder
+    from claw_tui.gateway.metrics import GatewayMetrics
+    from claw_tui.gateway.policies import Authenticator
+    from claw_tui.gateway.supersede import Superseder
+    from claw_tui.ledger import Ledger
+
+T = TypeVar("T")
+D = TypeVar("D", int, None)
 
 KEEPALIVE_S = 15.0
 MAX_TELEMETRY_S = 6 * 3600
@@ -28,18 +46,39 @@ SSE_HEADERS = [
 
 
 class ClawEndpoints:
-    """Needs from its host: session, ledger, backends, metrics, config and the policy objects."""
+    """Needs from its host (Gateway) what is declared here; claw's own endpoints read the Session through
+    `_host()`, and answer 503 on a gateway built without one."""
+
+    session: GatewayHost | None
+    ledger: Ledger
+    backends: list[Backend]
+    metrics: GatewayMetrics
+    config: GatewayConfig
+    auth: Authenticator
+    flights: Singleflight | None
+    superseder: Superseder | None
+    ladder: DegradationLadder
+    cache: AnswerCache
+    warmup_results: dict[str, str]
+    _read_json: Callable[[Exchange], Awaitable[tuple[dict[str, Any], bytes]]]
+
+    def _host(self) -> GatewayHost:
+        if self.session is None:
+            raise GatewayError(503, "this gateway runs without a claw session: claw's own endpoints are off")
+        return self.session
 
     async def prometheus(self, ex: Exchange) -> None:
         body = await asyncio.to_thread(self.metrics.exposition)
         await ex.respond(200, body, media_type=METRICS_CONTENT_TYPE.encode())
 
     async def claw_status(self, ex: Exchange) -> None:
-        status = await asyncio.to_thread(self.session.status_json) if self.session is not None else {"service": "claw"}
+        status: dict[str, Any] = (
+            await asyncio.to_thread(self.session.status_json) if self.session is not None else {"service": "claw"}
+        )
         status["gateway_policies"] = self.policies_json()
         await ex.respond(200, _dumps(status))
 
-    def policies_json(self) -> dict:
+    def policies_json(self) -> dict[str, Any]:
         cfg = self.config
         return {
             "auth": self.auth.enabled,
@@ -90,7 +129,7 @@ class ClawEndpoints:
         fmt = ex.query("format") or "json"
         if fmt not in SUMMARY_MEDIA:
             raise GatewayError(400, f"format must be one of json, md, csv (got '{fmt}')")
-        summary = await asyncio.to_thread(self.session.summary_json)
+        summary = await asyncio.to_thread(self._host().summary_json)
         if fmt == "json":
             await ex.respond(200, _dumps(summary))
             return
@@ -104,7 +143,8 @@ class ClawEndpoints:
 
     async def claw_governor(self, ex: Exchange) -> None:
         """GET: the governor's status; POST {"enabled": bool, "idle_after_s"?: s, "unload_after_s"?: s}."""
-        governor = self.session.governor if self.session is not None else None
+        host = self._host()
+        governor = host.governor
         if governor is None:
             raise GatewayError(503, "the governor is not running", headers={"Retry-After": "60"})
         if ex.method == "GET":
@@ -114,7 +154,7 @@ class ClawEndpoints:
         enabled = body.get("enabled")
         if not isinstance(enabled, bool):
             raise GatewayError(400, 'expected {"enabled": true|false}')
-        limits = {}
+        limits: dict[str, float] = {}
         for key in ("idle_after_s", "unload_after_s"):
             value = body.get(key)
             if value is None:
@@ -123,7 +163,7 @@ class ClawEndpoints:
                 raise GatewayError(400, f"{key} must be a number of seconds >= 0")
             limits[key] = float(value)
         status = await governor.set_enabled(enabled, **limits)
-        self.session.governor_changed()
+        host.governor_changed()
         await ex.respond(200, _dumps(status))
 
     # ---- the console's view of the service ------------------------------------------------------------------------
@@ -137,17 +177,18 @@ class ClawEndpoints:
                 after = int(raw)
             except ValueError:
                 raise GatewayError(400, f"Last-Event-ID must be an event id (a whole number), not '{raw}'") from None
+        host = self._host()
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
         def wake() -> None:
             loop.call_soon_threadsafe(ready.set)
 
-        subscription = self.session.bus.subscribe(wake, after_id=after)
+        subscription = host.bus.subscribe(wake, after_id=after)
         ex.watch()  # the client leaving cancels this handler
         try:
             await ex.start(200, SSE_HEADERS)
-            await ex.write(f"retry: 1000\n: claw session {self.session.id}\n\n".encode())
+            await ex.write(f"retry: 1000\n: claw session {host.id}\n\n".encode())
             while not subscription.closed:
                 try:
                     await asyncio.wait_for(ready.wait(), KEEPALIVE_S)
@@ -171,11 +212,12 @@ class ClawEndpoints:
         seconds = _float_query(ex, "seconds", 120.0)
         if seconds <= 0 or seconds > MAX_TELEMETRY_S:
             raise GatewayError(400, f"seconds must be more than 0 and at most {MAX_TELEMETRY_S}")
-        sampler = self.session.sampler
+        host = self._host()
+        sampler = host.sampler
         if gpu is not None and (gpu < 0 or sampler is None or gpu >= sampler.gpu_count):
             count = sampler.gpu_count if sampler is not None else 0
             raise GatewayError(404, f"no GPU {gpu} (this box has {count} GPU{'s' if count != 1 else ''} in telemetry)")
-        body = await asyncio.to_thread(lambda: _dumps(telemetry_json(sampler, self.session.clock(), seconds, gpu)))
+        body = await asyncio.to_thread(lambda: _dumps(telemetry_json(sampler, host.clock(), seconds, gpu)))
         await ex.respond(200, body)
 
     async def claw_agents(self, ex: Exchange) -> None:
@@ -185,7 +227,7 @@ class ClawEndpoints:
 
         if ex.method != "GET":
             self._require_admin(ex)
-        session = self.session
+        session = self._host()
         try:
             if ex.method == "GET":
                 agents = session.agents_json()
@@ -224,7 +266,7 @@ class ClawEndpoints:
         body, _ = await self._read_json(ex)
         conversation = _conversation_from(body, None)
         if conversation.session_id is None:
-            conversation.session_id = self.session.id
+            conversation.session_id = self._host().id
         saved = await _in_store(store.save_conversation, path, conversation.to_json())
         await ex.respond(201, _dumps(saved), [(b"location", f"/claw/v1/conversations/{saved['id']}".encode())])
 
@@ -256,14 +298,14 @@ class ClawEndpoints:
                 raise GatewayError(400, f"the body's id '{body.get('id')}' is not the path's '{conversation_id}'")
             conversation = _conversation_from(body, conversation_id)
             if conversation.session_id is None:
-                conversation.session_id = self.session.id
+                conversation.session_id = self._host().id
             await ex.respond(200, _dumps(await _in_store(store.save_conversation, path, conversation.to_json())))
         else:
             await _in_store(store.delete_conversation, path, conversation_id)
             await ex.respond(200, _dumps({"deleted": conversation_id}))
 
-    def _conversation_store(self):
-        saved_in = self.session.store if self.session is not None else None
+    def _conversation_store(self) -> Path:
+        saved_in = self._host().store
         if saved_in is None:
             raise GatewayError(503, "conversations are not kept: this claw service runs without a session store")
         return saved_in.path
@@ -276,7 +318,7 @@ class ClawEndpoints:
             raise GatewayError(403, f"{ex.method} {ex.path} needs an admin token")
 
 
-def _conversation_from(body: dict, conversation_id: str | None):
+def _conversation_from(body: dict[str, Any], conversation_id: str | None) -> Conversation:
     from claw_tui.console.conversation import Conversation, ConversationError
 
     try:
@@ -285,7 +327,7 @@ def _conversation_from(body: dict, conversation_id: str | None):
         raise GatewayError(400, str(exc)) from None
 
 
-async def _in_store(function, *args):
+async def _in_store(function: Callable[..., T], *args: Any) -> T:
     from claw_tui.store import ConversationNotFound, StoreError
 
     try:
@@ -296,7 +338,7 @@ async def _in_store(function, *args):
         raise GatewayError(503, str(exc), headers={"Retry-After": "5"}) from None
 
 
-def _int_query(ex: Exchange, name: str, default):
+def _int_query(ex: Exchange, name: str, default: D) -> int | D:
     raw = ex.query(name)
     if raw is None or raw == "":
         return default
@@ -319,5 +361,5 @@ def _float_query(ex: Exchange, name: str, default: float) -> float:
     return value
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()

@@ -8,16 +8,18 @@ the text, thinking and tool calls of every chunk joined.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 
-def _objects(data: bytes) -> list:
+def _objects(data: bytes) -> list[object]:
     """Every JSON line, parsed in one call (as one array) when they all parse; line by line otherwise."""
     lines = [line for line in data.split(b"\n") if line.strip()]
     try:
-        return json.loads(b"[" + b",".join(lines) + b"]")
+        parsed: list[object] = json.loads(b"[" + b",".join(lines) + b"]")
+        return parsed
     except ValueError:
         pass
-    objects = []
+    objects: list[object] = []
     for line in lines:
         try:
             objects.append(json.loads(line))
@@ -26,12 +28,12 @@ def _objects(data: bytes) -> list:
     return objects
 
 
-def merge_ndjson(data: bytes, *, chat: bool) -> dict | None:
+def merge_ndjson(data: bytes, *, chat: bool) -> dict[str, Any] | None:
     """The non-streamed answer made of an NDJSON stream; None when the stream has no final (`done`) chunk."""
     text: list[str] = []
     thinking: list[str] = []
-    tool_calls: list = []
-    final: dict | None = None
+    tool_calls: list[object] = []
+    final: dict[str, Any] | None = None
     for obj in _objects(data):
         if not isinstance(obj, dict):
             continue

@@ -7,13 +7,14 @@ chat templates add); the budget is a guard against runaway histories, not an exa
 from __future__ import annotations
 
 import json
+from typing import Any
 
 MESSAGE_OVERHEAD_TOKENS = 4
 CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 768  # a typical vision encoder's share of the context per image
 
 
-def estimate_tokens(message: dict) -> int:
+def estimate_tokens(message: dict[str, Any]) -> int:
     content = message.get("content")
     if isinstance(content, list):  # OpenAI content parts
         text = "".join(part.get("text", "") for part in content if isinstance(part, dict))
@@ -26,7 +27,7 @@ def estimate_tokens(message: dict) -> int:
     return MESSAGE_OVERHEAD_TOKENS + (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN + images * IMAGE_TOKENS
 
 
-def trim_messages(messages: list[dict], budget: int) -> tuple[list[dict], int]:
+def trim_messages(messages: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, Any]], int]:
     """The messages that fit `budget` tokens, and how many were dropped.
 
     System messages are always kept; then turns are kept newest first while they fit. The newest message is kept
@@ -38,7 +39,7 @@ def trim_messages(messages: list[dict], budget: int) -> tuple[list[dict], int]:
     system = [m for m in messages if m.get("role") == "system"]
     turns = [m for m in messages if m.get("role") != "system"]
     used = sum(estimate_tokens(m) for m in system)
-    kept: list[dict] = []
+    kept: list[dict[str, Any]] = []
     for message in reversed(turns):
         cost = estimate_tokens(message)
         if kept and used + cost > budget:

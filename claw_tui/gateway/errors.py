@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 
 class GatewayError(Exception):
@@ -56,7 +57,7 @@ def openai_error_type(status: int) -> str:
 
 def openai_error_object(
     message: str, error_type: str = "invalid_request_error", param: str | None = None, code: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 

@@ -13,9 +13,13 @@ servers report a disconnect only through `receive`; writes to a gone client are 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from claw_tui.gateway.errors import GatewayError, error_body
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
 
 JSON_MEDIA = b"application/json; charset=utf-8"
 DRAIN_MAX_BYTES = 64 * 1024 * 1024  # what a refused body may still send before the connection is closed
@@ -41,7 +45,7 @@ class Exchange:
         "surface",
     )
 
-    def __init__(self, scope, receive, send, surface: str) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, surface: str) -> None:
         self.scope = scope
         self.receive = receive
         self._send = send
@@ -54,13 +58,14 @@ class Exchange:
         self.interrupted: str | None = None  # the gateway gave up on this request (superseded): the reason
         self.status = 0
         self.request_id: str | None = None  # the ledger record of a metered request
-        self._task: asyncio.Task | None = None
-        self._watcher: asyncio.Task | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._body_left = False  # the body was refused before its end
 
     # ---- request ------------------------------------------------------------------------------------------------
     def header(self, name: bytes) -> str | None:
-        for key, value in self.scope["headers"]:
+        headers: list[tuple[bytes, bytes]] = self.scope["headers"]
+        for key, value in headers:
             if key == name:
                 return value.decode("latin-1")
         return None
@@ -120,7 +125,7 @@ class Exchange:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 break
-        if not self.finished and self.interrupted is None:
+        if not self.finished and self.interrupted is None and self._task is not None:
             self.gone = True
             self._task.cancel()
 

@@ -87,7 +87,7 @@ class Forwarder:
             status, error = await self.pump(call, opened, sink)
             await ex.end()
         self.finish(call, opened, status, error)
-        if kept is not None and status == "ok":
+        if kept is not None and key is not None and status == "ok":
             prompt, completion = opened.relay.usage()
             self.cache.put(
                 key,

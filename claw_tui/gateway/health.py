@@ -53,7 +53,7 @@ class HealthChecker:
 
     def __init__(self, backends: list[Backend]) -> None:
         self.backends = backends
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, first_wait_s: float = 2.0) -> None:
         """Probe every backend once (so routing knows the models from the first request), then keep probing.
@@ -68,7 +68,7 @@ class HealthChecker:
             loop.create_task(self._loop(b, f), name=f"health:{b.name}") for b, f in zip(self.backends, first)
         ]
 
-    async def _loop(self, backend: Backend, first: asyncio.Task) -> None:
+    async def _loop(self, backend: Backend, first: asyncio.Task[None]) -> None:
         try:
             await first
         except Exception:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 STEPS = ("cache", "fallback", "static")
 MAX_TRACKED = 1024  # models (or backend/model pairs) whose windows are kept; the least recently used go first
@@ -58,7 +59,7 @@ class ErrorRateWindow:
         self._expire(self.clock())
         return self._errors, len(self._outcomes)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         errors, total = self.counts()
         return {"error_rate": round(self.rate(), 4), "errors": errors, "outcomes": total}
 
@@ -105,7 +106,7 @@ class ErrorRates:
     def failing_keys(self) -> list[str]:
         return [key for key in list(self._windows) if self.failing(key)]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {key: window.to_json() for key, window in list(self._windows.items()) if window.counts()[1]}
 
 
@@ -146,7 +147,7 @@ class DegradationLadder:
     def rate(self, model: str) -> float:
         return self.models.rate(model)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         degraded = self.models.failing_keys() if self.any_step else []
         return {
             "active": bool(degraded),

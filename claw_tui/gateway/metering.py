@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from claw_tui.ledger import RequestRecord
 
@@ -17,7 +18,7 @@ _NOT_DONE = b'"done":false'
 _NOT_DONE_SPACED = b'"done": false'
 
 
-def _loads(line: bytes) -> dict | None:
+def _loads(line: bytes) -> dict[str, Any] | None:
     try:
         obj = json.loads(line)
     except ValueError:
@@ -33,7 +34,7 @@ class NdjsonMeter:
         self._tail = b""
         self.first_token_seen = False
         self.content_chunks = 0
-        self.final: dict | None = None
+        self.final: dict[str, Any] | None = None
         self.error: str | None = None
 
     def feed(self, data: bytes) -> None:
@@ -87,7 +88,7 @@ class NdjsonMeter:
         apply_server_timings(record, final)
 
 
-def apply_server_timings(record: RequestRecord, final: dict) -> None:
+def apply_server_timings(record: RequestRecord, final: dict[str, Any]) -> None:
     def ms(key: str) -> float | None:
         value = final.get(key)
         return value / NS_PER_MS if isinstance(value, (int, float)) and value else None
@@ -98,7 +99,7 @@ def apply_server_timings(record: RequestRecord, final: dict) -> None:
     record.server_eval_ms = ms("eval_duration")
 
 
-def has_answer_content(obj: dict) -> bool:
+def has_answer_content(obj: dict[str, Any]) -> bool:
     """Does an OpenAI chunk (or completion) carry output: text, reasoning or a tool call?"""
     for choice in obj.get("choices") or ():
         delta = choice.get("delta") or choice.get("message") or {}
@@ -126,10 +127,10 @@ class SseMeter:
         self._buffer = b""
         self.first_token_seen = False
         self.content_chunks = 0
-        self.usage: dict | None = None
+        self.usage: dict[str, Any] | None = None
         self.error: str | None = None
         self.finish_reason: str | None = None
-        self.timings: dict | None = None  # llama.cpp's server reports its own prompt and decode times
+        self.timings: dict[str, Any] | None = None  # llama.cpp's server reports its own prompt and decode times
         self.done_seen = False  # the stream's closing `data: [DONE]`
 
     def feed(self, data: bytes) -> bytes:
@@ -173,7 +174,7 @@ class SseMeter:
             self.content_chunks += 1
         return True
 
-    def feed_object(self, obj: dict) -> bool:
+    def feed_object(self, obj: dict[str, Any]) -> bool:
         if "error" in obj:
             error = obj["error"]
             self.error = error.get("message") if isinstance(error, dict) else str(error)
@@ -204,7 +205,7 @@ class SseMeter:
             apply_llama_timings(record, self.timings)
 
 
-def apply_llama_timings(record: RequestRecord, timings: dict) -> None:
+def apply_llama_timings(record: RequestRecord, timings: dict[str, Any]) -> None:
     """llama.cpp's `timings` (milliseconds): the prompt's evaluation and the decode, as Ollama's durations."""
 
     def ms(key: str) -> float | None:
@@ -215,7 +216,7 @@ def apply_llama_timings(record: RequestRecord, timings: dict) -> None:
     record.server_eval_ms = ms("predicted_ms")
 
 
-def _event_json(event: bytes) -> dict | None:
+def _event_json(event: bytes) -> dict[str, Any] | None:
     for line in event.splitlines():
         if line.startswith(b"data:"):
             payload = line[5:].strip()
@@ -224,12 +225,12 @@ def _event_json(event: bytes) -> dict | None:
     return None
 
 
-def sse_events(buffer: bytes) -> tuple[list[dict | None], bytes]:
+def sse_events(buffer: bytes) -> tuple[list[dict[str, Any] | None], bytes]:
     """Complete events of an SSE buffer as objects (None for `[DONE]`), and what is left over."""
     cut = buffer.rfind(b"\n\n")
     if cut < 0:
         return [], buffer
-    events: list[dict | None] = []
+    events: list[dict[str, Any] | None] = []
     for event in buffer[: cut + 2].split(b"\n\n")[:-1]:
         for line in event.splitlines():
             if not line.startswith(b"data:"):

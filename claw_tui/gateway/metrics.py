@@ -7,20 +7,22 @@ read at scrape time by a collector.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 from claw_tui.gateway.backends import STATES, Backend
-from claw_tui.ledger import RequestRecord
+from claw_tui.ledger import EnergyTotals, RequestRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The ledger's buckets: every joule in exactly one (pending: not yet attributed, requests still in flight).
-ENERGY_USES = (
+ENERGY_USES: tuple[tuple[str, Literal["active_j", "load_j", "unmetered_j", "idle_j", "pending_j"]], ...] = (
     ("requests", "active_j"),
     ("load", "load_j"),
     ("unmetered", "unmetered_j"),
@@ -125,8 +127,8 @@ class LiveCollector:
     def __init__(
         self,
         backends: Callable[[], Iterable[Backend]],
-        gpus: Callable[[], list[dict]],
-        ledger_totals: Callable[[], dict],
+        gpus: Callable[[], list[dict[str, Any]]],
+        ledger_totals: Callable[[], EnergyTotals],
         gateway_in_flight: Callable[[], int],
     ) -> None:
         self.backends = backends
@@ -134,10 +136,10 @@ class LiveCollector:
         self.ledger_totals = ledger_totals
         self.gateway_in_flight = gateway_in_flight
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(
             "claw_backend_in_flight_requests", "Requests in flight to a backend", labels=["backend"]
         )
@@ -177,5 +179,5 @@ class LiveCollector:
             "claw_gpu_energy_joules", "GPU energy measured this session, by use", labels=["use"]
         )
         for use, key in ENERGY_USES:
-            energy.add_metric([use], totals.get(key, 0.0))
+            energy.add_metric([use], totals[key])
         yield energy

@@ -5,6 +5,7 @@ model events, apart from requests, so that they never count in request latency o
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from claw_tui.records import REQUEST
 
@@ -12,7 +13,7 @@ WARMUP_CLIENT = "warmup"
 _GO_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
 
 
-def model_operation(surface: str, op: str, body: dict, client: str | None) -> str:
+def model_operation(surface: str, op: str, body: dict[str, Any], client: str | None) -> str:
     """ "request", or the kind of model operation ("load", "unload", "warmup") this request really is."""
     if client == WARMUP_CLIENT:
         return "warmup"

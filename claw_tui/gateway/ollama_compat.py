@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any, TypeGuard
 
 OPTION_FIELDS = {
     "temperature": "temperature",
@@ -25,8 +26,8 @@ def now_rfc3339() -> str:
     return f"{stamp}.{now % 1_000_000_000:09d}Z"
 
 
-def openai_options(options) -> dict:
-    out: dict = {}
+def openai_options(options: object) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if not isinstance(options, dict):
         return out
     for src, dst in OPTION_FIELDS.items():
@@ -39,7 +40,7 @@ def openai_options(options) -> dict:
     return out
 
 
-def response_format(fmt) -> dict | None:
+def response_format(fmt: object) -> dict[str, Any] | None:
     if fmt == "json":
         return {"type": "json_object"}
     if isinstance(fmt, dict):
@@ -47,8 +48,8 @@ def response_format(fmt) -> dict | None:
     return None
 
 
-def openai_message(message: dict) -> dict:
-    out: dict = {"role": message.get("role", "user")}
+def openai_message(message: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.get("role", "user")}
     content = message.get("content") or ""
     images = message.get("images") or []
     if images:
@@ -79,11 +80,11 @@ def _data_url(image: str) -> str:
     return image if image.startswith("data:") else f"data:image/png;base64,{image}"
 
 
-def _streaming(stream: bool) -> dict:
+def _streaming(stream: bool) -> dict[str, Any]:
     return {"stream": True, "stream_options": {"include_usage": True}} if stream else {"stream": False}
 
 
-def chat_request(body: dict, model: str, stream: bool = True) -> tuple[str, dict]:
+def chat_request(body: dict[str, Any], model: str, stream: bool = True) -> tuple[str, dict[str, Any]]:
     """An Ollama /api/chat body as an OpenAI /v1/chat/completions request (streamed with usage, or whole)."""
     request = {
         "model": model,
@@ -99,7 +100,7 @@ def chat_request(body: dict, model: str, stream: bool = True) -> tuple[str, dict
     return "/v1/chat/completions", request
 
 
-def generate_request(body: dict, model: str, stream: bool = True) -> tuple[str, dict]:
+def generate_request(body: dict[str, Any], model: str, stream: bool = True) -> tuple[str, dict[str, Any]]:
     """An Ollama /api/generate body as an OpenAI request: chat completions, or plain completions when raw."""
     options = openai_options(body.get("options"))
     if body.get("raw"):
@@ -113,8 +114,8 @@ def generate_request(body: dict, model: str, stream: bool = True) -> tuple[str, 
     return path, request
 
 
-def embed_request(body: dict, model: str) -> tuple[str, dict]:
-    request: dict = {"model": model, "input": body.get("input"), "encoding_format": "float"}
+def embed_request(body: dict[str, Any], model: str) -> tuple[str, dict[str, Any]]:
+    request: dict[str, Any] = {"model": model, "input": body.get("input"), "encoding_format": "float"}
     if isinstance(body.get("dimensions"), int) and body["dimensions"] > 0:
         request["dimensions"] = body["dimensions"]
     return "/v1/embeddings", request
@@ -149,16 +150,16 @@ class OllamaAnswerWriter:
         self.text: list[str] = []
         self.thinking: list[str] = []
         self.tokens = 0  # output deltas (text, thinking or tool calls) seen: about one token each
-        self.tool_calls: dict[int, dict] = {}
+        self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
-        self.usage: dict | None = None
-        self.timings: dict | None = None
+        self.usage: dict[str, Any] | None = None
+        self.timings: dict[str, Any] | None = None
 
     def answering(self) -> None:
         if self.head_ns is None:
             self.head_ns = time.monotonic_ns()
 
-    def delta(self, obj: dict) -> dict | None:
+    def delta(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """An Ollama chunk for one OpenAI event, or None when it carries no output (tool calls wait for the end)."""
         self._note(obj)
         content, thinking = "", ""
@@ -183,7 +184,7 @@ class OllamaAnswerWriter:
             self.thinking.append(thinking)
         return self._chunk(content, thinking)
 
-    def message(self, obj: dict) -> dict | None:
+    def message(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """A whole OpenAI completion: its text, reasoning and tool calls, as if streamed in one delta."""
         self._note(obj)
         choice = (obj.get("choices") or [{}])[0] or {}
@@ -197,7 +198,7 @@ class OllamaAnswerWriter:
         self.tokens = self.completion_tokens()
         return chunk
 
-    def _note(self, obj: dict) -> None:
+    def _note(self, obj: dict[str, Any]) -> None:
         if obj.get("usage"):
             self.usage = obj["usage"]
         if isinstance(obj.get("timings"), dict):
@@ -211,7 +212,7 @@ class OllamaAnswerWriter:
         usage, timings = self.usage or {}, self.timings or {}
         return int(usage.get("completion_tokens") or timings.get("predicted_n") or self.tokens)
 
-    def _add_tool_call(self, call: dict) -> None:
+    def _add_tool_call(self, call: dict[str, Any]) -> None:
         if self.first_ns is None:
             self.first_ns = time.monotonic_ns()
         slot = self.tool_calls.setdefault(call.get("index", len(self.tool_calls)), {"name": "", "arguments": ""})
@@ -220,10 +221,10 @@ class OllamaAnswerWriter:
         arguments = function.get("arguments") or ""
         slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
 
-    def _chunk(self, content: str, thinking: str = "", **extra) -> dict:
-        chunk: dict = {"model": self.model, "created_at": now_rfc3339()}
+    def _chunk(self, content: str, thinking: str = "", **extra: Any) -> dict[str, Any]:
+        chunk: dict[str, Any] = {"model": self.model, "created_at": now_rfc3339()}
         if self.chat:
-            message: dict = {"role": "assistant", "content": content}
+            message: dict[str, Any] = {"role": "assistant", "content": content}
             if thinking:
                 message["thinking"] = thinking
             chunk["message"] = message
@@ -235,7 +236,7 @@ class OllamaAnswerWriter:
         chunk["done"] = False
         return chunk
 
-    def ollama_tool_calls(self) -> list[dict]:
+    def ollama_tool_calls(self) -> list[dict[str, Any]]:
         calls = []
         for _, call in sorted(self.tool_calls.items()):
             try:
@@ -245,14 +246,14 @@ class OllamaAnswerWriter:
             calls.append({"function": {"name": call["name"], "arguments": arguments}})
         return calls
 
-    def tool_chunk(self) -> dict | None:
+    def tool_chunk(self) -> dict[str, Any] | None:
         if not self.tool_calls or not self.chat:
             return None
         chunk = self._chunk("")
         chunk["message"]["tool_calls"] = self.ollama_tool_calls()
         return chunk
 
-    def final(self, *, whole: bool = False) -> dict:
+    def final(self, *, whole: bool = False) -> dict[str, Any]:
         content = "".join(self.text) if whole else ""
         chunk = self._chunk(content, "".join(self.thinking) if whole else "")
         if whole and self.chat and self.tool_calls:
@@ -281,5 +282,5 @@ class OllamaAnswerWriter:
         }
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

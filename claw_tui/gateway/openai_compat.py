@@ -12,6 +12,7 @@ import re
 import struct
 import time
 from datetime import datetime
+from typing import Any
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 
@@ -30,12 +31,12 @@ class TranslationError(ValueError):
         self.param = param
 
 
-def to_ollama_chat(body: dict) -> dict:
+def to_ollama_chat(body: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat-completions request as an Ollama /api/chat request (always streamed upstream)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise TranslationError("'messages' must be a non-empty array", "messages")
-    options: dict = {}
+    options: dict[str, Any] = {}
     for src, dst in _OPTION_FIELDS.items():
         if body.get(src) is not None:
             options[dst] = body[src]
@@ -47,7 +48,7 @@ def to_ollama_chat(body: dict) -> dict:
     stop = body.get("stop")
     if stop is not None:
         options["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    request: dict = {
+    request: dict[str, Any] = {
         "model": body.get("model"),
         "messages": [to_ollama_message(m) for m in messages],
         "stream": True,
@@ -63,11 +64,11 @@ def to_ollama_chat(body: dict) -> dict:
     return request
 
 
-def to_ollama_message(message: dict) -> dict:
+def to_ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(message, dict) or "role" not in message:
         raise TranslationError("each message needs a 'role'", "messages")
     content = message.get("content")
-    out: dict = {"role": message["role"]}
+    out: dict[str, Any] = {"role": message["role"]}
     if isinstance(content, list):
         texts, images = [], []
         for part in content:
@@ -89,7 +90,8 @@ def to_ollama_message(message: dict) -> dict:
     return out
 
 
-def _arguments(value) -> dict:
+def _arguments(value: object) -> object:
+    """A tool call's arguments as Ollama takes them: the JSON value, not its text."""
     if isinstance(value, str):
         try:
             return json.loads(value or "{}")
@@ -107,9 +109,9 @@ class ChunkWriter:
         self.created = int(time.time())
         self.include_usage = include_usage
         self._sent_role = False
-        self.tool_calls: list[dict] = []
+        self.tool_calls: list[dict[str, Any]] = []
 
-    def _event(self, choices: list, usage: dict | None = None) -> bytes:
+    def _event(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         chunk = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -122,9 +124,9 @@ class ChunkWriter:
             chunk["usage"] = usage
         return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
-    def content(self, ollama_chunk: dict) -> bytes | None:
+    def content(self, ollama_chunk: dict[str, Any]) -> bytes | None:
         message = ollama_chunk.get("message") or {}
-        delta: dict = {}
+        delta: dict[str, Any] = {}
         if not self._sent_role:
             delta["role"] = "assistant"
         if message.get("content"):
@@ -139,7 +141,7 @@ class ChunkWriter:
         self._sent_role = True
         return self._event([{"index": 0, "delta": delta, "finish_reason": None}])
 
-    def finish(self, final: dict) -> bytes:
+    def finish(self, final: dict[str, Any]) -> bytes:
         reason = "tool_calls" if self.tool_calls else FINISH_REASONS.get(final.get("done_reason", "stop"), "stop")
         out = b""
         if not self._sent_role:
@@ -150,13 +152,13 @@ class ChunkWriter:
         return out + b"data: [DONE]\n\n"
 
 
-def usage(final: dict) -> dict:
+def usage(final: dict[str, Any]) -> dict[str, Any]:
     prompt = int(final.get("prompt_eval_count") or 0)
     completion = int(final.get("eval_count") or 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def openai_tool_calls(calls: list[dict], start: int = 0) -> list[dict]:
+def openai_tool_calls(calls: list[dict[str, Any]], start: int = 0) -> list[dict[str, Any]]:
     return [
         {
             "index": start + i,
@@ -171,8 +173,10 @@ def openai_tool_calls(calls: list[dict], start: int = 0) -> list[dict]:
     ]
 
 
-def completion_object(completion_id: str, model: str, text: str, tool_calls: list[dict], final: dict) -> dict:
-    message: dict = {"role": "assistant", "content": text}
+def completion_object(
+    completion_id: str, model: str, text: str, tool_calls: list[dict[str, Any]], final: dict[str, Any]
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls:
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in openai_tool_calls(tool_calls)]
     reason = "tool_calls" if tool_calls else FINISH_REASONS.get(final.get("done_reason", "stop"), "stop")
@@ -187,9 +191,9 @@ def completion_object(completion_id: str, model: str, text: str, tool_calls: lis
     }
 
 
-def embed_request(body: dict, model: str) -> tuple[str, dict]:
+def embed_request(body: dict[str, Any], model: str) -> tuple[str, dict[str, Any]]:
     """An OpenAI /v1/embeddings request as an Ollama /api/embed request."""
-    request: dict = {"model": model, "input": body.get("input")}
+    request: dict[str, Any] = {"model": model, "input": body.get("input")}
     if isinstance(body.get("dimensions"), int) and body["dimensions"] > 0:
         request["dimensions"] = body["dimensions"]
     return "/api/embed", request
@@ -214,7 +218,7 @@ def embeddings_answer(content: bytes, model: str, encoding_format: str | None) -
     return json.dumps(answer, separators=(",", ":")).encode(), tokens
 
 
-def models_list(tags: list[dict]) -> dict:
+def models_list(tags: list[dict[str, Any]]) -> dict[str, Any]:
     data = []
     for tag in tags:
         data.append(

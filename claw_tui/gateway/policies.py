@@ -194,7 +194,7 @@ class AdmissionQueue:
         self.timeout_s = timeout_s
         self.name = name
         self.active = 0
-        self._waiters: deque[asyncio.Future] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._service_s = 1.0  # moving average of how long a slot is held, for Retry-After
         self.rejected = 0
 
@@ -227,7 +227,7 @@ class AdmissionQueue:
             self._forget(waiter)
             raise
 
-    def _forget(self, waiter: asyncio.Future) -> None:
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
         if waiter.done() and not waiter.cancelled():
             self.release()  # the slot was handed over just as the wait ended: pass it on
         else:

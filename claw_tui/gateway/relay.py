@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from claw_tui.gateway import ollama_compat as olc
 from claw_tui.gateway import openai_compat as oai
@@ -30,7 +31,7 @@ JSON = b"application/json; charset=utf-8"
 TRUNCATED = "the backend ended the stream before its last chunk"
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -38,10 +39,19 @@ class Relay:
     """Base: the client's media type, what was metered, and how to tell the client a stream broke."""
 
     media_type = JSON
-    first_token_seen = False
-    error: str | None = None
+    _first_token_seen = False
+    _error: str | None = None
     #: For whole answers with no streamed timing: the server's own prefill end, seconds after upstream start.
     server_first_token_s: float | None = None
+
+    @property
+    def first_token_seen(self) -> bool:
+        return self._first_token_seen
+
+    @property
+    def error(self) -> str | None:
+        """Why the answer failed (the backend said so, or the stream broke), None while it has not."""
+        return self._error
 
     def feed(self, data: bytes) -> bytes:
         raise NotImplementedError
@@ -159,8 +169,8 @@ class OpenAIWholeRelay(Relay):
 
     def __init__(self, on_first_token: Callable[[], None]) -> None:
         self._on_first_token = on_first_token
-        self._usage: dict = {}
-        self._timings: dict | None = None
+        self._usage: dict[str, Any] = {}
+        self._timings: dict[str, Any] | None = None
 
     def whole(self, content: bytes) -> bytes:
         try:
@@ -168,16 +178,16 @@ class OpenAIWholeRelay(Relay):
         except ValueError:
             obj = None
         if not isinstance(obj, dict) or not ("error" in obj or isinstance(obj.get("choices"), list)):
-            self.error = "the backend's answer is not a completion (no choices)"
+            self._error = "the backend's answer is not a completion (no choices)"
             return content
         if isinstance(obj, dict):
             if "error" in obj:
                 error = obj["error"]
-                self.error = error.get("message") if isinstance(error, dict) else str(error)
+                self._error = error.get("message") if isinstance(error, dict) else str(error)
             self._usage = obj.get("usage") or {}
             self._timings = obj.get("timings") if isinstance(obj.get("timings"), dict) else None
             if has_answer_content(obj):
-                self.first_token_seen = True
+                self._first_token_seen = True
         return content
 
     def failure(self, message: str) -> bytes:
@@ -202,9 +212,9 @@ class NdjsonToOpenAI(Relay):
         self.stream = stream
         self.media_type = SSE if stream else JSON
         self._tail = b""
-        self.final: dict | None = None
+        self.final: dict[str, Any] | None = None
         self.text: list[str] = []
-        self.tool_calls: list[dict] = []
+        self.tool_calls: list[dict[str, Any]] = []
         self._ended = False
 
     @property
@@ -214,7 +224,7 @@ class NdjsonToOpenAI(Relay):
     def progress(self) -> int:
         return self.meter.content_chunks
 
-    def _objects(self, data: bytes):
+    def _objects(self, data: bytes) -> Iterator[dict[str, Any]]:
         data = self._tail + data
         *lines, self._tail = data.split(b"\n")
         for line in lines:
@@ -233,13 +243,13 @@ class NdjsonToOpenAI(Relay):
             out.append(self._convert(obj))
         return b"".join(out)
 
-    def _convert(self, obj: dict) -> bytes:
+    def _convert(self, obj: dict[str, Any]) -> bytes:
         if self._ended:
             return b""
         if "error" in obj:
-            self.error = str(obj["error"])
+            self._error = str(obj["error"])
             self._ended = True
-            return sse_error(self.error) if self.stream else b""
+            return sse_error(self._error) if self.stream else b""
         if obj.get("done"):
             self.final = obj
             self._ended = True
@@ -257,13 +267,13 @@ class NdjsonToOpenAI(Relay):
         if self._tail.strip():
             out = self.feed(b"\n")
         self.meter.close()
-        if self.error is None and self.final is None:
-            self.error = f"{TRUNCATED} (no done chunk)"
-            return out + self.failure(self.error)
+        if self.error is not None:
+            return out if self.stream else _dumps(openai_error_object(self.error, "api_error"))
+        if self.final is None:
+            self._error = f"{TRUNCATED} (no done chunk)"
+            return out + self.failure(self._error)
         if self.stream:
             return out
-        if self.error is not None:
-            return _dumps(openai_error_object(self.error, "api_error"))
         return _dumps(
             oai.completion_object(self.writer.id, self.writer.model, "".join(self.text), self.tool_calls, self.final)
         )
@@ -306,7 +316,7 @@ class OpenAIToNdjson(Relay):
                 continue
             if "error" in obj:
                 error = obj["error"]
-                self.error = error.get("message") if isinstance(error, dict) else str(error)
+                self._error = error.get("message") if isinstance(error, dict) else str(error)
                 self._done = True
                 if self.stream:
                     out.append(_dumps({"error": self.error}) + b"\n")
@@ -325,26 +335,26 @@ class OpenAIToNdjson(Relay):
         except ValueError:
             obj = None
         if not isinstance(obj, dict):
-            self.error = "the backend's answer is not a JSON object"
+            self._error = "the backend's answer is not a JSON object"
             return b""
         if "error" in obj:
             error = obj["error"]
-            self.error = error.get("message") if isinstance(error, dict) else str(error)
+            self._error = error.get("message") if isinstance(error, dict) else str(error)
             return b""
         self._saw_output(self.writer.message(obj))
         self._done = self._finished = True
         return _dumps(self.writer.final(whole=True))
 
-    def _saw_output(self, chunk: dict | None) -> None:
+    def _saw_output(self, chunk: dict[str, Any] | None) -> None:
         if (chunk is not None or self.writer.tool_calls) and not self.first_token_seen:
-            self.first_token_seen = True
+            self._first_token_seen = True
             self._on_first_token()
 
     def end(self) -> bytes:
         if self.error is None and not self._finished:
-            self.error = "the backend ended the answer before its last chunk (no finish_reason, no [DONE])"
+            self._error = "the backend ended the answer before its last chunk (no finish_reason, no [DONE])"
             self._done = True
-            return self.failure(self.error)
+            return self.failure(self._error)
         if self.error is not None:
             return b"" if self.stream else _dumps({"error": self.error})
         self._done = True
@@ -386,8 +396,8 @@ class EmbedRelay(Relay):
         try:
             out, self.prompt_tokens = self._convert(content)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            self.error = f"unreadable embeddings from the backend: {exc}"
-            return self.failure(self.error)
+            self._error = f"unreadable embeddings from the backend: {exc}"
+            return self.failure(self._error)
         return out
 
     def failure(self, message: str) -> bytes:
@@ -436,12 +446,12 @@ def static_answer(surface: str, op: str, model: str, text: str, stream: bool, re
         final = {"done_reason": "stop"}
         writer = oai.ChunkWriter(f"chatcmpl-{request_id}", model, include_usage=True)
         if stream:
-            body = writer.content({"message": {"content": text}}) + writer.finish(final)
+            body = (writer.content({"message": {"content": text}}) or b"") + writer.finish(final)
             return SSE, body
         return JSON, _dumps(oai.completion_object(writer.id, model, text, [], final))
-    writer = olc.OllamaAnswerWriter(model, op == "chat", time.monotonic_ns())
+    answer = olc.OllamaAnswerWriter(model, op == "chat", time.monotonic_ns())
     if stream:
-        chunk = writer.delta({"choices": [{"delta": {"content": text}}]})
-        return NDJSON, _dumps(chunk) + b"\n" + _dumps(writer.final()) + b"\n"
-    writer.delta({"choices": [{"delta": {"content": text}}]})
-    return JSON, _dumps(writer.final(whole=True))
+        chunk = answer.delta({"choices": [{"delta": {"content": text}}]})
+        return NDJSON, _dumps(chunk) + b"\n" + _dumps(answer.final()) + b"\n"
+    answer.delta({"choices": [{"delta": {"content": text}}]})
+    return JSON, _dumps(answer.final(whole=True))

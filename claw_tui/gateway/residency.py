@@ -30,7 +30,7 @@ class ResidencyWatcher:
         self.interval_s = interval_s
         self._publish = publish
         self._resident: dict[str, set[str]] = {}  # backend name -> canonical model names
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def is_resident(self, backend: Backend, model: str) -> bool | None:
         """None when nothing is known (an OpenAI-kind backend, or no answer from /api/ps yet)."""

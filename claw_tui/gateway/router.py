@@ -146,10 +146,10 @@ class Router:
         total = sum(weights)
         if total <= 0:
             return min(candidates, key=lambda b: b.in_flight)
-        best = None
+        best = candidates[0]
         for backend, weight in zip(candidates, weights):
             backend.swrr_current += weight
-            if best is None or backend.swrr_current > best.swrr_current:
+            if backend.swrr_current > best.swrr_current:
                 best = backend
         best.swrr_current -= total
         return best

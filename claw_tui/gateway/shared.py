@@ -5,9 +5,8 @@ it and meters it in its own record; the others (followers) read the same answer,
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
-from claw_tui.gateway.cache import Flight, FlightError, Singleflight
+from claw_tui.gateway.cache import Flight, FlightError, FlightHead, Singleflight
 from claw_tui.gateway.errors import GatewayError, error_body
 from claw_tui.gateway.exchange import Exchange
 from claw_tui.gateway.forward import Forwarder
@@ -25,11 +24,13 @@ class SharedRequests:
 
     async def serve(self, ex: Exchange, call: Call, key: str, extra: list[tuple[bytes, bytes]]) -> None:
         record = call.record
-        flight = self.flights.join(key)
-        leader = flight is None
-        if leader:
+        joined = self.flights.join(key)
+        leader = joined is None
+        if joined is None:
             self.records.add(record.id)
             flight = self.flights.lead(key, record.id, lambda f: self._produce(f, call, extra, key))
+        else:
+            flight = joined
         try:
             try:
                 head = await asyncio.shield(flight.head)
@@ -93,10 +94,3 @@ class SharedRequests:
             raise
         finally:
             self.records.discard(record.id)
-
-
-@dataclass(frozen=True)
-class FlightHead:
-    headers: list[tuple[bytes, bytes]]
-    backend: str
-    model: str

@@ -12,11 +12,12 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 CONVERSATION_HEADER = b"x-claw-conversation"
 
 
-def conversation_key(identity: str, model: str, body: dict, header: str | None) -> str | None:
+def conversation_key(identity: str, model: str, body: dict[str, Any], header: str | None) -> str | None:
     if header:
         return f"h:{identity}:{header}"
     messages = body.get("messages")
@@ -47,7 +48,7 @@ class Superseder:
         self,
         identity: str,
         model: str,
-        body: dict,
+        body: dict[str, Any],
         header: str | None,
         request_id: str,
         interrupt: Callable[[str], None],

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -46,7 +47,7 @@ class Call:
     surface: str  # "ollama" | "openai": the client's side
     op: str  # "chat" | "generate" | "embed"
     path: str  # the client's path
-    body: dict  # the body to send (model = the model first asked for)
+    body: dict[str, Any]  # the body to send (model = the model first asked for)
     raw: bytes | None  # the client's bytes, forwarded as they are when nothing had to change
     stream: bool
     model: str
@@ -73,6 +74,9 @@ class Opened:
     eof: bool = False
 
     async def next_raw(self) -> bytes | None:
+        if self.response is None:  # a whole answer: `first` held all of it
+            self.eof = True
+            return None
         data = await self.response.content.readany()
         if not data:
             self.eof = True
@@ -387,10 +391,10 @@ class Upstream:
         if call.surface == "openai":  # OpenAI client, Ollama backend
             if call.op == "embed":
                 path, request = oai.embed_request(body, model)
-                relay = EmbedRelay(
+                embed = EmbedRelay(
                     lambda c: oai.embeddings_answer(c, call.requested, body.get("encoding_format")), "openai"
                 )
-                return path, _dumps(request), relay
+                return path, _dumps(request), embed
             native = oai.to_ollama_chat(body)
             native["model"] = model
             if call.agent is not None and call.agent.options:
@@ -401,8 +405,8 @@ class Upstream:
         if call.op == "embed":
             path, request = olc.embed_request(body, model)
             started = time.monotonic_ns()
-            relay = EmbedRelay(lambda c: olc.embed_answer(c, model, time.monotonic_ns() - started), "ollama")
-            return path, _dumps(request), relay
+            embed = EmbedRelay(lambda c: olc.embed_answer(c, model, time.monotonic_ns() - started), "ollama")
+            return path, _dumps(request), embed
         path, request = (olc.chat_request if call.op == "chat" else olc.generate_request)(body, model, call.stream)
         relay = OpenAIToNdjson(first_token, model, call.op == "chat", call.stream, think=body.get("think"))
         return path, _dumps(request), relay
@@ -423,7 +427,7 @@ def _collects(call: Call, backend: Backend) -> bool:
     return not call.stream and call.op in ("chat", "generate") and call.surface == backend.kind == "ollama"
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 from claw_tui.gateway.errors import GatewayError
 from claw_tui.ollama.parameters import PARAMETERS, ParameterError, coerce_option
@@ -40,14 +42,14 @@ _OLLAMA_NAME = re.compile(
 )
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     return _KINDS.get(type(value), type(value).__name__)
 
 
 # ---- the door ---------------------------------------------------------------------------------------------------
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON (send a finite number or null)")
 
 
@@ -58,7 +60,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json_object(raw: bytes) -> dict:
+def parse_json_object(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     if not raw.strip():
         raise GatewayError(400, "missing request body")
@@ -81,11 +83,12 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-def _check_tree(body: dict, surrogates: bool) -> None:
+def _check_tree(body: dict[str, Any], surrogates: bool) -> None:
     """Depth of nesting, and (when the text escapes surrogates) strings that cannot be encoded as UTF-8."""
     stack: list[tuple[object, int]] = [(body, 1)]
     while stack:
         value, depth = stack.pop()
+        items: Iterable[tuple[object, object]]
         if isinstance(value, dict):
             items = value.items()
         elif isinstance(value, list):
@@ -102,7 +105,7 @@ def _check_tree(body: dict, surrogates: bool) -> None:
                 stack.append((item, depth + 1))
 
 
-def _check_text(value) -> None:
+def _check_text(value: object) -> None:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -115,11 +118,11 @@ def _check_text(value) -> None:
 # ---- fields -----------------------------------------------------------------------------------------------------
 
 
-def _bad(field: str, expected: str, value) -> GatewayError:
+def _bad(field: str, expected: str, value: object) -> GatewayError:
     return GatewayError(400, f"'{field}' must be {expected}, got {describe(value)}", param=field)
 
 
-def expect(body: dict, field: str, expected: str, *types: type) -> None:
+def expect(body: dict[str, Any], field: str, expected: str, *types: type) -> None:
     if field not in body or body[field] is None:
         return
     value = body[field]
@@ -129,15 +132,15 @@ def expect(body: dict, field: str, expected: str, *types: type) -> None:
         raise _bad(field, expected, value)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def require_model(body: dict, field: str = "model") -> str:
+def require_model(body: dict[str, Any], field: str = "model") -> str:
     """The model a request names: a non-empty string without control characters (an OpenAI-compatible server
     may call its models by a path, so nothing stricter)."""
     model = body.get(field)
@@ -152,7 +155,7 @@ def require_model(body: dict, field: str = "model") -> str:
     return model
 
 
-def ollama_model_name(body: dict, field: str, *, required: bool = True) -> str | None:
+def ollama_model_name(body: dict[str, Any], field: str, *, required: bool = True) -> str | None:
     """A model name as Ollama stores it ([host/][namespace/]model[:tag]): model management sends these on to
     Ollama, which turns them into paths of its model store."""
     value = body.get(field)
@@ -173,7 +176,7 @@ def ollama_model_name(body: dict, field: str, *, required: bool = True) -> str |
     return value
 
 
-def admin_request(path: str, body: dict) -> None:
+def admin_request(path: str, body: dict[str, Any]) -> None:
     """/api/create, /api/pull, /api/copy, /api/delete: the names they carry are valid Ollama model names."""
     if path == "/api/copy":
         ollama_model_name(body, "source")
@@ -195,7 +198,7 @@ def admin_request(path: str, body: dict) -> None:
 # ---- Ollama surface ---------------------------------------------------------------------------------------------
 
 
-def ollama_options(options, field: str = "options") -> None:
+def ollama_options(options: object, field: str = "options") -> None:
     """Values of Ollama's runner parameters, with Ollama's own wording (`option "temperature" must be of type
     float32`). Unknown names pass: Ollama ignores them."""
     if not isinstance(options, dict):
@@ -212,7 +215,7 @@ def ollama_options(options, field: str = "options") -> None:
             raise GatewayError(400, f"{exc.message}{hint}", param=f"{field}.{name}") from None
 
 
-def _check_tools(tools) -> None:
+def _check_tools(tools: object) -> None:
     if not isinstance(tools, list):
         raise _bad("tools", "an array", tools)
     for index, tool in enumerate(tools):
@@ -233,7 +236,7 @@ def _check_tools(tools) -> None:
             raise _bad(f"{where}.function.parameters", "an object (a JSON schema)", parameters)
 
 
-def _check_content_parts(where: str, parts: list) -> None:
+def _check_content_parts(where: str, parts: list[object]) -> None:
     for index, part in enumerate(parts):
         at = f"{where}.content[{index}]"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -250,7 +253,7 @@ def _check_content_parts(where: str, parts: list) -> None:
                 )
 
 
-def _check_messages(messages, *, openai: bool) -> None:
+def _check_messages(messages: object, *, openai: bool) -> None:
     if not isinstance(messages, list):
         raise _bad("messages", "an array", messages)
     for index, message in enumerate(messages):
@@ -273,7 +276,7 @@ def _check_messages(messages, *, openai: bool) -> None:
             raise _bad(f"{where}.tool_calls", "an array of objects", calls)
 
 
-def _check_think(body: dict) -> None:
+def _check_think(body: dict[str, Any]) -> None:
     think = body.get("think")
     if isinstance(think, str) and think not in THINK_LEVELS:
         raise GatewayError(
@@ -282,7 +285,7 @@ def _check_think(body: dict) -> None:
     expect(body, "think", "a boolean or low/medium/high", bool, str)
 
 
-def ollama_inference(body: dict, op: str) -> None:
+def ollama_inference(body: dict[str, Any], op: str) -> None:
     expect(body, "stream", "a boolean", bool)
     if body.get("options") is not None:
         ollama_options(body["options"])
@@ -324,7 +327,7 @@ def ollama_inference(body: dict, op: str) -> None:
 # ---- OpenAI surface ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(body: dict, field: str) -> None:
+def _positive_int(body: dict[str, Any], field: str) -> None:
     value = body.get(field)
     if value is None:
         return
@@ -334,7 +337,7 @@ def _positive_int(body: dict, field: str) -> None:
         raise GatewayError(400, f"'{field}' must be at least 1, got {value}", param=field)
 
 
-def _number_in(body: dict, field: str, low: float, high: float) -> None:
+def _number_in(body: dict[str, Any], field: str, low: float, high: float) -> None:
     value = body.get(field)
     if value is None:
         return
@@ -344,7 +347,7 @@ def _number_in(body: dict, field: str, low: float, high: float) -> None:
         raise GatewayError(400, f"'{field}' must be between {low:g} and {high:g}, got {value}", param=field)
 
 
-def openai_chat(body: dict) -> None:
+def openai_chat(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if messages is None:
         raise GatewayError(400, "'messages' is required", param="messages")
@@ -378,7 +381,7 @@ def openai_chat(body: dict) -> None:
     _check_response_format(body.get("response_format"))
 
 
-def _check_response_format(value) -> None:
+def _check_response_format(value: object) -> None:
     if value is None:
         return
     if not isinstance(value, dict):
@@ -403,7 +406,7 @@ def _check_response_format(value) -> None:
             raise _bad("response_format.json_schema.schema", "an object", schema["schema"])
 
 
-def openai_embeddings(body: dict) -> None:
+def openai_embeddings(body: dict[str, Any]) -> None:
     value = body.get("input")
     if value is None or value == "" or value == []:
         raise GatewayError(400, "'input' is required", param="input")

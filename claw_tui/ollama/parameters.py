@@ -15,7 +15,7 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 ParamType = Literal["int", "float", "bool", "string"]
 ParamValue = int | float | bool | str
@@ -360,11 +360,11 @@ def _unknown_option(name: str) -> ParameterError:
     )
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _coerce_int(name: str, value: Any) -> int:
+def _coerce_int(name: str, value: object) -> int:
     if not _is_number(value):
         raise _option_type_error(name, "integer")
     if isinstance(value, float):
@@ -376,13 +376,13 @@ def _coerce_int(name: str, value: Any) -> int:
     return value
 
 
-def _coerce_float(name: str, value: Any) -> float:
+def _coerce_float(name: str, value: object) -> float:
     if not _is_number(value):
         raise _option_type_error(name, "float32")
-    value = float(value)
-    if not math.isfinite(value) or not _fits_float32(value):
+    number = float(value)
+    if not math.isfinite(number) or not _fits_float32(number):
         raise ParameterError(f"option {_go_quote(name)} must be a finite float32", code="invalid-value")
-    return value
+    return number
 
 
 def _coerce_string_list(name: str, value: Any) -> list[str]:

@@ -28,7 +28,7 @@ class DemoTraffic:
         self.models = models
         self.mean_gap_s = mean_gap_s
         self._random = random.Random(seed)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="demo-traffic")

@@ -14,8 +14,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.telemetry.types import GpuSnapshot
+
+if TYPE_CHECKING:
+    from claw_tui.telemetry.sampler import TelemetrySampler
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ class Alert:
     def active(self) -> bool:
         return self.ended is None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "gpu": self.gpu,
@@ -133,10 +137,10 @@ class AlertMonitor:
         self._pending: dict[str, _Pending] = {}
         self._absent_since: dict[str, float] = {}
         self._ended: deque[Alert] = deque(maxlen=self.history_len)
-        self._raised = Counter()
+        self._raised: Counter[str] = Counter()
 
     # ---- feeding ------------------------------------------------------------------------------------------------
-    def observe(self, sampler) -> None:
+    def observe(self, sampler: TelemetrySampler) -> None:
         """Read a TelemetrySampler (state, latest snapshots, recent power) and update the alerts."""
         self.update(sampler_conditions(sampler, self.thresholds))
 
@@ -192,7 +196,7 @@ class AlertMonitor:
         with self._lock:
             return list(self._ended)[:limit]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         t = self.thresholds
         with self._lock:
             raised = dict(sorted(self._raised.items()))
@@ -212,7 +216,7 @@ class AlertMonitor:
 # ---- the conditions -----------------------------------------------------------------------------------------------
 
 
-def sampler_conditions(sampler, thresholds: AlertThresholds) -> list[Condition]:
+def sampler_conditions(sampler: TelemetrySampler, thresholds: AlertThresholds) -> list[Condition]:
     if sampler.state == "error":
         return [
             Condition(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psutil
 
 
-def host_load() -> dict:
+def host_load() -> dict[str, Any]:
     memory = psutil.virtual_memory()
     return {
         "cpu_pct": psutil.cpu_percent(interval=None),

@@ -138,7 +138,7 @@ class NvmlSource:
         self._instant_field_unsupported: set[int] = set()
         self._process_names: dict[int, tuple[str, bool]] = {}
         self._unsupported: set[tuple[str, int]] = set()  # (reading, GPU) pairs the GPU answered NotSupported to
-        self._slow: dict[int, dict] = {}  # per GPU: the last PCIe and per-process readings, and when
+        self._slow: dict[int, dict[str, Any]] = {}  # per GPU: the last PCIe and per-process readings, and when
         self._last_slow_read = -float("inf")
         self._events: Any = None  # the Xid event set, or None where the driver offers none
         self._xids: dict[int, list[int]] = {}  # per GPU: the Xid codes seen since open
@@ -332,7 +332,7 @@ class NvmlSource:
         return [PowerSample(ts=now_us / 1e6, watts=watts)]
 
     def _power_limit_mw(self, handle: Any) -> float | None:
-        limit = self._field(self._nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        limit: float | None = self._field(self._nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
         if limit is None:
             limit = self._field(self._nvml.nvmlDeviceGetPowerManagementLimit, handle)
         return limit
@@ -402,7 +402,7 @@ class NvmlSource:
         count = self._reading(kind, index, function, handle, self._const(kind), self._const("NVML_VOLATILE_ECC"))
         return _int_or_none(count)
 
-    def _slow_reading(self, index: int, handle: Any) -> dict:
+    def _slow_reading(self, index: int, handle: Any) -> dict[str, Any]:
         """PCIe throughput and per-process utilisation: a GPU's first snapshot reads them, later ones at most every
         SLOW_FIELDS_INTERVAL_S, and never two GPUs within the same slice of it (a PCIe reading blocks 20 ms): the
         last reading in between."""
@@ -473,7 +473,7 @@ class NvmlSource:
         index = self._optional(self._nvml.nvmlDeviceGetIndex, device)
         return None if index is None else int(index)
 
-    def _xid(self, index: int) -> dict:
+    def _xid(self, index: int) -> dict[str, Any]:
         if self._events is None or index not in self._xids:
             return {"xid_count": None, "last_xid": None}
         if index == 0 or 0 not in self._xids:
@@ -511,7 +511,8 @@ class NvmlSource:
         return getattr(self._nvml, "NVMLError", Exception)
 
     def _const(self, name: str) -> int:
-        return getattr(self._nvml, name, _FALLBACKS.get(name, _ERROR_CODES.get(name)))
+        value: int = getattr(self._nvml, name, _FALLBACKS[name] if name in _FALLBACKS else _ERROR_CODES[name])
+        return value
 
     def _is(self, err: BaseException, names: tuple[str, ...]) -> bool:
         return getattr(err, "value", None) in {self._const(name) for name in names}

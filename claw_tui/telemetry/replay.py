@@ -27,8 +27,9 @@ import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from claw_tui.telemetry.types import (
     GpuProcess,
@@ -56,11 +57,11 @@ class Trace:
     """A loaded trace. Times are seconds from the start of the recording."""
 
     path: str
-    header: dict
+    header: dict[str, Any]
     statics: list[GpuStatic]
     duration_s: float
     power: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
-    snapshots: dict[int, list[tuple[float, dict]]] = field(default_factory=dict)
+    snapshots: dict[int, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
     energy: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     marks: list[tuple[float, str]] = field(default_factory=list)
 
@@ -115,7 +116,13 @@ class TraceWriter:
         self._out.close()
 
     def header(
-        self, statics: Iterable[GpuStatic], *, source: str, host: str, recorded_at: float, meta: dict | None = None
+        self,
+        statics: Iterable[GpuStatic],
+        *,
+        source: str,
+        host: str,
+        recorded_at: float,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         gpus = [_static_to_dict(s) for s in statics]
         self._write(
@@ -135,7 +142,7 @@ class TraceWriter:
         if rows:
             self._write({"type": "power", "gpu": gpu, "t": _round_t(t), "samples": rows})
 
-    def snapshot(self, gpu: int, t: float, snap: GpuSnapshot | dict) -> None:
+    def snapshot(self, gpu: int, t: float, snap: GpuSnapshot | dict[str, Any]) -> None:
         data = dataclasses.asdict(snap) if isinstance(snap, GpuSnapshot) else dict(snap)
         record = {"type": "snapshot", "gpu": gpu, "t": _round_t(t)}
         record.update({key: data.get(key) for key in _SNAPSHOT_FIELDS})
@@ -153,7 +160,7 @@ class TraceWriter:
     def close(self) -> None:
         self._out.close()
 
-    def _write(self, record: dict) -> None:
+    def _write(self, record: dict[str, Any]) -> None:
         self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
 
@@ -163,15 +170,15 @@ def write_trace(trace: Trace, path: str | Path) -> None:
     for gpu, samples in trace.power.items():
         # One power record per 250 ms of samples, as a recording would have them.
         for chunk in _chunks_by_time(samples, 0.25):
-            records.append((chunk[-1][0], 0, lambda w, g=gpu, c=chunk: w.power(g, c[-1][0], c)))
+            records.append((chunk[-1][0], 0, partial(TraceWriter.power, gpu=gpu, t=chunk[-1][0], samples=chunk)))
     for gpu, snaps in trace.snapshots.items():
         for t, data in snaps:
-            records.append((t, 1, lambda w, g=gpu, t=t, d=data: w.snapshot(g, t, d)))
+            records.append((t, 1, partial(TraceWriter.snapshot, gpu=gpu, t=t, snap=data)))
     for gpu, readings in trace.energy.items():
         for t, joules in readings:
-            records.append((t, 2, lambda w, g=gpu, t=t, j=joules: w.energy(g, t, j)))
+            records.append((t, 2, partial(TraceWriter.energy, gpu=gpu, t=t, joules=joules)))
     for t, label in trace.marks:
-        records.append((t, 3, lambda w, t=t, label=label: w.mark(t, label)))
+        records.append((t, 3, partial(TraceWriter.mark, t=t, label=label)))
     records.sort(key=lambda r: (r[0], r[1]))
     with TraceWriter(path) as writer:
         writer.header(
@@ -208,7 +215,7 @@ def record_trace(
     power_poll_s: float = 0.25,
     on_progress: Callable[[float, float], None] | None = None,
     statics: list[GpuStatic] | None = None,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[TraceStats]:
@@ -218,7 +225,7 @@ def record_trace(
     `on_progress(elapsed_s, seconds)` is called about once per power poll.
     """
     owns_source = statics is None
-    if owns_source:
+    if statics is None:
         statics = source.open()
     try:
         with TraceWriter(path) as writer:
@@ -231,9 +238,9 @@ def record_trace(
                 meta=meta,
             )
             tasks = [
-                [recorder.poll_power, power_poll_s, 0.0],
-                [recorder.read_energy, 1.0 / energy_hz, 0.0],
-                [recorder.take_snapshots, 1.0 / snapshot_hz, 0.0],
+                _Periodic(recorder.poll_power, power_poll_s),
+                _Periodic(recorder.read_energy, 1.0 / energy_hz),
+                _Periodic(recorder.take_snapshots, 1.0 / snapshot_hz),
             ]
             try:
                 _run_tasks(tasks, seconds, recorder.elapsed, sleep, on_progress)
@@ -288,27 +295,33 @@ class _Recorder:
             self.writer.snapshot(i, snap.ts - self.start, snap)
 
 
+@dataclasses.dataclass
+class _Periodic:
+    action: Callable[[], None]
+    period_s: float
+    due: float = 0.0  # seconds into the recording
+
+
 def _run_tasks(
-    tasks: list[list],
+    tasks: list[_Periodic],
     seconds: float,
     elapsed_s: Callable[[], float],
     sleep: Callable[[float], None],
     on_progress: Callable[[float, float], None] | None,
 ) -> None:
-    """Run each [action, period, next_due] task on its period until `seconds` have passed."""
+    """Run each task on its period until `seconds` have passed."""
     while True:
         elapsed = elapsed_s()
         if elapsed >= seconds:
             return
         for task in tasks:
-            action, period, due = task
-            if elapsed >= due:
-                action()
+            if elapsed >= task.due:
+                task.action()
                 # Skip missed slots rather than running a task several times in a row to catch up.
-                task[2] = due + period * (math.floor((elapsed - due) / period) + 1)
+                task.due += task.period_s * (math.floor((elapsed - task.due) / task.period_s) + 1)
         if on_progress is not None:
             on_progress(min(elapsed, seconds), seconds)
-        wait = min(min(task[2] for task in tasks), seconds) - elapsed_s()
+        wait = min(min(task.due for task in tasks), seconds) - elapsed_s()
         if wait > 0:
             sleep(wait)
 
@@ -348,7 +361,7 @@ def load_trace(path: str | Path) -> Trace:
     raise TelemetryError(f"trace {path}, line {line_no}: truncated (the end record is missing)")
 
 
-def _parse_line(path: Path, line_no: int, line: str) -> dict:
+def _parse_line(path: Path, line_no: int, line: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -358,7 +371,7 @@ def _parse_line(path: Path, line_no: int, line: str) -> dict:
     return record
 
 
-def _start_trace(path: Path, line_no: int, record: dict) -> Trace:
+def _start_trace(path: Path, line_no: int, record: dict[str, Any]) -> Trace:
     if record["type"] != "header":
         raise TelemetryError(f"trace {path}, line {line_no}: not a claw trace (the first record is not a header)")
     if record.get("version") != TRACE_VERSION:
@@ -379,7 +392,7 @@ def _start_trace(path: Path, line_no: int, record: dict) -> Trace:
     return trace
 
 
-def _add_record(path: Path, line_no: int, trace: Trace, record: dict) -> bool:
+def _add_record(path: Path, line_no: int, trace: Trace, record: dict[str, Any]) -> bool:
     """Add one record to the trace; True once the end record is read."""
     kind = record["type"]
     try:
@@ -414,13 +427,13 @@ def _finished(trace: Trace) -> Trace:
     return trace
 
 
-def _static_to_dict(static: GpuStatic) -> dict:
+def _static_to_dict(static: GpuStatic) -> dict[str, Any]:
     data = dataclasses.asdict(static)
     data["supported_sm_clocks_mhz"] = list(static.supported_sm_clocks_mhz)
     return data
 
 
-def _static_from_dict(data: dict) -> GpuStatic:
+def _static_from_dict(data: dict[str, Any]) -> GpuStatic:
     values = {key: data[key] for key in _STATIC_FIELDS if key in data}
     values["index"] = int(values["index"])
     values["name"] = str(values["name"])
@@ -428,7 +441,7 @@ def _static_from_dict(data: dict) -> GpuStatic:
     return GpuStatic(**values)
 
 
-def _snapshot_from_dict(index: int, name: str, ts: float, data: dict) -> GpuSnapshot:
+def _snapshot_from_dict(index: int, name: str, ts: float, data: dict[str, Any]) -> GpuSnapshot:
     values = dict(data)
     values["processes"] = [GpuProcess(**p) for p in values.get("processes") or []]
     values["clock_event_reasons"] = list(values.get("clock_event_reasons") or [])

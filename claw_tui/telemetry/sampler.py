@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from claw_tui.telemetry.types import (
     GpuSnapshot,
@@ -96,7 +97,7 @@ class EnergyTrack:
     last_ts: float | None = None
     last_watts: float | None = None
     last_counter_j: float | None = None
-    pending: deque = field(default_factory=lambda: deque(maxlen=64))
+    pending: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))  # (ts, counter joules)
     first: _Aligned | None = None
     last: _Aligned | None = None
     closed_counter_j: float = 0.0
@@ -106,7 +107,7 @@ class EnergyTrack:
 
     def add_samples(self, samples: Iterable[PowerSample]) -> None:
         for sample in samples:
-            if self.last_ts is None:
+            if self.last_ts is None or self.last_watts is None:
                 self.last_ts, self.last_watts = sample.ts, sample.watts
                 while self.pending and self.pending[0][0] < sample.ts:
                     self.pending.popleft()  # read before the first sample: nothing to compare it with
@@ -152,12 +153,14 @@ class EnergyTrack:
         """Counter joules over the aligned windows, or None before two readings were aligned."""
         if self.aligned < 2:
             return None
-        current = self.last.counter_j - self.first.counter_j if self.first is not None else 0.0
+        first, last = self.first, self.last
+        current = last.counter_j - first.counter_j if first is not None and last is not None else 0.0
         return self.closed_counter_j + current
 
     @property
     def aligned_integral_j(self) -> float:
-        current = self.last.integral_j - self.first.integral_j if self.first is not None else 0.0
+        first, last = self.first, self.last
+        current = last.integral_j - first.integral_j if first is not None and last is not None else 0.0
         return self.closed_integral_j + current
 
 
@@ -391,7 +394,7 @@ class TelemetrySampler:
                 return None
             return delta + (track.integral_j - track.aligned_integral_j)
 
-    def energy_check(self, index: int) -> dict:
+    def energy_check(self, index: int) -> dict[str, Any]:
         """Counter vs sample integral over the same window, for display and the session summary."""
         with self._lock:
             track = self._gpus[index].energy if index < len(self._gpus) else None
@@ -405,7 +408,7 @@ class TelemetrySampler:
                 "readings": track.readings,
             }
 
-    def trace_stats(self, index: int) -> dict:
+    def trace_stats(self, index: int) -> dict[str, Any]:
         """How complete the power trace is: samples, gaps (> 100 ms between samples), the measured rate."""
         with self._lock:
             if index >= len(self._gpus):
@@ -450,17 +453,19 @@ class TelemetrySampler:
         self._poll(samples=True)
 
     def _poll(self, *, samples: bool) -> None:
-        if self.source is None or self.state == "error":
+        source = self.source
+        if source is None or self.state == "error":
             return
         with self._poll_lock:
-            self._guarded(lambda: self._poll_once(samples))
+            self._guarded(lambda: self._poll_once(source, samples))
 
     def read_energy(self) -> None:
         """Read every GPU's energy counter now (blocking: ~3 ms a GPU on NVML)."""
-        if self.source is None or self.state != "ok":
+        source = self.source
+        if source is None or self.state != "ok":
             return
         with self._source_lock:
-            self._guarded(self._read_energy_once)
+            self._guarded(lambda: self._read_energy_once(source))
 
     def tick(self) -> None:
         """One sampler step on the calling thread: poll, read the energy counter when due, keep a 1 Hz point."""
@@ -470,7 +475,7 @@ class TelemetrySampler:
         if self.source is None:
             return
         if self.state == "error":
-            self._maybe_reopen()
+            self._maybe_reopen(self.source)
             if self.state == "error":
                 return
         now = self._clock()
@@ -551,14 +556,14 @@ class TelemetrySampler:
             static, deque(maxlen=self._full_rate_len), deque(maxlen=self._recent_len), deque(maxlen=self._one_hz_len)
         )
 
-    def _maybe_reopen(self) -> None:
+    def _maybe_reopen(self, source: TelemetrySource) -> None:
         now = self._clock()
         if now - self._last_reopen < REOPEN_INTERVAL_S:
             return
         self._last_reopen = now
         with self._source_lock:
             try:
-                self.source.close()
+                source.close()
             except Exception:
                 log.debug("closing the failed telemetry source failed", exc_info=True)
         self._open_source()
@@ -576,8 +581,7 @@ class TelemetrySampler:
             self._notify_gpus([])
             self._notify_poll()
 
-    def _poll_once(self, read_samples: bool = True) -> None:
-        source = self.source
+    def _poll_once(self, source: TelemetrySource, read_samples: bool = True) -> None:
         if read_samples:
             self._last_samples_read = self._clock()
         for index, gpu in enumerate(self._gpus):
@@ -591,10 +595,10 @@ class TelemetrySampler:
                     listener(index, samples)
         self.polls += 1
 
-    def _read_energy_once(self) -> None:
+    def _read_energy_once(self, source: TelemetrySource) -> None:
         for index, gpu in enumerate(list(self._gpus)):
             before = self._clock()
-            joules = self.source.energy_counter_j(index)
+            joules = source.energy_counter_j(index)
             if joules is None:
                 continue
             # The call takes ~3 ms on NVML: its middle is the best guess of when the counter was read.

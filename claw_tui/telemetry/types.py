@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # NVML clock-event reason bits (nvmlDeviceGetCurrentClocksEventReasons) and the words claw shows for them.
 CLOCK_EVENT_REASONS: dict[int, str] = {
@@ -92,7 +92,7 @@ class GpuSnapshot:
     xid_count: int | None = None  # Xid critical errors seen since claw opened the GPU; None when not observable
     last_xid: int | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The shape `claw gpu --json` prints for one GPU."""
         keys = (
             "index",
@@ -114,7 +114,7 @@ class GpuSnapshot:
         out["processes"] = [asdict(p) for p in self.processes]
         return out
 
-    def console_json(self) -> dict:
+    def console_json(self) -> dict[str, Any]:
         """What a console receives (telemetry events, `GET /claw/v1/telemetry`): the `claw gpu --json` shape plus
         the time of the reading and the overview's fields."""
         return {

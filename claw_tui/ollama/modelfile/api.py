@@ -148,7 +148,8 @@ def _without_show_header(layout: list[LayoutLine]) -> list[LayoutLine]:
 
 
 def _from_show_fields(show: Mapping[str, Any], model_name: str | None) -> Modelfile:
-    details = show.get("details") if isinstance(show.get("details"), Mapping) else {}
+    shown_details = show.get("details")
+    details: Mapping[str, Any] = shown_details if isinstance(shown_details, Mapping) else {}
     modelfile = Modelfile(from_=model_name or str(details.get("parent_model") or ""))
     parameters = show.get("parameters")
     if isinstance(parameters, str):
@@ -180,8 +181,11 @@ def _parameters_from_show_text(text: str) -> dict[str, ParameterValue]:
         value = _show_value(spec, _go_unquote(raw) if raw[:1] in ('"', "`") else raw)
         if value is None:
             continue
-        if spec.repeatable:
-            parameters.setdefault(name, []).append(value)  # type: ignore[union-attr]
+        if spec.repeatable:  # a string parameter (stop): each line adds a value
+            held = parameters.get(name)
+            values = held if isinstance(held, list) else []
+            values.append(str(value))
+            parameters[name] = values
         else:
             parameters[name] = value
     return parameters

@@ -21,6 +21,7 @@ from claw_tui.ollama.modelfile.serialize import slot_value
 from claw_tui.ollama.parameters import (
     Diagnostic,
     ParameterError,
+    Severity,
     lookup_parameter,
     parse_typed,
 )
@@ -55,7 +56,7 @@ class _Builder:
         self.layout: list[LayoutLine | None] = []
         self.layout_index: dict[SlotKey, int] = {}
 
-    def report(self, pos: int, severity: str, message: str, suggestion: str | None, code: str) -> None:
+    def report(self, pos: int, severity: Severity, message: str, suggestion: str | None, code: str) -> None:
         self.diagnostics.append(
             Diagnostic(self.source.line_of(pos), self.source.column_of(pos), severity, message, suggestion, code)
         )
@@ -217,9 +218,11 @@ class _Builder:
             )
             return None
         parameters = self.modelfile.parameters
-        if spec.repeatable:
-            values = parameters.setdefault(name, [])
-            values.append(value)
+        if spec.repeatable:  # a string parameter (stop): each line adds a value
+            held = parameters.get(name)
+            values = held if isinstance(held, list) else []
+            values.append(str(value))
+            parameters[name] = values
             return ("parameter", name, len(values) - 1)
         self.note_repeat(
             ("parameter", name), instruction, f"parameter {name} is already set on line {{line}}; this value wins"

@@ -30,6 +30,7 @@ from claw_tui.ollama.modelfile.model import (
 )
 from claw_tui.ollama.parameters import (
     Diagnostic,
+    Severity,
 )
 
 
@@ -161,7 +162,7 @@ class Scanner:
         self.diagnostics = diagnostics
         self.seen_keywords: set[str] = set()  # valid instruction names met, with or without a usable value
 
-    def report(self, pos: int, severity: str, message: str, suggestion: str | None, code: str) -> None:
+    def report(self, pos: int, severity: Severity, message: str, suggestion: str | None, code: str) -> None:
         self.diagnostics.append(
             Diagnostic(self.source.line_of(pos), self.source.column_of(pos), severity, message, suggestion, code)
         )

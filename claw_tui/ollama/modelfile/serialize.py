@@ -4,6 +4,7 @@ of what did not change, and the diff between two texts."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from claw_tui.ollama.modelfile.hints import describe_char
@@ -132,7 +133,12 @@ def slot_value(modelfile: Modelfile, key: SlotKey) -> Any:
         value = modelfile.from_ if kind == "from" else getattr(modelfile, kind)
         return _MISSING if value is None else value
     if kind in ("adapter", "license", "message"):
-        values = {"adapter": modelfile.adapters, "license": modelfile.license, "message": modelfile.messages}[kind]
+        lists: dict[str, Sequence[object]] = {
+            "adapter": modelfile.adapters,
+            "license": modelfile.license,
+            "message": modelfile.messages,
+        }
+        values = lists[kind]
         return values[key[1]] if key[1] < len(values) else _MISSING
     value = modelfile.parameters.get(key[1], _MISSING)
     if len(key) == 3:
@@ -164,9 +170,10 @@ def _insertion_index(placed: list[tuple[SlotKey | None, str]], key: SlotKey) -> 
     """After the last line of the same kind, else after the last of an earlier kind, else before the first."""
     rank = _KIND_ORDER.index(key[0])
     ranks = [None if k is None else _KIND_ORDER.index(k[0]) for k, _ in placed]
-    for matches in (lambda r: r == rank, lambda r: r < rank):
+    for same_kind in (True, False):
         for index in range(len(placed) - 1, -1, -1):
-            if ranks[index] is not None and matches(ranks[index]):
+            r = ranks[index]
+            if r is not None and (r == rank if same_kind else r < rank):
                 return index + 1
     return next((index for index, r in enumerate(ranks) if r is not None), len(placed))
 

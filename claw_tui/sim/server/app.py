@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from claw_tui.httpserver import AppServer
 from claw_tui.sim.gpu import SimGPU
@@ -25,11 +26,11 @@ from claw_tui.sim.server.wire import JSON_MEDIA, go_json
 class _FrontDoor:
     """Pure ASGI middleware: Ollama's Host check on loopback, and the `fail_next` fault hook."""
 
-    def __init__(self, app, state: SimState) -> None:
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
         self.app = app
         self.state = state
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -47,7 +48,7 @@ class _FrontDoor:
         await self.app(scope, receive, send)
 
 
-async def _send_plain(send, status: int, body: bytes, media_type: str) -> None:
+async def _send_plain(send: Send, status: int, body: bytes, media_type: str) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -58,7 +59,7 @@ async def _send_plain(send, status: int, body: bytes, media_type: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _host_allowed(scope) -> bool:
+def _host_allowed(scope: Scope) -> bool:
     """Ollama, bound to loopback, answers 403 unless Host names a local host."""
     host = ""
     for key, value in scope.get("headers", []):
@@ -217,7 +218,7 @@ class SimServer:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
 

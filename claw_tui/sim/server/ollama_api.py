@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -19,7 +19,7 @@ from claw_tui.sim.models import (
     canonical_name,
     is_valid_name,
 )
-from claw_tui.sim.server.responses import DeferredResponse, ErrorItem, ollama_error, ollama_error_item
+from claw_tui.sim.server.responses import DeferredResponse, ErrorItem, Reply, ollama_error, ollama_error_item
 from claw_tui.sim.server.scheduler import Admission, Final, GenRequest, SimState, to_ns
 from claw_tui.sim.server.wire import (
     FOREVER_DISPLAY_S,
@@ -127,7 +127,7 @@ class OllamaApi:
 
     # ---- inference ------------------------------------------------------------------------------------------
 
-    async def chat(self, request: Request) -> Response:
+    async def chat(self, request: Request) -> Reply:
         arrived = time.monotonic()
         try:
             data = await read_json_body(request, "api.ChatRequest")
@@ -183,7 +183,7 @@ class OllamaApi:
         )
         return self._generation_response(req, admission, _stream_flag(data), chat=True)
 
-    async def generate(self, request: Request) -> Response:
+    async def generate(self, request: Request) -> Reply:
         arrived = time.monotonic()
         try:
             data = await read_json_body(request, "api.GenerateRequest")
@@ -236,7 +236,7 @@ class OllamaApi:
         )
         return self._generation_response(req, admission, _stream_flag(data), chat=False)
 
-    async def embed(self, request: Request) -> Response:
+    async def embed(self, request: Request) -> Reply:
         arrived = time.monotonic()
         try:
             data = await read_json_body(request, "api.EmbedRequest")
@@ -256,7 +256,7 @@ class OllamaApi:
         except RequestError as exc:
             return ollama_error(exc.status, exc.message)
 
-        async def body() -> AsyncIterator[bytes | ErrorItem]:
+        async def body() -> AsyncGenerator[bytes | ErrorItem, None]:
             counts, load_s, _ = await self.state.embed(model, texts, keep_alive_s, options, admission)
             vectors = [embedding_for(self.state, model, text, dimensions) for text in texts]
             total_s = time.monotonic() - arrived
@@ -267,7 +267,7 @@ class OllamaApi:
 
         return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release)
 
-    async def embeddings(self, request: Request) -> Response:
+    async def embeddings(self, request: Request) -> Reply:
         """The legacy /api/embeddings: one prompt, one vector."""
         try:
             data = await read_json_body(request, "api.EmbeddingRequest")
@@ -279,7 +279,7 @@ class OllamaApi:
         except RequestError as exc:
             return ollama_error(exc.status, exc.message)
 
-        async def body() -> AsyncIterator[bytes | ErrorItem]:
+        async def body() -> AsyncGenerator[bytes | ErrorItem, None]:
             texts = [prompt] if prompt else []
             await self.state.embed(model, texts, keep_alive_s, options, admission)
             vector = embedding_for(self.state, model, prompt, 0) if prompt else []
@@ -289,7 +289,7 @@ class OllamaApi:
 
     # ---- model management -----------------------------------------------------------------------------------
 
-    async def create(self, request: Request) -> Response:
+    async def create(self, request: Request) -> Reply:
         try:
             data = await read_json_body(request, "api.CreateRequest")
             for key in ("model", "name", "from", "system", "template", "quantize"):
@@ -316,7 +316,7 @@ class OllamaApi:
         except RequestError as exc:
             return ollama_error(exc.status, exc.message)
 
-        async def statuses() -> AsyncIterator[dict[str, Any] | ErrorItem]:
+        async def statuses() -> AsyncGenerator[dict[str, Any] | ErrorItem, None]:
             if source is None:
                 yield {"status": "pulling manifest"}
                 await self._pause(0.05)
@@ -357,7 +357,7 @@ class OllamaApi:
 
         return self._status_response(statuses(), _stream_flag(data))
 
-    async def pull(self, request: Request) -> Response:
+    async def pull(self, request: Request) -> Reply:
         try:
             data = await read_json_body(request, "api.PullRequest")
             expect_type(data, "model", ("string",), "PullRequest", "string")
@@ -368,7 +368,7 @@ class OllamaApi:
             return ollama_error(exc.status, exc.message)
         spec = self.state.pullable.get(canonical_name(name))
 
-        async def statuses() -> AsyncIterator[dict[str, Any] | ErrorItem]:
+        async def statuses() -> AsyncGenerator[dict[str, Any] | ErrorItem, None]:
             if spec is None:
                 yield {"status": "pulling manifest"}
                 await self._pause(0.05)
@@ -440,7 +440,7 @@ class OllamaApi:
 
     async def _pull_lines(
         self, model: InstalledModel, *, include_success: bool, cached: bool = False
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         yield {"status": "pulling manifest"}
         await self._pause(0.05)
         layers = [
@@ -463,12 +463,12 @@ class OllamaApi:
         if include_success:
             yield {"status": "success"}
 
-    def _status_response(self, statuses: AsyncIterator[dict[str, Any] | ErrorItem], stream: bool) -> Response:
-        async def lines() -> AsyncIterator[bytes | ErrorItem]:
+    def _status_response(self, statuses: AsyncGenerator[dict[str, Any] | ErrorItem, None], stream: bool) -> Reply:
+        async def lines() -> AsyncGenerator[bytes | ErrorItem, None]:
             async for status in statuses:
                 yield status if isinstance(status, ErrorItem) else go_json(status) + b"\n"
 
-        async def last_only() -> AsyncIterator[bytes | ErrorItem]:
+        async def last_only() -> AsyncGenerator[bytes | ErrorItem, None]:
             latest: dict[str, Any] = {}
             async for status in statuses:
                 if isinstance(status, ErrorItem):
@@ -488,8 +488,8 @@ class OllamaApi:
         keep_alive_s: float,
         admission: Admission,
         reply: dict[str, Any],
-    ) -> Response:
-        async def body() -> AsyncIterator[bytes | ErrorItem]:
+    ) -> Reply:
+        async def body() -> AsyncGenerator[bytes | ErrorItem, None]:
             await self.state.load_only(model, options, keep_alive_s, admission)
             yield go_json(
                 {
@@ -501,7 +501,7 @@ class OllamaApi:
 
         return DeferredResponse(body(), media_type=JSON_MEDIA, streaming=False, on_close=admission.release)
 
-    def _generation_response(self, req: GenRequest, admission: Admission, stream: bool, *, chat: bool) -> Response:
+    def _generation_response(self, req: GenRequest, admission: Admission, stream: bool, *, chat: bool) -> Reply:
         plan = self.state.faults.take_stream_plan()
         events = self.state.generate(req, admission, plan)
         label = req.model_label
@@ -555,8 +555,8 @@ def _ollama_final(label: str, chat: bool, final: Final, content: str = "", think
 
 
 async def _ollama_stream(
-    events: AsyncIterator[tuple[str, Any]], label: str, chat: bool
-) -> AsyncIterator[bytes | ErrorItem]:
+    events: AsyncGenerator[tuple[str, Any], None], label: str, chat: bool
+) -> AsyncGenerator[bytes | ErrorItem, None]:
     try:
         async for kind, value in events:
             if kind == "done":
@@ -571,8 +571,8 @@ async def _ollama_stream(
 
 
 async def _ollama_single(
-    events: AsyncIterator[tuple[str, Any]], label: str, chat: bool
-) -> AsyncIterator[bytes | ErrorItem]:
+    events: AsyncGenerator[tuple[str, Any], None], label: str, chat: bool
+) -> AsyncGenerator[bytes | ErrorItem, None]:
     content: list[str] = []
     thinking: list[str] = []
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from claw_tui.sim.models import InstalledModel
 from claw_tui.sim.server.ollama_api import conversation_text, embed_inputs, embedding_for, last_user_text, resolve_think
-from claw_tui.sim.server.responses import DeferredResponse, ErrorItem, openai_error, openai_error_item
+from claw_tui.sim.server.responses import DeferredResponse, ErrorItem, Reply, openai_error, openai_error_item
 from claw_tui.sim.server.scheduler import Admission, Final, GenRequest, SimState
 from claw_tui.sim.server.wire import (
     JSON_MEDIA,
@@ -44,7 +44,7 @@ class OpenAIApi:
             return openai_error(404, f"model '{name}' not found")
         return Response(go_json(self._model_entry(model)), media_type=JSON_MEDIA)
 
-    async def chat_completions(self, request: Request) -> Response:
+    async def chat_completions(self, request: Request) -> Reply:
         arrived = time.monotonic()
         try:
             data = await read_json_body(request, "openai.ChatCompletionRequest")
@@ -78,7 +78,7 @@ class OpenAIApi:
         )
         return self._completion_response(req, admission, data, chat=True)
 
-    async def completions(self, request: Request) -> Response:
+    async def completions(self, request: Request) -> Reply:
         arrived = time.monotonic()
         try:
             data = await read_json_body(request, "openai.CompletionRequest")
@@ -108,7 +108,7 @@ class OpenAIApi:
         )
         return self._completion_response(req, admission, data, chat=False)
 
-    async def embeddings(self, request: Request) -> Response:
+    async def embeddings(self, request: Request) -> Reply:
         try:
             data = await read_json_body(request, "openai.EmbedRequest")
             expect_type(data, "model", ("string",), "EmbedRequest", "string")
@@ -126,7 +126,7 @@ class OpenAIApi:
         except RequestError as exc:
             return openai_error(exc.status, exc.message)
 
-        async def body() -> AsyncIterator[bytes | ErrorItem]:
+        async def body() -> AsyncGenerator[bytes | ErrorItem, None]:
             counts, _, _ = await self.state.embed(
                 model, texts, self.state.keep_alive_or_default(None), options, admission
             )
@@ -200,9 +200,7 @@ class OpenAIApi:
             options["stop"] = stop
         return options
 
-    def _completion_response(
-        self, req: GenRequest, admission: Admission, data: dict[str, Any], *, chat: bool
-    ) -> Response:
+    def _completion_response(self, req: GenRequest, admission: Admission, data: dict[str, Any], *, chat: bool) -> Reply:
         plan = self.state.faults.take_stream_plan()
         events = self.state.generate(req, admission, plan)
         prefix = "chatcmpl" if chat else "cmpl"
@@ -256,13 +254,13 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 
 async def _openai_stream(
-    events: AsyncIterator[tuple[str, Any]],
+    events: AsyncGenerator[tuple[str, Any], None],
     label: str,
     completion_id: str,
     created: int,
     chat: bool,
     include_usage: bool,
-) -> AsyncIterator[bytes | ErrorItem]:
+) -> AsyncGenerator[bytes | ErrorItem, None]:
     kind_name = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -308,8 +306,8 @@ async def _openai_stream(
 
 
 async def _openai_single(
-    events: AsyncIterator[tuple[str, Any]], label: str, completion_id: str, created: int, chat: bool
-) -> AsyncIterator[bytes | ErrorItem]:
+    events: AsyncGenerator[tuple[str, Any], None], label: str, completion_id: str, created: int, chat: bool
+) -> AsyncGenerator[bytes | ErrorItem, None]:
     content: list[str] = []
     thinking: list[str] = []
     try:

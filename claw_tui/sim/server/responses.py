@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from claw_tui.sim.server.wire import JSON_MEDIA, RunnerGone, go_json
 
@@ -28,7 +29,7 @@ class DeferredResponse:
 
     def __init__(
         self,
-        items: AsyncIterator[bytes | ErrorItem],
+        items: AsyncGenerator[bytes | ErrorItem, None],
         *,
         media_type: str,
         streaming: bool,
@@ -43,7 +44,7 @@ class DeferredResponse:
         self._on_close = on_close
         self._headers = headers or {}
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         producer = asyncio.ensure_future(self._produce(send))
         watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
         try:
@@ -61,7 +62,7 @@ class DeferredResponse:
             if self._on_close is not None:
                 self._on_close()
 
-    async def _produce(self, send) -> None:
+    async def _produce(self, send: Send) -> None:
         started = False
         try:
             async for item in self._items:
@@ -87,7 +88,7 @@ class DeferredResponse:
         else:
             await self._send_whole(send, 200, b"", self._media_type)
 
-    async def _send_error(self, send, error: ErrorItem, started: bool) -> None:
+    async def _send_error(self, send: Send, error: ErrorItem, started: bool) -> None:
         """Before any output the error gets its own status; after, it is the stream's last line."""
         if not started:
             await self._send_whole(send, error.status, error.body, JSON_MEDIA)
@@ -95,7 +96,7 @@ class DeferredResponse:
         await send({"type": "http.response.body", "body": error.line, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _send_whole(self, send, status: int, body: bytes, media_type: str) -> None:
+    async def _send_whole(self, send: Send, status: int, body: bytes, media_type: str) -> None:
         headers = self._raw_headers(media_type) + [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -106,11 +107,14 @@ class DeferredResponse:
         return headers
 
 
-async def _wait_for_disconnect(receive) -> None:
+async def _wait_for_disconnect(receive: Receive) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+Reply = Response | DeferredResponse  # what an endpoint of the simulator answers with
 
 
 def ollama_error(status: int, message: str) -> Response:

@@ -8,7 +8,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from claw_tui.sim.server.wire import (
     RunnerGone,
     SimulatedConnectionDrop,
     StreamCut,
-    parse_keep_alive,
+    keep_alive_seconds,
 )
 from claw_tui.sim.text import Answer, count_tokens, generate_answer
 
@@ -51,10 +51,10 @@ class Runner:
         self.weights_digest = model.weights_digest
         self.ready = asyncio.Event()
         self.unloaded = asyncio.Event()
-        self.load_task: asyncio.Task | None = None
+        self.load_task: asyncio.Task[None] | None = None
         self.users = 0  # requests holding this runner: loading, queued for a slot, or generating
         self.active = 0  # requests holding a slot
-        self.slot_waiters: deque[asyncio.Future] = deque()
+        self.slot_waiters: deque[asyncio.Future[None]] = deque()
         self.keep_alive_s = 300.0
         self.expires_at: float | None = None  # wall time; None while in use
         self.expiry_handle: asyncio.TimerHandle | None = None
@@ -168,7 +168,7 @@ class SimState:
         self.num_parallel = max(1, int(num_parallel))
         self.max_queue = max(0, int(max_queue))
         self.speed = float(speed)
-        self.keep_alive_default_s = FOREVER if openai_only else parse_keep_alive(keep_alive_default_s)
+        self.keep_alive_default_s = FOREVER if openai_only else keep_alive_seconds(keep_alive_default_s)
         self.max_loaded_models = max_loaded_models or 3 * len(self.gpus)
         self.check_host = check_host
         self.models: dict[str, InstalledModel] = {spec.name: InstalledModel.from_spec(spec) for spec in CATALOGUE}
@@ -263,13 +263,14 @@ class SimState:
         if runner.expiry_handle is not None:
             runner.expiry_handle.cancel()
             runner.expiry_handle = None
+        load_task = runner.load_task
         try:
-            if not runner.ready.is_set():
-                await asyncio.shield(runner.load_task)
+            if not runner.ready.is_set() and load_task is not None:
+                await asyncio.shield(load_task)
         except asyncio.CancelledError:
             self.release_runner(runner)
             task = asyncio.current_task()
-            if runner.load_task.cancelled() and not (task is not None and task.cancelling()):
+            if load_task is not None and load_task.cancelled() and not (task is not None and task.cancelling()):
                 raise RunnerGone(f"model '{model.name}' was unloaded while loading") from None
             raise
         except BaseException:
@@ -417,7 +418,9 @@ class SimState:
 
     # ---- generation -----------------------------------------------------------------------------------------
 
-    async def generate(self, req: GenRequest, admission: Admission, plan: StreamPlan) -> AsyncIterator[tuple[str, Any]]:
+    async def generate(
+        self, req: GenRequest, admission: Admission, plan: StreamPlan
+    ) -> AsyncGenerator[tuple[str, Any], None]:
         """Events of one generation: ("thinking"|"content", token)…, then ("done", Final) or ("error", message)."""
         runner: Runner | None = None
         slot = False

@@ -109,6 +109,11 @@ def parse_keep_alive(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise RequestError(400, "invalid duration")
+    return keep_alive_seconds(value)
+
+
+def keep_alive_seconds(value: float | str) -> float:
+    """A keep_alive given (seconds, or a Go duration string) in seconds; FOREVER when negative."""
     if isinstance(value, str):
         try:
             seconds = parse_go_duration(value)

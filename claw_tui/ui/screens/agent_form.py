@@ -10,7 +10,6 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 
-import tomli_w
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +19,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static, TextArea
 
 from claw_tui.config import AgentConfig
+from claw_tui.config.toml_text import toml_pair
 from claw_tui.ollama.parameters import validate_options
 from claw_tui.ui.screens import dialog_classes
 
@@ -35,7 +35,7 @@ def on_backend(name: str, models: list[str]) -> bool:
 
 def options_text(options: dict) -> str:
     """`temperature = 0.2, num_ctx = 8192`: the options as the inside of a TOML inline table."""
-    return ", ".join(tomli_w.dumps({key: value}).strip() for key, value in options.items())
+    return ", ".join(toml_pair(key, value) for key, value in options.items())
 
 
 def parse_options(text: str) -> dict:
