@@ -199,7 +199,7 @@ def test_an_agent_on_a_model_built_as_name_latest_is_on_the_backend():
 
 def test_the_agent_form_refuses_the_options_that_saving_refuses(tmp_path):
     """Ollama would ignore an unknown name and cut a fraction: the config refuses both, so the form does too."""
-    import tomli_w
+    import tomlkit
 
     from claw_tui.config import ConfigError, load_config
 
@@ -211,7 +211,7 @@ def test_the_agent_form_refuses_the_options_that_saving_refuses(tmp_path):
         errors, _ = check_agent(AgentConfig(name="a", model="qwen3:8b", options=options), form_context([]))
         assert any(expected in e for e in errors), (options, errors)
         path = tmp_path / "claw.toml"
-        path.write_text(tomli_w.dumps({"agents": [{"name": "a", "model": "qwen3:8b", "options": options}]}))
+        path.write_text(tomlkit.dumps({"agents": [{"name": "a", "model": "qwen3:8b", "options": options}]}))
         with pytest.raises(ConfigError):  # the config that saving writes refuses the same agent
             load_config(path)
 

@@ -25,8 +25,8 @@ about 4 minutes):
         .whl/*.whl && export PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 && \
         python3 benchmarks/device/attribution_gpu.py 2>&1 | tee $OUT/run.log
 
-.whl/ holds textual, textual-plotext, plotext, tomli-w, starlette, uvicorn, platformdirs, httptools, rich,
-markdown-it-py, mdit-py-plugins, linkify-it-py, uc-micro-py, mdurl and pygments (3.3 MB), fetched with
+.whl/ holds textual, tomlkit, starlette, uvicorn, platformdirs, httptools, rich,
+markdown-it-py, mdit-py-plugins, linkify-it-py, uc-micro-py, mdurl and pygments (about 3 MB), fetched with
 `pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
 --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 -d .whl NAME==VERSION` at the versions of
 the development environment. `--quick` sends 3 sequential requests instead of 6 and, unless `--scenarios` says
