@@ -507,9 +507,10 @@ class Ledger:
         model = canonical_model(record.model)
         if record.kind != "unload" and record.load_j >= LOAD_COUNT_MIN_J:  # an unload's energy is no load
             self.parking.add_load(model, record.load_j)
-        for index in gpus:
-            key = (index, model)
-            self._last_use[key] = max(self._last_use.get(key, work.end), work.end)
+        if record.status in ("ok", "cancelled"):  # a failed request (an unknown model's 404) did not use the model
+            for index in gpus:
+                key = (index, model)
+                self._last_use[key] = max(self._last_use.get(key, work.end), work.end)
         return record
 
     def _notify(self, record: RequestRecord) -> None:

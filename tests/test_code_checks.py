@@ -53,3 +53,22 @@ def test_the_core_contract_covers_every_module_outside_the_console():
     contract = next(c for c in config["contracts"] if c["name"] == "The core never imports Textual or rich")
     top_level = {f"claw_tui.{info.name}" for info in pkgutil.iter_modules(claw_tui.__path__)}
     assert set(contract["source_modules"]) == top_level - {"claw_tui.ui"}
+
+
+def test_a_pane_importing_the_ledger_breaks_the_seam_contract(tmp_path):
+    """The panes' contract is live: a copy of the package whose Requests pane imports the ledger fails it."""
+    shutil.copytree(ROOT / "claw_tui", tmp_path / "claw_tui", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    pane = tmp_path / "claw_tui" / "ui" / "panes" / "requests.py"
+    pane.write_text("import claw_tui.ledger  # noqa: F401\n" + pane.read_text())
+    result = subprocess.run(
+        [*_tool("lint-imports"), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"PYTHONPATH": str(tmp_path), "PATH": str(Path(sys.executable).parent)},
+    )
+    assert result.returncode != 0
+    assert "claw_tui.ui.panes is not allowed to import claw_tui.ledger" in result.stdout

@@ -30,30 +30,37 @@ class FrozenClock:
 
 
 def seeded_requests(session: Session, clock: FrozenClock) -> None:
-    """A few finished requests with known timings, and power samples that cover them."""
-    from claw_tui.telemetry.types import PowerSample
-
-    ledger = session.ledger
+    """A few finished requests with known timings, their work drawn by the simulated GPU and read by the sampler:
+    the chart and the requests' energy come through the same path as real data."""
+    ledger, sampler = session.ledger, session.sampler
+    gpu = session.sim.gpus[0]
     plans = [
         ("qwen3:8b", None, "ok", 0.35, 2.1, 40, 180),
         ("qwen3:32b", "support", "ok", 1.2, 6.5, 300, 260),
         ("qwen3:8b", "support", "error", 0.0, 0.4, 12, 0),
         ("llama3.2:3b", None, "cancelled", 0.2, 1.0, 20, 35),
     ]
+
+    def advance_to(t: float) -> None:
+        while clock.now < t:  # ticks closer than the simulated GPU's sample buffer (~2.4 s)
+            clock.now = min(t, clock.now + 0.5)
+            sampler.tick()
+
     for index, (model, agent, status, ttft, duration, prompt, completion) in enumerate(plans):
         start = clock.now
         # Fixed ids: the widest request log and the details title show them.
         record = ledger.open_request(model=model, endpoint="/api/chat", agent=agent, id=f"5eed{index:012x}")
         ledger.mark_upstream_start(record, gpu=0)
+        work = gpu.begin_work("prefill")
         if ttft:
+            advance_to(start + ttft)
             ledger.mark_first_token(record, at=start + ttft)
-        clock.now = start + duration
+            gpu.set_phase(work, "decode")
+        advance_to(start + duration)
+        gpu.end_work(work)
         record.prompt_tokens, record.completion_tokens = prompt, completion
         ledger.finish(record, status, 200 if status == "ok" else 500)
-        ledger.add_power(
-            0, [PowerSample(start + i * 0.02, 380.0 + (i % 7) * 3) for i in range(int(duration / 0.02) + 3)]
-        )
-        clock.now += 1.0
+        advance_to(clock.now + 1.0)
 
 
 @pytest.fixture(scope="module")

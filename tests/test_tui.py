@@ -10,6 +10,7 @@ import httpx
 import pytest
 from rich.console import Console
 from rich.text import Text
+from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from claw_tui.ui.app import ClawApp
@@ -126,6 +127,12 @@ async def test_help_lists_the_keys_of_every_pane(demo_runner):
         assert not isinstance(app.screen, HelpScreen)
 
 
+def palette_offers(app, text: str) -> bool:
+    """The command palette lists a command matching what was typed (its search runs in the background)."""
+    lists = app.screen.query(CommandList)
+    return bool(lists) and any(text in str(option.prompt) for option in lists.first().options)
+
+
 async def test_palette_switches_theme_and_the_choice_is_saved(configured_runner):
     session = configured_runner.session
     app = ClawApp(session)
@@ -134,7 +141,7 @@ async def test_palette_switches_theme_and_the_choice_is_saved(configured_runner)
         assert app.theme == "claw-dark"
         await pilot.press("ctrl+p")
         await pilot.press(*"claw-light")
-        await pilot.pause(0.3)
+        await wait_for(lambda: palette_offers(app, "claw-light"))
         await pilot.press("enter")
         await wait_for(lambda: app.theme == "claw-light")
         await wait_for(lambda: "claw-light" in session.config.path.read_text())
@@ -149,7 +156,7 @@ async def test_palette_runs_pane_actions(demo_runner):
         await wait_for(lambda: app.panes_ready)  # hidden panes mount just after the first frame
         await pilot.press("ctrl+p")
         await pilot.press(*"New agent")
-        await pilot.pause(0.3)
+        await wait_for(lambda: palette_offers(app, "New agent"))
         await pilot.press("enter")
         await wait_for(lambda: isinstance(app.screen, AgentFormScreen))
         assert app.query_one("#panes", TabbedContent).active == "agents"
@@ -254,9 +261,8 @@ async def test_live_validation_marks_the_line_and_blocks_the_rebuild(demo_runner
         assert f"line {line + 1}" in problems and "invalid int value [twenty]" in problems
         assert app.query_one("#parameter-form").disabled  # the form edits a valid Modelfile only
         await pilot.press("ctrl+r")
-        await pilot.pause(0.2)
+        await wait_for(lambda: any("error" in n for n in notifications(app)))  # refused, and says so
         assert not isinstance(app.screen, RebuildScreen)
-        assert any("error" in n for n in notifications(app))
         # Fixed: the mark goes, and a suggestion-bearing warning case reads as such.
         editor.replace("PARAMETER top_k 30", (line, 0), (line, len("PARAMETER top_k twenty")))
         await wait_for(lambda: not editor.marked_lines)
