@@ -487,6 +487,7 @@ class Session:
             self.notices.append(self.batch_off_reason)
             return
         self.ledger.add_event_listener(service.record_opened)
+        gateway.before_forward.append(service.drain.before_forward)  # interactive work preempts batch lines
         self.ledger.add_finalized_listener(service.record_final)
         self.batch = service
         self._stops.append(("batch jobs", self._stop_batch))
@@ -495,6 +496,8 @@ class Session:
         self.batch_off_reason = "the claw service is stopping"
         service, self.batch = self.batch, None
         if service is not None:
+            if self.gateway is not None:
+                self.gateway.before_forward.remove(service.drain.before_forward)
             await service.stop()
 
     def batch_jobs_json(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -30,15 +30,17 @@ def submit(client: openai.OpenAI, count: int, window: str = "24h", max_tokens: i
     )
 
 
-def hold_both_slots(session) -> list[threading.Thread]:
-    """Two interactive requests that stall before their first token: they hold the backend's two slots."""
-    session.run_on_loop(_stall(session, INTERACTIVE_STALL_S, 2))
+def hold_slots(session, count: int = 2) -> list[threading.Thread]:
+    """Interactive requests that stall before their first token: each holds one of the backend's two slots."""
+    session.run_on_loop(_stall(session, INTERACTIVE_STALL_S, count))
     url = session.gateway_url + "/api/chat"
     body = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
-    threads = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": body, "timeout": 30}) for _ in range(2)]
+    threads = [
+        threading.Thread(target=httpx.post, args=(url,), kwargs={"json": body, "timeout": 30}) for _ in range(count)
+    ]
     for thread in threads:
         thread.start()
-    wait_until(lambda: session.gateway.active >= 2)
+    wait_until(lambda: session.gateway.active >= count)
     return threads
 
 
@@ -62,7 +64,7 @@ def session(tmp_path):
 
 def test_no_batch_line_starts_while_interactive_work_holds_the_slots(session):
     client = client_for(session)
-    threads = hold_both_slots(session)
+    threads = hold_slots(session)
     batch = submit(client, 6)
     for thread in threads:
         thread.join()
@@ -80,9 +82,25 @@ def test_no_batch_line_starts_while_interactive_work_holds_the_slots(session):
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
+def test_no_batch_line_runs_beside_an_interactive_request(session):
+    client = client_for(session)
+    threads = hold_slots(session, 1)  # one slot stays free: still no batch line may start
+    batch = submit(client, 4)
+    for thread in threads:
+        thread.join()
+    done = wait_for_end(client, batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 4
+    interactive = next(r for r in records(session) if r["client"] != "batch" and r["kind"] == "request")
+    batch_lines = records(session, "batch")
+    assert len(batch_lines) == 4
+    assert min(r["times"]["arrival"] for r in batch_lines) >= interactive["times"]["end"], (
+        "a batch line started beside an interactive request"
+    )
+
+
 def test_a_job_that_would_miss_its_window_runs_regardless(session):
     client = client_for(session)
-    threads = hold_both_slots(session)
+    threads = hold_slots(session)
     batch = submit(client, 2, window="3s")
     done = wait_for_end(client, batch.id)
     for thread in threads:
@@ -115,7 +133,7 @@ async def _fail(session, count: int) -> None:
     session.sim.state.fail_next(count, status=500)
 
 
-def test_preemption_gives_an_interactive_request_a_slot_at_once(tmp_path):
+def test_preemption_frees_one_slot_for_an_interactive_request_before_it_is_forwarded(tmp_path):
     config = demo_config()
     config.batch.preempt = True
     runner = start_demo_session(tmp_path, config, sim_speed=1.0)
@@ -123,20 +141,26 @@ def test_preemption_gives_an_interactive_request_a_slot_at_once(tmp_path):
     try:
         client = client_for(session)
         batch = submit(client, 4, max_tokens=200)
-        wait_until(lambda: session.batch.drain.in_flight == 2 and session.sim.state.in_flight == 2, timeout=20)
+        wait_until(lambda: session.batch.drain.running == 2 and session.sim.state.in_flight == 2, timeout=20)
         answer = httpx.post(
             session.gateway_url + "/api/generate",
             json={"model": "qwen3:8b", "prompt": "hi", "stream": False, "options": {"num_predict": 3}},
             timeout=30,
         )
         assert answer.status_code == 200
-        assert session.batch.drain.preempted >= 1
         interactive = next(r for r in records(session) if r["client"] != "batch" and r["kind"] == "request")
         assert interactive["ttft_ms"] < 1000  # a batch line decoding 200 tokens takes ~1.4 s: it did not wait for it
+        # Just one of the two lines yielded; the other decoded on beside the interactive request.
+        assert session.batch.drain.preempted == 1
+        start, end = interactive["times"]["arrival"], interactive["times"]["end"]
+        lines = records(session, "batch")
+        beside = [r for r in lines if r["times"]["upstream_start"] < start and (r["times"]["end"] or end + 1) > end]
+        assert len(beside) == 1 and beside[0]["status"] in ("active", "ok")
+        assert not [r for r in lines if start < r["times"]["arrival"] < end], "a batch line started meanwhile"
         done = wait_for_end(client, batch.id, timeout=60)
         assert done.status == "completed" and done.request_counts.completed == 4
         cancelled = [r for r in records(session, "batch") if r["status"] == "cancelled"]
-        assert cancelled and done.model_extra["claw"]["attempts"] == 4 + len(cancelled)
+        assert len(cancelled) == 1 and done.model_extra["claw"]["attempts"] == 5
     finally:
         runner.stop()
 

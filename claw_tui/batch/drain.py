@@ -1,16 +1,18 @@
-"""The batch drain: runs batch lines through claw's own gateway when interactive traffic leaves room for them.
+"""The batch drain: runs batch lines through claw's own gateway in the gaps interactive traffic leaves.
 
-Rules, looked at whenever something changes (a job arrives, a line ends, an interactive request opens) and at least
-every `IDLE_TICK_S` (every `BUSY_TICK_S` while queued lines wait for interactive work to end):
-- Interactive traffic first. The backend generates `slots` requests at once per model; a batch line starts only
-  while `interactive in flight + batch lines in flight < slots`, so no batch line starts while interactive work
-  waits for a slot. A batch line in flight finishes (it yields at the next request boundary); with `preempt` on,
-  an interactive request that finds every slot taken cancels the newest batch line instead, which runs again later.
+Rules, looked at whenever something changes (a job arrives, a line ends, a request is forwarded to a backend) and at
+least every `IDLE_TICK_S` (every `BUSY_TICK_S` while queued lines wait):
+- Interactive traffic first. A batch line starts only while the gateway holds no interactive request (waiting or
+  in flight) and none has ended within the last `quiet_s`; then lines start in a group that fills the backend's
+  `slots` (it decodes them together, and spends fewer joules per token at full slots).
+- With `preempt` on, the gateway tells the drain just before it forwards an interactive request to a backend (its
+  `before_forward` hook): every batch line in flight there (or still on its way to a backend) is cancelled at once,
+  so the interactive request finds the backend as if the batch were not there. A cancelled line goes back to the
+  queue and runs again later (its energy still counts in the job). With `preempt` off, the lines in flight finish
+  (they yield at the request boundary) and no new one starts.
 - Among jobs with work, those whose model is resident on a backend come first (no load to pay for), then the oldest.
-- Lines start in groups that fill the free slots, so the backend decodes them together (its energy per token is
-  lower at full slots).
-- A job that would miss its completion window at the rate its lines run is urgent: it runs whatever the
-  interactive traffic (still within the slots), and past its window its remaining lines expire.
+- A job that would miss its completion window at the rate its lines run is urgent: its lines start whatever the
+  interactive traffic (within the slots) and are never cancelled for it; past its window its remaining lines expire.
 
 Lines go to the gateway over HTTP with `X-Claw-Client: batch` and `X-Claw-Batch: <job>/<line>`, so they are metered
 like any request and the ledger's records say which line they served.
@@ -19,25 +21,27 @@ like any request and the ledger's records say which line they served.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 
 if TYPE_CHECKING:
     from claw_tui.batch.service import BatchService
+    from claw_tui.records import RequestRecord
 
 from claw_tui.batch.lines import BatchLine
 
 log = logging.getLogger(__name__)
 
 IDLE_TICK_S = 1.0
-BUSY_TICK_S = 0.05
+BUSY_TICK_S = 0.02
 DEFAULT_LINE_S = 2.0  # a guess of a line's duration until some have run
 URGENCY_MARGIN = 1.5
 URGENCY_SLACK_S = 2.0
@@ -55,8 +59,11 @@ class JobState:
     model: str
     status: str
     queued: int
-    in_flight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    started: dict[str, float] = field(default_factory=dict)
+    in_flight: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # until its result is written
+    running: dict[str, float] = field(default_factory=dict)  # line -> start, while it holds a slot (no answer yet)
+    sending: set[str] = field(default_factory=set)  # lines whose request is sent to the gateway
+    backends: dict[str, str | None] = field(default_factory=dict)  # line in flight -> the backend it was sent to
+    preempted: collections.Counter[str] = field(default_factory=collections.Counter)  # not tries that failed
     done: int = 0
     not_before: float = 0.0  # after a backend failure: wait before trying again
     mean_line_s: float | None = None
@@ -87,11 +94,13 @@ class LineOutcome:
     response: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     request_id: str | None = None
+    sent: bool = True  # False: a line given back before it was sent (no attempt)
 
 
 class Drain:
-    """The scheduler. `interactive()` says how many interactive requests the gateway holds now; `resident(model)`
-    whether a backend has the model loaded; `finished(job, line, outcome, attempts)` writes a result."""
+    """The scheduler. `interactive()` says how many requests the gateway holds now (batch lines included);
+    `resident(model)` whether a backend has the model loaded. The gateway calls `before_forward(record)` for every
+    request it is about to send to a backend."""
 
     def __init__(
         self,
@@ -99,6 +108,7 @@ class Drain:
         *,
         slots: int,
         preempt: bool,
+        quiet_s: float,
         max_attempts: int,
         interactive: Callable[[], int],
         resident: Callable[[str], bool],
@@ -107,12 +117,16 @@ class Drain:
         self.service = service
         self.slots = slots
         self.preempt = preempt
+        self.quiet_s = quiet_s
         self.max_attempts = max_attempts
         self._interactive = interactive
         self._resident = resident
         self.clock = clock
         self.jobs: dict[str, JobState] = {}
         self.preempted = 0
+        self._at_gateway = 0  # lines whose HTTP request the gateway may hold (sent, answer not read yet)
+        self._forwarded: dict[str, RequestRecord] = {}  # interactive requests forwarded and not seen ended
+        self._interactive_until = float("-inf")  # when interactive work was last known to be on the gateway
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -154,6 +168,11 @@ class Drain:
     def in_flight(self) -> int:
         return sum(len(job.in_flight) for job in self.jobs.values())
 
+    @property
+    def running(self) -> int:
+        """Lines holding a backend's slot (sent, answer not in yet)."""
+        return sum(len(job.running) for job in self.jobs.values())
+
     def busy(self) -> bool:
         """Batch work runs or waits to run (the governor keeps the clocks up meanwhile)."""
         return any(job.in_flight or (job.status == "in_progress" and job.queued) for job in self.jobs.values())
@@ -168,7 +187,9 @@ class Drain:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._tick_s())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that comes as the event is set
+                async with asyncio.timeout(self._tick_s()):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -187,58 +208,119 @@ class Drain:
         now = self.clock()
         for job in list(self.jobs.values()):
             await self.service.advance(job, now)
-        self._preempt_if_needed(now)
         await self._start_lines(now)
 
     def _interactive_now(self) -> int:
-        """Interactive requests the gateway holds: all it holds but the batch lines in flight."""
-        return max(0, self._interactive() - self.in_flight)
+        """Interactive requests the gateway holds: all it holds but the batch lines sent to it."""
+        return max(0, self._interactive() - self._at_gateway)
+
+    def interactive_seen(self, now: float) -> bool:
+        """Interactive work is on the gateway now, or ended less than `quiet_s` ago."""
+        holds = self._interactive_now() > 0
+        self._forget_ended(now, every=not holds)  # the gateway holds none: every one has ended
+        if holds:
+            self._interactive_until = max(self._interactive_until, now)
+            return True
+        return now - self._interactive_until < self.quiet_s
 
     def _order(self, jobs: list[JobState], now: float) -> list[JobState]:
         return sorted(jobs, key=lambda j: (not j.urgent(now, self.slots), not self._resident(j.model), j.created_at))
 
+    def _room(self, job: JobState, now: float) -> int:
+        if job.urgent(now, self.slots) or not self.interactive_seen(now):
+            return self.slots - self.running
+        return 0
+
     async def _start_lines(self, now: float) -> None:
         for job in self._order([j for j in self.jobs.values() if j.runnable(now)], now):
-            urgent = job.urgent(now, self.slots)
-            room = self.slots - self.in_flight - (0 if urgent else self._interactive_now())
-            if room <= 0:
+            wanted = min(self._room(job, now), job.queued)
+            if wanted <= 0:
                 continue
-            wanted = min(room, job.queued)
             claimed = await self.service.claim(job, wanted)
             if len(claimed) < wanted:  # the store has fewer queued lines than counted: trust the store
                 job.queued = len(claimed)
             for line, attempts in claimed:
                 job.queued -= 1
-                job.started[line.custom_id] = self.clock()
+                job.running[line.custom_id] = self.clock()
                 task = asyncio.get_running_loop().create_task(
                     self._line(job, line, attempts), name=f"claw-batch-{job.id}-{line.index}"
                 )
                 job.in_flight[line.custom_id] = task
 
-    def _preempt_if_needed(self, now: float) -> None:
-        if not self.preempt:
+    # ---- what the gateway tells --------------------------------------------------------------------------------
+    async def before_forward(self, record: RequestRecord) -> None:
+        """The gateway's hook, called just before it sends a request (interactive or a batch line) to a backend."""
+        self.forwarded(record)
+
+    def forwarded(self, record: RequestRecord) -> None:
+        now = self.clock()
+        if record.batch:
+            self._line_forwarded(record.batch, record.backend, now)
             return
-        excess = self._interactive_now() + self.in_flight - self.slots
-        if excess <= 0 or self._interactive_now() == 0:
-            return
-        running = [
-            (job.started.get(cid, 0.0), job, cid)
+        self._forget_ended(now)
+        self._forwarded[record.id] = record
+        self._interactive_until = max(self._interactive_until, now)
+        if self.preempt:
+            self._free_slot(record.backend, now)
+        self.wake()
+
+    def _forget_ended(self, now: float, every: bool = False) -> None:
+        for request_id, record in list(self._forwarded.items()):
+            if record.t_end is not None or every:
+                del self._forwarded[request_id]
+                self._interactive_until = max(self._interactive_until, record.t_end or now)
+
+    def _interactive_on(self, backend: str | None) -> int:
+        return sum(1 for r in self._forwarded.values() if r.backend == backend and r.t_end is None)
+
+    def _free_slot(self, backend: str | None, now: float) -> None:
+        """Cancel the newest batch lines on `backend` (or still on their way to one) until the interactive requests
+        there have a slot each; the other lines finish."""
+        lines = [
+            (started, job, custom_id)
             for job in self.jobs.values()
-            if not job.urgent(now, self.slots)
-            for cid in job.in_flight
+            for custom_id, started in job.running.items()
+            if job.backends.get(custom_id, backend) == backend and not job.in_flight[custom_id].cancelling()
         ]
-        for _, job, cid in sorted(running, key=lambda item: item[0], reverse=True)[:excess]:
-            task = job.in_flight.get(cid)
-            if task is not None and not task.done():
-                self.preempted += 1
-                task.cancel("preempted by interactive work")
+        excess = self._interactive_on(backend) + len(lines) - self.slots
+        newest_first = sorted(lines, key=lambda item: item[0], reverse=True)
+        for _, job, custom_id in newest_first:
+            if excess <= 0:
+                break
+            if not job.urgent(now, self.slots):
+                self._cancel(job, custom_id)
+                excess -= 1
+
+    def _line_forwarded(self, batch: str, backend: str | None, now: float) -> None:
+        job_id, _, custom = batch.partition("/")
+        job = self.jobs.get(job_id)
+        custom_id = unquote(custom)
+        if job is None or custom_id not in job.in_flight:
+            return
+        job.backends[custom_id] = backend
+        if self.preempt and self._interactive_on(backend) and not job.urgent(now, self.slots):
+            self._cancel(job, custom_id)  # it started just as interactive work came: it yields before it runs
+
+    def _cancel(self, job: JobState, custom_id: str) -> None:
+        """Preempt a line. One not sent yet is left alone: it sees the interactive work and gives itself back."""
+        task = job.in_flight.get(custom_id)
+        if task is not None and custom_id in job.sending and not task.cancelling():
+            self.preempted += 1
+            job.preempted[custom_id] += 1
+            task.cancel("preempted by interactive work")
 
     # ---- one line ------------------------------------------------------------------------------------------------
     async def _line(self, job: JobState, line: BatchLine, attempts: int) -> None:
         started = self.clock()
         outcome: LineOutcome | None = None
         try:
-            outcome = await self._send(job, line)
+            try:
+                if job.urgent(started, self.slots) or not self.interactive_seen(started):
+                    outcome = await self._send(job, line)
+                else:  # interactive work came while the line was claimed: it goes back unsent
+                    outcome = LineOutcome("requeue", sent=False)
+            finally:
+                job.running.pop(line.custom_id, None)  # its slot is free while its result is written
         except asyncio.CancelledError:
             outcome = LineOutcome("requeue")
         except Exception as exc:  # a bug must not lose the line: it goes back to the queue
@@ -247,19 +329,22 @@ class Drain:
         finally:
             try:
                 if outcome is not None:
-                    if outcome.state == "retry" and attempts >= self.max_attempts:
+                    tries = attempts - job.preempted[line.custom_id]  # a preempted attempt is no failed try
+                    if outcome.state == "retry" and tries >= self.max_attempts:
                         outcome = LineOutcome(
                             "failed", outcome.status_code, outcome.response, outcome.error, outcome.request_id
                         )
                     if outcome.state == "retry":
-                        job.not_before = self.clock() + min(MAX_RETRY_PAUSE_S, 2.0**attempts)
+                        job.not_before = self.clock() + min(MAX_RETRY_PAUSE_S, 2.0**tries)
                     if outcome.state == "done":
                         job.note_duration(self.clock() - started)
                     await asyncio.shield(self.service.line_finished(job, line, outcome))
             finally:
                 # Only once its result is written does the line stop counting as in flight: a job ends after that.
                 job.in_flight.pop(line.custom_id, None)
-                job.started.pop(line.custom_id, None)
+                job.backends.pop(line.custom_id, None)
+                if outcome is None or outcome.state != "requeue":
+                    job.preempted.pop(line.custom_id, None)
                 self.wake()
 
     async def _send(self, job: JobState, line: BatchLine) -> LineOutcome:
@@ -271,6 +356,8 @@ class Drain:
         http = self._http
         if http is None:
             raise RuntimeError("the batch drain is not started")
+        self._at_gateway += 1
+        job.sending.add(line.custom_id)
         try:
             async with http.post(line.url.lstrip("/"), json=body, headers=headers) as response:
                 raw = await response.read()
@@ -278,6 +365,9 @@ class Drain:
                 request_id = response.headers.get("x-claw-request-id")
         except (aiohttp.ClientError, OSError) as exc:
             return LineOutcome("retry", error={"code": "connection_error", "message": f"claw's gateway: {exc}"})
+        finally:
+            self._at_gateway -= 1
+            job.sending.discard(line.custom_id)
         try:
             answer = json.loads(raw) if raw else None
         except ValueError:

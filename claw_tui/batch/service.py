@@ -97,6 +97,7 @@ class BatchService:
             self,
             slots=config.slots,
             preempt=config.preempt,
+            quiet_s=config.quiet_s,
             max_attempts=config.max_attempts,
             interactive=interactive,
             resident=resident,
@@ -331,7 +332,7 @@ class BatchService:
             )
             job.done += 1
         else:
-            await asyncio.to_thread(self.store.requeue_line, job.id, line.custom_id)
+            await asyncio.to_thread(self.store.requeue_line, job.id, line.custom_id, outcome.sent)
             job.queued += 1
         if now - self._progress_at.get(job.id, 0.0) >= PROGRESS_EVERY_S:
             self._progress_at[job.id] = now
@@ -431,9 +432,6 @@ class BatchService:
         if batch:
             with self._energy_lock:
                 self._pending_records[batch.partition("/")[0]] += 1
-        elif self._loop is not None and self.config.preempt:
-            # an interactive request: with preemption on, the drain looks at once
-            self._loop.call_soon_threadsafe(self.drain.wake)
 
     def record_final(self, record: RequestRecord) -> None:
         """The ledger's finalized listener (any thread): a batch line's attempt has its final energy."""

@@ -351,12 +351,14 @@ class BatchStore:
         )
         return written
 
-    def requeue_line(self, batch_id: str, custom_id: str) -> None:
-        """A line stopped before its end (interactive work came first, or the job was paused): it runs again."""
+    def requeue_line(self, batch_id: str, custom_id: str, sent: bool = True) -> None:
+        """A line stopped before its end (interactive work came first): it runs again. One given back before it was
+        sent gives its attempt back too."""
         self._run(
             lambda c: c.execute(
-                "UPDATE batch_lines SET state = 'queued' WHERE batch_id = ? AND custom_id = ? AND state = 'running'",
-                (batch_id, custom_id),
+                "UPDATE batch_lines SET state = 'queued', attempts = attempts - ? "
+                "WHERE batch_id = ? AND custom_id = ? AND state = 'running'",
+                (0 if sent else 1, batch_id, custom_id),
             )
         )
 

@@ -236,8 +236,14 @@ class BatchConfig:
     )
     preempt: bool = setting(
         True,
-        "an interactive request that finds every slot taken by batch lines cancels the newest one, which runs again "
-        "later; false = batch lines in flight finish first (no new one starts while interactive work waits)",
+        "an interactive request cancels the batch lines running on its backend just before it is forwarded (they "
+        "run again later); false = batch lines in flight finish first",
+    )
+    quiet_s: float = setting(
+        0.0,
+        "no batch line starts while the gateway holds an interactive request, nor until this many seconds after the "
+        "last one ended",
+        at_least=0,
     )
     max_file_bytes: int = setting(64 * 1024 * 1024, "largest batch input file, in bytes", above=0)
     max_lines: int = setting(50_000, "most requests in one batch input file", at_least=1)
