@@ -268,3 +268,31 @@ async def test_a_line_claimed_just_as_interactive_work_arrives_goes_back_unsent(
         await h.drain.step()
         await h.until(lambda: h.service.results == [("batch_a-0", "requeue")])
         assert h.gateway.arrived == [] and h.service.attempts["batch_a-0"] == 0  # not sent: no attempt
+
+
+async def test_a_line_given_back_may_run_again_while_its_last_try_is_still_written():
+    async with Harness() as h:
+        h.service.add(h.drain, "batch_a", 1)
+        written = asyncio.Event()
+        finish = h.service.line_finished
+
+        async def slow_write(job, line, outcome):
+            await finish(job, line, outcome)
+            if outcome.state == "requeue":
+                await written.wait()  # the queue already has the line back; the rest of the write lingers
+
+        h.service.line_finished = slow_write  # type: ignore[method-assign]
+        h.drain.wake()
+        await h.until(lambda: len(h.gateway.waiting) == 1)
+        first_try = h.drain.jobs["batch_a"].in_flight["batch_a-0"]
+        chats = [h.interactive(), h.interactive()]
+        await h.until(lambda: h.service.results == [("batch_a-0", "requeue")])
+        for chat in chats:
+            h.end(chat)
+        await h.until(lambda: h.gateway.arrived == ["batch_a-0", "batch_a-0"])  # its second try runs already
+        written.set()
+        await h.until(first_try.done)
+        assert h.drain.in_flight == 1 and h.drain.running == 1  # the end of the first try left the second alone
+        h.interactive()
+        h.gateway.answer("batch_a-0")
+        await h.until(lambda: h.service.results[-1] == ("batch_a-0", "done"))

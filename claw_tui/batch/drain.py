@@ -242,6 +242,7 @@ class Drain:
             for line, attempts in claimed:
                 job.queued -= 1
                 job.running[line.custom_id] = self.clock()
+                job.backends.pop(line.custom_id, None)  # not forwarded yet
                 task = asyncio.get_running_loop().create_task(
                     self._line(job, line, attempts), name=f"claw-batch-{job.id}-{line.index}"
                 )
@@ -250,7 +251,10 @@ class Drain:
     # ---- what the gateway tells --------------------------------------------------------------------------------
     async def before_forward(self, record: RequestRecord) -> None:
         """The gateway's hook, called just before it sends a request (interactive or a batch line) to a backend."""
-        self.forwarded(record)
+        try:
+            self.forwarded(record)
+        except Exception:  # the request goes on whatever the drain's trouble
+            log.exception("batch drain: the gateway's forward of %s", record.id)
 
     def forwarded(self, record: RequestRecord) -> None:
         now = self.clock()
@@ -280,7 +284,8 @@ class Drain:
             (started, job, custom_id)
             for job in self.jobs.values()
             for custom_id, started in job.running.items()
-            if job.backends.get(custom_id, backend) == backend and not job.in_flight[custom_id].cancelling()
+            if job.backends.get(custom_id, backend) == backend and custom_id in job.in_flight
+            if not job.in_flight[custom_id].cancelling()
         ]
         excess = self._interactive_on(backend) + len(lines) - self.slots
         newest_first = sorted(lines, key=lambda item: item[0], reverse=True)
@@ -341,10 +346,12 @@ class Drain:
                     await asyncio.shield(self.service.line_finished(job, line, outcome))
             finally:
                 # Only once its result is written does the line stop counting as in flight: a job ends after that.
-                job.in_flight.pop(line.custom_id, None)
-                job.backends.pop(line.custom_id, None)
-                if outcome is None or outcome.state != "requeue":
-                    job.preempted.pop(line.custom_id, None)
+                # A line given back may already run again (claimed while its result was written): leave that be.
+                if job.in_flight.get(line.custom_id) is asyncio.current_task():
+                    del job.in_flight[line.custom_id]
+                    job.backends.pop(line.custom_id, None)
+                    if outcome is None or outcome.state != "requeue":
+                        job.preempted.pop(line.custom_id, None)
                 self.wake()
 
     async def _send(self, job: JobState, line: BatchLine) -> LineOutcome:

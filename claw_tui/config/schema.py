@@ -231,18 +231,20 @@ class BatchConfig:
     )
     slots: int = setting(
         2,
-        "requests a backend generates at once per model (Ollama's OLLAMA_NUM_PARALLEL): batch lines fill these",
+        "requests a backend generates at once per model (Ollama's OLLAMA_NUM_PARALLEL): batch lines start in groups "
+        "that fill these, and an interactive request is owed one",
         at_least=1,
     )
     preempt: bool = setting(
         True,
-        "an interactive request cancels the batch lines running on its backend just before it is forwarded (they "
-        "run again later); false = batch lines in flight finish first",
+        "just before an interactive request is forwarded, cancel the newest batch lines on its backend that would "
+        "leave it no slot (they run again later); false = batch lines in flight always finish, and an interactive "
+        "request may wait for one",
     )
     quiet_s: float = setting(
         0.0,
         "no batch line starts while the gateway holds an interactive request, nor until this many seconds after the "
-        "last one ended",
+        "last one ended (0 = at once)",
         at_least=0,
     )
     max_file_bytes: int = setting(64 * 1024 * 1024, "largest batch input file, in bytes", above=0)
