@@ -40,7 +40,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from claw_tui.summary import percentile
+from claw_tui.quantiles import percentile
 
 MODEL = "qwen3:8b"
 RESULTS = ROOT / "benchmarks" / "results" / "batch_demo.json"
