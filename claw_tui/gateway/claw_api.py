@@ -129,9 +129,9 @@ class ClawEndpoints:
         fmt = ex.query("format") or "json"
         if fmt not in SUMMARY_MEDIA:
             raise GatewayError(400, f"format must be one of json, md, csv (got '{fmt}')")
-        summary = await asyncio.to_thread(self._host().summary_json)
+        summary = await asyncio.to_thread(self._host().summary)
         if fmt == "json":
-            await ex.respond(200, _dumps(summary))
+            await ex.respond(200, _dumps(summary.to_json()))
             return
         from claw_tui.export import render
 

@@ -50,18 +50,17 @@ def agent_config(agent: AgentConfig) -> AgentConfig:
 
 def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
     metrics = group_metrics(records)
-    requests = metrics["requests"]
-    errors = requests["errors"]
-    jpt = metrics["efficiency"]["joules_per_token"]
+    errors = metrics.requests.errors
+    jpt = metrics.efficiency.joules_per_token
     return (
         ellipsize(agent.name, NAME_WIDTH),
         ellipsize(agent.model, NAME_WIDTH),
-        fmt.right(f"{requests['total']:,}"),
+        fmt.right(f"{metrics.requests.total:,}"),
         fmt.right(str(errors), "bold red" if errors else ""),
-        fmt.right(fmt.duration(metrics["latency_ms"]["p50"])),
-        fmt.right(fmt.duration(metrics["latency_ms"]["p95"])),
-        fmt.right(fmt.duration(metrics["ttft_ms"]["p50"])),
-        fmt.right(f"{metrics['tokens']['completion']:,}"),
+        fmt.right(fmt.duration(metrics.latency_ms.p50)),
+        fmt.right(fmt.duration(metrics.latency_ms.p95)),
+        fmt.right(fmt.duration(metrics.ttft_ms.p50)),
+        fmt.right(f"{metrics.tokens.completion:,}"),
         fmt.right("—" if jpt is None else f"{jpt:.2f}"),
     )
 

@@ -89,20 +89,20 @@ def matches(record: RequestRecord, model: str, agent: str, status: str) -> bool:
 
 def summary_text(records: list[RequestRecord], shown: int) -> Text:
     metrics = group_metrics(records)
-    requests = metrics["requests"]
+    requests = metrics.requests
     active = sum(1 for r in records if r.status == "active")
-    text = Text.assemble((f"{requests['total']:,}", "bold"), " request" if requests["total"] == 1 else " requests")
+    text = Text.assemble((f"{requests.total:,}", "bold"), " request" if requests.total == 1 else " requests")
     if active:
         text.append(f" + {active} active", style="cyan")
     if shown < len(records):
         text.append(f" (newest {shown} shown)", style="dim")
-    errors = requests["errors"]
+    errors = requests.errors
     text.append(" · ")
     text.append(fmt.plural(errors, "error"), style="red" if errors else "dim")
-    latency = metrics["latency_ms"]
-    text.append(f" · p50 {fmt.duration(latency['p50'])} · p95 {fmt.duration(latency['p95'])}")
-    text.append(f" · {metrics['tokens']['completion']:,} tok · ")
-    tpj = metrics["efficiency"]["tokens_per_joule"]
+    latency = metrics.latency_ms
+    text.append(f" · p50 {fmt.duration(latency.p50)} · p95 {fmt.duration(latency.p95)}")
+    text.append(f" · {metrics.tokens.completion:,} tok · ")
+    tpj = metrics.efficiency.tokens_per_joule
     text.append("—" if tpj is None else f"{tpj:.2f}", style="bold green")
     text.append(" tok/J requests")
     return text
