@@ -655,10 +655,10 @@ class Session:
         known = [d for d in deltas if d is not None]
         return sum(known) if len(known) == len(deltas) else None
 
-    def stats_json(self, fresh: bool = False) -> dict[str, Any]:
+    def stats_json(self, fresh: bool = False, with_tally: bool = True) -> dict[str, Any]:
         """The running totals the store saves every second: enough to rebuild the summary after a crash."""
         stddev = self.sampler.power_stddev_w(0) if self.sampler and self.sampler.gpu_count else None
-        return {
+        stats = {
             "energy": self.ledger.totals(),
             "counter_j": self.counter_j(fresh=fresh),
             "power_stddev_w": stddev,
@@ -667,8 +667,10 @@ class Session:
             "alerts": {**self.alert_totals.to_json(), **self.alerts.to_json()},
             "models": self.ledger.models_json(),
             "idle_baseline_w": self.idle_baseline_w(),
-            "tally": self.tally.to_json(),
         }
+        if with_tally:  # the live summary reads the tally itself
+            stats["tally"] = self.tally.to_json()
+        return stats
 
     def idle_baseline_w(self) -> float | None:
         """The GPUs' idle power with no model resident, summed over GPUs (None until measured on every GPU)."""
@@ -692,7 +694,7 @@ class Session:
 
     def summary(self) -> Summary:
         self.refresh_telemetry()
-        stats = self.stats_json(fresh=True)
+        stats = self.stats_json(fresh=True, with_tally=False)
         return summarize(
             session=self.session_json(),
             gpus=stats["gpus"],

@@ -36,9 +36,23 @@ def percentiles_json(quantiles: Quantiles) -> dict[str, Any]:
 
 
 class GroupStats:
-    """Counts, tokens, energy and latency/TTFT percentiles of a set of finished requests."""
+    """Counts, tokens, energy and latency/TTFT percentiles of a set of finished requests.
 
-    __slots__ = ("completion", "decode_j", "energy_j", "latency", "load_j", "prefill_j", "prompt", "statuses", "ttft")
+    Its JSON is kept until the next request arrives: a summary of hundreds of groups rebuilds only those that
+    changed (readers treat it as read-only)."""
+
+    __slots__ = (
+        "_json",
+        "completion",
+        "decode_j",
+        "energy_j",
+        "latency",
+        "load_j",
+        "prefill_j",
+        "prompt",
+        "statuses",
+        "ttft",
+    )
 
     def __init__(self) -> None:
         self.statuses: Counter[str] = Counter()
@@ -46,8 +60,10 @@ class GroupStats:
         self.energy_j = self.prefill_j = self.decode_j = self.load_j = 0.0
         self.latency = Quantiles()
         self.ttft = Quantiles()
+        self._json: dict[str, Any] | None = None
 
     def add(self, record: RequestRecord) -> None:
+        self._json = None
         self.statuses[record.status] += 1
         self.prompt += record.prompt_tokens
         self.completion += record.completion_tokens
@@ -66,6 +82,11 @@ class GroupStats:
         return sum(self.statuses.values())
 
     def to_json(self) -> dict[str, Any]:
+        if self._json is None:
+            self._json = self._build_json()
+        return self._json
+
+    def _build_json(self) -> dict[str, Any]:
         return {
             "requests": {
                 "total": self.total,
