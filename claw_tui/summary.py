@@ -39,7 +39,7 @@ def group_metrics(records: Iterable[RequestRecord]) -> GroupMetrics:
     for record in records:
         if record.status != "active":
             stats.add(record)
-    return GroupMetrics.from_json(stats.to_json())
+    return stats.metrics()
 
 
 EMPTY_MODEL_COSTS: dict[str, Any] = {
@@ -53,17 +53,18 @@ EMPTY_MODEL_COSTS: dict[str, Any] = {
 
 def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]) -> tuple[ModelRow, ...]:
     """Request metrics per model, with each model's loads, parking cost and unload-after-N-minutes savings."""
-    rows = {canonical_model(name): {"model": name, **row} for name, row in tally.groups_json("model").items()}
+    rows = {canonical_model(name): (name, metrics) for name, metrics in tally.groups_metrics("model").items()}
     for name in models:
         if name not in rows:
-            rows[name] = {"model": name, **GroupStats().to_json()}
+            rows[name] = (name, GroupStats().metrics())
     return tuple(
-        ModelRow.from_json({**row, **EMPTY_MODEL_COSTS, **models.get(name, {})}) for name, row in sorted(rows.items())
+        ModelRow.of(name, metrics, {**EMPTY_MODEL_COSTS, **models.get(key, {})})
+        for key, (name, metrics) in sorted(rows.items())
     )
 
 
 def by_agent(tally: SessionTally | SavedTally) -> tuple[AgentRow, ...]:
-    return tuple(AgentRow(name, GroupMetrics.from_json(row)) for name, row in tally.groups_json("agent").items())
+    return tuple(AgentRow(name, metrics) for name, metrics in tally.groups_metrics("agent").items())
 
 
 def summarize(
@@ -92,7 +93,7 @@ def summarize(
     """
     if tally is None:
         tally = SessionTally.of(itertools.chain(records, model_events))
-    whole = GroupMetrics.from_json(tally.whole_json())
+    whole = tally.whole_metrics()
     duration_s = session.get("duration_s") or 0.0
     total_j = energy["total_j"]
     models = models or {}

@@ -26,6 +26,9 @@ class Percentiles:
     p95: float | None
     p99: float | None
 
+    def to_json(self) -> dict[str, Any]:
+        return {"p50": self.p50, "p95": self.p95, "p99": self.p99}
+
 
 @dataclass(frozen=True, slots=True)
 class RequestCounts:
@@ -35,13 +38,16 @@ class RequestCounts:
     by_status: dict[str, int]
 
     def to_json(self) -> dict[str, Any]:
-        return {**plain(self), "by_status": dict(self.by_status)}
+        return {"total": self.total, "ok": self.ok, "errors": self.errors, "by_status": dict(self.by_status)}
 
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
     prompt: int
     completion: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "completion": self.completion}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,9 @@ class GroupEfficiency:
 
     tokens_per_joule: float | None
     joules_per_token: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tokens_per_joule": self.tokens_per_joule, "joules_per_token": self.joules_per_token}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +91,13 @@ class GroupMetrics:
     def to_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests.to_json(),
-            "tokens": plain(self.tokens),
+            "tokens": self.tokens.to_json(),
             "energy_j": self.energy_j,
             "prefill_j": self.prefill_j,
             "decode_j": self.decode_j,
-            "efficiency": plain(self.efficiency),
-            "latency_ms": plain(self.latency_ms),
-            "ttft_ms": plain(self.ttft_ms),
+            "efficiency": self.efficiency.to_json(),
+            "latency_ms": self.latency_ms.to_json(),
+            "ttft_ms": self.ttft_ms.to_json(),
         }
 
 
@@ -116,16 +125,21 @@ class ModelRow:
     unload_after: tuple[UnloadOption, ...]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ModelRow:
+    def of(cls, model: str, metrics: GroupMetrics, costs: dict[str, Any]) -> ModelRow:
+        """`costs`: the model's loads and parking as the ledger keeps them (`Ledger.models_json`)."""
         return cls(
-            model=data["model"],
-            metrics=GroupMetrics.from_json(data),
-            load_count=data["load_count"],
-            load_j=data["load_j"],
-            parking_s=data["parking_s"],
-            parking_j=data["parking_j"],
-            unload_after=tuple(UnloadOption(**option) for option in data["unload_after"]),
+            model=model,
+            metrics=metrics,
+            load_count=costs["load_count"],
+            load_j=costs["load_j"],
+            parking_s=costs["parking_s"],
+            parking_j=costs["parking_j"],
+            unload_after=tuple(UnloadOption(**option) for option in costs["unload_after"]),
         )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelRow:
+        return cls.of(data["model"], GroupMetrics.from_json(data), data)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -265,10 +279,10 @@ class Summary:
             "session": self.session,
             "gpus": self.gpus,
             "energy": plain(self.energy),
-            "tokens": plain(self.tokens),
+            "tokens": self.tokens.to_json(),
             "efficiency": plain(self.efficiency),
-            "latency_ms": plain(self.latency_ms),
-            "ttft_ms": plain(self.ttft_ms),
+            "latency_ms": self.latency_ms.to_json(),
+            "ttft_ms": self.ttft_ms.to_json(),
             "requests": self.requests.to_json(),
             "by_model": [row.to_json() for row in self.by_model],
             "by_agent": [row.to_json() for row in self.by_agent],
