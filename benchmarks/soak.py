@@ -419,23 +419,37 @@ def _tenth(rows: list[dict], key, last: bool) -> float:
     return statistics.median(key(r) for r in chosen)
 
 
+def flat_over(rows: list[dict], key) -> dict:
+    if not rows:
+        return {"first_tenth": None, "last_tenth": None, "ratio": None}
+    first, last = _tenth(rows, key, False), _tenth(rows, key, True)
+    return {"first_tenth": first, "last_tenth": last, "ratio": round(last / first, 3) if first else None}
+
+
 def evaluate(rows: list[dict], series: int, million: dict, first_endpoints: dict) -> dict:
     def flat(key) -> dict:
-        first, last = _tenth(rows, key, False), _tenth(rows, key, True)
-        return {"first_tenth": first, "last_tenth": last, "ratio": round(last / first, 3) if first else None}
+        return flat_over(rows, key)
 
     with_poller = [r["gateway"]["p999_ms"] for r in rows if r["poller"]]
     without = [r["gateway"]["p999_ms"] for r in rows if not r["poller"]]
     p99_with = [r["gateway"]["p99_ms"] for r in rows if r["poller"]]
     p99_without = [r["gateway"]["p99_ms"] for r in rows if not r["poller"]]
+    full = max((r["store_mb"] for r in rows), default=0.0)
+    steady = [r for r in rows if r["store_mb"] >= 0.95 * full] if full else []
+    first_steady = steady[0]["requests"] if steady else None
     return {
         "requests": rows[-1]["requests"] if rows else 0,
         "days": rows[-1]["day"] if rows else 0,
         "rss_mb": flat(lambda r: r["rss_mb"]),
+        # once the store holds its retention (old rows deleted as new ones come), nothing else should grow
+        "rss_mb_once_store_full": {"from_requests": first_steady, **flat_over(steady, lambda r: r["rss_mb"])},
         "fds": flat(lambda r: r["fds"]),
         "store_mb": flat(lambda r: r["store_mb"]),
         "endpoints_ms": {name: flat(lambda r, n=name: r["endpoints_ms"][n]) for name in ENDPOINTS},
         "endpoints_loaded_ms": {name: flat(lambda r, n=name: r["endpoints_loaded_ms"][n]) for name in ENDPOINTS},
+        "endpoints_ms_once_store_full": {
+            name: flat_over(steady, lambda r, n=name: r["endpoints_ms"][n]) for name in ENDPOINTS
+        },
         "endpoints_ms_at_start": first_endpoints,
         "gateway_p999_ms": {
             "with_poller": statistics.median(with_poller) if with_poller else None,
