@@ -546,9 +546,12 @@ class ClawApp(ReportsWorkerErrors, App[None]):
         self.run_worker(toggle, exclusive=True, group="governor", exit_on_error=False)
 
     async def _toggle_governor(self) -> None:
+        if self.source is None or not self.loaded:  # the palette runs actions without check_action
+            self.notify("the console is still starting: try again in a moment", severity="warning")
+            return
         try:
             enable = not self.model.governor.get("enabled", False)
-            status = await self.source.set_governor(enable)  # type: ignore[union-attr]  # F6/F7 wait for the source
+            status = await self.source.set_governor(enable)
         except SourceError as exc:
             self.notify(f"governor: {exc}", severity="error")
             return
@@ -573,8 +576,11 @@ class ClawApp(ReportsWorkerErrors, App[None]):
         self.run_worker(export, exclusive=True, group="export", exit_on_error=False)
 
     async def _export_summary(self) -> None:
+        if self.source is None or not self.loaded:  # the palette runs actions without check_action
+            self.notify("the console is still starting: try again in a moment", severity="warning")
+            return
         try:
-            path = await self.source.export_summary()  # type: ignore[union-attr]  # F6/F7 wait for the source
+            path = await self.source.export_summary()
         except SourceError as exc:
             self.notify(f"export failed: {exc}", severity="error", timeout=10)
             return

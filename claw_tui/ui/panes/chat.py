@@ -433,8 +433,8 @@ class ChatPane(Pane):
         return True
 
     def action_stop(self) -> None:
-        if self.streaming:
-            self._answer.cancel()  # type: ignore[union-attr]  # None while a first turn is only starting
+        if self.streaming and self._answer is not None:  # a first turn only starting has no worker to stop yet
+            self._answer.cancel()
 
     @work(exclusive=True, group="chat-answer", exit_on_error=False)
     async def stream_answer(self, body: dict[str, Any], conversation: Conversation, view: TurnView) -> None:
