@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from textual.worker import WorkType
 
     from claw_tui.console.model import ConsoleModel
-    from claw_tui.console.telemetry_view import TelemetryView
-    from claw_tui.telemetry.sampler import HistoryPoint
+    from claw_tui.console.telemetry_view import HistoryPoint, TelemetryView
     from claw_tui.telemetry.types import GpuSnapshot
 
 
