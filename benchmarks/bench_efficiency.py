@@ -98,7 +98,7 @@ async def bench_once(url: str, governor_on: bool, requests: int, rate: float, id
         await asyncio.sleep(2.0)  # the idle tail after the last answer belongs to the run in both cases
         records = await gateway_records(client, {r.request_id for r in bench.results if r.request_id})
         after = await claw_summary(client)
-    return build_bench_summary(cfg, bench, records, before, after, demo=True)
+    return build_bench_summary(cfg, bench, records, before, after, demo=True).to_json()
 
 
 def measure_bench(requests: int, rate: float, idle_after: float) -> tuple[dict, dict]:

@@ -11,8 +11,10 @@ second in every other window. The clock jumps forward between windows so that th
 retention, keep-alive and history windows see a month go by. Along the way: model loads and unloads, and the backend
 killed and restarted.
 
-Each window records the service's RSS, open fds, store size, the latency of each claw endpoint (measured from this
-process, after the window), and the gateway's p50/p99/p999 as the load saw it, with and without the poller. At the
+Each window records the service's RSS, open fds, store size, the latency of each claw endpoint measured from this
+process after the window (once under load, and at rest: the load and the console hold still while the requests in
+flight end, then the median of 3 reads, which is the endpoint's own cost), and the gateway's p50/p99/p999 as the load
+saw it, with and without the poller. At the
 end the summary is timed against a million records. Writes benchmarks/results/soak.json and soak.png.
 
 Targets (issue "A service that runs for months"): RSS and endpoint latency flat (last tenth within 10% of the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import random
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,11 +99,17 @@ def start_sim(port: int) -> subprocess.Popen:
 
 
 # ---- the load (its own process) --------------------------------------------------------------------------------------
-def load_worker(url: str, concurrency: int, window: int, total: int, out, stop, poll_on, seed: int) -> None:
-    asyncio.run(_load(url, concurrency, window, total, out, stop, poll_on, seed))
+def load_worker(url: str, concurrency: int, window: int, total: int, out, stop, poll_on, pause, seed: int) -> None:
+    asyncio.run(_load(url, concurrency, window, total, out, stop, poll_on, pause, seed))
 
 
-async def _load(url, concurrency, window, total, out, stop, poll_on, seed) -> None:
+async def _held(pause) -> None:
+    """While the measuring process reads the endpoints at rest, send nothing."""
+    while pause.is_set():
+        await asyncio.sleep(0.01)
+
+
+async def _load(url, concurrency, window, total, out, stop, poll_on, pause, seed) -> None:
     import aiohttp
 
     rng = random.Random(seed)
@@ -123,6 +133,7 @@ async def _load(url, concurrency, window, total, out, stop, poll_on, seed) -> No
     async def worker(session) -> None:
         nonlocal errors, sent
         while not stop.is_set():
+            await _held(pause)
             async with lock:
                 if sent >= total:
                     return
@@ -172,11 +183,11 @@ def _percentiles(values: list[float]) -> dict:
 
 
 # ---- the attached console (its own process) -------------------------------------------------------------------------
-def console_worker(url: str, out, stop, poll_on) -> None:
-    asyncio.run(_console(url, out, stop, poll_on))
+def console_worker(url: str, out, stop, poll_on, pause) -> None:
+    asyncio.run(_console(url, out, stop, poll_on, pause))
 
 
-async def _console(url, out, stop, poll_on) -> None:
+async def _console(url, out, stop, poll_on, pause) -> None:
     from claw_tui.console.remote import RemoteSource
 
     source = RemoteSource(url)
@@ -185,6 +196,7 @@ async def _console(url, out, stop, poll_on) -> None:
     events = polls = 0
     while not stop.is_set():
         events += len(source.drain())
+        await _held(pause)
         if poll_on.is_set():
             for path in ENDPOINTS.values():
                 try:
@@ -204,6 +216,9 @@ def start_service(tmp: Path, sim_port: int, clock: SoakClock, retention_days: in
         BackendConfig(name="sim", kind="ollama", url=f"http://127.0.0.1:{sim_port}", gpu=0, health_interval_s=2.0)
     ]
     config.store.retention_days = retention_days
+    # The full-rate power ring fills in wall time (10 min × 50 Hz ≈ 3 MB per GPU by default): at one minute it is
+    # full within the first tenth of the run, so the curve shows what grows with traffic, not a ring filling up.
+    config.telemetry.history_minutes = 1.0
     config.gateway.max_in_flight = 64
     config.gateway.queue_size = 512
     options = SessionOptions(
@@ -231,6 +246,18 @@ def time_endpoints(url: str, rounds: int = 3) -> dict[str, float]:
                 client.get(path).raise_for_status()
                 times[name].append((time.perf_counter() - started) * 1000)
     return {name: round(statistics.median(values), 3) for name, values in times.items()}
+
+
+def endpoints_at_rest(session, url: str, pause) -> dict[str, float]:
+    """Each endpoint's own cost: the load and the console hold still, the requests in flight end, then 3 reads."""
+    pause.set()
+    try:
+        deadline = time.monotonic() + 10
+        while session.ledger.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return time_endpoints(url, rounds=3)
+    finally:
+        pause.clear()
 
 
 def model_churn(url: str) -> None:
@@ -288,17 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     first_endpoints = time_endpoints(url)
     ctx = multiprocessing.get_context("spawn")
-    out, stop, poll_on = ctx.Queue(), ctx.Event(), ctx.Event()
+    out, stop, poll_on, pause = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event()
     load = ctx.Process(
-        target=load_worker, args=(url, args.concurrency, window, args.requests, out, stop, poll_on, 7), daemon=True
+        target=load_worker,
+        args=(url, args.concurrency, window, args.requests, out, stop, poll_on, pause, 7),
+        daemon=True,
     )
-    console = ctx.Process(target=console_worker, args=(url, out, stop, poll_on), daemon=True)
+    console = ctx.Process(target=console_worker, args=(url, out, stop, poll_on, pause), daemon=True)
     console.start()
     load.start()
     seconds_per_window = args.days * 86_400 / args.windows
     traced = None
     if args.tracemalloc:
-        tracemalloc.start(12)
+        tracemalloc.start(1)  # one frame: deeper tracebacks slow the service tenfold
     done_requests = 0
     console_stats: dict = {}
     try:
@@ -319,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 sim.kill()
                 sim.wait()
                 sim = start_sim(sim_port)
+            loaded = time_endpoints(url, rounds=1)
+            at_rest = endpoints_at_rest(session, url, pause)
             row = {
                 "window": index,
                 "requests": done_requests,
@@ -330,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                 "gateway": {k: message[k] for k in ("p50_ms", "p99_ms", "p999_ms")},
                 "poller": message["poller"],
                 "errors": message["errors"],
-                "endpoints_ms": time_endpoints(url, rounds=1),
+                "endpoints_ms": at_rest,
+                "endpoints_loaded_ms": loaded,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -363,13 +395,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def trace_growth(first, index: int, windows: int):
-    """A snapshot at the end of the first quarter; at the end, the allocations that grew most since."""
+    """A snapshot at the end of the first quarter; at the end, the allocations and object types that grew most."""
     if index == windows // 4:
-        return tracemalloc.take_snapshot()
+        return tracemalloc.take_snapshot(), _object_counts()
     if first is not None and index == windows - 1:
-        for stat in tracemalloc.take_snapshot().compare_to(first, "traceback")[:8]:
-            print(stat, *stat.traceback.format()[-6:], sep="\n  ", flush=True)
+        snapshot, counts = first
+        for stat in tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:12]:
+            print(stat, flush=True)
+        grown = _object_counts()
+        grown.subtract(counts)
+        print("objects grown:", grown.most_common(12), flush=True)
     return first
+
+
+def _object_counts() -> Counter[str]:
+    gc.collect()
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
 def _tenth(rows: list[dict], key, last: bool) -> float:
@@ -378,22 +419,37 @@ def _tenth(rows: list[dict], key, last: bool) -> float:
     return statistics.median(key(r) for r in chosen)
 
 
+def flat_over(rows: list[dict], key) -> dict:
+    if not rows:
+        return {"first_tenth": None, "last_tenth": None, "ratio": None}
+    first, last = _tenth(rows, key, False), _tenth(rows, key, True)
+    return {"first_tenth": first, "last_tenth": last, "ratio": round(last / first, 3) if first else None}
+
+
 def evaluate(rows: list[dict], series: int, million: dict, first_endpoints: dict) -> dict:
     def flat(key) -> dict:
-        first, last = _tenth(rows, key, False), _tenth(rows, key, True)
-        return {"first_tenth": first, "last_tenth": last, "ratio": round(last / first, 3) if first else None}
+        return flat_over(rows, key)
 
     with_poller = [r["gateway"]["p999_ms"] for r in rows if r["poller"]]
     without = [r["gateway"]["p999_ms"] for r in rows if not r["poller"]]
     p99_with = [r["gateway"]["p99_ms"] for r in rows if r["poller"]]
     p99_without = [r["gateway"]["p99_ms"] for r in rows if not r["poller"]]
+    full = max((r["store_mb"] for r in rows), default=0.0)
+    steady = [r for r in rows if r["store_mb"] >= 0.95 * full] if full else []
+    first_steady = steady[0]["requests"] if steady else None
     return {
         "requests": rows[-1]["requests"] if rows else 0,
         "days": rows[-1]["day"] if rows else 0,
         "rss_mb": flat(lambda r: r["rss_mb"]),
+        # once the store holds its retention (old rows deleted as new ones come), nothing else should grow
+        "rss_mb_once_store_full": {"from_requests": first_steady, **flat_over(steady, lambda r: r["rss_mb"])},
         "fds": flat(lambda r: r["fds"]),
         "store_mb": flat(lambda r: r["store_mb"]),
         "endpoints_ms": {name: flat(lambda r, n=name: r["endpoints_ms"][n]) for name in ENDPOINTS},
+        "endpoints_loaded_ms": {name: flat(lambda r, n=name: r["endpoints_loaded_ms"][n]) for name in ENDPOINTS},
+        "endpoints_ms_once_store_full": {
+            name: flat_over(steady, lambda r, n=name: r["endpoints_ms"][n]) for name in ENDPOINTS
+        },
         "endpoints_ms_at_start": first_endpoints,
         "gateway_p999_ms": {
             "with_poller": statistics.median(with_poller) if with_poller else None,
@@ -424,8 +480,10 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend()
     ax = axes[0][1]
     for name in ENDPOINTS:
-        ax.plot(x, [r["endpoints_ms"][name] for r in rows], label=name)
-    ax.set_title("claw endpoints (ms)")
+        line = ax.plot(x, [r["endpoints_ms"][name] for r in rows], label=f"{name} at rest")[0]
+        loaded = [r["endpoints_loaded_ms"][name] for r in rows]
+        ax.plot(x, loaded, color=line.get_color(), linestyle="none", marker=".", alpha=0.4)
+    ax.set_title("claw endpoints (ms): lines at rest, dots under load")
     ax.set_yscale("log")
     ax.legend()
     ax = axes[1][0]

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 
 from claw_tui.store import record_from_json
-from claw_tui.summary import build_summary, percentiles
+from claw_tui.summary import percentiles, summarize
+from claw_tui.summary_types import Summary
 
 WORKLOADS = ("short", "long", "mixed")
 LONG_SHARE_IN_MIXED = 0.2
@@ -471,8 +472,8 @@ def build_bench_summary(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
     demo: bool,
-) -> dict[str, Any]:
-    """The bench run as a `claw.summary/1` document, with a `bench` section of client-side measurements."""
+) -> Summary:
+    """The bench run as a summary (`claw.summary/1`), with a `bench` section of client-side measurements."""
     energy, counter_j = window_energy(before, after)
     by_id = {r["id"]: record_from_json(r) for r in records}
     results = bench.results
@@ -528,7 +529,7 @@ def build_bench_summary(
         and bool(energy["total_j"]),
         "records_matched": sum(1 for r in results if r.request_id in by_id),
     }
-    return build_summary(
+    return summarize(
         session=session,
         gpus=(after or {}).get("gpus") or [],
         records=stored,
@@ -537,13 +538,13 @@ def build_bench_summary(
         power_stddev_w=((after or {}).get("energy") or {}).get("power_stddev_w"),
         governor=window_governor(before, after),
         alerts=(after or {}).get("alerts") or {},
-        extra={"bench": bench_section},
+        bench=bench_section,
     )
 
 
-def render_report(summary: dict[str, Any]) -> str:
+def render_report(summary: Summary) -> str:
     """What `claw bench` prints: the run, percentiles, throughput and energy."""
-    b, e, eff = summary["bench"], summary["energy"], summary["efficiency"]
+    b, e, eff = summary.bench or {}, summary.energy, summary.efficiency
 
     def ms(d: dict[str, Any]) -> str:
         return "  ".join(f"{p} {d[p]:8.1f}" if d.get(p) is not None else f"{p}      n/a" for p in ("p50", "p95", "p99"))
@@ -555,28 +556,28 @@ def render_report(summary: dict[str, Any]) -> str:
         f"claw bench: {b['requests_sent']} requests ({b['errors']} errors) to {b['model']} via {b['url']} "
         f"[{b['workload']}, concurrency {b['concurrency']}"
         + (f", {b['rate_per_s']:g}/s" if b["rate_per_s"] else "")
-        + f"] in {summary['session']['duration_s']:.1f} s",
+        + f"] in {summary.session['duration_s']:.1f} s",
         f"  TTFT ms        {ms(b['client_ttft_ms'])}",
         f"  ITL ms         {ms(b['itl_ms'])}",
         f"  latency ms     {ms(b['client_latency_ms'])}",
         f"  throughput     {num(b['client_tokens_per_s'], '.1f', ' tokens/s')}, "
-        f"{summary['tokens']['completion']} completion tokens",
+        f"{summary.tokens.completion} completion tokens",
     ]
     if b["energy_measured"]:
         lines += [
-            f"  energy         {num(e['total_j'], ',.1f', ' J')} in the window: {num(e['active_j'], ',.1f', ' J')} "
-            f"requests, {num(e.get('load_j'), ',.1f', ' J')} model loads, "
-            f"{num(e.get('unmetered_j'), ',.1f', ' J')} unmetered, {num(e['idle_j'], ',.1f', ' J')} idle; "
-            f"avg {num(e['avg_power_w'], '.1f', ' W')}, idle {num(e['idle_power_w'], '.1f', ' W')}",
-            f"  efficiency     {num(eff['tokens_per_joule'], '.3f', ' tok/J all-in')} "
-            f"({num(eff['joules_per_token'], '.3f', ' J/token')}), "
-            f"{num(eff['active_tokens_per_joule'], '.3f', ' tok/J requests')}",
+            f"  energy         {num(e.total_j, ',.1f', ' J')} in the window: {num(e.active_j, ',.1f', ' J')} "
+            f"requests, {num(e.load_j, ',.1f', ' J')} model loads, "
+            f"{num(e.unmetered_j, ',.1f', ' J')} unmetered, {num(e.idle_j, ',.1f', ' J')} idle; "
+            f"avg {num(e.avg_power_w, '.1f', ' W')}, idle {num(e.idle_power_w, '.1f', ' W')}",
+            f"  efficiency     {num(eff.tokens_per_joule, '.3f', ' tok/J all-in')} "
+            f"({num(eff.joules_per_token, '.3f', ' J/token')}), "
+            f"{num(eff.active_tokens_per_joule, '.3f', ' tok/J requests')}",
         ]
-        g = summary["governor"]
-        if g.get("enabled") or g.get("downclocked_s"):
+        g = summary.governor
+        if g.enabled or g.downclocked_s:
             lines.append(
-                f"  governor       {g.get('mode')}: downclocked {num(g.get('downclocked_s'), '.1f', ' s')}, "
-                f"{g.get('wakes') or 0} wakes, wake P95 {num(g.get('wake_latency_ms_p95'), '.2f', ' ms')}"
+                f"  governor       {g.mode}: downclocked {num(g.downclocked_s, '.1f', ' s')}, "
+                f"{g.wakes or 0} wakes, wake P95 {num(g.wake_latency_ms_p95, '.2f', ' ms')}"
             )
     else:
         lines.append("  energy         not measured (the URL is not a claw gateway with GPU telemetry)")

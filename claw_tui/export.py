@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from claw_tui.ledger import RequestRecord
-from claw_tui.summary import SCHEMA
+from claw_tui.summary_types import SCHEMA, Energy, GroupMetrics, ModelRow, Percentiles, Summary
 
 FORMATS = ("json", "md", "csv")
 
@@ -52,8 +52,8 @@ class SummaryFormatError(ValueError):
     """A file that is not a claw summary."""
 
 
-def to_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2, sort_keys=False) + "\n"
+def to_json(summary: Summary) -> str:
+    return json.dumps(summary.to_json(), indent=2, sort_keys=False) + "\n"
 
 
 def records_to_csv(records: Sequence[RequestRecord]) -> str:
@@ -126,22 +126,28 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def _energy_rows(e: dict[str, Any]) -> list[tuple[str, ...]]:
-    def row(label: str, joules: str, seconds: str, power: str | None = None) -> tuple[str, ...]:
-        j, s = e.get(joules), e.get(seconds) if seconds else None
-        mean = e.get(power) if power else (j / s if j is not None and s else None)
-        return label, _fmt(j), _fmt(s), _fmt(mean, 1, " W")
+def _energy_rows(e: Energy) -> list[tuple[str, ...]]:
+    def row(label: str, joules: float | None, seconds: float | None, power: float | None) -> tuple[str, ...]:
+        return label, _fmt(joules), _fmt(seconds), _fmt(power, 1, " W")
 
-    measured = sum(e.get(k) or 0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
+    def mean(joules: float | None, seconds: float | None) -> float | None:
+        return joules / seconds if joules is not None and seconds else None
+
+    measured = sum(s or 0 for s in (e.idle_s, e.active_s, e.load_s, e.unmetered_s))
     rows = [
-        ("total", _fmt(e.get("total_j")), _fmt(measured), _fmt(e.get("avg_power_w"), 1, " W")),
-        row("requests", "active_j", "active_s", "active_power_w"),
-        row("model loads", "load_j", "load_s"),
-        row("unmetered (GPU work not through the gateway)", "unmetered_j", "unmetered_s"),
-        row("idle", "idle_j", "idle_s", "idle_power_w"),
+        ("total", _fmt(e.total_j), _fmt(measured), _fmt(e.avg_power_w, 1, " W")),
+        row("requests", e.active_j, e.active_s, e.active_power_w),
+        row("model loads", e.load_j, e.load_s, mean(e.load_j, e.load_s)),
+        row(
+            "unmetered (GPU work not through the gateway)",
+            e.unmetered_j,
+            e.unmetered_s,
+            mean(e.unmetered_j, e.unmetered_s),
+        ),
+        row("idle", e.idle_j, e.idle_s, e.idle_power_w),
     ]
-    if e.get("pending_j"):
-        rows.append(("pending (requests still in flight)", _fmt(e.get("pending_j")), "", ""))
+    if e.pending_j:
+        rows.append(("pending (requests still in flight)", _fmt(e.pending_j), "", ""))
     return rows
 
 
@@ -159,22 +165,80 @@ def _model_events_lines(events: dict[str, Any]) -> list[str]:
     )
 
 
-def _unload_advice(rows: list[dict[str, Any]]) -> list[str]:
+def _unload_advice(rows: Sequence[ModelRow]) -> list[str]:
     lines = []
     for row in rows:
-        for option in row.get("unload_after") or []:
-            if option.get("net_j") and option["net_j"] > 0:
+        for option in row.unload_after:
+            if option.net_j and option.net_j > 0:
                 lines.append(
-                    f"- `{row['model']}`: unloading after {option['minutes']} min unused would have saved "
-                    f"{_fmt(option['saved_j'])} J of parking, less {option['reloads']} reloads "
-                    f"({_fmt(option.get('reload_j'))} J): {_fmt(option['net_j'])} J net."
+                    f"- `{row.model}`: unloading after {option.minutes} min unused would have saved "
+                    f"{_fmt(option.saved_j)} J of parking, less {option.reloads} reloads "
+                    f"({_fmt(option.reload_j)} J): {_fmt(option.net_j)} J net."
                 )
                 break
     return ["", "Unloading idle models sooner:", "", *lines] if lines else []
 
 
-def to_markdown(summary: dict[str, Any]) -> str:
-    s, e, eff = summary["session"], summary["energy"], summary["efficiency"]
+def _percentile_cells(values: Percentiles) -> tuple[str, ...]:
+    return tuple(_fmt(p, 0) for p in (values.p50, values.p95, values.p99))
+
+
+def _group_cells(metrics: GroupMetrics) -> tuple[str, ...]:
+    return (
+        _fmt(metrics.requests.total),
+        _fmt(metrics.requests.errors),
+        _fmt(metrics.tokens.completion),
+        _fmt(metrics.energy_j),
+        _fmt(metrics.efficiency.tokens_per_joule, 3),
+        _fmt(metrics.efficiency.joules_per_token, 3),
+        _fmt(metrics.latency_ms.p95, 0),
+        _fmt(metrics.ttft_ms.p95, 0),
+    )
+
+
+GROUP_HEADER = (
+    "requests",
+    "errors",
+    "tokens",
+    "energy J",
+    "tok/J requests",
+    "J/token",
+    "P95 latency ms",
+    "P95 TTFT ms",
+)
+
+
+def _group_lines(summary: Summary) -> list[str]:
+    lines: list[str] = []
+    if summary.by_model:
+        lines += ["", "## By model", ""]
+        lines += _table(
+            ("model", *GROUP_HEADER, "loads", "load J", "parking J"),
+            [
+                (
+                    f"`{row.model}`",
+                    *_group_cells(row.metrics),
+                    _fmt(row.load_count),
+                    _fmt(row.load_j),
+                    _fmt(row.parking_j),
+                )
+                for row in summary.by_model
+            ],
+        )
+        lines += _unload_advice(summary.by_model)
+    if summary.by_agent:
+        lines += ["", "## By agent", ""]
+        lines += _table(
+            ("agent", *GROUP_HEADER), [(f"`{row.agent}`", *_group_cells(row.metrics)) for row in summary.by_agent]
+        )
+    return lines
+
+
+def to_markdown(summary: Summary | dict[str, Any]) -> str:
+    """The summary for people; given its JSON document (`Summary.to_json()`), reads it back first."""
+    if isinstance(summary, dict):
+        summary = Summary.from_json(summary)
+    s, e, eff = summary.session, summary.energy, summary.efficiency
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.get("started_at") or 0))
     demo = " (demo: simulated GPU)" if s.get("demo") else ""
     lines = [
@@ -186,99 +250,65 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines.append("The session ended without a clean stop; figures are those saved last (at most a second old).")
     if s.get("approximate"):
         lines.append("Energy was rebuilt from 1 Hz telemetry (the session saved no totals): treat it as approximate.")
-    if summary.get("bench"):
-        b = summary["bench"]
+    if summary.bench:
+        b = summary.bench
         lines.append(
             f"Bench run: model `{b.get('model')}`, workload {b.get('workload')}, "
             f"concurrency {b.get('concurrency')}, {b.get('requests_sent')} requests."
         )
     gpus = ", ".join(
         f"GPU {g.get('index')} {g.get('name')} (limit {_fmt(g.get('power_limit_w'), 0, ' W')})"
-        for g in summary.get("gpus") or []
+        for g in summary.gpus or []
     )
     lines += ["", f"GPUs: {gpus or 'none measured'}.", "", "## Headline", ""]
     lines += _table(
         ("metric", "value"),
         [
-            ("tok/J all-in (all energy, idle included)", _fmt(eff.get("tokens_per_joule"), 3)),
-            ("J/token all-in", _fmt(eff.get("joules_per_token"), 3)),
-            ("tok/J requests (request energy only)", _fmt(eff.get("active_tokens_per_joule"), 3)),
-            ("J/token requests", _fmt(eff.get("active_joules_per_token"), 3)),
-            ("tokens per second", _fmt(eff.get("tokens_per_s"), 2)),
-            ("average power", _fmt(e.get("avg_power_w"), 1, " W")),
-            ("idle power", _fmt(e.get("idle_power_w"), 1, " W")),
-            ("P95 latency", _fmt(summary["latency_ms"].get("p95"), 0, " ms")),
-            ("P95 TTFT", _fmt(summary["ttft_ms"].get("p95"), 0, " ms")),
+            ("tok/J all-in (all energy, idle included)", _fmt(eff.tokens_per_joule, 3)),
+            ("J/token all-in", _fmt(eff.joules_per_token, 3)),
+            ("tok/J requests (request energy only)", _fmt(eff.active_tokens_per_joule, 3)),
+            ("J/token requests", _fmt(eff.active_joules_per_token, 3)),
+            ("tokens per second", _fmt(eff.tokens_per_s, 2)),
+            ("average power", _fmt(e.avg_power_w, 1, " W")),
+            ("idle power", _fmt(e.idle_power_w, 1, " W")),
+            ("P95 latency", _fmt(summary.latency_ms.p95, 0, " ms")),
+            ("P95 TTFT", _fmt(summary.ttft_ms.p95, 0, " ms")),
         ],
     )
     lines += ["", "## Energy", "", "Every joule in one bucket: requests + model loads + unmetered + idle = total.", ""]
     lines += _table(("", "joules", "seconds", "mean power"), _energy_rows(e))
-    if e.get("parking_j") is not None or e.get("idle_baseline_w") is not None:
+    if e.parking_j is not None or e.idle_baseline_w is not None:
         lines += [
             "",
-            f"Parking (resident models with no request, above the {_fmt(e.get('idle_baseline_w'), 1, ' W')} idle "
-            f"baseline measured with nothing resident): {_fmt(e.get('parking_j'), 1, ' J')}, part of idle.",
+            f"Parking (resident models with no request, above the {_fmt(e.idle_baseline_w, 1, ' W')} idle "
+            f"baseline measured with nothing resident): {_fmt(e.parking_j, 1, ' J')}, part of idle.",
         ]
     check = "not available (no energy counter)"
-    if e.get("counter_j") is not None:
+    if e.counter_j is not None:
         check = (
-            f"energy counter {_fmt(e['counter_j'])} J vs integral of the power samples {_fmt(e['integral_j'])} J "
-            f"(difference {_fmt(e.get('counter_minus_integral_j'))} J, "
-            f"{_fmt(e.get('counter_vs_integral_pct'), 2, '%')})"
+            f"energy counter {_fmt(e.counter_j)} J vs integral of the power samples {_fmt(e.integral_j)} J "
+            f"(difference {_fmt(e.counter_minus_integral_j)} J, "
+            f"{_fmt(e.counter_vs_integral_pct, 2, '%')})"
         )
-    lines += ["", f"Cross-check: {check}. Power standard deviation {_fmt(e.get('power_stddev_w'), 1, ' W')}."]
-    r, t = summary["requests"], summary["tokens"]
-    by_status = ", ".join(f"{k} {v}" for k, v in r.get("by_status", {}).items()) or "none"
+    lines += ["", f"Cross-check: {check}. Power standard deviation {_fmt(e.power_stddev_w, 1, ' W')}."]
+    r, t = summary.requests, summary.tokens
+    by_status = ", ".join(f"{k} {v}" for k, v in r.by_status.items()) or "none"
     lines += [
         "",
         "## Requests and latency",
         "",
-        f"{r['total']} requests ({by_status}); {_fmt(t['prompt'])} prompt and {_fmt(t['completion'])} "
-        "completion tokens.",
+        f"{r.total} requests ({by_status}); {_fmt(t.prompt)} prompt and {_fmt(t.completion)} completion tokens.",
         "",
     ]
     lines += _table(
         ("", "p50", "p95", "p99"),
-        [
-            ("latency (ms)", *(_fmt(summary["latency_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
-            ("TTFT (ms)", *(_fmt(summary["ttft_ms"].get(p), 0) for p in ("p50", "p95", "p99"))),
-        ],
+        [("latency (ms)", *_percentile_cells(summary.latency_ms)), ("TTFT (ms)", *_percentile_cells(summary.ttft_ms))],
     )
-    for key, title in (("by_model", "model"), ("by_agent", "agent")):
-        rows = summary.get(key) or []
-        if not rows:
-            continue
-        lines += ["", f"## By {title}", ""]
-        header = (title, "requests", "errors", "tokens", "energy J", "tok/J requests", "J/token", "P95 latency ms")
-        extra = ("loads", "load J", "parking J") if key == "by_model" else ()
-        lines += _table(
-            (*header, "P95 TTFT ms", *extra),
-            [
-                (
-                    f"`{row[title]}`",
-                    _fmt(row["requests"]["total"]),
-                    _fmt(row["requests"]["errors"]),
-                    _fmt(row["tokens"]["completion"]),
-                    _fmt(row["energy_j"]),
-                    _fmt(row["efficiency"]["tokens_per_joule"], 3),
-                    _fmt(row["efficiency"]["joules_per_token"], 3),
-                    _fmt(row["latency_ms"]["p95"], 0),
-                    _fmt(row["ttft_ms"]["p95"], 0),
-                    *(
-                        (_fmt(row.get("load_count")), _fmt(row.get("load_j")), _fmt(row.get("parking_j")))
-                        if key == "by_model"
-                        else ()
-                    ),
-                )
-                for row in rows
-            ],
-        )
-        if key == "by_model":
-            lines += _unload_advice(rows)
-    lines += _model_events_lines(summary.get("model_events") or {})
-    g = summary.get("governor") or {}
+    lines += _group_lines(summary)
+    lines += _model_events_lines(summary.model_events or {})
+    g = summary.governor
     lines += ["", "## Idle downclock governor", ""]
-    if g.get("mode") == "dry-run":
+    if g.mode == "dry-run":
         lines += [
             'Dry run: no clock was changed. "Downclocked" is the time the governor would have held the '
             "clocks low, and its idle power is what the GPU drew meanwhile at normal clocks.",
@@ -287,17 +317,17 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines += _table(
         ("", "value"),
         [
-            ("enabled at export", "yes" if g.get("enabled") else "no"),
-            ("mode", str(g.get("mode") or "n/a")),
-            ("time downclocked", _fmt(g.get("downclocked_s"), 1, " s")),
-            ("wakes", _fmt(g.get("wakes"))),
-            ("wake latency P95", _fmt(g.get("wake_latency_ms_p95"), 2, " ms")),
-            ("idle power, downclocked", _fmt(g.get("idle_power_w_downclocked"), 1, " W")),
-            ("idle power, normal clocks", _fmt(g.get("idle_power_w_normal"), 1, " W")),
-            ("models unloaded", _fmt(g.get("models_unloaded"))),
+            ("enabled at export", "yes" if g.enabled else "no"),
+            ("mode", str(g.mode or "n/a")),
+            ("time downclocked", _fmt(g.downclocked_s, 1, " s")),
+            ("wakes", _fmt(g.wakes)),
+            ("wake latency P95", _fmt(g.wake_latency_ms_p95, 2, " ms")),
+            ("idle power, downclocked", _fmt(g.idle_power_w_downclocked, 1, " W")),
+            ("idle power, normal clocks", _fmt(g.idle_power_w_normal, 1, " W")),
+            ("models unloaded", _fmt(g.models_unloaded)),
         ],
     )
-    alerts = summary.get("alerts") or {}
+    alerts = summary.alerts or {}
     fired = [(k, v) for k, v in alerts.items() if isinstance(v, dict) and v.get("episodes")]
     lines += ["", "## Alerts", ""]
     if not fired:
@@ -310,7 +340,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
 
 
 # ---- files -------------------------------------------------------------------------------------------------------
-def render(summary: dict[str, Any], fmt: str, records: Sequence[RequestRecord] = ()) -> str:
+def render(summary: Summary, fmt: str, records: Sequence[RequestRecord] = ()) -> str:
     if fmt == "json":
         return to_json(summary)
     if fmt == "md":
@@ -320,15 +350,15 @@ def render(summary: dict[str, Any], fmt: str, records: Sequence[RequestRecord] =
     raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 
-def default_export_name(summary: dict[str, Any], fmt: str) -> str:
-    return f"claw-summary-{summary['session'].get('id', 'session')}.{fmt}"
+def default_export_name(summary: Summary, fmt: str) -> str:
+    return f"claw-summary-{summary.session.get('id', 'session')}.{fmt}"
 
 
-def write_summary_files(summary: dict[str, Any], records: Sequence[RequestRecord], directory: Path) -> Path:
+def write_summary_files(summary: Summary, records: Sequence[RequestRecord], directory: Path) -> Path:
     """F7: the JSON summary, with the Markdown and the per-request CSV beside it; returns the JSON path."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    stem = f"claw-summary-{summary['session'].get('id', 'session')}-{stamp}"
+    stem = f"claw-summary-{summary.session.get('id', 'session')}-{stamp}"
     json_path = directory / f"{stem}.json"
     for fmt in FORMATS:
         path = directory / f"{stem}.{fmt}"

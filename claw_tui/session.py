@@ -42,7 +42,7 @@ from claw_tui.ledger import Ledger
 from claw_tui.records import RequestRecord
 from claw_tui.request_pages import RequestQuery, page_bytes
 from claw_tui.store import SessionStore, default_store_path, list_requests
-from claw_tui.summary import AlertTracker, aligned_counter_j, build_summary
+from claw_tui.summary import AlertTracker, aligned_counter_j, summarize
 from claw_tui.tally import SessionTally
 from claw_tui.telemetry.alerts import Alert, AlertMonitor, AlertThresholds
 from claw_tui.telemetry.sampler import TelemetrySampler
@@ -51,6 +51,7 @@ from claw_tui.telemetry.types import GpuStatic, TelemetryError, TelemetrySource
 if TYPE_CHECKING:
     from claw_tui.batch.service import BatchService
     from claw_tui.sim.server import SimServer
+    from claw_tui.summary_types import Summary
 
 log = logging.getLogger(__name__)
 
@@ -657,10 +658,10 @@ class Session:
         known = [d for d in deltas if d is not None]
         return sum(known) if len(known) == len(deltas) else None
 
-    def stats_json(self, fresh: bool = False) -> dict[str, Any]:
+    def stats_json(self, fresh: bool = False, with_tally: bool = True) -> dict[str, Any]:
         """The running totals the store saves every second: enough to rebuild the summary after a crash."""
         stddev = self.sampler.power_stddev_w(0) if self.sampler and self.sampler.gpu_count else None
-        return {
+        stats = {
             "energy": self.ledger.totals(),
             "counter_j": self.counter_j(fresh=fresh),
             "power_stddev_w": stddev,
@@ -669,8 +670,10 @@ class Session:
             "alerts": {**self.alert_totals.to_json(), **self.alerts.to_json()},
             "models": self.ledger.models_json(),
             "idle_baseline_w": self.idle_baseline_w(),
-            "tally": self.tally.to_json(),
         }
+        if with_tally:  # the live summary reads the tally itself
+            stats["tally"] = self.tally.to_json()
+        return stats
 
     def idle_baseline_w(self) -> float | None:
         """The GPUs' idle power with no model resident, summed over GPUs (None until measured on every GPU)."""
@@ -692,10 +695,10 @@ class Session:
 
         return page_bytes(memory, query, read_store, ring_full=full)
 
-    def summary_json(self) -> dict[str, Any]:
+    def summary(self) -> Summary:
         self.refresh_telemetry()
-        stats = self.stats_json(fresh=True)
-        return build_summary(
+        stats = self.stats_json(fresh=True, with_tally=False)
+        return summarize(
             session=self.session_json(),
             gpus=stats["gpus"],
             tally=self.tally,
@@ -707,6 +710,9 @@ class Session:
             models=stats["models"],
             idle_baseline_w=stats["idle_baseline_w"],
         )
+
+    def summary_json(self) -> dict[str, Any]:
+        return self.summary().to_json()
 
     # ---- commands from other threads (the TUI) --------------------------------------------------------------------
     def run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
@@ -740,7 +746,7 @@ class Session:
         """Write the summary now (JSON, with Markdown and per-request CSV beside it); returns the JSON's path."""
         from claw_tui.export import write_summary_files
 
-        return write_summary_files(self.summary_json(), self.ledger.records(), directory or self.export_dir())
+        return write_summary_files(self.summary(), self.ledger.records(), directory or self.export_dir())
 
 
 class SessionThread:

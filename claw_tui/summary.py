@@ -1,7 +1,8 @@
 """The efficiency summary (export schema `claw.summary/1`) built from request records and energy totals.
 
 One builder serves the live session (`/claw/v1/summary`, F7), past sessions from the store (`claw export`) and
-bench runs (`claw bench`), so `claw compare` can put any two side by side.
+bench runs (`claw bench`), so `claw compare` can put any two side by side. It returns a `Summary` (its shapes are in
+`claw_tui.summary_types`); `Summary.to_json()` is the schema's JSON document, made where the summary leaves claw.
 """
 
 from __future__ import annotations
@@ -9,31 +10,19 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from claw_tui.parking import canonical_model
 from claw_tui.quantiles import percentile
 from claw_tui.records import RequestRecord
+from claw_tui.summary_types import SCHEMA as SCHEMA
+from claw_tui.summary_types import AgentRow, Efficiency, Energy, Governor, GroupMetrics, ModelRow, Summary
 from claw_tui.tally import GroupStats, SavedTally, SessionTally, ratio
 
 if TYPE_CHECKING:
     from claw_tui.store import StoredSession
     from claw_tui.telemetry.types import GpuSnapshot
-
-SCHEMA = "claw.summary/1"
-
-EMPTY_GOVERNOR = {
-    "enabled": False,
-    "mode": None,
-    "enabled_s": 0.0,
-    "downclocked_s": 0.0,
-    "wakes": 0,
-    "wake_latency_ms_p95": None,
-    "idle_power_w_downclocked": None,
-    "idle_power_w_normal": None,
-    "models_unloaded": 0,
-}
 
 
 def percentiles(values: Sequence[float]) -> dict[str, Any]:
@@ -44,13 +33,13 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def group_metrics(records: Iterable[RequestRecord]) -> dict[str, Any]:
+def group_metrics(records: Iterable[RequestRecord]) -> GroupMetrics:
     """The per-group metrics (the whole session, a by_model or by_agent row) of a list of records."""
     stats = GroupStats()
     for record in records:
         if record.status != "active":
             stats.add(record)
-    return stats.to_json()
+    return stats.metrics()
 
 
 EMPTY_MODEL_COSTS: dict[str, Any] = {
@@ -62,20 +51,23 @@ EMPTY_MODEL_COSTS: dict[str, Any] = {
 }
 
 
-def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]) -> tuple[ModelRow, ...]:
     """Request metrics per model, with each model's loads, parking cost and unload-after-N-minutes savings."""
-    rows = {canonical_model(name): {"model": name, **row} for name, row in tally.groups_json("model").items()}
+    rows = {canonical_model(name): (name, metrics) for name, metrics in tally.groups_metrics("model").items()}
     for name in models:
         if name not in rows:
-            rows[name] = {"model": name, **group_metrics([])}
-    return [{**row, **EMPTY_MODEL_COSTS, **models.get(name, {})} for name, row in sorted(rows.items())]
+            rows[name] = (name, GroupStats().metrics())
+    return tuple(
+        ModelRow.of(name, metrics, {**EMPTY_MODEL_COSTS, **models.get(key, {})})
+        for key, (name, metrics) in sorted(rows.items())
+    )
 
 
-def by_agent(tally: SessionTally | SavedTally) -> list[dict[str, Any]]:
-    return [{"agent": name, **row} for name, row in tally.groups_json("agent").items()]
+def by_agent(tally: SessionTally | SavedTally) -> tuple[AgentRow, ...]:
+    return tuple(AgentRow(name, metrics) for name, metrics in tally.groups_metrics("agent").items())
 
 
-def build_summary(
+def summarize(
     *,
     session: dict[str, Any],
     gpus: list[dict[str, Any]],
@@ -85,12 +77,12 @@ def build_summary(
     power_stddev_w: float | None,
     governor: dict[str, Any] | None,
     alerts: dict[str, Any],
-    extra: dict[str, Any] | None = None,
+    bench: dict[str, Any] | None = None,
     model_events: Iterable[RequestRecord] = (),
     models: dict[str, dict[str, Any]] | None = None,
     idle_baseline_w: float | None = None,
     tally: SessionTally | SavedTally | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """`energy` holds the ledger totals (total_j and its buckets active_j = requests, load_j, unmetered_j, idle_j,
     pending_j, with the seconds each covered); `models` the ledger's per-model loads and parking. The request
     statistics come from `tally` (the live session's, kept as records finish) or else from `records` and
@@ -101,65 +93,66 @@ def build_summary(
     """
     if tally is None:
         tally = SessionTally.of(itertools.chain(records, model_events))
-    metrics = tally.whole_json()
+    whole = tally.whole_metrics()
     duration_s = session.get("duration_s") or 0.0
     total_j = energy["total_j"]
     models = models or {}
     parking = [m.get("parking_j") for m in models.values()]
     parked_j = [j for j in parking if j is not None]
     measured_s = sum(energy.get(k) or 0.0 for k in ("idle_s", "active_s", "load_s", "unmetered_s"))
-    completion = metrics["tokens"]["completion"]
-    summary = {
-        "schema": SCHEMA,
-        "session": session,
-        "gpus": gpus,
-        "energy": {
-            "total_j": _round(total_j),
-            # every joule in one bucket: requests (active_j) + load + unmetered + idle + pending = total
-            "active_j": _round(energy["active_j"]),
-            "requests_j": _round(energy["active_j"]),
-            "load_j": _round(energy.get("load_j", 0.0)),
-            "unmetered_j": _round(energy.get("unmetered_j", 0.0)),
-            "idle_j": _round(energy["idle_j"]),
-            "pending_j": _round(energy.get("pending_j", 0.0)),
-            "parking_j": _round(sum(parked_j)) if len(parked_j) == len(parking) else None,
-            "idle_baseline_w": _round(idle_baseline_w),
-            "idle_s": _round(energy.get("idle_s")),
-            "active_s": _round(energy.get("active_s")),
-            "load_s": _round(energy.get("load_s", 0.0)),
-            "unmetered_s": _round(energy.get("unmetered_s", 0.0)),
-            "counter_j": _round(counter_j),
-            "integral_j": _round(total_j),
-            "counter_minus_integral_j": _round(counter_j - total_j) if counter_j is not None else None,
-            "counter_vs_integral_pct": _round(100 * (total_j - counter_j) / counter_j) if counter_j else None,
-            "avg_power_w": _round(ratio(total_j - energy.get("pending_j", 0.0), measured_s)),
-            "idle_power_w": _round(ratio(energy["idle_j"], energy.get("idle_s"))),
-            "active_power_w": _round(ratio(energy["active_j"], energy.get("active_s"))),
-            "power_stddev_w": _round(power_stddev_w),
-        },
-        "tokens": metrics["tokens"],
-        "efficiency": {
-            # Session-wide figures charge idle energy too: that is what an idle-power change moves.
-            "tokens_per_joule": _round(ratio(completion, total_j), 4),
-            "joules_per_token": _round(ratio(total_j, completion), 4),
-            "active_tokens_per_joule": metrics["efficiency"]["tokens_per_joule"],
-            "active_joules_per_token": metrics["efficiency"]["joules_per_token"],
-            "tokens_per_s": _round(ratio(completion, duration_s)),
-        },
-        "latency_ms": metrics["latency_ms"],
-        "ttft_ms": metrics["ttft_ms"],
-        "requests": metrics["requests"],
-        "by_model": by_model(tally, models),
-        "by_agent": by_agent(tally),
-        "governor": {**EMPTY_GOVERNOR, **(governor or {})},
-        "alerts": alerts or AlertTracker().to_json(),
-        "model_events": tally.model_events_json(),
-    }
-    if summary["governor"]["wake_latency_ms_p95"] is None:
-        summary["governor"]["wake_latency_ms_p95"] = _round(tally.wake_p95())
-    if extra:
-        summary.update(extra)
-    return summary
+    completion = whole.tokens.completion
+    governed = Governor.from_json(governor or {})
+    if governed.wake_latency_ms_p95 is None:
+        governed = replace(governed, wake_latency_ms_p95=_round(tally.wake_p95()))
+    return Summary(
+        session=session,
+        gpus=gpus,
+        energy=Energy(
+            total_j=_round(total_j),
+            active_j=_round(energy["active_j"]),
+            requests_j=_round(energy["active_j"]),
+            load_j=_round(energy.get("load_j", 0.0)),
+            unmetered_j=_round(energy.get("unmetered_j", 0.0)),
+            idle_j=_round(energy["idle_j"]),
+            pending_j=_round(energy.get("pending_j", 0.0)),
+            parking_j=_round(sum(parked_j)) if len(parked_j) == len(parking) else None,
+            idle_baseline_w=_round(idle_baseline_w),
+            idle_s=_round(energy.get("idle_s")),
+            active_s=_round(energy.get("active_s")),
+            load_s=_round(energy.get("load_s", 0.0)),
+            unmetered_s=_round(energy.get("unmetered_s", 0.0)),
+            counter_j=_round(counter_j),
+            integral_j=_round(total_j),
+            counter_minus_integral_j=_round(counter_j - total_j) if counter_j is not None else None,
+            counter_vs_integral_pct=_round(100 * (total_j - counter_j) / counter_j) if counter_j else None,
+            avg_power_w=_round(ratio(total_j - energy.get("pending_j", 0.0), measured_s)),
+            idle_power_w=_round(ratio(energy["idle_j"], energy.get("idle_s"))),
+            active_power_w=_round(ratio(energy["active_j"], energy.get("active_s"))),
+            power_stddev_w=_round(power_stddev_w),
+        ),
+        tokens=whole.tokens,
+        efficiency=Efficiency(
+            tokens_per_joule=_round(ratio(completion, total_j), 4),
+            joules_per_token=_round(ratio(total_j, completion), 4),
+            active_tokens_per_joule=whole.efficiency.tokens_per_joule,
+            active_joules_per_token=whole.efficiency.joules_per_token,
+            tokens_per_s=_round(ratio(completion, duration_s)),
+        ),
+        latency_ms=whole.latency_ms,
+        ttft_ms=whole.ttft_ms,
+        requests=whole.requests,
+        by_model=by_model(tally, models),
+        by_agent=by_agent(tally),
+        governor=governed,
+        alerts=alerts or AlertTracker().to_json(),
+        model_events=tally.model_events_json(),
+        bench=bench,
+    )
+
+
+def build_summary(**kwargs: Any) -> dict[str, Any]:
+    """`summarize(...)` as the export schema's JSON document."""
+    return summarize(**kwargs).to_json()
 
 
 def aligned_counter_j(
@@ -278,7 +271,7 @@ class AlertTracker:
 
 
 # ---- summaries of stored sessions ----------------------------------------------------------------------------------
-def summary_from_stored(stored: StoredSession) -> dict[str, Any]:
+def summarize_stored(stored: StoredSession) -> Summary:
     """The summary of a session read back from the store (`claw_tui.store.StoredSession`).
 
     Sessions save their running totals every second; a session that died before its first save (or a store from
@@ -300,7 +293,7 @@ def summary_from_stored(stored: StoredSession) -> dict[str, Any]:
     session = stored.session_json()
     if approximate:
         session["approximate"] = True
-    summary = build_summary(
+    return summarize(
         session=session,
         gpus=stats.get("gpus") or [],
         records=stored.records,
@@ -314,7 +307,11 @@ def summary_from_stored(stored: StoredSession) -> dict[str, Any]:
         models=stats.get("models") or {},
         idle_baseline_w=stats.get("idle_baseline_w"),
     )
-    return summary
+
+
+def summary_from_stored(stored: StoredSession) -> dict[str, Any]:
+    """`summarize_stored(stored)` as the export schema's JSON document."""
+    return summarize_stored(stored).to_json()
 
 
 def _saved_tally(stats: dict[str, Any], records: Sequence[RequestRecord]) -> SavedTally | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from claw_tui.quantiles import Quantiles
 from claw_tui.records import RequestRecord
+from claw_tui.summary_types import GroupMetrics
 
 MAX_GROUPS = 256  # per-model / per-agent rows kept apart; requests for any further name share the "other" row
 OTHER = "other"
@@ -36,9 +37,24 @@ def percentiles_json(quantiles: Quantiles) -> dict[str, Any]:
 
 
 class GroupStats:
-    """Counts, tokens, energy and latency/TTFT percentiles of a set of finished requests."""
+    """Counts, tokens, energy and latency/TTFT percentiles of a set of finished requests.
 
-    __slots__ = ("completion", "decode_j", "energy_j", "latency", "load_j", "prefill_j", "prompt", "statuses", "ttft")
+    Its JSON and metrics are kept until the next request arrives: a summary of hundreds of groups rebuilds only those
+    that changed (readers treat the JSON as read-only)."""
+
+    __slots__ = (
+        "_json",
+        "_metrics",
+        "completion",
+        "decode_j",
+        "energy_j",
+        "latency",
+        "load_j",
+        "prefill_j",
+        "prompt",
+        "statuses",
+        "ttft",
+    )
 
     def __init__(self) -> None:
         self.statuses: Counter[str] = Counter()
@@ -46,8 +62,11 @@ class GroupStats:
         self.energy_j = self.prefill_j = self.decode_j = self.load_j = 0.0
         self.latency = Quantiles()
         self.ttft = Quantiles()
+        self._json: dict[str, Any] | None = None
+        self._metrics: GroupMetrics | None = None
 
     def add(self, record: RequestRecord) -> None:
+        self._json = self._metrics = None
         self.statuses[record.status] += 1
         self.prompt += record.prompt_tokens
         self.completion += record.completion_tokens
@@ -66,6 +85,16 @@ class GroupStats:
         return sum(self.statuses.values())
 
     def to_json(self) -> dict[str, Any]:
+        if self._json is None:
+            self._json = self._build_json()
+        return self._json
+
+    def metrics(self) -> GroupMetrics:
+        if self._metrics is None:
+            self._metrics = GroupMetrics.from_json(self.to_json())
+        return self._metrics
+
+    def _build_json(self) -> dict[str, Any]:
         return {
             "requests": {
                 "total": self.total,
@@ -143,11 +172,21 @@ class SessionTally:
         with self._lock:
             return self.whole.to_json()
 
+    def whole_metrics(self) -> GroupMetrics:
+        with self._lock:
+            return self.whole.metrics()
+
     def groups_json(self, key: str) -> dict[str, dict[str, Any]]:
         """Per model (`key="model"`) or per agent: name → the group's metrics."""
         groups = self._models if key == "model" else self._agents
         with self._lock:
             return {name: stats.to_json() for name, stats in sorted(groups.groups.items())}
+
+    def groups_metrics(self, key: str) -> dict[str, GroupMetrics]:
+        """Per model (`key="model"`) or per agent: name → the group's metrics."""
+        groups = self._models if key == "model" else self._agents
+        with self._lock:
+            return {name: stats.metrics() for name, stats in sorted(groups.groups.items())}
 
     def wake_p95(self) -> float | None:
         with self._lock:
@@ -188,6 +227,12 @@ class SavedTally:
     def groups_json(self, key: str) -> dict[str, dict[str, Any]]:
         groups: dict[str, dict[str, Any]] = self._data["models" if key == "model" else "agents"]
         return groups
+
+    def whole_metrics(self) -> GroupMetrics:
+        return GroupMetrics.from_json(self.whole_json())
+
+    def groups_metrics(self, key: str) -> dict[str, GroupMetrics]:
+        return {name: GroupMetrics.from_json(row) for name, row in self.groups_json(key).items()}
 
     def wake_p95(self) -> float | None:
         return self._data.get("wake_p95")

@@ -18,6 +18,7 @@ import pytest
 
 from claw_tui.export import SummaryFormatError, compare, load_summary, render_compare, to_markdown
 from claw_tui.summary import SCHEMA, AlertTracker, build_summary
+from claw_tui.summary_types import Summary
 from claw_tui.telemetry.types import GpuSnapshot
 from claw_tui.ui.app import ClawApp
 from tests.conftest import demo_config, start_demo_session, wait_until
@@ -140,6 +141,97 @@ def test_export_of_the_past_session_in_every_format(finished_session, tmp_path):
     assert all(r["attribution"] == "timed" for r in ok)  # Ollama's timings placed each one's work
     assert sum(float(r["load_j"]) for r in ok) > 0  # the first request to each model loaded it
     assert {r["agent"] for r in rows} == {"", "support"}
+
+
+GROUP_KEYS = ["requests", "tokens", "energy_j", "prefill_j", "decode_j", "efficiency", "latency_ms", "ttft_ms"]
+SUMMARY_LAYOUT = {  # every key the JSON carries, in its order (the export schema is a public contract)
+    "": [
+        "schema",
+        "session",
+        "gpus",
+        "energy",
+        "tokens",
+        "efficiency",
+        "latency_ms",
+        "ttft_ms",
+        "requests",
+        "by_model",
+        "by_agent",
+        "governor",
+        "alerts",
+        "model_events",
+    ],
+    "energy": [
+        "total_j",
+        "active_j",
+        "requests_j",
+        "load_j",
+        "unmetered_j",
+        "idle_j",
+        "pending_j",
+        "parking_j",
+        "idle_baseline_w",
+        "idle_s",
+        "active_s",
+        "load_s",
+        "unmetered_s",
+        "counter_j",
+        "integral_j",
+        "counter_minus_integral_j",
+        "counter_vs_integral_pct",
+        "avg_power_w",
+        "idle_power_w",
+        "active_power_w",
+        "power_stddev_w",
+    ],
+    "tokens": ["prompt", "completion"],
+    "efficiency": [
+        "tokens_per_joule",
+        "joules_per_token",
+        "active_tokens_per_joule",
+        "active_joules_per_token",
+        "tokens_per_s",
+    ],
+    "latency_ms": ["p50", "p95", "p99"],
+    "ttft_ms": ["p50", "p95", "p99"],
+    "requests": ["total", "ok", "errors", "by_status"],
+    "by_model": ["model", *GROUP_KEYS, "load_count", "load_j", "parking_s", "parking_j", "unload_after"],
+    "by_agent": ["agent", *GROUP_KEYS],
+    "governor": [
+        "enabled",
+        "mode",
+        "enabled_s",
+        "downclocked_s",
+        "wakes",
+        "wake_latency_ms_p95",
+        "idle_power_w_downclocked",
+        "idle_power_w_normal",
+        "models_unloaded",
+        "idle_j_downclocked",
+        "idle_s_downclocked",
+        "idle_j_normal",
+        "idle_s_normal",
+    ],
+}
+
+
+def test_summary_json_keeps_its_layout_and_reads_back_the_same(finished_session, tmp_path):
+    store_dir, session, live = finished_session
+    env = {"CLAW_CONFIG": str(tmp_path / "none.toml")}
+    store = str(store_dir / "sessions.db")
+    exported = json.loads(claw("export", "--store", store, "--session", session.id, env=env).stdout)
+    for summary in (live, exported):
+        for section, keys in SUMMARY_LAYOUT.items():
+            for part in summary[section] if section.startswith("by_") else [summary[section] if section else summary]:
+                assert list(part) == keys, section
+        assert list(summary["by_model"][0]["unload_after"][0]) == ["minutes", "saved_j", "reloads", "reload_j", "net_j"]
+        assert all(isinstance(v, float) or v is None for v in summary["energy"].values())
+        assert all(type(summary["requests"][k]) is int for k in ("total", "ok", "errors"))
+        # What claw reads inside is the same document: read back, it writes itself out unchanged, in order.
+        again = Summary.from_json(summary).to_json()
+        assert json.dumps(again) == json.dumps(summary)
+    md = claw("export", "--store", store, "--session", session.id, "--format", "md", env=env).stdout
+    assert to_markdown(exported) == md
 
 
 def test_export_errors_are_one_clear_line(tmp_path):

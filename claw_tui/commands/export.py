@@ -11,7 +11,7 @@ from typing import Any
 from claw_tui.commands.common import add_common_options, load_config_or_exit
 from claw_tui.export import FORMATS, default_export_name, render
 from claw_tui.store import StoreError, list_sessions, load_session
-from claw_tui.summary import summary_from_stored
+from claw_tui.summary import summarize_stored
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,7 +58,7 @@ def run_export(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"claw: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    summary = summary_from_stored(stored)
+    summary = summarize_stored(stored)
     text = render(summary, args.format, stored.records)
     if not args.output or args.output == "-":
         sys.stdout.write(text)

@@ -8,7 +8,8 @@ from collections.abc import Reversible
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from claw_tui.telemetry.sampler import FULL_RATE_HZ, RECENT_HZ, HistoryPoint
+from claw_tui.telemetry.sampler import FULL_RATE_HZ, RECENT_HZ
+from claw_tui.telemetry.sampler import HistoryPoint as HistoryPoint  # the panes' type of a history point
 from claw_tui.telemetry.types import GpuProcess, GpuSnapshot, GpuStatic, PowerSample
 
 HOURLY_LEN = 6 * 3600

@@ -129,10 +129,11 @@ class ClawEndpoints:
         fmt = ex.query("format") or "json"
         if fmt not in SUMMARY_MEDIA:
             raise GatewayError(400, f"format must be one of json, md, csv (got '{fmt}')")
-        summary = await asyncio.to_thread(self._host().summary_json)
-        if fmt == "json":
-            await ex.respond(200, _dumps(summary))
+        host = self._host()
+        if fmt == "json":  # built and serialised off the loop: hundreds of rows must not stall requests
+            await ex.respond(200, await asyncio.to_thread(lambda: _dumps(host.summary().to_json())))
             return
+        summary = await asyncio.to_thread(host.summary)
         from claw_tui.export import render
 
         text = await asyncio.to_thread(render, summary, fmt, self.ledger.records())

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from claw_tui.governor import Governor
     from claw_tui.request_pages import RequestQuery
     from claw_tui.store import SessionStore
+    from claw_tui.summary_types import Summary
     from claw_tui.telemetry.sampler import TelemetrySampler
 
 
@@ -42,7 +43,8 @@ class GatewayHost(Protocol):
 
     def status_json(self) -> dict[str, Any]: ...
 
-    def summary_json(self) -> dict[str, Any]: ...
+    def summary(self) -> Summary:
+        """The live efficiency summary (blocking: it polls the GPUs first)."""
 
     def requests_page(self, query: RequestQuery) -> bytes:
         """A page of /claw/v1/requests as JSON (blocking: it may read the store); raises StoreError."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -36,8 +37,12 @@ from claw_tui.ui.startup import SessionStarter
 from claw_tui.ui.themes import load_themes
 
 if TYPE_CHECKING:  # the core is imported by whoever starts it; the console's first frame does not wait for it
+    from textual.timer import Timer
+    from textual.worker import WorkType
+
     from claw_tui.config import Config
     from claw_tui.session import Session
+    from claw_tui.ui.panes.base import Pane
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +85,7 @@ class SourceEvents(Message):
         self.events = events
 
 
-class ClawApp(ReportsWorkerErrors, App):
+class ClawApp(ReportsWorkerErrors, App[None]):
     CSS_PATH = ["claw.tcss", "chat.tcss"]
     TITLE = "claw"
     COMMANDS = App.COMMANDS | {ClawCommands}
@@ -127,16 +132,17 @@ class ClawApp(ReportsWorkerErrors, App):
             source = InProcessSource(session)
         self.source: ConsoleSource | None = source
         self.starter = starter
-        self.config = config or (session.config if session is not None else starter.config if starter else None)
-        if self.config is None:
+        config = config or (session.config if session is not None else starter.config if starter else None)
+        if config is None:
             from claw_tui.config import Config
 
-            self.config = Config()
+            config = Config()
+        self.config = config
         self.model = ConsoleModel()
         self._clock = clock
         self.gateway_label = gateway_label
         self.refresh_hz = refresh_hz if refresh_hz is not None else self.config.ui.refresh_hz
-        self._refresh_timer = None
+        self._refresh_timer: Timer | None = None
         self._theme_notice: str | None = None
         self._events_ready = False
         self.exit_on_signals = exit_on_signals
@@ -146,6 +152,7 @@ class ClawApp(ReportsWorkerErrors, App):
         self.loaded = False
         if session is not None:
             # A running session: subscribe, then read its state now, so the first frame already shows it.
+            assert isinstance(self.source, InProcessSource)  # made from the session above
             self.source.start(self._wake)
             self.model.load(self.source.load_now())
             self.loaded = True
@@ -238,12 +245,15 @@ class ClawApp(ReportsWorkerErrors, App):
             self._drain_events()
         elif self.starter is not None:
             self.sub_title = "starting the gateway and telemetry…"
-            self.run_worker(self._start_session, thread=True, group="session-start", exit_on_error=False)
+            start: WorkType[None] = self._start_session
+            self.run_worker(start, thread=True, group="session-start", exit_on_error=False)
         else:
             self.sub_title = f"attaching to {getattr(self.source, 'address', '')}…"
-            self.run_worker(self._attach, group="attach", exit_on_error=False)
+            attach: WorkType[None] = self._attach
+            self.run_worker(attach, group="attach", exit_on_error=False)
 
     def _start_session(self) -> None:
+        assert self.starter is not None  # this worker runs only for a starter
         session = self.starter.start()
         if session is None:
             self.call_from_thread(self.exit, return_code=1)
@@ -251,14 +261,17 @@ class ClawApp(ReportsWorkerErrors, App):
         from claw_tui.console.inprocess import InProcessSource
 
         self.source = InProcessSource(session)
-        self.call_from_thread(self._begin)
+        begin: Callable[[], Awaitable[None] | None] = self._begin
+        self.call_from_thread(begin)
 
-    async def _attach(self) -> None:
+    # Not MessagePump._attach(parent), which Textual calls on child nodes only, never on the app (the root).
+    async def _attach(self) -> None:  # type: ignore[override]
         """Attached: read the service's state (the events follow from there on), then show the panes."""
         await self._begin()
 
     async def _begin(self) -> None:
         self._events_ready = True
+        assert self.source is not None  # given (attached) or just made by _start_session
         self.source.start(self._wake)
         try:
             state = await self.source.load()
@@ -318,9 +331,11 @@ class ClawApp(ReportsWorkerErrors, App):
         """Events were lost (a slow console, or the service restarted): read the whole state again."""
         if not self._reloading:
             self._reloading = True
-            self.run_worker(self._read_state_again, group="resync", exit_on_error=False)
+            read: WorkType[None] = self._read_state_again
+            self.run_worker(read, group="resync", exit_on_error=False)
 
     async def _read_state_again(self) -> None:
+        assert self.source is not None  # a resync event came from it
         try:
             self.model.load(await self.source.load())
         except SourceError as exc:
@@ -329,7 +344,7 @@ class ClawApp(ReportsWorkerErrors, App):
             self._reloading = False
         self.refresh_active_pane()
 
-    def _connection_changed(self, data: dict) -> None:
+    def _connection_changed(self, data: dict[str, Any]) -> None:
         up = data.get("state") == "up"
         if up == self.connected:
             return
@@ -369,7 +384,7 @@ class ClawApp(ReportsWorkerErrors, App):
             self.sub_title = sub_title
 
     # ---- panes -------------------------------------------------------------------------------------------------
-    def active_pane(self):
+    def active_pane(self) -> Pane:
         return self.pane(self.tabs.active)
 
     # The panes live on the first screen: query there, not on whatever dialog is on top.
@@ -377,8 +392,8 @@ class ClawApp(ReportsWorkerErrors, App):
     def tabs(self) -> TabbedContent:
         return self.screen_stack[0].query_one("#panes", TabbedContent)
 
-    def pane(self, pane_id: str):
-        return self.screen_stack[0].query_one(f"#{pane_id}-pane")
+    def pane(self, pane_id: str) -> Pane:
+        return cast("Pane", self.screen_stack[0].query_one(f"#{pane_id}-pane"))
 
     def refresh_active_pane(self) -> None:
         if not self.loaded or not self.screen_stack:  # not started, or closing
@@ -412,7 +427,7 @@ class ClawApp(ReportsWorkerErrors, App):
     def action_digit_pane(self, pane_id: str) -> None:
         self.action_show_pane(pane_id)
 
-    def with_pane(self, pane_id: str, use: Callable, attempts: int = 20) -> None:
+    def with_pane(self, pane_id: str, use: Callable[[Pane], object], attempts: int = 20) -> None:
         """Call `use(pane)` now, or once the pane is mounted (hidden panes mount just after the first frame)."""
         try:
             pane = self.pane(pane_id)
@@ -479,14 +494,14 @@ class ClawApp(ReportsWorkerErrors, App):
             yield PaletteCommand(
                 f"Show {title}",
                 f"switch to the {title} pane ({PANE_KEYS[index - 1].upper()})",
-                lambda pane_id=pane_id: self.action_show_pane(pane_id),
+                partial(self.action_show_pane, pane_id),
             )
         for name in sorted(self.available_themes):
             if name.startswith("claw-") or name == self.config.ui.theme:
                 yield PaletteCommand(
                     f"Theme: {name}",
                     "switch the colours; the choice is saved in the config",
-                    lambda name=name: self.action_set_theme(name),
+                    partial(self.action_set_theme, name),
                 )
         if hasattr(self, "action_toggle_governor"):
             yield PaletteCommand(
@@ -514,7 +529,7 @@ class ClawApp(ReportsWorkerErrors, App):
             ("requests", "Clear request filters", "show every request again", "clear_filters"),
         )
         for pane_id, name, help_text, action in pane_actions:
-            yield PaletteCommand(name, help_text, lambda p=pane_id, a=action: self.run_pane_action(p, a))
+            yield PaletteCommand(name, help_text, partial(self.run_pane_action, pane_id, action))
         yield PaletteCommand("Help: keys", "every key of the console (?)", self.action_help)
 
     def call_action(self, name: str) -> None:
@@ -527,17 +542,22 @@ class ClawApp(ReportsWorkerErrors, App):
 
     # ---- F6 / F7: commands through the source, off the UI's work -------------------------------------------------
     def action_toggle_governor(self) -> None:
-        self.run_worker(self._toggle_governor, exclusive=True, group="governor", exit_on_error=False)
+        toggle: WorkType[None] = self._toggle_governor
+        self.run_worker(toggle, exclusive=True, group="governor", exit_on_error=False)
 
     async def _toggle_governor(self) -> None:
+        if self.source is None or not self.loaded:  # the palette runs actions without check_action
+            self.notify("the console is still starting: try again in a moment", severity="warning")
+            return
         try:
-            status = await self.source.set_governor(not self.model.governor.get("enabled", False))
+            enable = not self.model.governor.get("enabled", False)
+            status = await self.source.set_governor(enable)
         except SourceError as exc:
             self.notify(f"governor: {exc}", severity="error")
             return
         self._governor_toggled(status)
 
-    def _governor_toggled(self, status: dict) -> None:
+    def _governor_toggled(self, status: dict[str, Any]) -> None:
         self.model.governor = status
         self.update_header()
         if not status.get("enabled"):
@@ -552,9 +572,13 @@ class ClawApp(ReportsWorkerErrors, App):
             self.notify(text, title="governor")
 
     def action_export_summary(self) -> None:
-        self.run_worker(self._export_summary, exclusive=True, group="export", exit_on_error=False)
+        export: WorkType[None] = self._export_summary
+        self.run_worker(export, exclusive=True, group="export", exit_on_error=False)
 
     async def _export_summary(self) -> None:
+        if self.source is None or not self.loaded:  # the palette runs actions without check_action
+            self.notify("the console is still starting: try again in a moment", severity="warning")
+            return
         try:
             path = await self.source.export_summary()
         except SourceError as exc:

@@ -4,8 +4,12 @@ can chat (its `capabilities`), and how much context a turn has (`num_ctx`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from claw_tui.ui import format as fmt
+
+if TYPE_CHECKING:
+    from claw_tui.console.records import RequestView
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class ModelFacts:
         return self.capabilities is None or "completion" in self.capabilities
 
 
-def facts_from_show(show: dict) -> ModelFacts:
+def facts_from_show(show: dict[str, Any]) -> ModelFacts:
     capabilities = show.get("capabilities")
     if not isinstance(capabilities, list):
         capabilities = None
@@ -55,13 +59,13 @@ def info_context_length(model_info: object) -> int | None:
 
 def _positive_int(value: object) -> int | None:
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
 
 
-def model_options(tags: list[dict], facts: dict[str, ModelFacts]) -> list[tuple[str, str]]:
+def model_options(tags: list[dict[str, Any]], facts: dict[str, ModelFacts]) -> list[tuple[str, str]]:
     """Select options: the models that can chat first, then agents (shown with the model behind them)."""
     models, agents = [], []
     for tag in tags:
@@ -76,7 +80,7 @@ def model_options(tags: list[dict], facts: dict[str, ModelFacts]) -> list[tuple[
     return sorted(models) + sorted(agents)
 
 
-def served_model(tags: list[dict], name: str) -> str:
+def served_model(tags: list[dict[str, Any]], name: str) -> str:
     """The model behind an agent (the name itself for a model)."""
     for tag in tags:
         if tag.get("name") == name and (tag.get("details") or {}).get("format") == "agent":
@@ -84,7 +88,7 @@ def served_model(tags: list[dict], name: str) -> str:
     return name
 
 
-def loaded_context(ps: list[dict], model: str) -> int | None:
+def loaded_context(ps: list[dict[str, Any]], model: str) -> int | None:
     """The context the backend loaded `model` with (/api/ps `context_length`), when it is loaded and says so."""
     for entry in ps:
         if model in (entry.get("name"), entry.get("model")):
@@ -98,7 +102,7 @@ class ContextLimit:
     source: str  # "loaded" | "num_ctx" | "model default" | "model max"
 
 
-def context_limit(options: dict, loaded: int | None, facts: ModelFacts | None) -> ContextLimit | None:
+def context_limit(options: dict[str, Any], loaded: int | None, facts: ModelFacts | None) -> ContextLimit | None:
     """The context a turn gets: what the backend loaded the model with (when the turn asked for nothing else),
     else the num_ctx the conversation sends, else the model's own num_ctx, else the most it was trained for."""
     asked = options.get("num_ctx")
@@ -128,7 +132,7 @@ def meter_text(used: int | None, limit: ContextLimit | None) -> str:
     return text
 
 
-def stats_line(record, *, prefix: str = "") -> str:
+def stats_line(record: RequestView, *, prefix: str = "") -> str:
     """`TTFT … ms · … tok/s · … J/tok · … tok · prefill … J · decode … J · load … s, … J` for one finished request.
     J/tok is the request's own energy (prefill + decode) per answer token; a model load it caused is shown apart."""
     parts = [prefix] if prefix else []

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -32,7 +33,7 @@ class ChatStream:
     """An answer being streamed: the gateway's request id and the NDJSON chunks as they arrive."""
 
     request_id: str | None
-    chunks: AsyncIterator[dict]
+    chunks: AsyncIterator[dict[str, Any]]
 
 
 def error_text(content: bytes, status: int) -> str:
@@ -49,7 +50,7 @@ def error_text(content: bytes, status: int) -> str:
     return text or f"HTTP {status}"
 
 
-def parse_line(line: str | bytes) -> dict | None:
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
     if not line.strip():
         return None
     try:
@@ -84,7 +85,7 @@ class GatewayClient:
         detail = str(exc) or "the connection failed"
         return GatewayError(f"gateway unreachable at {self.base_url or '(not started)'}: {detail}")
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         if not self.base_url:
             raise GatewayError("the gateway is not running")
         try:
@@ -95,7 +96,7 @@ class GatewayClient:
             raise GatewayError(error_text(response.content, response.status_code), response.status_code)
         return response
 
-    async def _json(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await self._request(method, path, body)
         try:
             value = response.json()
@@ -106,27 +107,27 @@ class GatewayClient:
         return value
 
     # ---- models ------------------------------------------------------------------------------------------------
-    async def tags(self) -> list[dict]:
+    async def tags(self) -> list[dict[str, Any]]:
         return [m for m in (await self._json("GET", "/api/tags")).get("models") or [] if isinstance(m, dict)]
 
-    async def ps(self) -> list[dict]:
+    async def ps(self) -> list[dict[str, Any]]:
         return [m for m in (await self._json("GET", "/api/ps")).get("models") or [] if isinstance(m, dict)]
 
-    async def show(self, model: str) -> dict:
+    async def show(self, model: str) -> dict[str, Any]:
         return await self._json("POST", "/api/show", {"model": model})
 
-    async def preload(self, model: str, keep_alive: str | int | None = None) -> dict:
+    async def preload(self, model: str, keep_alive: str | int | None = None) -> dict[str, Any]:
         """Load a model into memory: an empty generate request (Ollama answers done_reason "load")."""
-        body: dict = {"model": model, "stream": False}
+        body: dict[str, Any] = {"model": model, "stream": False}
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
         return await self._json_long("/api/generate", body)
 
-    async def unload(self, model: str) -> dict:
+    async def unload(self, model: str) -> dict[str, Any]:
         """Unload a model now: an empty generate request with keep_alive 0 (done_reason "unload")."""
         return await self._json("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})
 
-    async def _json_long(self, path: str, body: dict) -> dict:
+    async def _json_long(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if not self.base_url:
             raise GatewayError("the gateway is not running")
         try:
@@ -142,14 +143,14 @@ class GatewayClient:
             raise GatewayError(str(value["error"]))
         return value
 
-    async def create(self, body: dict) -> AsyncIterator[dict]:
+    async def create(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """POST /api/create and yield its status lines; an `error` line (or status) raises GatewayError."""
         async for line in self._ndjson("/api/create", dict(body, stream=True)):
             if "error" in line:
                 raise GatewayError(str(line["error"]))
             yield line
 
-    async def _ndjson(self, path: str, body: dict) -> AsyncIterator[dict]:
+    async def _ndjson(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         if not self.base_url:
             raise GatewayError("the gateway is not running")
         try:
@@ -165,7 +166,7 @@ class GatewayClient:
 
     # ---- chat --------------------------------------------------------------------------------------------------
     @asynccontextmanager
-    async def chat(self, body: dict) -> AsyncIterator[ChatStream]:
+    async def chat(self, body: dict[str, Any]) -> AsyncIterator[ChatStream]:
         """Stream an /api/chat answer; leaving the block early (or cancelling) closes the connection, which makes
         the gateway cancel the request upstream."""
         if not self.base_url:
@@ -179,7 +180,7 @@ class GatewayClient:
                     raise GatewayError(error_text(await response.aread(), response.status_code), response.status_code)
                 answering = True
 
-                async def chunks() -> AsyncIterator[dict]:
+                async def chunks() -> AsyncIterator[dict[str, Any]]:
                     async for line in response.aiter_lines():
                         value = parse_line(line)
                         if value is not None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from claw_tui.ui.app import ClawApp
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class ClawCommands(Provider):
     """Asks the app for its commands each time the palette opens, so the list follows the app's state."""
 
     def _commands(self) -> list[PaletteCommand]:
-        return list(self.app.palette_commands())
+        app = cast("ClawApp", self.app)  # the palette of the claw console
+        return list(app.palette_commands())
 
     async def discover(self) -> Hits:
         for command in self._commands():

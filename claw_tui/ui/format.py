@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 
 NA = "N/A"
@@ -116,10 +118,10 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
-def governor_words(governor: dict) -> str:
+def governor_words(governor: dict[str, Any]) -> str:
     """The governor in a few words: `off`, `idle in 12 s`, `downclocked @ 345 MHz`, `(dry run)`."""
     state = governor.get("state", "off")
-    words = GOVERNOR_STATES.get(state, state.replace("_", " "))
+    words: str = GOVERNOR_STATES.get(state, state.replace("_", " "))
     if governor.get("locked_sm_clock_mhz"):
         words += f" @ {governor['locked_sm_clock_mhz']} MHz"
     if state == "idle_pending" and governor.get("idle_after_s") is not None:
@@ -130,7 +132,7 @@ def governor_words(governor: dict) -> str:
     return words
 
 
-def backend_words(backend: dict) -> str:
+def backend_words(backend: dict[str, Any]) -> str:
     """`ollama down: connection refused` — a backend that is not up, with the reason it gives."""
     words = f"{backend.get('name')} {backend.get('state')}"
     reason = backend.get("state_reason") or backend.get("last_error")

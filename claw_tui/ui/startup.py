@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claw_tui.config import Config
+
+if TYPE_CHECKING:
+    from claw_tui.session import Session, SessionThread
 
 
 @dataclass
@@ -25,9 +29,9 @@ class SessionStarter:
     store_path: Path | None = None
     on_started: Callable[[], None] | None = None  # e.g. freezing the startup heap of a long-running process
     error: str | None = field(default=None, init=False)
-    runner: object | None = field(default=None, init=False)
+    runner: SessionThread | None = field(default=None, init=False)
 
-    def start(self):
+    def start(self) -> Session | None:
         """Start the session and return it (blocking: call it off the UI's event loop). None when it failed."""
         from claw_tui.gateway.policies import UnsafeListenError
         from claw_tui.httpserver import PortInUseError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -37,7 +38,7 @@ NAME_WIDTH = 24
 Agent = AgentConfig  # what the pane shows of an agent: its settings, as the core reports them
 
 
-def agent_from_json(data: dict) -> AgentConfig:
+def agent_from_json(data: dict[str, Any]) -> AgentConfig:
     known = {k: v for k, v in data.items() if k in AgentConfig.__dataclass_fields__}
     return AgentConfig(
         **{**known, "options": dict(known.get("options") or {}), "tools": list(known.get("tools") or [])}
@@ -48,20 +49,19 @@ def agent_config(agent: AgentConfig) -> AgentConfig:
     return dataclasses.replace(agent, options=dict(agent.options), tools=list(agent.tools))
 
 
-def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple:
-    metrics = group_metrics(records)
-    requests = metrics["requests"]
-    errors = requests["errors"]
-    jpt = metrics["efficiency"]["joules_per_token"]
+def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple[Any, ...]:
+    metrics = group_metrics(records)  # type: ignore[arg-type]  # a RequestView has every field it reads
+    errors = metrics.requests.errors
+    jpt = metrics.efficiency.joules_per_token
     return (
         ellipsize(agent.name, NAME_WIDTH),
         ellipsize(agent.model, NAME_WIDTH),
-        fmt.right(f"{requests['total']:,}"),
+        fmt.right(f"{metrics.requests.total:,}"),
         fmt.right(str(errors), "bold red" if errors else ""),
-        fmt.right(fmt.duration(metrics["latency_ms"]["p50"])),
-        fmt.right(fmt.duration(metrics["latency_ms"]["p95"])),
-        fmt.right(fmt.duration(metrics["ttft_ms"]["p50"])),
-        fmt.right(f"{metrics['tokens']['completion']:,}"),
+        fmt.right(fmt.duration(metrics.latency_ms.p50)),
+        fmt.right(fmt.duration(metrics.latency_ms.p95)),
+        fmt.right(fmt.duration(metrics.ttft_ms.p50)),
+        fmt.right(f"{metrics.tokens.completion:,}"),
         fmt.right("—" if jpt is None else f"{jpt:.2f}"),
     )
 
@@ -91,7 +91,7 @@ def agent_summary(agent: Agent) -> Group:
 class AgentsPane(Pane):
     main_widget = "#agents-table"
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._last_stats = 0.0
         self._shown_agents: list[str] | None = None
@@ -134,7 +134,7 @@ class AgentsPane(Pane):
     def agents(self) -> list[AgentConfig]:
         return [agent_from_json(a) for a in self.app.model.agents]
 
-    def rows(self) -> list[tuple[str, tuple]]:
+    def rows(self) -> list[tuple[str, tuple[Any, ...]]]:
         by_agent: dict[str, list[RequestRecord]] = {}
         for record in self.app.model.records():
             if record.agent:
@@ -245,12 +245,14 @@ class AgentsPane(Pane):
             answered,
         )
 
-    async def save(self, agent: dict | None, replacing: str | None = None) -> bool:
+    async def save(self, agent: dict[str, Any] | None, replacing: str | None = None) -> bool:
         """Create, replace (`replacing`) or delete (`agent` None) an agent through the core, which writes its config
         file and serves the change; when it refuses, nothing changes and the reason is shown."""
         source = self.app.source
+        assert source is not None  # panes are mounted once the source runs
         try:
             if agent is None:
+                assert replacing is not None  # deleting names the agent
                 agents = await source.delete_agent(replacing)
             else:
                 agents = await source.save_agent(agent, replacing)

@@ -7,6 +7,7 @@ under the table tells the selected job's window, files and webhook. `x` cancels 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -47,7 +48,7 @@ def eta_text(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def row_cells(job: dict) -> tuple:
+def row_cells(job: dict[str, Any]) -> tuple[Any, ...]:
     counts, claw = job.get("request_counts") or {}, job.get("claw") or {}
     done, failed, total = counts.get("completed", 0), counts.get("failed", 0), counts.get("total", 0)
     jpt = claw.get("joules_per_token")
@@ -66,7 +67,7 @@ def row_cells(job: dict) -> tuple:
     )
 
 
-def summary_text(jobs: list[dict]) -> Text:
+def summary_text(jobs: list[dict[str, Any]]) -> Text:
     if not jobs:
         return Text.assemble(
             ("No batch jobs yet. ", "bold"),
@@ -83,7 +84,7 @@ def summary_text(jobs: list[dict]) -> Text:
     return text
 
 
-def detail_text(job: dict | None) -> Text:
+def detail_text(job: dict[str, Any] | None) -> Text:
     if job is None:
         return Text("")
     claw = job.get("claw") or {}
@@ -113,14 +114,14 @@ class BatchPane(Pane):
     """
     BINDINGS = [Binding("x", "cancel_job", "Cancel job", show=True, tooltip="Cancel the selected batch job")]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._version = -1
-        self._rows: dict[str, tuple] = {}
+        self._rows: dict[str, tuple[Any, ...]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="batch-summary")
-        table = DataTable(id="batch-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Any] = DataTable(id="batch-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="batch-detail")
 
@@ -139,7 +140,7 @@ class BatchPane(Pane):
         self._update_rows(jobs)
         self._show_detail()
 
-    def _update_rows(self, jobs: list[dict]) -> None:
+    def _update_rows(self, jobs: list[dict[str, Any]]) -> None:
         table = self.query_one("#batch-table", DataTable)
         wanted = [job["id"] for job in jobs if job.get("id")]
         if list(self._rows) != wanted:  # jobs came or went: rebuild in order, keep the cursor on its job
@@ -156,6 +157,7 @@ class BatchPane(Pane):
         for job in jobs:
             cells = row_cells(job)
             old = self._rows.get(job["id"])
+            assert old is not None  # the same jobs as the rows (else they were rebuilt above)
             for column, (before, after) in zip(COLUMNS, zip(old, cells)):
                 if str(before) != str(after):
                     table.update_cell(job["id"], column, after)
@@ -189,7 +191,9 @@ class BatchPane(Pane):
 
     async def _cancel(self, batch_id: str) -> None:
         try:
-            job = await self.app.source.cancel_batch(batch_id)
+            source = self.app.source
+            assert source is not None  # panes are mounted once the source runs
+            job = await source.cancel_batch(batch_id)
         except SourceError as exc:
             self.notify(f"cancel: {exc}", severity="error")
             return

@@ -4,9 +4,14 @@ composed, so that `claw --help` and the other faces never load the console's cod
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from claw_tui.ui.panes.base import Pane
 
 
-def pane_class(path: str) -> type:
+def pane_class(path: str) -> type[Pane]:
     """`package.module:ClassName` → the class."""
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    cls: type[Pane] = getattr(importlib.import_module(module), name)
+    return cls

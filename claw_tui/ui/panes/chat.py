@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 from rich.markup import escape
 from textual import on, work
@@ -20,11 +21,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Markdown, Select, Static
+from textual.widgets.markdown import MarkdownStream
 from textual.worker import Worker, WorkerState
 
 from claw_tui.console.conversation import Conversation, ConversationError, Turn
 from claw_tui.console.source import SourceError
 from claw_tui.ui.chat_models import (
+    ContextLimit,
     ModelFacts,
     context_limit,
     facts_from_show,
@@ -87,16 +90,16 @@ class ChatPane(Pane):
         Binding("ctrl+y", "copy_answer", "Copy", show=False, priority=True, tooltip="Copy the last answer"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conversations: dict[str, Conversation] = {}  # the current conversation of each model or agent
         self.prompt_history: list[str] = []
         self.facts: dict[str, ModelFacts] = {}  # from /api/show, per model or agent name
         self._facts_digest: dict[str, str] = {}
-        self._tags: list[dict] = []
+        self._tags: list[dict[str, Any]] = []
         self._offered: list[str] = []  # the names in the picker
         self._loaded_ctx: dict[str, int | None] = {}  # /api/ps context_length, per served model
-        self._answer: Worker | None = None
+        self._answer: Worker[None] | None = None
         self._starting = False  # a turn between Enter and its request
         self._models_loaded_at: float | None = None
         self._shown: str | None = None
@@ -111,7 +114,7 @@ class ChatPane(Pane):
         yield VerticalScroll(id="chat-log")
         yield ChatInput(prompts=self.prompt_history, placeholder=INPUT_PLACEHOLDER, id="chat-input")
 
-    async def on_mount(self) -> None:
+    async def on_mount(self) -> None:  # type: ignore[override]  # Textual runs Pane's on_mount after this one
         self._save_lock = asyncio.Lock()
         self.query_one("#chat-log", VerticalScroll).anchor()
         await self.show_conversation()
@@ -146,7 +149,7 @@ class ChatPane(Pane):
         return None if value is Select.NULL else str(value)
 
     @property
-    def history(self) -> list[dict]:
+    def history(self) -> list[dict[str, Any]]:
         """The messages the current conversation sends before the next prompt."""
         return self.conversation().messages
 
@@ -186,12 +189,12 @@ class ChatPane(Pane):
         self._update_status()
         self.refresh_context()
 
-    async def _learn_facts(self, tags: list[dict]) -> None:
+    async def _learn_facts(self, tags: list[dict[str, Any]]) -> None:
         """/api/show for each model not seen yet (or changed since): its capabilities and context."""
         wanted = [t for t in tags if t.get("name") and self._facts_digest.get(t["name"]) != self._fact_key(t)]
         limit = asyncio.Semaphore(SHOW_CONCURRENCY)
 
-        async def learn(tag: dict) -> None:
+        async def learn(tag: dict[str, Any]) -> None:
             async with limit:
                 try:
                     shown = await self.app.gateway.show(tag["name"])
@@ -202,7 +205,7 @@ class ChatPane(Pane):
 
         await asyncio.gather(*(learn(tag) for tag in wanted))
 
-    def _fact_key(self, tag: dict) -> str:
+    def _fact_key(self, tag: dict[str, Any]) -> str:
         """What /api/show depends on: a model's digest; for an agent (no digest), its settings."""
         if (tag.get("details") or {}).get("format") != "agent":
             return str(tag.get("digest", ""))
@@ -227,7 +230,7 @@ class ChatPane(Pane):
         head = f"{turns} turn{'s' if turns != 1 else ''}" if turns else "new conversation"
         status.update(f"[dim]{head} ·[/] {meter_text(conversation.context_tokens, self.context_limit(model))}")
 
-    def context_limit(self, model: str):
+    def context_limit(self, model: str) -> ContextLimit | None:
         served = served_model(self._tags, model)
         return context_limit(self.conversation(model).options, self._loaded_ctx.get(served), self.facts.get(model))
 
@@ -310,7 +313,9 @@ class ChatPane(Pane):
     @work(exclusive=True, group="chat-open", exit_on_error=False)
     async def reopen(self, conversation_id: str) -> None:
         try:
-            conversation = Conversation.from_json(await self.app.source.load_conversation(conversation_id))
+            source = self.app.source
+            assert source is not None  # panes are mounted once the source runs
+            conversation = Conversation.from_json(await source.load_conversation(conversation_id))
         except (SourceError, ConversationError) as exc:
             self.notify(f"cannot open the conversation: {exc}", severity="error")
             return
@@ -337,10 +342,13 @@ class ChatPane(Pane):
         data = conversation.to_json()  # as it is now: the saves are written in the order they were asked for
         self.run_worker(self._save(conversation, data), group="chat-save", exit_on_error=False)
 
-    async def _save(self, conversation: Conversation, data: dict) -> None:
+    async def _save(self, conversation: Conversation, data: dict[str, Any]) -> None:
+        assert self._save_lock is not None  # made in on_mount
+        source = self.app.source
+        assert source is not None  # panes are mounted once the source runs
         async with self._save_lock:
             try:
-                saved = await self.app.source.save_conversation(data)
+                saved = await source.save_conversation(data)
             except SourceError as exc:
                 if not self._store_warned:
                     self._store_warned = True
@@ -356,9 +364,11 @@ class ChatPane(Pane):
             return
         self.run_worker(self._export(conversation.to_json()), group="chat-export", exit_on_error=False)
 
-    async def _export(self, data: dict) -> None:
+    async def _export(self, data: dict[str, Any]) -> None:
         try:
-            path = await self.app.source.export_conversation(data)
+            source = self.app.source
+            assert source is not None  # panes are mounted once the source runs
+            path = await source.export_conversation(data)
         except SourceError as exc:
             self.notify(f"conversation not written: {exc}", severity="error", timeout=10)
             return
@@ -405,7 +415,7 @@ class ChatPane(Pane):
         conversation = self.conversation(model)
         conversation.options = options
         conversation.system = bar.system
-        body: dict = {"model": model, "messages": conversation.request_messages(prompt)}
+        body: dict[str, Any] = {"model": model, "messages": conversation.request_messages(prompt)}
         if options:
             body["options"] = options
         turn = Turn(prompt, model=model, options=dict(options), at=self.app.clock())
@@ -423,11 +433,11 @@ class ChatPane(Pane):
         return True
 
     def action_stop(self) -> None:
-        if self.streaming:
+        if self.streaming and self._answer is not None:  # a first turn only starting has no worker to stop yet
             self._answer.cancel()
 
     @work(exclusive=True, group="chat-answer", exit_on_error=False)
-    async def stream_answer(self, body: dict, conversation: Conversation, view: TurnView) -> None:
+    async def stream_answer(self, body: dict[str, Any], conversation: Conversation, view: TurnView) -> None:
         turn = view.turn
         stream = Markdown.get_stream(view.answer)
         try:
@@ -456,7 +466,7 @@ class ChatPane(Pane):
         await self._show_stats(view)
         self._finish(conversation)
 
-    async def _take(self, chunk: dict, view: TurnView, stream) -> None:
+    async def _take(self, chunk: dict[str, Any], view: TurnView, stream: MarkdownStream) -> None:
         if "error" in chunk:
             raise GatewayError(error_sentence(chunk["error"]))
         turn = view.turn
@@ -475,7 +485,7 @@ class ChatPane(Pane):
             turn.prompt_tokens = int(chunk.get("prompt_eval_count") or 0)
             turn.completion_tokens = int(chunk.get("eval_count") or 0)
 
-    async def _failed(self, conversation: Conversation, view: TurnView, stream, message: str) -> None:
+    async def _failed(self, conversation: Conversation, view: TurnView, stream: MarkdownStream, message: str) -> None:
         await stream.stop()
         view.turn.state = "error"
         view.turn.error = message

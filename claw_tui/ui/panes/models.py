@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import on, work
@@ -25,6 +26,12 @@ from claw_tui.ui.screens.confirm import ConfirmScreen
 from claw_tui.ui.screens.rebuild import RebuildScreen, same_model
 from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from claw_tui.ui.widgets.parameter_form import ParameterForm
+
+if TYPE_CHECKING:
+    from textual.timer import Timer
+    from textual.widget import Widget
+
+    from claw_tui.ollama.parameters import ParamValue
 
 POLL_S = 2.0
 VALIDATE_DELAY_S = 0.15
@@ -55,7 +62,7 @@ def countdown(seconds: float | None) -> str:
     return fmt.countdown(seconds)
 
 
-def vram_share(model: dict) -> str:
+def vram_share(model: dict[str, Any]) -> str:
     size = model.get("size") or 0
     if not size:
         return "—"
@@ -138,13 +145,13 @@ class ModelsPane(Pane):
         ),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._last_poll: float | None = None
         self._polling = False
         self._building = False
-        self.installed: list[dict] = []
-        self.loaded: list[dict] = []
+        self.installed: list[dict[str, Any]] = []
+        self.loaded: list[dict[str, Any]] = []
         self.current: str | None = None  # the model whose Modelfile is in the editor
         self.original_text = ""
         self.result: ParseResult | None = None
@@ -152,8 +159,8 @@ class ModelsPane(Pane):
         self._pending_point: str | None = None
         self._pending_open: str | None = None  # a model just built, opened once the backend lists it
         self._diff_lines: list[str] = []
-        self._validate_timer = None
-        self._events_shown: tuple | None = None
+        self._validate_timer: Timer | None = None
+        self._events_shown: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="models-empty", classes="hint")
@@ -273,7 +280,7 @@ class ModelsPane(Pane):
         if self._events_shown == signature:
             return
         self._events_shown = signature
-        rows = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         for data in reversed(events[-EVENTS_SHOWN:]):
             key = str(data.get("id") or len(rows))
             energy = data.get("energy_j") or 0.0
@@ -454,7 +461,8 @@ class ModelsPane(Pane):
         if result.modelfile.parameters.get(event.name) == event.value:
             return
         try:
-            text = serialize(replace_parameters(result.modelfile, **{event.name: event.value}))
+            value = cast("ParamValue | list[str] | None", event.value)  # what parse_field makes of a field
+            text = serialize(replace_parameters(result.modelfile, **{event.name: value}))
         except ValueError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -544,12 +552,12 @@ class ModelsPane(Pane):
         self.poll_now()
 
 
-def _show(widget, visible: bool) -> None:
+def _show(widget: Widget, visible: bool) -> None:
     if widget.display != visible:
         widget.display = visible
 
 
-def sync_table(table: DataTable, columns: tuple[str, ...], rows: dict[str, tuple]) -> bool:
+def sync_table(table: DataTable[Any], columns: tuple[str, ...], rows: dict[str, tuple[Any, ...]]) -> bool:
     """Make the table show `rows` (keyed by name), changing only the cells that differ; the cursor stays put.
     True when a row was added (new rows come last: the caller sorts when the order matters)."""
     added = False

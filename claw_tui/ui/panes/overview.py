@@ -9,6 +9,7 @@ terminal drops columns (the highlighted GPU's line below the table shows them al
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,6 +19,10 @@ from textual.widgets import DataTable, Static
 from claw_tui.telemetry.types import GpuProcess, GpuSnapshot
 from claw_tui.ui import format as fmt
 from claw_tui.ui.widgets.columns import ColumnWidths, ellipsize, table_room
+
+if TYPE_CHECKING:
+    from claw_tui.console.model import ConsoleModel
+
 
 GPU_COLUMNS = (
     "GPU",
@@ -198,7 +203,7 @@ def gpu_line(snapshot: GpuSnapshot, shown: Iterable[str] = ()) -> Text:
     return text
 
 
-def host_line(model, snapshots: list[GpuSnapshot], width: int = 200) -> Text:
+def host_line(model: ConsoleModel, snapshots: list[GpuSnapshot], width: int = 200) -> Text:
     """The host and the GPUs together; parts that would not fit `width` are left out, not cut."""
     host = model.host
     text = Text()
@@ -225,7 +230,7 @@ def host_line(model, snapshots: list[GpuSnapshot], width: int = 200) -> Text:
 
 
 # ---- which model each Ollama runner serves ------------------------------------------------------------------------
-def runner_models(gpus: Iterable[tuple[int, GpuProcess]], loaded: list[dict]) -> dict[int, str]:
+def runner_models(gpus: Iterable[tuple[int, GpuProcess]], loaded: list[dict[str, Any]]) -> dict[int, str]:
     """pid → model for Ollama runners: the runner's GPU memory (added up over the GPUs it spans) against each loaded
     model's `size_vram` from /api/ps, closest first, within the slack a runner adds to its weights."""
     held: dict[int, float] = {}
@@ -259,7 +264,7 @@ def process_cells(index: int, process: GpuProcess, model: str | None) -> dict[st
 class GpuOverview(Vertical):
     """Fed by the Power pane (`show`): it owns no state of the service."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gpu_widths = ColumnWidths(GPU_COLUMNS, caps={"name": NAME_WIDTH})
         self._process_widths = ColumnWidths(PROCESS_COLUMNS)
@@ -274,7 +279,7 @@ class GpuOverview(Vertical):
         yield DataTable(id="overview-processes", cursor_type="row", zebra_stripes=True)
 
     @property
-    def gpus_table(self) -> DataTable:
+    def gpus_table(self) -> DataTable[Any]:
         return self.query_one("#overview-gpus", DataTable)
 
     @property
@@ -282,14 +287,18 @@ class GpuOverview(Vertical):
         table = self.gpus_table
         if not table.row_count:
             return None
-        return int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        assert key is not None  # every row is added with its GPU's index as its key
+        return int(key)
 
     def highlight(self, index: int) -> None:
         table = self.gpus_table
         if str(index) in table.rows:
             table.move_cursor(row=table.get_row_index(str(index)))
 
-    def show(self, model, snapshots: list[GpuSnapshot], loaded: list[dict], now: float | None = None) -> None:
+    def show(
+        self, model: ConsoleModel, snapshots: list[GpuSnapshot], loaded: list[dict[str, Any]], now: float | None = None
+    ) -> None:
         self._snapshots = snapshots
         telemetry = model.telemetry
         now = snapshots[0].ts if now is None and snapshots else now
@@ -335,7 +344,9 @@ class GpuOverview(Vertical):
         if event.data_table.id == "overview-gpus":
             self.show_highlighted()
 
-    def _fill(self, table_id: str, widths: ColumnWidths, drop_order, rows: dict[str, dict]) -> None:
+    def _fill(
+        self, table_id: str, widths: ColumnWidths, drop_order: Iterable[str], rows: dict[str, dict[str, Any]]
+    ) -> None:
         table = self.query_one(table_id, DataTable)
         widths.reset()
         for cells in rows.values():

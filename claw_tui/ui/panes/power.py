@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +27,17 @@ from claw_tui.ui.panes.base import Pane
 from claw_tui.ui.panes.overview import GpuOverview
 from claw_tui.ui.panes.power_widgets import BrailleChart, GpuBar, HLine, Series
 from claw_tui.ui.widgets.columns import ellipsize
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from textual.widget import Widget
+    from textual.worker import WorkType
+
+    from claw_tui.console.model import ConsoleModel
+    from claw_tui.console.telemetry_view import HistoryPoint, TelemetryView
+    from claw_tui.telemetry.types import GpuSnapshot
+
 
 WINDOWS_S = (10.0, 60.0, 120.0, 600.0, 3600.0)
 DEFAULT_WINDOW_S = 120.0
@@ -91,11 +103,13 @@ class PowerColumns:
     samples that arrived since the last one (about 50 a second) instead of going over the whole window again."""
 
     def __init__(self) -> None:
-        self._key: tuple | None = None
+        self._key: tuple[Any, ...] | None = None
         self._columns: dict[int, list[float]] = {}  # column number -> [sum W, count, peak W]
         self._last_ts = -math.inf
 
-    def update(self, sampler, index: int, now: float, span: float, columns: int) -> list[tuple[float, float, float]]:
+    def update(
+        self, sampler: TelemetryView, index: int, now: float, span: float, columns: int
+    ) -> list[tuple[float, float, float]]:
         """(x relative to now, mean W, peak W) of each column of the window that has samples."""
         width = span / columns
         key = (id(sampler), index, round(width, 9))
@@ -127,12 +141,12 @@ def merge_intervals(intervals: list[tuple[float, float]]) -> list[tuple[float, f
     return merged
 
 
-def _show(widget, visible: bool) -> None:
+def _show(widget: Widget, visible: bool) -> None:
     if widget.display != visible:  # setting it at all costs a layout pass
         widget.display = visible
 
 
-def _set_title(widget, title: str) -> None:
+def _set_title(widget: Widget, title: str) -> None:
     if widget.border_title != title:
         widget.border_title = title
 
@@ -148,7 +162,7 @@ def power_style(power_w: float | None, limit_w: float | None) -> str:
     return "bold $error" if share >= 0.95 else "bold $warning" if share >= 0.8 else "bold $success"
 
 
-def thresholds(model) -> AlertThresholds:
+def thresholds(model: ConsoleModel) -> AlertThresholds:
     """The service's alert thresholds (its config), as its status says."""
     known = model.status.get("alert_thresholds") or {}
     default = AlertThresholds()
@@ -158,7 +172,7 @@ def thresholds(model) -> AlertThresholds:
     )
 
 
-def energy_cells(totals: dict, narrow: bool = False) -> list[Cell]:
+def energy_cells(totals: dict[str, Any], narrow: bool = False) -> list[Cell]:
     """Where the session's energy went: requests, model loads, the GPU busy with work claw did not see, idle."""
     cells = [
         Cell("energy", fmt.joules(totals.get("total_j")), "bold"),
@@ -175,7 +189,7 @@ def energy_cells(totals: dict, narrow: bool = False) -> list[Cell]:
     return cells
 
 
-def efficiency_cells(model, narrow: bool = False) -> list[Cell]:
+def efficiency_cells(model: ConsoleModel, narrow: bool = False) -> list[Cell]:
     """Two numbers, two names: all the energy measured (idle included), and the requests' energy alone."""
     all_in, requests = fmt.ratio(model.tokens_per_joule_all_in), fmt.ratio(model.tokens_per_joule_requests)
     if narrow:
@@ -194,19 +208,19 @@ class PowerPane(Pane):
         Binding("W", "window(-1)", "Window", show=False, tooltip="Shorter chart window"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gpu_index = 0
         self.window_s = DEFAULT_WINDOW_S
         self._last_plot = -float("inf")
         self._last_values = -float("inf")
         self._last_side_plot = -float("inf")
-        self._shown: dict[str, list] = {}
+        self._shown: dict[str, object] = {}
         self._power_columns = PowerColumns()
         self.chart_draws = 0  # how many times the charts were rebuilt (benchmarks and tests read it)
         self.mode = "detail"  # or "overview": every GPU at once (`o`); several GPUs open on it
         self._mode_chosen = False
-        self._loaded_models: list[dict] = []
+        self._loaded_models: list[dict[str, Any]] = []
         self._loaded_polled_at = -math.inf
 
     def compose(self) -> ComposeResult:
@@ -265,7 +279,8 @@ class PowerPane(Pane):
         now = time.monotonic()
         if now - self._loaded_polled_at >= LOADED_POLL_S:
             self._loaded_polled_at = now
-            self.run_worker(self._read_loaded_models, exclusive=True, group="power-ps", exit_on_error=False)
+            read: WorkType[None] = self._read_loaded_models
+            self.run_worker(read, exclusive=True, group="power-ps", exit_on_error=False)
 
     async def _read_loaded_models(self) -> None:
         try:
@@ -275,7 +290,7 @@ class PowerPane(Pane):
             return
         self._show_overview(self.app.model)
 
-    def _show_overview(self, session) -> None:
+    def _show_overview(self, session: ConsoleModel) -> None:
         sampler = session.telemetry
         snapshots = sampler.latest_all() if sampler.state == "ok" else []
         self.query_one(GpuOverview).show(session, snapshots, self._loaded_models, self.app.clock())
@@ -371,14 +386,14 @@ class PowerPane(Pane):
                 self._show_requests(session)
                 self._show_processes(sampler.latest(self.gpu_index) if telemetry_ok else None)
 
-    def _plot_interval(self, sampler, now: float) -> float:
+    def _plot_interval(self, sampler: TelemetryView | None, now: float) -> float:
         """Redraw when the chart would move by about one cell: twice a second for short windows, once for long."""
         if sampler is None:
             return PLOT_INTERVAL_S
         cells = max(1, self.query_one("#power-chart", BrailleChart).size.width - 5)
         return min(MAX_PLOT_INTERVAL_S, max(PLOT_INTERVAL_S, self._x_span(sampler, now) / cells))
 
-    def _set_subtitle(self, widget, subtitle: Content | str) -> None:
+    def _set_subtitle(self, widget: Widget, subtitle: Content | str) -> None:
         # Compared with what was set last (the border keeps its own form of it): any assignment repaints the chart.
         key = (subtitle.plain, tuple(subtitle.spans)) if isinstance(subtitle, Content) else subtitle
         if self._shown.get(f"subtitle:{widget.id}") != key:
@@ -405,19 +420,20 @@ class PowerPane(Pane):
         widget.update(Content("\n").join(lines), layout=resized)
 
     # ---- GPU bar, stats, alerts -------------------------------------------------------------------------------------
-    def _show_gpu_bar(self, sampler) -> None:
+    def _show_gpu_bar(self, sampler: TelemetryView | None) -> None:
         bar = self.query_one("#power-gpus", GpuBar)
         several = sampler is not None and sampler.gpu_count > 1
         _show(bar, several)
         if not several:
             return
+        assert sampler is not None  # several GPUs: there is telemetry
         chips = []
         for snapshot in sampler.latest_all():
             text = f"{snapshot.index} {short_gpu_name(snapshot.name)} {fmt.watts(snapshot.power_w)}"
             chips.append((snapshot.index, text, snapshot.index == self.gpu_index))
         bar.show_gpus(chips)
 
-    def _show_stats(self, session, telemetry_ok: bool) -> None:
+    def _show_stats(self, session: ConsoleModel, telemetry_ok: bool) -> None:
         width = max(20, self.size.width - 2)
         if not telemetry_ok:
             self._set_lines("#power-stats", self._no_telemetry_lines(session.telemetry))
@@ -431,7 +447,7 @@ class PowerPane(Pane):
         self._set_lines("#power-stats", lines)
 
     @staticmethod
-    def _no_telemetry_lines(sampler) -> list[Content]:
+    def _no_telemetry_lines(sampler: TelemetryView | None) -> list[Content]:
         if sampler is None or sampler.kind == "none" or sampler.state == "none":
             reason = sampler.message if sampler is not None else "no telemetry source"
             head = Content.assemble(("No GPU telemetry: ", "bold $warning"), reason or "source unavailable")
@@ -441,7 +457,7 @@ class PowerPane(Pane):
             tail = "claw reopens the source every few seconds and resumes by itself; the gateway keeps working."
         return [head, Content.styled(tail, "$text-muted")]
 
-    def _cells(self, session, snapshot) -> list[Cell]:
+    def _cells(self, session: ConsoleModel, snapshot: GpuSnapshot) -> list[Cell]:
         sampler = session.telemetry
         index = self.gpu_index
         totals = session.energy
@@ -469,7 +485,7 @@ class PowerPane(Pane):
             *efficiency_cells(session, narrow=self.size.width < SPLIT_CELLS_WIDTH),
         ]
 
-    def _status_line(self, session, snapshot) -> Content:
+    def _status_line(self, session: ConsoleModel, snapshot: GpuSnapshot) -> Content:
         sampler = session.telemetry
         reasons = ", ".join(snapshot.clock_event_reasons) or "none"
         reason_style = "$text" if reasons in ("none", "gpu_idle") else "bold $warning"
@@ -494,7 +510,7 @@ class PowerPane(Pane):
         parts += [("  samples vs counter ", "$text-muted"), (counter, "$text")]
         return Content.assemble(*parts)
 
-    def _show_alerts(self, session) -> None:
+    def _show_alerts(self, session: ConsoleModel) -> None:
         widget = self.query_one("#power-alerts", Static)
         gpu = self.gpu_index if session.telemetry.state == "ok" else None
         alerts = session.alerts_for(gpu)
@@ -524,12 +540,12 @@ class PowerPane(Pane):
         self._set_lines("#power-alerts", lines)
 
     # ---- charts ---------------------------------------------------------------------------------------------------
-    def _x_span(self, sampler, now: float) -> float:
+    def _x_span(self, sampler: TelemetryView, now: float) -> float:
         """The window shown: the chosen one, or less while the session is younger (so the chart is never blank)."""
         elapsed = now - sampler.started_at
         return max(MIN_WINDOW_S, min(self.window_s, elapsed))
 
-    def _draw_charts(self, session, now: float, telemetry_ok: bool, force: bool = False) -> None:
+    def _draw_charts(self, session: ConsoleModel, now: float, telemetry_ok: bool, force: bool = False) -> None:
         power_chart = self.query_one("#power-chart", BrailleChart)
         clock_chart = self.query_one("#clock-chart", BrailleChart)
         util_chart = self.query_one("#util-chart", BrailleChart)
@@ -556,12 +572,21 @@ class PowerPane(Pane):
         if self.has_class("-tall"):
             self._draw_util(util_chart, session, history, now, x_range, x_labels, label)
 
-    def _history(self, sampler, now: float, span: float):
+    def _history(self, sampler: TelemetryView, now: float, span: float) -> list[HistoryPoint]:
         if span <= sampler.history_minutes * 60:
             return sampler.recent_history(self.gpu_index, now - span)
         return sampler.history_1hz(self.gpu_index, now - span)
 
-    def _draw_power(self, chart: BrailleChart, session, now: float, span: float, x_range, x_labels, label: str) -> None:
+    def _draw_power(
+        self,
+        chart: BrailleChart,
+        session: ConsoleModel,
+        now: float,
+        span: float,
+        x_range: tuple[float, float],
+        x_labels: Sequence[tuple[float, str]],
+        label: str,
+    ) -> None:
         sampler = session.telemetry
         index = self.gpu_index
         snapshot = sampler.latest(index)
@@ -571,7 +596,7 @@ class PowerPane(Pane):
         if span <= sampler.history_minutes * 60:
             columns = chart.dot_columns((0.0, y_top))
             slices = self._power_columns.update(sampler, index, now, span, columns)
-            means = [(x, mean) for x, mean, _ in slices]
+            means: list[tuple[float, float | None]] = [(x, mean) for x, mean, _ in slices]
             peaks = [(x, peak) for x, _, peak in slices]
             per_column = span * 50 / columns  # 20 ms samples
         else:
@@ -615,12 +640,12 @@ class PowerPane(Pane):
             legend.append(Content.styled("w window", "$text-muted"))
         return Content(" ").join(legend)
 
-    def _trace_rate(self, sampler) -> str:
+    def _trace_rate(self, sampler: TelemetryView) -> str:
         trace = sampler.trace_stats(self.gpu_index)
         median = trace.get("median_dt_s")
         return f"{median * 1000:.0f} ms" if median else "no samples"
 
-    def _request_bands(self, session, now: float, span: float) -> list[tuple[float, float]]:
+    def _request_bands(self, session: ConsoleModel, now: float, span: float) -> list[tuple[float, float]]:
         start = now - span
         intervals = []
         for record in session.records(RECENT_REQUESTS):
@@ -632,7 +657,16 @@ class PowerPane(Pane):
                 intervals.append((max(begin, start) - now, min(end, now) - now))
         return merge_intervals(intervals)
 
-    def _draw_clocks(self, chart: BrailleChart, sampler, history, now: float, x_range, x_labels, label) -> None:
+    def _draw_clocks(
+        self,
+        chart: BrailleChart,
+        sampler: TelemetryView,
+        history: list[HistoryPoint],
+        now: float,
+        x_range: tuple[float, float],
+        x_labels: Sequence[tuple[float, str]],
+        label: str,
+    ) -> None:
         static = sampler.statics()[self.gpu_index]
         sm = [(p.ts - now, p.sm_clock_mhz) for p in history]
         mem = [(p.ts - now, p.mem_clock_mhz) for p in history]
@@ -650,7 +684,16 @@ class PowerPane(Pane):
             chart, Content(" ").join([Content.styled("━ SM", "$primary"), Content.styled("━ mem", "$secondary")])
         )
 
-    def _draw_util(self, chart: BrailleChart, session, history, now: float, x_range, x_labels, label) -> None:
+    def _draw_util(
+        self,
+        chart: BrailleChart,
+        session: ConsoleModel,
+        history: list[HistoryPoint],
+        now: float,
+        x_range: tuple[float, float],
+        x_labels: Sequence[tuple[float, str]],
+        label: str,
+    ) -> None:
         util = [(p.ts - now, p.util_pct) for p in history]
         temp = [(p.ts - now, p.temp_c) for p in history]
         alert_c = thresholds(session).temp_alert_c
@@ -675,7 +718,7 @@ class PowerPane(Pane):
         )
 
     # ---- bottom: the requests behind the energy, and who holds the VRAM --------------------------------------------
-    def _show_requests(self, session) -> None:
+    def _show_requests(self, session: ConsoleModel) -> None:
         records = [
             r
             for r in session.records(RECENT_REQUESTS)
@@ -709,7 +752,7 @@ class PowerPane(Pane):
             lines.append(Content.styled("no finished request yet: energy per request shows here", "$text-muted"))
         self._set_text("#power-requests", lines)
 
-    def _show_processes(self, snapshot) -> None:
+    def _show_processes(self, snapshot: GpuSnapshot | None) -> None:
         lines = [Content.styled("Processes on this GPU", "bold")]
         processes = snapshot.processes if snapshot is not None else []
         for process in sorted(processes, key=lambda p: -(p.vram_mib or 0))[:7]:

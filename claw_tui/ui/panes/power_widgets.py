@@ -10,9 +10,10 @@ emits one Strip per row, so a 90×30 chart draws in about a millisecond. Colours
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -55,7 +56,7 @@ def nice_step(span: float, max_ticks: int) -> float:
     if span <= 0 or max_ticks < 1:
         return 1.0
     raw = span / max_ticks
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude: float = 10 ** math.floor(math.log10(raw))
     for factor in (1, 2, 2.5, 5, 10):
         if factor * magnitude >= raw:
             return factor * magnitude
@@ -142,11 +143,11 @@ class BrailleChart(Widget):
         self._x_labels: list[tuple[float, str]] = []
         self._empty_text = "no data yet"
         self._version = 0
-        self._cache_key: tuple | None = None
+        self._cache_key: tuple[Any, ...] | None = None
         self._strips: list[Strip] = []
         self._styles: dict[str, Style] | None = None
         self._styles_theme = ""
-        self._cell_style_cache: dict = {}
+        self._cell_style_cache: dict[Any, Any] = {}
         self._strip_width = 0
 
     def plot(
@@ -302,7 +303,14 @@ class BrailleChart(Widget):
         return [label for _, label in _ticks(y_range, plot_h)]
 
     @staticmethod
-    def _draw_series(series: Series, x0: float, x1: float, columns: int, dot_row, fill) -> None:
+    def _draw_series(
+        series: Series,
+        x0: float,
+        x1: float,
+        columns: int,
+        dot_row: Callable[[float], int],
+        fill: Callable[[int, int, int, str], None],
+    ) -> None:
         values = bucket(series.points, x0, x1, columns, series.aggregate)
         gap_columns = math.inf if series.max_gap is None else series.max_gap / (x1 - x0) * columns + 1
         previous: tuple[int, int] | None = None
@@ -338,7 +346,7 @@ class BrailleChart(Widget):
         key = self._styles_theme
         if self._cell_style_cache.get("theme") != key:
             band_bg = styles["chart--band"].bgcolor
-            cache: dict = {"theme": key}
+            cache: dict[Any, Any] = {"theme": key}
             for owner in (None, *self.COMPONENT_CLASSES):
                 style = styles[owner] if owner is not None else styles["base"]
                 cache[(owner, False)] = style

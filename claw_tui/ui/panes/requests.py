@@ -8,6 +8,7 @@ energy split of the request under the cursor.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -88,21 +89,21 @@ def matches(record: RequestRecord, model: str, agent: str, status: str) -> bool:
 
 
 def summary_text(records: list[RequestRecord], shown: int) -> Text:
-    metrics = group_metrics(records)
-    requests = metrics["requests"]
+    metrics = group_metrics(records)  # type: ignore[arg-type]  # a RequestView has every field it reads
+    requests = metrics.requests
     active = sum(1 for r in records if r.status == "active")
-    text = Text.assemble((f"{requests['total']:,}", "bold"), " request" if requests["total"] == 1 else " requests")
+    text = Text.assemble((f"{requests.total:,}", "bold"), " request" if requests.total == 1 else " requests")
     if active:
         text.append(f" + {active} active", style="cyan")
     if shown < len(records):
         text.append(f" (newest {shown} shown)", style="dim")
-    errors = requests["errors"]
+    errors = requests.errors
     text.append(" · ")
     text.append(fmt.plural(errors, "error"), style="red" if errors else "dim")
-    latency = metrics["latency_ms"]
-    text.append(f" · p50 {fmt.duration(latency['p50'])} · p95 {fmt.duration(latency['p95'])}")
-    text.append(f" · {metrics['tokens']['completion']:,} tok · ")
-    tpj = metrics["efficiency"]["tokens_per_joule"]
+    latency = metrics.latency_ms
+    text.append(f" · p50 {fmt.duration(latency.p50)} · p95 {fmt.duration(latency.p95)}")
+    text.append(f" · {metrics.tokens.completion:,} tok · ")
+    tpj = metrics.efficiency.tokens_per_joule
     text.append("—" if tpj is None else f"{tpj:.2f}", style="bold green")
     text.append(" tok/J requests")
     return text
@@ -122,7 +123,7 @@ class RequestsPane(Pane):
         Binding("escape", "clear_filters", "Clear filters", show=False, tooltip="Clear the filters"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._columns: tuple[str, ...] = ()
         self._widths = ColumnWidths(COLUMNS, caps={"model": MODEL_WIDTH, "agent": MODEL_WIDTH})
@@ -130,7 +131,7 @@ class RequestsPane(Pane):
         self._finished: set[str] = set()  # rows that can no longer change
         self._choices: dict[str, tuple[str, ...]] = {"model": (), "agent": ()}
         self._last_summary = 0.0
-        self._signature: tuple | None = None
+        self._signature: int | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="requests-bar", classes="bar"):
@@ -200,12 +201,12 @@ class RequestsPane(Pane):
 
     # ---- the log ------------------------------------------------------------------------------------------------
     def refresh_data(self, force: bool = False) -> None:
-        model = self.app.model
+        console = self.app.model
         # Nothing new: skip the work (this runs 4 times a second).
-        signature = model.requests_version
+        signature = console.requests_version
         if not force and signature == self._signature:
             return
-        records = model.records(SCAN_RECORDS)
+        records = console.records(SCAN_RECORDS)
         self._signature = signature
         self._update_choices(records)
         model, agent, status = (self.filter_value(n) for n in ("model", "agent", "status"))
@@ -247,7 +248,7 @@ class RequestsPane(Pane):
         if added:
             self._newest_first(table)
 
-    def _newest_first(self, table: DataTable) -> None:
+    def _newest_first(self, table: DataTable[Any]) -> None:
         following = table.cursor_row <= 0
         current = (
             None if following or not table.row_count else table.coordinate_to_cell_key(table.cursor_coordinate).row_key
@@ -263,6 +264,7 @@ class RequestsPane(Pane):
         if not table.row_count:
             return None
         row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        assert row_key.value is not None  # every row is added with its request's id as its key
         return self.app.model.record(row_key.value)
 
     def action_details(self) -> None:

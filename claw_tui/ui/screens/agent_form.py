@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -33,12 +34,12 @@ def on_backend(name: str, models: list[str]) -> bool:
     return any(model.removesuffix(":latest") == bare for model in models)
 
 
-def options_text(options: dict) -> str:
+def options_text(options: dict[str, Any]) -> str:
     """`temperature = 0.2, num_ctx = 8192`: the options as the inside of a TOML inline table."""
     return ", ".join(toml_pair(key, value) for key, value in options.items())
 
 
-def parse_options(text: str) -> dict:
+def parse_options(text: str) -> dict[str, Any]:
     """The inside of a TOML inline table (or a whole `{ … }`) as a dict; ValueError with a readable reason."""
     text = text.strip()
     if not text:
@@ -46,7 +47,8 @@ def parse_options(text: str) -> dict:
     if not (text.startswith("{") and text.endswith("}")):
         text = "{ " + text + " }"
     try:
-        return tomllib.loads(f"options = {text}")["options"]
+        options: dict[str, Any] = tomllib.loads(f"options = {text}")["options"]
+        return options
     except tomllib.TOMLDecodeError as exc:
         reason = str(exc).split(" (at ")[0]
         raise ValueError(f"options: {reason} — write them as  temperature = 0.2, num_ctx = 8192") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,12 +37,12 @@ class ConversationsScreen(ReportsWorkerErrors, ModalScreen[str | None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: dict[str, dict] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="conversations-dialog", classes="dialog"):
             yield Static("Saved conversations", classes="dialog-title")
-            table = DataTable(id="conversations-table", cursor_type="row", zebra_stripes=True)
+            table: DataTable[Any] = DataTable(id="conversations-table", cursor_type="row", zebra_stripes=True)
             table.add_column("title", key="title")
             table.add_column("model", key="model", width=16)
             table.add_column("turns", key="turns", width=5)
@@ -57,7 +58,9 @@ class ConversationsScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     async def load(self) -> None:
         hint = self.query_one("#conversations-hint", Static)
         try:
-            rows = await self.app.source.list_conversations()
+            source = self.app.source
+            assert source is not None  # the console opens this dialog once the source runs
+            rows = await source.list_conversations()
         except SourceError as exc:
             hint.update(f"[red]cannot list the conversations: {exc}[/]")
             return
@@ -103,7 +106,9 @@ class ConversationsScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     @work(group="conversations-delete", exit_on_error=False)
     async def delete(self, conversation_id: str) -> None:
         try:
-            await self.app.source.delete_conversation(conversation_id)
+            source = self.app.source
+            assert source is not None  # the console opens this dialog once the source runs
+            await source.delete_conversation(conversation_id)
         except SourceError as exc:
             self.notify(f"not deleted: {exc}", severity="error")
             return

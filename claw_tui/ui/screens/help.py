@@ -43,7 +43,7 @@ def key_label(key: str) -> str:
     return " / ".join(out)
 
 
-def binding_rows(bindings: Iterable) -> list[tuple[str, str]]:
+def binding_rows(bindings: Iterable[object]) -> list[tuple[str, str]]:
     rows = []
     for binding in bindings:
         if not isinstance(binding, Binding) or not binding.description:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +17,9 @@ from claw_tui.ui.client import GatewayError
 from claw_tui.ui.errors import ReportsWorkerErrors
 from claw_tui.ui.screens import dialog_classes
 from claw_tui.ui.screens.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from textual.worker import Worker
 
 
 def suggested_name(model: str) -> str:
@@ -39,7 +44,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         self.installed = installed
         self.changes = changes
         self.built: str | None = None
-        self._worker = None
+        self._worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="rebuild-dialog", classes=dialog_classes(self.app)):
@@ -90,7 +95,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         else:
             check.update(f"[green]✓[/] {name} is a new name")
 
-    def request_body(self) -> dict | None:
+    def request_body(self) -> dict[str, Any] | None:
         quantize = self.query_one("#rebuild-quantize", Select).value
         try:
             return to_create_request(
@@ -122,7 +127,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
             return
         self.start(body)
 
-    def start(self, body: dict) -> None:
+    def start(self, body: dict[str, Any]) -> None:
         self.query_one("#rebuild-build", Button).disabled = True
         self.query_one("#rebuild-name", Input).disabled = True
         self._worker = self.create(body)
@@ -133,7 +138,7 @@ class RebuildScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         log.write(text)
 
     @work(exclusive=True, group="rebuild", exit_on_error=False)
-    async def create(self, body: dict) -> None:
+    async def create(self, body: dict[str, Any]) -> None:
         name = body["model"]
         progress = self.query_one("#rebuild-progress", ProgressBar)
         self.log_line(f"[b]creating {name}[/] from {body['from']}")

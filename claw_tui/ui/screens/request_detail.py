@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -89,7 +90,7 @@ def pairs(rows: list[tuple[str, str | Text]], columns: int = 2) -> Table:
         table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
     for start in range(0, len(rows), columns):
         chunk = rows[start : start + columns]
-        cells: list = [part for pair in chunk for part in pair]
+        cells: list[Any] = [part for pair in chunk for part in pair]
         table.add_row(*cells, *[""] * (2 * columns - len(cells)))
     return table
 
@@ -167,7 +168,7 @@ def request_details(record: RequestRecord) -> Group:
     energy.append_text(
         inline([("tokens/J", fmt.ratio(record.tokens_per_joule)), ("J/token", fmt.ratio(record.joules_per_token))])
     )
-    parts = [
+    parts: list[RenderableType] = [
         head,
         section("Timeline"),
         phase_bar(record),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, Label
@@ -29,9 +31,9 @@ class ChatOptions(Horizontal):
     def system(self) -> str:
         return self.field("system").value.strip()
 
-    def read(self) -> tuple[dict, str | None]:
+    def read(self) -> tuple[dict[str, Any], str | None]:
         """The valid options typed in the bar, and the first problem with the others (None when there is none)."""
-        options: dict = {}
+        options: dict[str, Any] = {}
         problems: list[str] = []
         temperature = self.field("temperature").value.strip()
         num_ctx = self.field("num-ctx").value.strip()

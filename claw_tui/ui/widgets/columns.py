@@ -8,8 +8,12 @@ fit its width, dropping them in the order given.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from textual.widget import Widget
 
 CELL_PADDING = 2  # a DataTable cell has one blank column on each side
 SCROLLBAR = 2  # room kept for the vertical scrollbar
@@ -59,7 +63,7 @@ class ColumnWidths:
         return max(minimum, self.widths[column] - max(0, over))
 
 
-def table_room(widget, fallback: int) -> int:
+def table_room(widget: Widget, fallback: int) -> int:
     """The cells a table can show across without scrolling sideways."""
     width = widget.size.width or fallback
     return max(20, width - SCROLLBAR)

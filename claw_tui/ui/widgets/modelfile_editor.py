@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.style import Style
 from rich.text import Text
@@ -16,7 +17,7 @@ _INSTRUCTION = re.compile(r"^([A-Za-z]+)([ \t]+)(\S*)")
 class ModelfileEditor(TextArea):
     """`set_diagnostics` marks each line a diagnostic points at (errors red, warnings yellow)."""
 
-    def __init__(self, text: str = "", **kwargs) -> None:
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
         super().__init__(text, show_line_numbers=True, soft_wrap=False, tab_behavior="focus", **kwargs)
         self._marks: dict[int, str] = {}  # 0-based line → "error" | "warning"
 

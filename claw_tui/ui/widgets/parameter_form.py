@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Literal, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -34,7 +35,8 @@ def parse_stops(text: str) -> list[str]:
         raise ValueError('write stop sequences as quoted strings: "<|im_end|>", "\\n\\n"') from None
     if not all(isinstance(v, str) and v for v in values):
         raise ValueError("each stop sequence must be a non-empty quoted string")
-    return values
+    stops: list[str] = values  # each checked above: a non-empty string
+    return stops
 
 
 def parse_field(spec: ParamSpec, text: str) -> object:
@@ -82,14 +84,15 @@ class ParameterForm(VerticalScroll):
                 yield self._field(spec)
                 yield Static(f"[dim]default {default_text(spec)} ·[/] {spec.description}", classes="param-help")
 
-    def _field(self, spec: ParamSpec):
+    def _field(self, spec: ParamSpec) -> Select[bool] | Input:
         if spec.type == "bool":
             return Select(
                 [("true", True), ("false", False)], prompt=f"{default_text(spec)}", id=field_id(spec.name), compact=True
             )
         if spec.repeatable:
             return Input(id=field_id(spec.name), placeholder='"<|im_end|>", "\\n\\n"', compact=True)
-        kind = {"int": "integer", "float": "number"}.get(spec.type, "text")
+        kinds: dict[str, Literal["integer", "number"]] = {"int": "integer", "float": "number"}
+        kind: Literal["integer", "number", "text"] = kinds.get(spec.type, "text")
         return Input(id=field_id(spec.name), type=kind, placeholder=default_text(spec), compact=True)
 
     def set_note(self, text: str) -> None:
@@ -97,12 +100,12 @@ class ParameterForm(VerticalScroll):
         note.update(text)
         note.display = bool(text)
 
-    def set_values(self, parameters: dict) -> None:
+    def set_values(self, parameters: dict[str, Any]) -> None:
         """Show these parameter values (the rest empty, so their defaults show) without posting Changed. The field
         being typed into keeps its text: the Modelfile catches up with it, not the other way round."""
         for spec in PARAMETERS.values():
             value = parameters.get(spec.name)
-            widget = self.query_one(f"#{field_id(spec.name)}")
+            widget = cast("Select[bool] | Input", self.query_one(f"#{field_id(spec.name)}"))  # made by _field
             if widget.has_focus:
                 continue
             if isinstance(widget, Select):
