@@ -277,22 +277,33 @@ class BatchService:
         return {"url": url, "state": "pending", "tries": 0}
 
     async def get_batch(self, batch_id: str) -> dict[str, Any]:
-        job = await asyncio.to_thread(self.store.get_job, batch_id)
+        [(job, final)] = await asyncio.to_thread(self._jobs_as_written, lambda: [self.store.get_job(batch_id)])
         if job is None:
             raise BatchError(404, f"No such Batch object: {batch_id}", "batch_id")
-        return objects.batch_object(job, self._live(batch_id))
+        return objects.batch_object(job, self._live(batch_id, final))
 
-    def _live(self, batch_id: str) -> dict[str, Any]:
-        live = self.drain.live(batch_id) or {}
+    def _jobs_as_written(
+        self, read: Callable[[], list[dict[str, Any] | None]]
+    ) -> list[tuple[dict[str, Any] | None, bool]]:
+        """Jobs read from the store, each with whether its energy is final: no energy is written in between, so a
+        job said final carries all of its energy (blocking: call it off the event loop)."""
+        with self._flush_lock:
+            jobs = read()
+            return [(job, job is not None and self._energy_final(job["id"])) for job in jobs]
+
+    def _energy_final(self, batch_id: str) -> bool:
         with self._energy_lock:
-            pending = self._pending_records[batch_id] > 0 or any(u[0] == batch_id for u in self._energy_updates)
-        live["energy_final"] = not pending
+            return not (self._pending_records[batch_id] > 0 or any(u[0] == batch_id for u in self._energy_updates))
+
+    def _live(self, batch_id: str, energy_final: bool) -> dict[str, Any]:
+        live = self.drain.live(batch_id) or {}
+        live["energy_final"] = energy_final
         return live
 
     async def list_batches(self, after: str | None, limit: int) -> dict[str, Any]:
-        jobs = await asyncio.to_thread(self.store.list_jobs, after, limit + 1)
-        items = [objects.batch_object(job, self._live(job["id"])) for job in jobs[:limit]]
-        return objects.page(items, len(jobs) > limit)
+        rows = await asyncio.to_thread(self._jobs_as_written, lambda: list(self.store.list_jobs(after, limit + 1)))
+        items = [objects.batch_object(job, self._live(job["id"], final)) for job, final in rows[:limit] if job]
+        return objects.page(items, len(rows) > limit)
 
     async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         job = await asyncio.to_thread(self.store.get_job, batch_id)
@@ -395,7 +406,7 @@ class BatchService:
         """Once the job's energy is final (or after ENERGY_SETTLE_S): the end event, then the webhook."""
         deadline = time.monotonic() + (ENERGY_SETTLE_S if settle else 0.0)
         # Energy becomes final on the sampler's thread, a few power samples after a line's end: a short poll.
-        while time.monotonic() < deadline and not self._live(batch_id)["energy_final"]:  # noqa: ASYNC110
+        while time.monotonic() < deadline and not self._energy_final(batch_id):  # noqa: ASYNC110
             await asyncio.sleep(ENERGY_FLUSH_S)
         await asyncio.to_thread(self._flush_energy)
         batch = await self.get_batch(batch_id)
@@ -474,7 +485,8 @@ class BatchService:
     # ---- for the console -------------------------------------------------------------------------------------------
     def jobs_now(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest jobs as batch objects (blocking: call it off the event loop)."""
-        return [objects.batch_object(job, self._live(job["id"])) for job in self.store.list_jobs(None, limit)]
+        rows = self._jobs_as_written(lambda: list(self.store.list_jobs(None, limit)))
+        return [objects.batch_object(job, self._live(job["id"], final)) for job, final in rows if job]
 
     def active_count(self) -> int:
         return sum(1 for job in self.drain.jobs.values() if job.status in ACTIVE_JOB_STATES)
