@@ -90,7 +90,7 @@ def test_live_summary_has_the_spec_schema_and_adds_up(finished_session):
     assert e["requests_j"] == e["active_j"] > 0
     assert e["load_j"] > 0  # the simulator loads each model on its first request
     assert e["integral_j"] == e["total_j"]
-    assert abs(e["counter_vs_integral_pct"]) < 0.5  # the counter and the samples agree over the same window
+    assert abs(e["counter_vs_integral_pct"]) < 1.0  # SPEC: session energy within 1% of the energy counter
     assert summary["requests"]["total"] == 4 and summary["requests"]["ok"] == 3
     assert summary["requests"]["by_status"] == {"error": 1, "ok": 3}
     completion = summary["tokens"]["completion"]
