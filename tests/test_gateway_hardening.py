@@ -216,8 +216,10 @@ def test_a_backends_4xx_is_relayed_once_and_counts_against_nothing(tmp_path):
             assert all(a.json()["error"] == "bad prompt" for a in answers)
             # four 400s used exactly the four faults: no request was tried twice
             assert post(url, "/api/chat", chat_body("next", stream=False)).status_code == 200
-            ladder = runner.session.gateway.ladder.to_json()
-            assert ladder["models"]["qwen3:8b"] == {"error_rate": 0.0, "errors": 0, "outcomes": 1}
+            # the answer's outcome is booked just after its bytes went out: wait for it, then check it is the only one
+            ladder = runner.session.gateway.ladder
+            wait_until(lambda: "qwen3:8b" in ladder.to_json()["models"])
+            assert ladder.to_json()["models"]["qwen3:8b"] == {"error_rate": 0.0, "errors": 0, "outcomes": 1}
         finally:
             runner.stop()
 

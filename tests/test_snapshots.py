@@ -124,6 +124,17 @@ async def settle(pilot) -> None:
     await pilot.pause()
 
 
+async def open_models(pilot) -> None:
+    """F3 with its model list and the opened Modelfile in place: the list fills from a poll that may land after the
+    first settle, and rows added behind a dialog would leave the table's header drawn at its old widths."""
+    await pilot.press("f3")
+    await settle(pilot)
+    installed = pilot.app.query_one("#models-installed", DataTable)
+    editor = pilot.app.query_one(ModelfileEditor)
+    await until(pilot, lambda: installed.row_count > 0 and editor.text.startswith("FROM"))
+    await settle(pilot)
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_power_pane(snap_compare, frozen_session, size):
     assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=settle)
@@ -191,8 +202,7 @@ def test_chat_pane(snap_compare, frozen_session, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_models_pane(snap_compare, frozen_session, size):
     async def run_before(pilot):
-        await pilot.press("f3")
-        await settle(pilot)
+        await open_models(pilot)
 
     assert snap_compare(app_for(frozen_session), terminal_size=size, run_before=run_before)
 
@@ -278,8 +288,7 @@ def test_chat_saved_conversations(snap_compare, frozen_session, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_models_pane_marks_an_invalid_line(snap_compare, frozen_session, size):
     async def run_before(pilot):
-        await pilot.press("f3")
-        await settle(pilot)
+        await open_models(pilot)
         editor = pilot.app.query_one(ModelfileEditor)
         line = editor.text.splitlines().index("PARAMETER temperature 0.6")
         editor.replace("PARAMETER temperature 0.6 # cooler", (line, 0), (line, len("PARAMETER temperature 0.6")))
@@ -294,8 +303,7 @@ def test_models_pane_marks_an_invalid_line(snap_compare, frozen_session, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_models_parameter_form(snap_compare, frozen_session, size):
     async def run_before(pilot):
-        await pilot.press("f3")
-        await settle(pilot)
+        await open_models(pilot)
         pilot.app.query_one("#models-tabs", TabbedContent).active = "models-tab-parameters"
         await settle(pilot)
         pilot.app.query_one("#param-num_ctx", Input).value = "8192"
@@ -310,8 +318,7 @@ def test_models_parameter_form(snap_compare, frozen_session, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_models_diff(snap_compare, frozen_session, size):
     async def run_before(pilot):
-        await pilot.press("f3")
-        await settle(pilot)
+        await open_models(pilot)
         pane = pilot.app.query_one(ModelsPane)
         editor = pilot.app.query_one(ModelfileEditor)
         line = editor.text.splitlines().index("PARAMETER top_k 20")
@@ -326,8 +333,7 @@ def test_models_diff(snap_compare, frozen_session, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_models_rebuild_dialog(snap_compare, frozen_session, size):
     async def run_before(pilot):
-        await pilot.press("f3")
-        await settle(pilot)
+        await open_models(pilot)
         await pilot.press("ctrl+r")
         await settle(pilot)
         pilot.app.screen.query_one("#rebuild-name", Input).value = "qwen3:32b"  # an existing name: a warning
