@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import multiprocessing
+import pstats
 import random
 import socket
 import statistics
@@ -302,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-days", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tracemalloc", action="store_true", help="print what grew most between two windows")
+    parser.add_argument("--profile", action="store_true", help="print where the summary's time goes, first/last window")
     args = parser.parse_args(argv)
     window = max(100, args.requests // args.windows)
     tmp = Path(tempfile.mkdtemp(prefix="claw-soak-"))
@@ -356,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 "day": round(clock.offset / 86_400, 2),
                 "wall_s": round(time.monotonic() - started, 1),
                 "rss_mb": round(me.memory_info().rss / 2**20, 1),
+                "python_blocks_k": round(sys.getallocatedblocks() / 1000, 1),  # live Python objects
                 "fds": me.num_fds(),
                 "store_mb": round(store_bytes(tmp) / 2**20, 2),
                 "gateway": {k: message[k] for k in ("p50_ms", "p99_ms", "p999_ms")},
@@ -368,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
             if args.tracemalloc:
                 traced = trace_growth(traced, index, args.windows)
+            if args.profile and index in (0, args.windows - 1):
+                profile_summary(session, pause, index)
     finally:
         stop.set()
         load.join(30)
@@ -394,13 +400,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def profile_summary(session, pause, index: int) -> None:
+    """The summary built 20 times in this thread, at rest, under cProfile: what its time is spent on."""
+    pause.set()
+    try:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(20):
+            session.summary().to_json()
+        profiler.disable()
+    finally:
+        pause.clear()
+    print(f"--- summary profile, window {index}")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
 def trace_growth(first, index: int, windows: int):
-    """A snapshot at the end of the first quarter; at the end, the allocations and object types that grew most."""
-    if index == windows // 4:
+    """A snapshot at the end of the first tenth; at the end, the allocations and object types that grew most."""
+    if index == max(1, windows // 10 - 1):
         return tracemalloc.take_snapshot(), _object_counts()
     if first is not None and index == windows - 1:
         snapshot, counts = first
-        for stat in tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:12]:
+        for stat in tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:20]:
             print(stat, flush=True)
         grown = _object_counts()
         grown.subtract(counts)

@@ -97,9 +97,16 @@ class GpuEnergy:
     unmetered_s: float = 0.0
     idle_s: float = 0.0
     first_ts: float | None = None
+    first_watts: float | None = None
     last_ts: float | None = None
     last_watts: float | None = None
     settled_to: float | None = None  # end of the last interval attributed
+
+    def sampled_window(self) -> tuple[float, float, float, float] | None:
+        """(first_ts, first_watts, last_ts, last_watts) of the samples integrated so far; None before the first."""
+        if self.first_ts is None or self.first_watts is None or self.last_ts is None or self.last_watts is None:
+            return None
+        return self.first_ts, self.first_watts, self.last_ts, self.last_watts
 
 
 @dataclass(slots=True, eq=False)
@@ -330,7 +337,7 @@ class Ledger:
             self._pending[gpu_index] = deque()
         if gpu.last_ts is None or gpu.last_watts is None:
             gpu.first_ts = gpu.last_ts = gpu.settled_to = sample.ts
-            gpu.last_watts = sample.watts
+            gpu.first_watts = gpu.last_watts = sample.watts
             return
         if sample.ts <= gpu.last_ts:
             return

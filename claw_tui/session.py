@@ -372,14 +372,11 @@ class Session:
         total = 0.0
         for index, (start_j, end_j) in enumerate(zip(base, values)):
             gpu = energies.get(index)
-            if gpu is None or gpu.first_ts is None or gpu.last_ts is None or gpu.last_watts is None:
+            window = gpu.sampled_window() if gpu is not None else None
+            if window is None:
                 total += end_j - start_j
                 continue
-            first = sampler.power_trace(index, gpu.first_ts - 1e-6)[:1]
-            first_w = first[0].watts if first and first[0].ts == gpu.first_ts else gpu.last_watts
-            total += aligned_counter_j(
-                start_j, base_ts, end_j, now_ts, gpu.first_ts, first_w, gpu.last_ts, gpu.last_watts
-            )
+            total += aligned_counter_j(start_j, base_ts, end_j, now_ts, *window)
         return total
 
     def _start_stats(self) -> None:

@@ -57,10 +57,15 @@ def by_model(tally: SessionTally | SavedTally, models: dict[str, dict[str, Any]]
     for name in models:
         if name not in rows:
             rows[name] = (name, GroupStats().metrics())
-    return tuple(
-        ModelRow.of(name, metrics, {**EMPTY_MODEL_COSTS, **models.get(key, {})})
-        for key, (name, metrics) in sorted(rows.items())
-    )
+    kept = tally.model_rows
+    out = []
+    for key, (name, metrics) in sorted(rows.items()):
+        costs = models.get(key)
+        last = kept.get(name)
+        if last is None or last[0] is not metrics or last[1] != costs:  # the group or its costs moved: a new row
+            last = kept[name] = (metrics, costs, ModelRow.of(name, metrics, {**EMPTY_MODEL_COSTS, **(costs or {})}))
+        out.append(last[2])
+    return tuple(out)
 
 
 def by_agent(tally: SessionTally | SavedTally) -> tuple[AgentRow, ...]:

@@ -73,6 +73,9 @@ class GroupMetrics:
     efficiency: GroupEfficiency
     latency_ms: Percentiles
     ttft_ms: Percentiles
+    # Built once: the tally hands out the same GroupMetrics until its group changes, so a summary of hundreds of
+    # by_model rows rebuilds only the rows that moved. Read-only, like all summary JSON.
+    _json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GroupMetrics:
@@ -89,6 +92,13 @@ class GroupMetrics:
         )
 
     def to_json(self) -> dict[str, Any]:
+        cached = self._json
+        if cached is None:
+            cached = self._build_json()
+            object.__setattr__(self, "_json", cached)  # a cache, not state: frozen stays true to what it shows
+        return cached
+
+    def _build_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests.to_json(),
             "tokens": self.tokens.to_json(),
@@ -123,6 +133,7 @@ class ModelRow:
     parking_s: float
     parking_j: float | None
     unload_after: tuple[UnloadOption, ...]
+    _json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)  # as in GroupMetrics
 
     @classmethod
     def of(cls, model: str, metrics: GroupMetrics, costs: dict[str, Any]) -> ModelRow:
@@ -142,6 +153,13 @@ class ModelRow:
         return cls.of(data["model"], GroupMetrics.from_json(data), data)
 
     def to_json(self) -> dict[str, Any]:
+        cached = self._json
+        if cached is None:
+            cached = self._build_json()
+            object.__setattr__(self, "_json", cached)
+        return cached
+
+    def _build_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
             **self.metrics.to_json(),

@@ -15,11 +15,15 @@ from typing import Any
 
 from claw_tui.quantiles import Quantiles
 from claw_tui.records import RequestRecord
-from claw_tui.summary_types import GroupMetrics
+from claw_tui.summary_types import GroupMetrics, ModelRow
 
 MAX_GROUPS = 256  # per-model / per-agent rows kept apart; requests for any further name share the "other" row
 OTHER = "other"
 RECENT_EVENTS = 100
+
+# The summary's by_model rows as last built, by model: (the group's metrics, the model's costs, the row). A row is
+# built again only when its group's metrics object or its costs changed: at hundreds of rows most stay as they were.
+ModelRowCache = dict[str, tuple[GroupMetrics, "dict[str, Any] | None", ModelRow]]
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -143,6 +147,7 @@ class SessionTally:
         self._events_by_kind: Counter[str] = Counter()
         self._events_energy_j = 0.0
         self._recent_events: deque[RequestRecord] = deque(maxlen=RECENT_EVENTS)
+        self.model_rows: ModelRowCache = {}
 
     @classmethod
     def of(cls, records: Iterable[RequestRecord]) -> SessionTally:
@@ -219,6 +224,7 @@ class SavedTally:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
+        self.model_rows: ModelRowCache = {}
 
     def whole_json(self) -> dict[str, Any]:
         whole: dict[str, Any] = self._data["whole"]

@@ -261,6 +261,22 @@ def test_error_rate_window():
     assert window.rate() == 0.0 and window.counts() == (0, 0)
 
 
+def test_error_rate_window_keeps_counts_not_outcomes():
+    """Thousands of outcomes a second cost the same memory as a few: the window holds slices with counts."""
+    clock = FakeClock()
+    window = ErrorRateWindow(window_s=60, min_samples=10, clock=clock)
+    for step in range(60_000):  # 1,000 outcomes a second for a minute, every tenth one failed
+        clock.now = 1000.0 + step / 1000
+        window.add(step % 10 != 0)
+    assert window.counts() == (6_000, 60_000) and window.rate() == 0.1
+    assert len(window._buckets) <= ErrorRateWindow.BUCKETS + 1
+    clock.now += 30  # the older half of the minute has left the window (to within one 1 s slice)
+    errors, total = window.counts()
+    assert 29_000 <= total <= 31_000 and errors == total // 10
+    clock.now += 31
+    assert window.counts() == (0, 0)
+
+
 def test_ladder_needs_a_step_and_a_high_rate_of_that_model():
     off = DegradationLadder(0.5, cache=False, fallback=False, static_reply="", min_samples=1)
     off.add("m", False)

@@ -24,7 +24,13 @@ MAX_TRACKED = 1024  # models (or backend/model pairs) whose windows are kept; th
 
 
 class ErrorRateWindow:
-    """Outcomes of the last `window_s` seconds; the rate counts only once `min_samples` outcomes are in."""
+    """Outcomes of the last `window_s` seconds; the rate counts only once `min_samples` outcomes are in.
+
+    Outcomes are counted in `BUCKETS` slices of the window, not kept one by one: at hundreds of requests a second
+    a window of single outcomes would hold tens of thousands of entries per key. An outcome leaves the window when
+    its whole slice is older than `window_s` (at most one slice, 1/60 of the window, late)."""
+
+    BUCKETS = 60
 
     def __init__(
         self, window_s: float = 60.0, min_samples: int = 10, *, clock: Callable[[], float] = time.monotonic
@@ -32,32 +38,41 @@ class ErrorRateWindow:
         self.window_s = window_s
         self.min_samples = min_samples
         self.clock = clock
-        self._outcomes: deque[tuple[float, bool]] = deque()
-        self._errors = 0
+        self._width = window_s / self.BUCKETS if window_s > 0 else 1.0
+        self._buckets: deque[list[int]] = deque()  # [slice number, outcomes, errors], oldest first
 
     def add(self, ok: bool) -> None:
         now = self.clock()
-        self._outcomes.append((now, ok))
+        number = int(now // self._width)
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != number:
+            buckets.append([number, 0, 0])
+        bucket = buckets[-1]
+        bucket[1] += 1
         if not ok:
-            self._errors += 1
+            bucket[2] += 1
         self._expire(now)
 
     def _expire(self, now: float) -> None:
-        cutoff = now - self.window_s
-        outcomes = self._outcomes
-        while outcomes and outcomes[0][0] < cutoff:
-            _, ok = outcomes.popleft()
-            if not ok:
-                self._errors -= 1
+        first_kept = (now - self.window_s) / self._width  # slices that end at or before the cutoff go
+        buckets = self._buckets
+        while buckets and buckets[0][0] + 1 <= first_kept:
+            buckets.popleft()
 
     def rate(self) -> float:
-        self._expire(self.clock())
-        total = len(self._outcomes)
-        return self._errors / total if total >= self.min_samples else 0.0
+        errors, total = self.counts()
+        return errors / total if total >= self.min_samples else 0.0
 
     def counts(self) -> tuple[int, int]:
-        self._expire(self.clock())
-        return self._errors, len(self._outcomes)
+        """(errors, outcomes) in the window now. Reads a copy and changes nothing: other threads read it too
+        (the console feed's status), while only `add`, on the gateway's loop, drops old slices."""
+        first_kept = (self.clock() - self.window_s) / self._width
+        errors = total = 0
+        for number, outcomes, failed in list(self._buckets):
+            if number + 1 > first_kept:
+                total += outcomes
+                errors += failed
+        return errors, total
 
     def to_json(self) -> dict[str, Any]:
         errors, total = self.counts()
