@@ -251,13 +251,14 @@ def time_endpoints(url: str, rounds: int = 3) -> dict[str, float]:
 
 
 def endpoints_at_rest(session, url: str, pause) -> dict[str, float]:
-    """Each endpoint's own cost: the load and the console hold still, the requests in flight end, then 3 reads."""
+    """Each endpoint's own cost: the load and the console hold still, the requests in flight end, then the median
+    of 5 reads."""
     pause.set()
     try:
         deadline = time.monotonic() + 10
         while session.ledger.in_flight() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return time_endpoints(url, rounds=3)
+        return time_endpoints(url, rounds=5)
     finally:
         pause.clear()
 

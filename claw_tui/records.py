@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 STATUSES = ("ok", "error", "cancelled", "rejected")
 # Model operations are not requests: loads and unloads asked of the backend (an empty prompt, keep_alive 0) and
@@ -12,6 +12,30 @@ STATUSES = ("ok", "error", "cancelled", "rejected")
 REQUEST = "request"
 MODEL_EVENT_KINDS = ("load", "unload", "warmup")
 ATTRIBUTIONS = ("timed", "tokens", "window")
+
+
+class FinishedRequest(Protocol):
+    """What the per-group metrics read from a finished request: a `RequestRecord` in the core, the console's
+    `RequestView` of one in the panes."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def energy_j(self) -> float: ...
+    @property
+    def prefill_j(self) -> float: ...
+    @property
+    def decode_j(self) -> float: ...
+    @property
+    def load_j(self) -> float: ...
+    @property
+    def duration_ms(self) -> float | None: ...
+    @property
+    def ttft_ms(self) -> float | None: ...
 
 
 def new_request_id() -> str:

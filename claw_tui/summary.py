@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from claw_tui.parking import canonical_model
 from claw_tui.quantiles import percentile
-from claw_tui.records import RequestRecord
+from claw_tui.records import FinishedRequest, RequestRecord
 from claw_tui.summary_types import SCHEMA as SCHEMA
 from claw_tui.summary_types import AgentRow, Efficiency, Energy, Governor, GroupMetrics, ModelRow, Summary
 from claw_tui.tally import GroupStats, SavedTally, SessionTally, ratio
@@ -33,7 +33,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def group_metrics(records: Iterable[RequestRecord]) -> GroupMetrics:
+def group_metrics(records: Iterable[FinishedRequest]) -> GroupMetrics:
     """The per-group metrics (the whole session, a by_model or by_agent row) of a list of records."""
     stats = GroupStats()
     for record in records:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from claw_tui.quantiles import Quantiles
-from claw_tui.records import RequestRecord
+from claw_tui.records import FinishedRequest, RequestRecord
 from claw_tui.summary_types import GroupMetrics, ModelRow
 
 MAX_GROUPS = 256  # per-model / per-agent rows kept apart; requests for any further name share the "other" row
@@ -69,7 +69,7 @@ class GroupStats:
         self._json: dict[str, Any] | None = None
         self._metrics: GroupMetrics | None = None
 
-    def add(self, record: RequestRecord) -> None:
+    def add(self, record: FinishedRequest) -> None:
         self._json = self._metrics = None
         self.statuses[record.status] += 1
         self.prompt += record.prompt_tokens
@@ -125,10 +125,11 @@ class _Groups:
     def __init__(self) -> None:
         self.groups: dict[str, GroupStats] = {}
 
-    def add(self, name: str, record: RequestRecord) -> None:
+    def add(self, name: str, record: RequestRecord, *, may_open: bool = True) -> None:
+        """`may_open`: whether this record may open a group of its own (else it counts under `other`)."""
         group = self.groups.get(name)
         if group is None:
-            if len(self.groups) >= MAX_GROUPS:
+            if not may_open or len(self.groups) >= MAX_GROUPS:
                 name = OTHER
             group = self.groups.setdefault(name, GroupStats())
         group.add(record)
@@ -166,8 +167,8 @@ class SessionTally:
                 self._recent_events.append(record)
                 return
             self.whole.add(record)
-            if record.model:
-                self._models.add(record.model, record)
+            if record.model:  # a name no backend has (404) gets no row of its own: clients cannot fill the table
+                self._models.add(record.model, record, may_open=record.http_status != 404)
             if record.agent:
                 self._agents.add(record.agent, record)
             if record.wake_ms is not None:

@@ -117,6 +117,9 @@ def test_metrics_labels_stay_bounded_whatever_model_names_clients_send(tmp_path)
         series = [line for line in text.splitlines() if line and not line.startswith("#")]
         assert len(series) < 1000
         assert 'claw_requests_total{agent="",model="other",status="error"} 300.0' in text
+        summary = httpx.get(url + "/claw/v1/summary").json()  # nor the summary's rows: a 404 opens none
+        rows = {row["model"]: row["requests"] for row in summary["by_model"]}
+        assert set(rows) == {"qwen3:8b", "other"} and rows["other"]["total"] == rows["other"]["errors"] == 300
     finally:
         runner.stop()
 

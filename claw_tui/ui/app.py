@@ -249,7 +249,7 @@ class ClawApp(ReportsWorkerErrors, App[None]):
             self.run_worker(start, thread=True, group="session-start", exit_on_error=False)
         else:
             self.sub_title = f"attaching to {getattr(self.source, 'address', '')}…"
-            attach: WorkType[None] = self._attach
+            attach: WorkType[None] = self._attach_to_service
             self.run_worker(attach, group="attach", exit_on_error=False)
 
     def _start_session(self) -> None:
@@ -264,8 +264,7 @@ class ClawApp(ReportsWorkerErrors, App[None]):
         begin: Callable[[], Awaitable[None] | None] = self._begin
         self.call_from_thread(begin)
 
-    # Not MessagePump._attach(parent), which Textual calls on child nodes only, never on the app (the root).
-    async def _attach(self) -> None:  # type: ignore[override]
+    async def _attach_to_service(self) -> None:
         """Attached: read the service's state (the events follow from there on), then show the panes."""
         await self._begin()
 

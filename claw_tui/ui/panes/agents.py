@@ -50,7 +50,7 @@ def agent_config(agent: AgentConfig) -> AgentConfig:
 
 
 def stats_cells(agent: Agent, records: list[RequestRecord]) -> tuple[Any, ...]:
-    metrics = group_metrics(records)  # type: ignore[arg-type]  # a RequestView has every field it reads
+    metrics = group_metrics(records)
     errors = metrics.requests.errors
     jpt = metrics.efficiency.joules_per_token
     return (

@@ -89,7 +89,7 @@ def matches(record: RequestRecord, model: str, agent: str, status: str) -> bool:
 
 
 def summary_text(records: list[RequestRecord], shown: int) -> Text:
-    metrics = group_metrics(records)  # type: ignore[arg-type]  # a RequestView has every field it reads
+    metrics = group_metrics(records)
     requests = metrics.requests
     active = sum(1 for r in records if r.status == "active")
     text = Text.assemble((f"{requests.total:,}", "bold"), " request" if requests.total == 1 else " requests")
