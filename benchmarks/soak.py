@@ -251,12 +251,14 @@ def time_endpoints(url: str, rounds: int = 3) -> dict[str, float]:
 
 
 def endpoints_at_rest(session, url: str, pause) -> dict[str, float]:
-    """Each endpoint's own cost: the load and the console hold still, the requests in flight end, then the median
-    of 5 reads."""
+    """Each endpoint's own cost: the load and the console hold still, the requests in flight end and the store has
+    written what they left, then the median of 5 reads."""
     pause.set()
     try:
         deadline = time.monotonic() + 10
         while session.ledger.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while session.store is not None and session.store.backlog() > 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         return time_endpoints(url, rounds=5)
     finally:
@@ -305,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-days", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tracemalloc", action="store_true", help="print what grew most between two windows")
-    parser.add_argument("--profile", action="store_true", help="print where the summary's time goes, first/last window")
+    parser.add_argument(
+        "--profile", action="store_true", help="where the summary and status spend their time (first, last window)"
+    )
     args = parser.parse_args(argv)
     window = max(100, args.requests // args.windows)
     tmp = Path(tempfile.mkdtemp(prefix="claw-soak-"))
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.tracemalloc:
                 traced = trace_growth(traced, index, args.windows)
             if args.profile and index in (0, args.windows - 1):
-                profile_summary(session, pause, index)
+                profile_endpoints(session, pause, index)
     finally:
         stop.set()
         load.join(30)
@@ -401,19 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def profile_summary(session, pause, index: int) -> None:
-    """The summary built 20 times in this thread, at rest, under cProfile: what its time is spent on."""
-    pause.set()
-    try:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(20):
-            session.summary().to_json()
-        profiler.disable()
-    finally:
-        pause.clear()
-    print(f"--- summary profile, window {index}")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+def profile_endpoints(session, pause, index: int) -> None:
+    """The summary and the status built 20 times each in this thread, at rest, under cProfile: where their time
+    goes (what the endpoints run on a worker thread, without HTTP)."""
+    for name, build in (("summary", lambda: session.summary().to_json()), ("status", session.status_json)):
+        pause.set()
+        try:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(20):
+                build()
+            profiler.disable()
+        finally:
+            pause.clear()
+        print(f"--- {name} profile, window {index}")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(20)
 
 
 def trace_growth(first, index: int, windows: int):

@@ -135,6 +135,7 @@ class Ledger:
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
     _records: deque[RequestRecord] = field(init=False)
     _model_events: deque[RequestRecord] = field(init=False)
+    _running: int = field(default=0, init=False)  # records opened, not finished: counted, not searched for
     _open: dict[str, _Work] = field(default_factory=dict, init=False)
     _resolved: list[_Work] = field(default_factory=list, init=False)
     _gpus: dict[int, GpuEnergy] = field(default_factory=dict, init=False)
@@ -189,6 +190,8 @@ class Ledger:
             record.t_arrival = self.clock()
         with self._lock:
             (self._records if kind == REQUEST else self._model_events).append(record)
+            if record.status == "active":
+                self._running += 1
         if kind == REQUEST:
             self._emit("request.opened", record)
         return record
@@ -233,6 +236,7 @@ class Ledger:
         with self._lock:
             if record.status != "active":
                 return
+            self._running -= 1
             record.status = status
             record.http_status = http_status
             record.error = error
@@ -300,9 +304,7 @@ class Ledger:
     def in_flight(self) -> int:
         """Requests and model operations still running."""
         with self._lock:
-            return sum(1 for r in self._records if r.status == "active") + sum(
-                1 for r in self._model_events if r.status == "active"
-            )
+            return self._running
 
     # ---- what the backends have resident, and how busy the GPUs are ------------------------------------------------
     def set_resident(self, gpu: int | None, models: Iterable[str], ts: float | None = None) -> None:

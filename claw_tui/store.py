@@ -215,6 +215,10 @@ class SessionStore:
             self._conn.close()
             self._conn = None
 
+    def backlog(self) -> int:
+        """Writes queued for the writer thread and not yet taken (telemetry rows keep coming once a second)."""
+        return self._queue.qsize()
+
     # ---- producers (any thread) ------------------------------------------------------------------------------
     def save_request(self, record: RequestRecord) -> None:
         self._queue.put(

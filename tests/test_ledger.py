@@ -382,3 +382,17 @@ def test_without_telemetry_records_finish_final_with_no_energy():
     ledger.mark_upstream_start(record)
     ledger.finish(record, "ok")
     assert record.energy_final and record.energy_j == 0
+
+
+def test_in_flight_counts_open_records_whatever_the_ring_holds():
+    ledger = Ledger(max_records=3)
+    done = [ledger.open_request(model="m", endpoint="/api/chat") for _ in range(5)]  # two already left the ring
+    load = ledger.open_request(model="m", endpoint="", kind="load")
+    assert ledger.in_flight() == 6
+    for record in done[:4]:
+        ledger.finish(record, "ok", 200)
+    ledger.finish(done[0], "error", 500)  # a second finish changes nothing
+    assert ledger.in_flight() == 2
+    ledger.finish(load, "ok", 200)
+    ledger.finish(done[4], "cancelled")
+    assert ledger.in_flight() == 0
