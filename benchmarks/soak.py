@@ -11,11 +11,13 @@ second in every other window. The clock jumps forward between windows so that th
 retention, keep-alive and history windows see a month go by. Along the way: model loads and unloads, and the backend
 killed and restarted.
 
-Each window records the service's RSS, open fds, store size, the latency of each claw endpoint measured from this
-process after the window (once under load, and at rest: the load and the console hold still while the requests in
-flight end, then the median of 3 reads, which is the endpoint's own cost), and the gateway's p50/p99/p999 as the load
-saw it, with and without the poller. At the
-end the summary is timed against a million records. Writes benchmarks/results/soak.json and soak.png.
+Each window records the service's RSS, live Python blocks, open fds, store size, the latency of each claw endpoint
+measured from this process after the window (once under load, and at rest: the load and the console hold still
+while the requests in flight end and the store catches up, then the median of 5 reads), the CPU each endpoint's
+answer takes to build (median of 5, at rest: the endpoint's own cost, free of the machine's noise), and the
+gateway's p50/p99/p999 as the load saw it, with and without the poller. At the end the summary is timed against a
+million records. `--profile` prints where the summary's and the status' time goes in the first and last window.
+Writes benchmarks/results/soak.json and soak.png.
 
 Targets (issue "A service that runs for months"): RSS and endpoint latency flat (last tenth within 10% of the
 first), gateway p999 with the poller within 2x of without, /metrics under 1,000 series, the store within the
@@ -50,6 +52,7 @@ import psutil
 
 from claw_tui.config import BackendConfig, load_config
 from claw_tui.records import RequestRecord
+from claw_tui.request_pages import RequestQuery
 from claw_tui.session import Session, SessionOptions, SessionThread
 from claw_tui.sim.gpu import SimGPU, SimTelemetrySource
 
@@ -265,6 +268,31 @@ def endpoints_at_rest(session, url: str, pause) -> dict[str, float]:
         pause.clear()
 
 
+def endpoints_cpu(session, pause) -> dict[str, float]:
+    """What each endpoint's answer costs to build, in CPU ms of the building thread (median of 5), at rest: the
+    work the endpoints hand to a worker thread, without HTTP and without the other threads' share of the machine,
+    so it shows whether that work grows with history where wall-clock reads on a shared machine swing by ±30 %."""
+    builders = {
+        "summary": lambda: json.dumps(session.summary().to_json()),
+        "requests": lambda: session.requests_page(RequestQuery(limit=1000)),
+        "status": lambda: json.dumps(session.status_json()),
+        "metrics": session.gateway.metrics.exposition,
+    }
+    pause.set()
+    try:
+        costs = {}
+        for name, build in builders.items():
+            times = []
+            for _ in range(5):
+                started = time.thread_time()
+                build()
+                times.append((time.thread_time() - started) * 1000)
+            costs[name] = round(statistics.median(times), 3)
+        return costs
+    finally:
+        pause.clear()
+
+
 def model_churn(url: str) -> None:
     """A model unloaded and loaded again through the gateway (model events, a real reload on the simulator)."""
     with httpx.Client(base_url=url, timeout=60) as client:
@@ -358,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                 sim = start_sim(sim_port)
             loaded = time_endpoints(url, rounds=1)
             at_rest = endpoints_at_rest(session, url, pause)
+            cpu = endpoints_cpu(session, pause)
             row = {
                 "window": index,
                 "requests": done_requests,
@@ -372,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                 "errors": message["errors"],
                 "endpoints_ms": at_rest,
                 "endpoints_loaded_ms": loaded,
+                "endpoints_cpu_ms": cpu,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -478,6 +508,7 @@ def evaluate(rows: list[dict], series: int, million: dict, first_endpoints: dict
         "endpoints_ms_once_store_full": {
             name: flat_over(steady, lambda r, n=name: r["endpoints_ms"][n]) for name in ENDPOINTS
         },
+        "endpoints_cpu_ms": {name: flat(lambda r, n=name: r["endpoints_cpu_ms"][n]) for name in ENDPOINTS},
         "endpoints_ms_at_start": first_endpoints,
         "gateway_p999_ms": {
             "with_poller": statistics.median(with_poller) if with_poller else None,
