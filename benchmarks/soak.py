@@ -477,11 +477,24 @@ def _tenth(rows: list[dict], key, last: bool) -> float:
     return statistics.median(key(r) for r in chosen)
 
 
+def _tenth_floor(rows: list[dict], key, last: bool) -> float:
+    count = max(1, len(rows) // 10)
+    return min(key(r) for r in (rows[-count:] if last else rows[:count]))
+
+
 def flat_over(rows: list[dict], key) -> dict:
+    """Last tenth against first: medians (`ratio`), and the lowest reading of each tenth (`floor_ratio`). A timing
+    on a shared machine only ever gains from the noise, so the floor tracks what the work itself costs."""
     if not rows:
-        return {"first_tenth": None, "last_tenth": None, "ratio": None}
+        return {"first_tenth": None, "last_tenth": None, "ratio": None, "floor_ratio": None}
     first, last = _tenth(rows, key, False), _tenth(rows, key, True)
-    return {"first_tenth": first, "last_tenth": last, "ratio": round(last / first, 3) if first else None}
+    low, high = _tenth_floor(rows, key, False), _tenth_floor(rows, key, True)
+    return {
+        "first_tenth": first,
+        "last_tenth": last,
+        "ratio": round(last / first, 3) if first else None,
+        "floor_ratio": round(high / low, 3) if low else None,
+    }
 
 
 def evaluate(rows: list[dict], series: int, million: dict, first_endpoints: dict) -> dict:
