@@ -565,10 +565,13 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.legend()
     ax = axes[1][1]
-    ax.plot(x, [r["day"] for r in rows])
-    ax.set_title("simulated day")
+    for name in ENDPOINTS:
+        ax.plot(x, [r["endpoints_cpu_ms"][name] for r in rows], label=name)
+    ax.set_title("CPU to build each endpoint's answer, at rest (ms)")
+    ax.set_yscale("log")
+    ax.legend()
     for axis in axes[1]:
-        axis.set_xlabel("requests (thousands)")
+        axis.set_xlabel(f"requests (thousands); {rows[-1]['day'] if rows else 0:g} simulated days in all")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
