@@ -133,6 +133,10 @@ async def open_models(pilot) -> None:
     editor = pilot.app.query_one(ModelfileEditor)
     await until(pilot, lambda: installed.row_count > 0 and editor.text.startswith("FROM"))
     await settle(pilot)
+    # DataTable widens its columns on idle without invalidating lines it drew before: a header drawn between the
+    # rows' arrival and that idle keeps the old widths until the table next changes. Touch a cell to redraw it.
+    installed.update_cell_at((0, 0), installed.get_cell_at((0, 0)))
+    await settle(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
