@@ -133,8 +133,8 @@ async def open_models(pilot) -> None:
     editor = pilot.app.query_one(ModelfileEditor)
     await until(pilot, lambda: installed.row_count > 0 and editor.text.startswith("FROM"))
     await settle(pilot)
-    # DataTable widens its columns on idle without invalidating lines it drew before: a header drawn between the
-    # rows' arrival and that idle keeps the old widths until the table next changes. Touch a cell to redraw it.
+    # The list's columns widen on an idle after the rows arrive and the table then redraws (SteadyTable): touching a
+    # cell now makes sure the picture is taken after that redraw, whenever the idle came.
     installed.update_cell_at((0, 0), installed.get_cell_at((0, 0)))
     await settle(pilot)
 

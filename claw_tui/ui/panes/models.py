@@ -26,6 +26,7 @@ from claw_tui.ui.screens.confirm import ConfirmScreen
 from claw_tui.ui.screens.rebuild import RebuildScreen, same_model
 from claw_tui.ui.widgets.modelfile_editor import ModelfileEditor
 from claw_tui.ui.widgets.parameter_form import ParameterForm
+from claw_tui.ui.widgets.steady_table import SteadyTable
 
 if TYPE_CHECKING:
     from textual.timer import Timer
@@ -165,8 +166,8 @@ class ModelsPane(Pane):
     def compose(self) -> ComposeResult:
         yield Static("", id="models-empty", classes="hint")
         with Horizontal(id="models-lists"):
-            yield DataTable(id="models-installed", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="models-loaded", cursor_type="row", zebra_stripes=True)
+            yield SteadyTable(id="models-installed", cursor_type="row", zebra_stripes=True)
+            yield SteadyTable(id="models-loaded", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="models-actions", classes="bar"):
             yield Static("", id="models-current")
             yield Button("Load", id="models-load", compact=True)
@@ -184,7 +185,7 @@ class ModelsPane(Pane):
             with TabPane("Diff", id="models-tab-diff"), VerticalScroll(id="modelfile-diff-box"):
                 yield Static("", id="modelfile-diff")
             with TabPane("Events", id="models-tab-events"):
-                yield DataTable(id="models-events", cursor_type="row", zebra_stripes=True)
+                yield SteadyTable(id="models-events", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         for table_id, columns in (
