@@ -19,29 +19,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-MEASURE = r"""
-import asyncio, json, socket, subprocess, sys, tempfile, time
-from pathlib import Path
-import httpx
-from claw_tui.config import BackendConfig, load_config
-from claw_tui.session import Session, SessionOptions
-from claw_tui.sim.gpu import SimGPU, SimTelemetrySource
+from benchmarks.core_script import core_before_sim
 
+MEASURE = (
+    core_before_sim(2000)
+    + r"""
 N = int(sys.argv[1])
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-sim = subprocess.Popen([sys.executable, "-m", "claw_tui", "sim", "--port", str(port), "--speed", "2000",
-                        "--parallel", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-for _ in range(300):
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=1); break
-    except httpx.HTTPError:
-        time.sleep(0.1)
-config = load_config(None)
-config.backends = [BackendConfig(name="sim", kind="ollama", url=f"http://127.0.0.1:{port}", gpu=0)]
-options = SessionOptions(listen=("127.0.0.1", 0), store_path=Path(tempfile.mkdtemp()) / "s.db",
-                         telemetry_source=SimTelemetrySource([SimGPU()]))
 CLIENT = '''
 import httpx, sys, concurrent.futures
 url, n = sys.argv[1], int(sys.argv[2])
@@ -71,6 +56,7 @@ async def main():
 asyncio.run(main())
 sim.kill()
 """
+)
 
 
 def measure(root: Path, requests: int) -> float:
